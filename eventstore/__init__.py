@@ -1,0 +1,94 @@
+"""An async, event-sourced store for the executions of AI agent crews."""
+
+from __future__ import annotations
+
+from eventstore.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    EventStoreError,
+    ExecutionNotFound,
+    IdempotencyConflict,
+    IntegrityError,
+    InvalidTransition,
+    ProjectionError,
+    ReferenceNotFound,
+    SchemaNotMigrated,
+    ValidationError,
+    WaitTimeout,
+)
+from eventstore.events import (
+    Checkpoint,
+    ErrorInfo,
+    EventMetadata,
+    EventPayload,
+    ExecutionCancellationRequested,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionCreated,
+    ExecutionFailed,
+    ExecutionProgressed,
+    ExecutionStarted,
+    JSONObject,
+    JSONValue,
+    NewEvent,
+    RecordedEvent,
+    register_payload,
+    register_upcaster,
+)
+from eventstore.executions import ExecutionService
+from eventstore.fold import ExecutionState, apply_event, fold_events
+from eventstore.log import AppendResult
+from eventstore.references import Graph, Message, Thread
+from eventstore.settings import StoreSettings
+from eventstore.status import TERMINAL_STATUSES, ExecutionStatus
+from eventstore.store import EventStore
+from eventstore.subscriptions import Subscription
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "AppendResult",
+    "Checkpoint",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "ErrorInfo",
+    "EventMetadata",
+    "EventPayload",
+    "EventStore",
+    "EventStoreError",
+    "ExecutionCancellationRequested",
+    "ExecutionCancelled",
+    "ExecutionCompleted",
+    "ExecutionCreated",
+    "ExecutionFailed",
+    "ExecutionNotFound",
+    "ExecutionProgressed",
+    "ExecutionService",
+    "ExecutionStarted",
+    "ExecutionState",
+    "ExecutionStatus",
+    "Graph",
+    "IdempotencyConflict",
+    "IntegrityError",
+    "InvalidTransition",
+    "JSONObject",
+    "JSONValue",
+    "Message",
+    "NewEvent",
+    "ProjectionError",
+    "RecordedEvent",
+    "ReferenceNotFound",
+    "SchemaNotMigrated",
+    "StoreSettings",
+    "Subscription",
+    "Thread",
+    "ValidationError",
+    "WaitTimeout",
+    "apply_event",
+    "fold_events",
+    "register_payload",
+    "register_upcaster",
+]

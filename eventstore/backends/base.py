@@ -1,0 +1,159 @@
+"""The Backend interface: everything that differs between PostgreSQL and SQLite.
+
+Portable SQL is written once with SQLAlchemy Core against `engine`; the log's
+hot paths (append, stream and global reads) and the driver error
+classification are methods here, implemented side by side in `postgres.py`
+and `sqlite.py`. Nothing outside this package looks at the dialect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from eventstore import errors
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from uuid import UUID
+
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOutcome:
+    """What the database did with an append.
+
+    Attributes:
+        kind: ``appended``; ``duplicate`` (every event id was recorded before,
+            with the same content: versions and positions are the originals);
+            ``version_conflict`` (``actual`` holds the stream's version);
+            ``id_conflict`` (an event id is recorded with other content or in
+            another stream: ``event_id`` and ``reason`` say which and how).
+    """
+
+    kind: Literal["appended", "duplicate", "version_conflict", "id_conflict"]
+    versions: tuple[int, ...] = ()
+    positions: tuple[int, ...] = ()
+    actual: int = 0
+    event_id: UUID | None = None
+    reason: str = ""
+
+
+class Backend(ABC):
+    """One database: its engine, its log operations, its error classification."""
+
+    def __init__(self, *, url: str, engine: AsyncEngine) -> None:
+        self.url = url
+        self.engine = engine
+        self._schema_ready = False
+
+    async def ensure_schema(self) -> None:
+        """Prove once that the database is migrated to the revision this code needs.
+
+        Raises:
+            SchemaNotMigrated: no schema, or another revision: run `eventstore migrate`.
+        """
+        if self._schema_ready:
+            return
+        from eventstore.migrating import SCHEMA_HEAD, current_revision  # noqa: PLC0415
+
+        revision = await current_revision(self)
+        if revision != SCHEMA_HEAD:
+            raise errors.SchemaNotMigrated(url=self.url, current=revision, head=SCHEMA_HEAD)
+        self._schema_ready = True
+
+    def forget_schema(self) -> None:
+        """Check the schema again before the next operation (after a migration)."""
+        self._schema_ready = False
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """``postgresql`` or ``sqlite``."""
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open the pools and prove the database answers.
+
+        Raises:
+            DatabaseUnavailable: it does not.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close every connection."""
+
+    @abstractmethod
+    async def append(
+        self,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        *,
+        stream_type: str,
+        expected_version: int | None,
+    ) -> AppendOutcome:
+        """Append events atomically, chaining their hashes, or say why not.
+
+        Idempotency is decided before the expected version: re-appending
+        recorded event ids returns the original versions and positions.
+        """
+
+    @abstractmethod
+    async def read_stream(
+        self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The stream's events after `after_version`, in version order, as stored."""
+
+    @abstractmethod
+    async def read_all(
+        self, after: Checkpoint | None, *, limit: int
+    ) -> list[RecordedEvent]:
+        """Up to `limit` events after `after` in global order, as stored.
+
+        Gap-safe: an event not returned now never appears later before an
+        event that was returned.
+        """
+
+    @abstractmethod
+    async def checkpoint_at(self, position: int) -> Checkpoint:
+        """The checkpoint of the event at `position`.
+
+        Raises:
+            ValidationError: no event has that position.
+        """
+
+    @abstractmethod
+    def classify(self, exc: BaseException) -> errors.EventStoreError | None:
+        """The store's error for a driver or SQLAlchemy error, or None if unknown."""
+
+    @contextlib.asynccontextmanager
+    async def translate_errors(self) -> AsyncIterator[None]:
+        """Re-raise driver errors as the store's own (the one place that does)."""
+        try:
+            yield
+        except errors.EventStoreError:
+            raise
+        except Exception as exc:
+            translated = self.classify(exc)
+            if translated is None:
+                translated = errors.DatabaseError(
+                    f"database error: {type(exc).__name__}: {exc}".splitlines()[0]
+                )
+            raise translated from exc
+
+    @contextlib.asynccontextmanager
+    async def begin_write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction on the engine for portable Core statements."""
+        async with self.translate_errors(), self.engine.begin() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def connect_read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only connection on the engine for portable Core statements."""
+        async with self.translate_errors(), self.engine.connect() as connection:
+            yield connection

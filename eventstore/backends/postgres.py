@@ -1,0 +1,257 @@
+"""PostgreSQL: the production backend, with a raw asyncpg hot path (DESIGN §1-2).
+
+Appends call one server-side function (`eventstore_append`, created by the
+migrations) over a dedicated asyncpg pool: one round trip checks idempotency
+and the expected version, chains the hashes and inserts the events, in the
+implicit transaction of a single statement. SQLAlchemy on the same server
+serves the portable Core queries.
+
+Global order: every event carries the `pg_current_xact_id()` of its writer.
+Readers take only events of transactions below the snapshot's xmin, which
+have all committed or rolled back, in (transaction_id, position) order, and
+resume after that pair: an event whose position was drawn before another's
+but committed after it is still read, never skipped (DESIGN §1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, Final
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from eventstore import errors
+from eventstore.backends.base import AppendOutcome, Backend
+from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
+from eventstore.hashing import format_occurred_at
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from uuid import UUID
+
+    from eventstore.events.envelope import NewEvent
+    from eventstore.settings import StoreSettings
+
+IMMUTABLE_LOG_SQLSTATE: Final = "ZE001"  # raised by the log's immutability triggers
+UNAVAILABLE_SQLSTATES: Final = frozenset(
+    {"57P01", "57P02", "57P03", "3D000", "28000", "28P01", "53300"}
+)
+UNMIGRATED_SQLSTATES: Final = frozenset({"42P01", "42883"})  # no table / no function
+APPEND_RACE_RETRIES: Final = 8
+
+_COLUMNS: Final = (
+    "position, stream_id, version, stream_type, event_id, type, schema_version, "
+    "data, metadata, occurred_at, recorded_at, transaction_id, hash"
+)
+APPEND_SQL: Final = (
+    "SELECT outcome, version, position, event_id, detail "
+    "FROM eventstore_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+)
+READ_STREAM_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
+    "WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3"
+)
+# Only transactions below the snapshot's xmin are finished; their events can
+# no longer appear behind the checkpoint (DESIGN §1).
+READ_ALL_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
+    "WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+    "AND (transaction_id, position) > ($1::xid8, $2) "
+    "ORDER BY transaction_id, position LIMIT $3"
+)
+CHECKPOINT_AT_SQL: Final = "SELECT transaction_id FROM execution_events WHERE position = $1"
+
+
+def _row_to_event(row: Mapping[str, Any]) -> RecordedEvent:
+    return RecordedEvent.model_construct(
+        position=row["position"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        stream_type=row["stream_type"],
+        event_id=row["event_id"],
+        type=row["type"],
+        schema_version=row["schema_version"],
+        data=json.loads(row["data"]),
+        metadata=EventMetadata.model_construct(**json.loads(row["metadata"])),
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+        transaction_id=row["transaction_id"],
+        hash=row["hash"],
+    )
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of an asyncpg error, also when SQLAlchemy wrapped it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str):
+            return code
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+class PostgresBackend(Backend):
+    """PostgreSQL through asyncpg (hot path) and SQLAlchemy Core (the rest)."""
+
+    def __init__(self, *, url: str, settings: StoreSettings) -> None:
+        parsed = make_url(url)
+        server_settings = {
+            "idle_in_transaction_session_timeout": str(
+                settings.idle_in_transaction_timeout_ms
+            ),
+            "application_name": "eventstore",
+        }
+        engine = create_async_engine(
+            parsed.set(drivername="postgresql+asyncpg"),
+            pool_size=settings.pool_size,
+            max_overflow=settings.pool_size,
+            pool_pre_ping=False,
+            connect_args={
+                "server_settings": server_settings,
+                "timeout": settings.connect_timeout,
+            },
+        )
+        super().__init__(url=parsed.render_as_string(hide_password=True), engine=engine)
+        self._dsn = parsed.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        self._settings = settings
+        self._server_settings = server_settings
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def name(self) -> str:
+        return "postgresql"
+
+    async def connect(self) -> None:
+        async with self.translate_errors():
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._settings.pool_size,
+                timeout=self._settings.connect_timeout,
+                server_settings=self._server_settings,
+            )
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        await self.engine.dispose()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The asyncpg pool of the hot path."""
+        if self._pool is None:
+            raise errors.ConfigurationError("the store is closed")
+        return self._pool
+
+    async def append(
+        self,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        *,
+        stream_type: str,
+        expected_version: int | None,
+    ) -> AppendOutcome:
+        args = (
+            stream_id,
+            stream_type,
+            expected_version,
+            [event.event_id for event in events],
+            [event.type for event in events],
+            [event.schema_version for event in events],
+            [event.data_json for event in events],
+            [event.metadata_json for event in events],
+            [format_occurred_at(event.occurred_at) for event in events],
+        )
+        async with self.translate_errors():
+            for _ in range(APPEND_RACE_RETRIES):
+                try:
+                    async with self.pool.acquire() as connection:
+                        rows = await connection.fetch(APPEND_SQL, *args)
+                except asyncpg.UniqueViolationError:
+                    # A concurrent append took the same version or event id
+                    # between our read of the head and our insert. Run again:
+                    # the function now sees the winner and answers with a
+                    # version conflict, a duplicate, or a fresh version.
+                    continue
+                return _outcome(rows)
+        raise errors.ConcurrencyError(
+            stream_id=stream_id, expected=expected_version, actual=-1
+        )
+
+    async def read_stream(
+        self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            rows = await connection.fetch(READ_STREAM_SQL, stream_id, after_version, limit)
+        return [_row_to_event(row) for row in rows]
+
+    async def read_all(
+        self, after: Checkpoint | None, *, limit: int
+    ) -> list[RecordedEvent]:
+        after = after or Checkpoint(0, 0)
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                READ_ALL_SQL, after.transaction_id, after.position, limit
+            )
+        return [_row_to_event(row) for row in rows]
+
+    async def checkpoint_at(self, position: int) -> Checkpoint:
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            transaction_id = await connection.fetchval(CHECKPOINT_AT_SQL, position)
+        if transaction_id is None:
+            raise errors.ValidationError(f"no event at position {position}")
+        return Checkpoint(transaction_id, position)
+
+    def classify(self, exc: BaseException) -> errors.EventStoreError | None:
+        code = _sqlstate(exc)
+        if code == IMMUTABLE_LOG_SQLSTATE:
+            return errors.IntegrityError(
+                stream_id=None, position=None, reason="execution_events is append-only"
+            )
+        if code in UNMIGRATED_SQLSTATES:
+            return errors.SchemaNotMigrated(url=self.url, current=None, head="head")
+        if code is not None and (code.startswith("08") or code in UNAVAILABLE_SQLSTATES):
+            return errors.DatabaseUnavailable(url=self.url, reason=_first_line(exc))
+        unreachable = (
+            OSError,
+            asyncio.TimeoutError,
+            asyncpg.InterfaceError,
+            asyncpg.ConnectionDoesNotExistError,
+        )
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, unreachable):
+                return errors.DatabaseUnavailable(url=self.url, reason=_first_line(cause))
+            if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
+                return errors.DatabaseUnavailable(url=self.url, reason=_first_line(cause))
+            cause = cause.__cause__
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _outcome(rows: Sequence[Mapping[str, Any]]) -> AppendOutcome:
+    first = rows[0]
+    kind = first["outcome"]
+    if kind == "version_conflict":
+        return AppendOutcome(kind="version_conflict", actual=first["version"])
+    if kind == "id_conflict":
+        return AppendOutcome(
+            kind="id_conflict", event_id=first["event_id"], reason=first["detail"]
+        )
+    return AppendOutcome(
+        kind=kind,
+        versions=tuple(row["version"] for row in rows),
+        positions=tuple(row["position"] for row in rows),
+    )

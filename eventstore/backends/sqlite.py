@@ -1,0 +1,310 @@
+"""SQLite: the embedded default, one file, one writer at a time (DESIGN §1).
+
+Writers take the database lock up front (`BEGIN IMMEDIATE`, with WAL and a
+busy timeout for other processes; an asyncio lock for coroutines of this
+process, so they queue instead of polling the busy handler). With one writer
+at a time, position order is commit order, and `AUTOINCREMENT` keeps
+positions from ever being reused. The append runs on the raw aiosqlite
+connection; the rows are stored exactly as SQLAlchemy's types store them
+(UUIDs as 32 hex digits, UTC datetimes as text), so Core reads them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from eventstore import errors, hashing
+from eventstore.backends.base import AppendOutcome, Backend
+from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import aiosqlite
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+    from eventstore.events.envelope import NewEvent
+    from eventstore.settings import StoreSettings
+
+IMMUTABLE_LOG_MESSAGE: Final = "execution_events is append-only"
+UNAVAILABLE_ERRORS: Final = frozenset(
+    {"SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_IOERR", "SQLITE_READONLY"}
+)
+_COLUMNS: Final = (
+    "position, stream_id, version, stream_type, event_id, type, schema_version, "
+    "data, metadata, occurred_at, recorded_at, hash"
+)
+READ_STREAM_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
+    "WHERE stream_id = ? AND version > ? ORDER BY version LIMIT ?"
+)
+READ_ALL_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
+    "WHERE position > ? ORDER BY position LIMIT ?"
+)
+HEAD_SQL: Final = (
+    "SELECT version, hash FROM execution_events WHERE stream_id = ? "
+    "ORDER BY version DESC LIMIT 1"
+)
+INSERT_SQL: Final = (
+    "INSERT INTO execution_events (stream_id, version, stream_type, event_id, type, "
+    "schema_version, data, metadata, occurred_at, recorded_at, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def to_db_time(moment: datetime) -> str:
+    """A UTC datetime as SQLAlchemy's SQLite DateTime stores it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def from_db_time(text: str) -> datetime:
+    """The inverse of `to_db_time` (also reads CURRENT_TIMESTAMP's form)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _row_to_event(row: Sequence[Any]) -> RecordedEvent:
+    return RecordedEvent.model_construct(
+        position=row[0],
+        stream_id=UUID(hex=row[1]),
+        version=row[2],
+        stream_type=row[3],
+        event_id=UUID(hex=row[4]),
+        type=row[5],
+        schema_version=row[6],
+        data=json.loads(row[7]),
+        metadata=EventMetadata.model_construct(**json.loads(row[8])),
+        occurred_at=from_db_time(row[9]),
+        recorded_at=from_db_time(row[10]),
+        transaction_id=None,
+        hash=row[11],
+    )
+
+
+class SqliteBackend(Backend):
+    """An SQLite file through aiosqlite."""
+
+    def __init__(self, *, url: str, settings: StoreSettings) -> None:
+        parsed = make_url(url).set(drivername="sqlite+aiosqlite")
+        if parsed.database in (None, "", ":memory:"):
+            raise errors.ConfigurationError(
+                "SQLite needs a file: an in-memory database is not shared "
+                "between connections"
+            )
+        engine = create_async_engine(
+            parsed,
+            pool_size=settings.pool_size,
+            max_overflow=settings.pool_size,
+            connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+        )
+        busy_timeout = settings.sqlite_busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _configure(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+            # Take transaction control from the sqlite3 module, so that BEGIN
+            # is ours (see the "begin" hook) and DDL is transactional.
+            dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(connection: Connection) -> None:
+            mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+            connection.exec_driver_sql(f"BEGIN {mode}")
+
+        super().__init__(url=parsed.render_as_string(hide_password=True), engine=engine)
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return "sqlite"
+
+    async def connect(self) -> None:
+        async with self.translate_errors(), self.engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    async def append(
+        self,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        *,
+        stream_type: str,
+        expected_version: int | None,
+    ) -> AppendOutcome:
+        async with (
+            self.translate_errors(),
+            self._write_lock,
+            self.engine.connect() as connection,
+        ):
+            raw = await connection.get_raw_connection()
+            driver: aiosqlite.Connection = raw.driver_connection  # type: ignore[assignment]
+            await driver.execute("BEGIN IMMEDIATE")
+            try:
+                outcome = await _append_locked(
+                    driver, stream_id, events, stream_type, expected_version
+                )
+            except BaseException:
+                await driver.execute("ROLLBACK")
+                raise
+            await driver.execute("COMMIT" if outcome.kind == "appended" else "ROLLBACK")
+            return outcome
+
+    async def read_stream(
+        self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        rows = await self._fetch(
+            READ_STREAM_SQL, (stream_id.hex, after_version, -1 if limit is None else limit)
+        )
+        return [_row_to_event(row) for row in rows]
+
+    async def read_all(
+        self, after: Checkpoint | None, *, limit: int
+    ) -> list[RecordedEvent]:
+        position = after.position if after is not None else 0
+        rows = await self._fetch(READ_ALL_SQL, (position, limit))
+        return [_row_to_event(row) for row in rows]
+
+    async def checkpoint_at(self, position: int) -> Checkpoint:
+        rows = await self._fetch(
+            "SELECT position FROM execution_events WHERE position = ?", (position,)
+        )
+        if not rows:
+            raise errors.ValidationError(f"no event at position {position}")
+        return Checkpoint(0, position)
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Sequence[Any]]:
+        async with self.translate_errors(), self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: aiosqlite.Connection = raw.driver_connection  # type: ignore[assignment]
+            async with driver.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+
+    def classify(self, exc: BaseException) -> errors.EventStoreError | None:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, sqlite3.Error):
+                name = getattr(cause, "sqlite_errorname", "")
+                if name == "SQLITE_CONSTRAINT_TRIGGER":
+                    return errors.IntegrityError(
+                        stream_id=None, position=None, reason=IMMUTABLE_LOG_MESSAGE
+                    )
+                if name in UNAVAILABLE_ERRORS:
+                    return errors.DatabaseUnavailable(url=self.url, reason=str(cause))
+                return None
+            if isinstance(cause, sa_exc.DBAPIError) and cause.orig is not None:
+                cause = cause.orig
+                continue
+            cause = cause.__cause__
+        return None
+
+
+async def _append_locked(
+    driver: aiosqlite.Connection,
+    stream_id: UUID,
+    events: Sequence[NewEvent],
+    stream_type: str,
+    expected_version: int | None,
+) -> AppendOutcome:
+    """The append, inside BEGIN IMMEDIATE: no other writer can interleave."""
+    ids = [event.event_id.hex for event in events]
+    marks = ", ".join("?" * len(ids))
+    async with driver.execute(
+        "SELECT event_id, stream_id, type, schema_version, data, version, position "  # noqa: S608 - only placeholders
+        f"FROM execution_events WHERE event_id IN ({marks}) ORDER BY version",
+        ids,
+    ) as cursor:
+        recorded = list(await cursor.fetchall())
+    if recorded:
+        return _duplicate_outcome(stream_id, events, recorded)
+    async with driver.execute(HEAD_SQL, (stream_id.hex,)) as cursor:
+        head = await cursor.fetchone()
+    version, previous = (head[0], head[1]) if head else (0, hashing.GENESIS_HASH)
+    if expected_version is not None and expected_version != version:
+        return AppendOutcome(kind="version_conflict", actual=version)
+    recorded_at = to_db_time(datetime.now(UTC))
+    versions: list[int] = []
+    positions: list[int] = []
+    for event in events:
+        version += 1
+        previous = hashing.chain_hash(
+            previous,
+            hashing.canonical_event(
+                stream_id=stream_id,
+                version=version,
+                event_id=event.event_id,
+                event_type=event.type,
+                schema_version=event.schema_version,
+                data_json=event.data_json,
+                metadata_json=event.metadata_json,
+                occurred_at=event.occurred_at,
+            ),
+        )
+        cursor = await driver.execute(
+            INSERT_SQL,
+            (
+                stream_id.hex,
+                version,
+                stream_type,
+                event.event_id.hex,
+                event.type,
+                event.schema_version,
+                event.data_json,
+                event.metadata_json,
+                to_db_time(event.occurred_at),
+                recorded_at,
+                previous,
+            ),
+        )
+        versions.append(version)
+        positions.append(cursor.lastrowid or 0)
+        await cursor.close()
+    return AppendOutcome(
+        kind="appended", versions=tuple(versions), positions=tuple(positions)
+    )
+
+
+def _duplicate_outcome(
+    stream_id: UUID, events: Sequence[NewEvent], recorded: list[Any]
+) -> AppendOutcome:
+    by_id = {row[0]: row for row in recorded}
+    for event in events:
+        row = by_id.get(event.event_id.hex)
+        if row is None:
+            return AppendOutcome(
+                kind="id_conflict",
+                event_id=event.event_id,
+                reason="only some of the appended events were recorded before",
+            )
+        if row[1] != stream_id.hex:
+            return AppendOutcome(
+                kind="id_conflict",
+                event_id=event.event_id,
+                reason=f"it belongs to stream {UUID(hex=row[1])}",
+            )
+        if (row[2], row[3], row[4]) != (event.type, event.schema_version, event.data_json):
+            return AppendOutcome(
+                kind="id_conflict", event_id=event.event_id, reason="its content differs"
+            )
+    return AppendOutcome(
+        kind="duplicate",
+        versions=tuple(row[5] for row in recorded),
+        positions=tuple(row[6] for row in recorded),
+    )

@@ -1,0 +1,151 @@
+"""The one exception tree of the store: everything it raises derives from EventStoreError.
+
+Every class keeps the facts of the failure as keyword-only attributes and builds
+a one-line, user-facing message from them, so programs branch on attributes and
+humans read ``str(exc)``. Driver errors are translated into this tree in one
+place per backend (``eventstore.backends``); none crosses the public API.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+
+class EventStoreError(Exception):
+    """Root of every error the store raises."""
+
+
+class ConfigurationError(EventStoreError, ValueError):
+    """A setting is wrong: an unsupported or malformed database URL, a bad option."""
+
+
+class DatabaseError(EventStoreError):
+    """The database failed in a way the store does not classify further."""
+
+
+class DatabaseUnavailable(DatabaseError, ConnectionError):
+    """The database cannot be reached (refused, unknown host, lost connection)."""
+
+    def __init__(self, *, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot reach the database at {url}: {reason}")
+
+
+class SchemaNotMigrated(DatabaseError):
+    """The database has no schema, or an older one: run `eventstore migrate`."""
+
+    def __init__(self, *, url: str, current: str | None, head: str) -> None:
+        self.url = url
+        self.current = current
+        self.head = head
+        found = f"revision {current}" if current else "no schema"
+        super().__init__(
+            f"the database at {url} is not migrated ({found}, expected {head}): "
+            "run `eventstore migrate`"
+        )
+
+
+class ConcurrencyError(EventStoreError):
+    """The stream's version is not the one the writer expected."""
+
+    def __init__(self, *, stream_id: UUID, expected: int | None, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id} is at version {actual}, expected {expected}"
+        )
+
+
+class InvalidTransition(EventStoreError):
+    """A lifecycle command is not allowed in the execution's current status."""
+
+    def __init__(self, *, execution_id: UUID, status: str, event_type: str) -> None:
+        self.execution_id = execution_id
+        self.status = status
+        self.event_type = event_type
+        super().__init__(
+            f"execution {execution_id} is {status}: {event_type} is not allowed"
+        )
+
+
+class ExecutionNotFound(EventStoreError, LookupError):
+    """No execution has this id."""
+
+    def __init__(self, *, execution_id: UUID) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"execution {execution_id} not found")
+
+
+class ReferenceNotFound(EventStoreError, LookupError):
+    """A referenced thread, message or graph does not exist."""
+
+    def __init__(self, *, entity: str, entity_id: UUID) -> None:
+        self.entity = entity
+        self.entity_id = entity_id
+        super().__init__(f"{entity} {entity_id} not found")
+
+
+class ValidationError(EventStoreError, ValueError):
+    """An input is malformed: a payload, metadata, an id, a time, an argument."""
+
+
+class IdempotencyConflict(ValidationError):
+    """An event id (or idempotency key) was reused for different content."""
+
+    def __init__(self, *, event_id: UUID, stream_id: UUID, reason: str) -> None:
+        self.event_id = event_id
+        self.stream_id = stream_id
+        super().__init__(
+            f"event {event_id} is already recorded in stream {stream_id} "
+            f"with other content: {reason}"
+        )
+
+
+class IntegrityError(EventStoreError):
+    """The log was altered: a broken hash chain or an immutability violation."""
+
+    def __init__(
+        self, *, stream_id: UUID | None, position: int | None, reason: str
+    ) -> None:
+        self.stream_id = stream_id
+        self.position = position
+        self.reason = reason
+        where = ""
+        if stream_id is not None:
+            where += f" in stream {stream_id}"
+        if position is not None:
+            where += f" at position {position}"
+        super().__init__(f"integrity violation{where}: {reason}")
+
+
+class WaitTimeout(EventStoreError, TimeoutError):
+    """An execution did not reach a terminal status within the timeout."""
+
+    def __init__(self, *, execution_id: UUID, timeout: float, status: str) -> None:
+        self.execution_id = execution_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(
+            f"execution {execution_id} still {status} after {timeout:g} s"
+        )
+
+
+class ProjectionError(EventStoreError):
+    """A projection could not apply an event (a poison event)."""
+
+    def __init__(
+        self, *, projection: str, position: int, event_id: UUID, reason: str
+    ) -> None:
+        self.projection = projection
+        self.position = position
+        self.event_id = event_id
+        self.reason = reason
+        super().__init__(
+            f"projection {projection} stopped at position {position} "
+            f"(event {event_id}): {reason}"
+        )

@@ -1,0 +1,250 @@
+"""Event envelopes: what a writer appends (NewEvent) and what a reader gets (RecordedEvent)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Final, NamedTuple
+from uuid import UUID, uuid4
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation
+from typing_extensions import TypeAliasType
+
+from eventstore import errors, hashing
+from eventstore.events import payloads
+
+JSONValue = TypeAliasType(
+    "JSONValue",
+    "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]",
+)
+JSONObject = dict[str, JSONValue]
+
+EVENT_TYPE_PATTERN: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
+STREAM_TYPES: Final = frozenset({"execution", "system"})
+
+
+class Checkpoint(NamedTuple):
+    """An ordered place in the global log: read_all(after=...) resumes after it.
+
+    On PostgreSQL the pair (transaction id, position) orders the log, so that
+    no event committed out of position order is ever skipped; on SQLite the
+    transaction id is 0 and the position alone orders the log.
+    """
+
+    transaction_id: int
+    position: int
+
+
+def _id_to_str(value: object) -> object:
+    return str(value) if isinstance(value, UUID) else value
+
+
+OptionalId = Annotated[str | None, pydantic.BeforeValidator(_id_to_str)]
+
+
+class EventMetadata(BaseModel):
+    """Who and what caused an event; free extra keys must be JSON values."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    actor: str | None = Field(default=None, description="who caused the event")
+    correlation_id: OptionalId = Field(
+        default=None, description="the id shared by everything one request caused"
+    )
+    causation_id: OptionalId = Field(
+        default=None, description="the id of the message or event that caused this one"
+    )
+
+    def as_json(self) -> JSONObject:
+        """The metadata as stored: set keys only, in a JSON-able form."""
+        dumped: JSONObject = self.model_dump(mode="json", exclude_none=True)
+        return dumped
+
+
+def validation_error(exc: pydantic.ValidationError, what: str) -> errors.ValidationError:
+    """Turn pydantic's report into the store's one-line ValidationError."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or what}: {error['msg']}"
+        for error in exc.errors(include_url=False)
+    )
+    return errors.ValidationError(f"invalid {what}: {problems}")
+
+
+def coerce_metadata(value: EventMetadata | Mapping[str, object] | None) -> EventMetadata:
+    """Accept metadata as a model, a mapping or None; refuse anything malformed.
+
+    Raises:
+        ValidationError: a field has the wrong type or an extra key holds no JSON.
+    """
+    if isinstance(value, EventMetadata):
+        metadata = value
+    else:
+        try:
+            metadata = EventMetadata.model_validate(dict(value or {}))
+        except pydantic.ValidationError as exc:
+            raise validation_error(exc, "metadata") from exc
+    hashing.canonical_json(metadata.as_json())  # extras must be JSON values
+    return metadata
+
+
+class NewEvent(BaseModel):
+    """An event to append. Registered types are validated against their payload model.
+
+    Build one from a payload model (``NewEvent.of(ExecutionStarted(worker_id="w"))``)
+    or from a type name and a data mapping. Invalid input raises the store's
+    ``ValidationError`` at construction, so nothing malformed reaches the log.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    data: Annotated[JSONObject, SkipValidation]
+    metadata: EventMetadata
+    event_id: UUID
+    occurred_at: datetime
+    schema_version: int
+
+    # Canonical encodings, computed once at construction and reused by the
+    # append (stored text) and the hash chain.
+    _data_json: str = pydantic.PrivateAttr()
+    _metadata_json: str = pydantic.PrivateAttr()
+
+    def __init__(
+        self,
+        *,
+        type: str,  # noqa: A002 - the SPEC names the field `type`
+        data: Mapping[str, object] | None = None,
+        metadata: EventMetadata | Mapping[str, object] | None = None,
+        event_id: UUID | str | None = None,
+        occurred_at: datetime | None = None,
+        schema_version: int | None = None,
+    ) -> None:
+        if not isinstance(type, str) or not EVENT_TYPE_PATTERN.match(type):
+            raise errors.ValidationError(
+                f"invalid event type {type!r}: letters, digits and _ . : - only"
+            )
+        if occurred_at is not None and (
+            not isinstance(occurred_at, datetime) or occurred_at.utcoffset() is None
+        ):
+            raise errors.ValidationError(
+                "invalid occurred_at: a timezone-aware datetime is required"
+            )
+        checked_data, version = _validated_data(type, data, schema_version)
+        try:
+            super().__init__(
+                type=type,
+                data=checked_data,
+                metadata=coerce_metadata(metadata),
+                event_id=event_id if event_id is not None else uuid4(),
+                occurred_at=occurred_at.astimezone(UTC)
+                if occurred_at
+                else datetime.now(UTC),
+                schema_version=version,
+            )
+        except pydantic.ValidationError as exc:
+            raise validation_error(exc, "event") from exc
+        self._data_json = hashing.canonical_json(self.data)
+        self._metadata_json = hashing.canonical_json(self.metadata.as_json())
+
+    @classmethod
+    def of(
+        cls,
+        payload: payloads.EventPayload,
+        *,
+        metadata: EventMetadata | Mapping[str, object] | None = None,
+        event_id: UUID | None = None,
+        occurred_at: datetime | None = None,
+    ) -> NewEvent:
+        """Wrap a payload model in an envelope."""
+        return cls(
+            type=payload.event_type,
+            data=payload.model_dump(mode="json"),
+            metadata=metadata,
+            event_id=event_id,
+            occurred_at=occurred_at,
+        )
+
+    @property
+    def data_json(self) -> str:
+        """The canonical JSON text of `data`."""
+        return self._data_json
+
+    @property
+    def metadata_json(self) -> str:
+        """The canonical JSON text of `metadata`."""
+        return self._metadata_json
+
+
+def _validated_data(
+    event_type: str, data: Mapping[str, object] | None, schema_version: int | None
+) -> tuple[JSONObject, int]:
+    if data is not None and not isinstance(data, Mapping):
+        raise errors.ValidationError(
+            f"invalid {event_type} data: a mapping is required, not {type(data).__name__}"
+        )
+    model = payloads.PAYLOAD_TYPES.get(event_type)
+    if model is None:
+        # An event type of the user's own: any JSON object, version as given.
+        plain: JSONObject = dict(data or {})  # type: ignore[arg-type]
+        hashing.canonical_json(plain)
+        return plain, schema_version if schema_version is not None else 1
+    if schema_version not in (None, model.schema_version):
+        raise errors.ValidationError(
+            f"invalid {event_type}: writers record schema_version "
+            f"{model.schema_version}, not {schema_version}"
+        )
+    try:
+        instance = model.model_validate(dict(data or {}))
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc, f"{event_type} data") from exc
+    dumped: JSONObject = instance.model_dump(mode="json")
+    return dumped, model.schema_version
+
+
+class RecordedEvent(BaseModel):
+    """An event as recorded in the log, upcast to its current schema version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int = Field(description="global, increasing position in the log")
+    stream_id: UUID
+    version: int = Field(description="1, 2, 3 ... within the stream")
+    stream_type: str
+    event_id: UUID
+    type: str
+    schema_version: int
+    data: Annotated[JSONObject, SkipValidation]
+    metadata: EventMetadata
+    occurred_at: datetime = Field(description="producer clock")
+    recorded_at: datetime = Field(description="database clock")
+    transaction_id: int | None = Field(
+        default=None, description="the PostgreSQL transaction that wrote it"
+    )
+    hash: bytes = Field(description="sha256 chained to the stream's previous event")
+
+    @property
+    def metadata_json_value(self) -> JSONObject:
+        """The metadata as stored (what the hash covers)."""
+        return self.metadata.as_json()
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """Where read_all(after=...) resumes to read the events after this one."""
+        return Checkpoint(self.transaction_id or 0, self.position)
+
+    def payload(self) -> payloads.EventPayload:
+        """The data as its registered payload model.
+
+        Raises:
+            ValidationError: the type is not registered, or the data does not fit.
+        """
+        model = payloads.PAYLOAD_TYPES.get(self.type)
+        if model is None:
+            raise errors.ValidationError(f"no payload model registered for {self.type}")
+        try:
+            return model.model_validate(self.data)
+        except pydantic.ValidationError as exc:
+            raise validation_error(exc, f"{self.type} data") from exc
+

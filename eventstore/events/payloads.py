@@ -1,0 +1,159 @@
+"""The payloads of the execution lifecycle (SPEC §3) and the registry by type name."""
+
+from __future__ import annotations
+
+import math
+import traceback as traceback_module
+from typing import Annotated, Any, ClassVar, Final, TypeVar
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+
+from eventstore import errors
+
+USAGE_METRICS: Final = ("prompt_tokens", "completion_tokens", "cost_usd")
+
+
+def _check_metrics(metrics: dict[str, int | float]) -> dict[str, int | float]:
+    for name, value in metrics.items():
+        if not math.isfinite(value):
+            raise ValueError(f"metric {name!r} must be a finite number")
+        if name in USAGE_METRICS and value < 0:
+            raise ValueError(f"metric {name!r} is a usage delta and cannot be negative")
+        if name in ("prompt_tokens", "completion_tokens") and not isinstance(value, int):
+            raise ValueError(f"metric {name!r} counts tokens: an integer is required")
+    return metrics
+
+
+Number = Annotated[int, Strict()] | Annotated[float, Strict()]
+Metrics = Annotated[dict[str, Number], AfterValidator(_check_metrics)]
+"""Usage deltas: names to numbers (bools and strings are refused)."""
+
+
+class EventPayload(BaseModel):
+    """Base of every registered payload: frozen, strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+PAYLOAD_TYPES: dict[str, type[EventPayload]] = {}
+_P = TypeVar("_P", bound=type[EventPayload])
+
+
+def register_payload(model: _P) -> _P:
+    """Register a payload model under its ``event_type`` (a class decorator).
+
+    Raises:
+        ValidationError: another model is already registered under that name.
+    """
+    existing = PAYLOAD_TYPES.get(model.event_type)
+    if existing is not None and existing is not model:
+        raise errors.ValidationError(
+            f"event type {model.event_type} is already registered"
+        )
+    PAYLOAD_TYPES[model.event_type] = model
+    return model
+
+
+# JSON values as they appear inside payloads. Typed as Any for pydantic; the
+# envelope's canonical encoder refuses anything that is not JSON.
+JSONData = Any
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong in a failed execution."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str = Field(min_length=1, description="the error's class name")
+    message: str = Field(description="one human line")
+    traceback: str | None = None
+    retryable: bool = False
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, retryable: bool = False) -> ErrorInfo:
+        """Describe an exception, with its formatted traceback."""
+        return cls(
+            type=type(exc).__name__,
+            message=str(exc),
+            traceback="".join(
+                traceback_module.format_exception(type(exc), exc, exc.__traceback__)
+            ),
+            retryable=retryable,
+        )
+
+
+@register_payload
+class ExecutionCreated(EventPayload):
+    """A run of a graph was requested in reply to a message."""
+
+    event_type: ClassVar[str] = "ExecutionCreated"
+
+    message_id: UUID
+    graph_id: UUID
+    thread_id: UUID
+    inputs: JSONData = None
+    attempt: int = Field(default=1, ge=1)
+    retry_of: UUID | None = None
+
+
+@register_payload
+class ExecutionStarted(EventPayload):
+    """A worker picked the execution up."""
+
+    event_type: ClassVar[str] = "ExecutionStarted"
+
+    worker_id: str = Field(min_length=1)
+
+
+@register_payload
+class ExecutionProgressed(EventPayload):
+    """A step finished; metrics are usage deltas."""
+
+    event_type: ClassVar[str] = "ExecutionProgressed"
+
+    step: str | int
+    detail: JSONData = None
+    metrics: Metrics = Field(default_factory=dict)
+
+
+@register_payload
+class ExecutionCompleted(EventPayload):
+    """The run finished with a result; metrics are usage deltas."""
+
+    event_type: ClassVar[str] = "ExecutionCompleted"
+
+    result: JSONData = None
+    metrics: Metrics = Field(default_factory=dict)
+
+
+@register_payload
+class ExecutionFailed(EventPayload):
+    """The run failed; metrics are usage deltas."""
+
+    event_type: ClassVar[str] = "ExecutionFailed"
+
+    error: ErrorInfo
+    metrics: Metrics = Field(default_factory=dict)
+
+
+@register_payload
+class ExecutionCancellationRequested(EventPayload):
+    """Someone asked for the run to stop."""
+
+    event_type: ClassVar[str] = "ExecutionCancellationRequested"
+
+    reason: str | None = None
+    requested_by: str | None = None
+
+
+@register_payload
+class ExecutionCancelled(EventPayload):
+    """The run stopped because it was cancelled."""
+
+    event_type: ClassVar[str] = "ExecutionCancelled"
+
+    reason: str | None = None

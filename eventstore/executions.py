@@ -1,0 +1,461 @@
+"""The lifecycle service (`store.executions`): decides transitions, never builds SQL.
+
+A command folds the execution's stream, checks the transition table, and
+appends with `expected_version` set to the version it decided on. When a
+concurrent command won the race, the loser folds the new head and decides
+again (a bounded number of times), so it gets `InvalidTransition` when the
+winner made its command impossible, or `ConcurrencyError` if it still cannot
+win (DESIGN §3).
+
+States of recently commanded executions are remembered (a bounded LRU), so a
+worker that drives an execution through its lifecycle appends without
+re-reading the stream first: the expected version still guards every
+decision, and a stale memory only costs a re-read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from uuid import UUID
+
+import pydantic
+
+from eventstore import errors
+from eventstore.events import payloads
+from eventstore.events.envelope import (
+    EventMetadata,
+    NewEvent,
+    RecordedEvent,
+    coerce_metadata,
+    validation_error,
+)
+from eventstore.fold import ExecutionState, apply_event, fold_events
+from eventstore.log import as_stream_id
+from eventstore.references import execution_context
+from eventstore.status import ExecutionStatus, is_allowed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventstore.backends.base import Backend
+    from eventstore.log import AppendResult, EventLog
+    from eventstore.references import Graphs, Messages
+
+# Ids derived from idempotency keys and retries live in this namespace, so the
+# same key always names the same execution.
+ID_NAMESPACE: Final = UUID("5b0c7c36-2f4e-4c1e-9a55-6c3f0f3d1a70")
+STATE_CACHE_SIZE: Final = 10_000
+WAIT_POLL_MAX: Final = 0.25
+
+_P = TypeVar("_P", bound=payloads.EventPayload)
+MetadataArg = EventMetadata | Mapping[str, object] | None
+ErrorArg = payloads.ErrorInfo | Mapping[str, object] | BaseException
+
+
+def _payload(model: type[_P], **fields: object) -> _P:
+    try:
+        return model.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc, f"{model.event_type} data") from exc
+
+
+def _error_info(error: ErrorArg) -> payloads.ErrorInfo:
+    if isinstance(error, payloads.ErrorInfo):
+        return error
+    if isinstance(error, BaseException):
+        return payloads.ErrorInfo.from_exception(error)
+    if isinstance(error, Mapping):
+        try:
+            return payloads.ErrorInfo.model_validate(dict(error))
+        except pydantic.ValidationError as exc:
+            raise validation_error(exc, "error") from exc
+    raise errors.ValidationError(
+        "invalid error: an ErrorInfo, a mapping of its keys or an exception is required"
+    )
+
+
+class _States:
+    """A bounded memory of the last state each command produced."""
+
+    def __init__(self) -> None:
+        self._states: OrderedDict[UUID, ExecutionState] = OrderedDict()
+
+    def get(self, execution_id: UUID) -> ExecutionState | None:
+        state = self._states.get(execution_id)
+        if state is not None:
+            self._states.move_to_end(execution_id)
+        return state
+
+    def put(self, state: ExecutionState) -> None:
+        current = self._states.get(state.id)
+        if current is not None and current.version > state.version:
+            return  # a concurrent command of ours already remembered a newer one
+        self._states[state.id] = state
+        self._states.move_to_end(state.id)
+        if len(self._states) > STATE_CACHE_SIZE:
+            self._states.popitem(last=False)
+
+
+class ExecutionService:
+    """Create, drive and read executions; every step is an event in their stream."""
+
+    def __init__(
+        self,
+        *,
+        log: EventLog,
+        backend: Backend,
+        messages: Messages,
+        graphs: Graphs,
+        retries: int,
+        poll_interval: float,
+    ) -> None:
+        self._log = log
+        self._backend = backend
+        self._messages = messages
+        self._graphs = graphs
+        self._retries = retries
+        self._poll_interval = poll_interval
+        self._states = _States()
+
+    async def create(
+        self,
+        *,
+        message_id: UUID | str,
+        graph_id: UUID | str,
+        inputs: Any = None,
+        idempotency_key: str | None = None,
+        metadata: MetadataArg = None,
+    ) -> UUID:
+        """Create a pending execution of a graph in reply to a message.
+
+        Args:
+            message_id: the message it replies to.
+            graph_id: the graph it runs.
+            inputs: any JSON value.
+            idempotency_key: the same key always returns the same execution.
+            metadata: actor, correlation_id, causation_id and free keys.
+
+        Returns:
+            The new execution's id.
+
+        Raises:
+            ReferenceNotFound: the message or the graph does not exist.
+            ValidationError: bad inputs or metadata.
+            IdempotencyConflict: the key was used for other content.
+        """
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            raise errors.ValidationError("idempotency_key must be a non-empty string")
+        message = as_stream_id(message_id)
+        graph = as_stream_id(graph_id)
+        meta = coerce_metadata(metadata)
+        thread = await execution_context(
+            self._backend, self._messages, self._graphs, message_id=message, graph_id=graph
+        )
+        created = _payload(
+            payloads.ExecutionCreated,
+            message_id=message,
+            graph_id=graph,
+            thread_id=thread,
+            inputs=inputs,
+        )
+        if idempotency_key is None:
+            execution_id, event_id = uuid.uuid4(), uuid.uuid4()
+        else:
+            execution_id = uuid.uuid5(ID_NAMESPACE, f"execution:{idempotency_key}")
+            event_id = uuid.uuid5(ID_NAMESPACE, f"created:{idempotency_key}")
+        await self._create(execution_id, NewEvent.of(created, metadata=meta, event_id=event_id))
+        return execution_id
+
+    async def start(
+        self, execution_id: UUID | str, *, worker_id: str, metadata: MetadataArg = None
+    ) -> ExecutionState:
+        """A worker picked the execution up: pending -> running.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            InvalidTransition: it is not pending.
+            ConcurrencyError: it kept changing under us.
+        """
+        started = _payload(payloads.ExecutionStarted, worker_id=worker_id)
+        return await self._command(execution_id, metadata, lambda _: [started])
+
+    async def progress(
+        self,
+        execution_id: UUID | str,
+        *,
+        step: str | int,
+        detail: Any = None,
+        metrics: Mapping[str, float] | None = None,
+        metadata: MetadataArg = None,
+    ) -> ExecutionState:
+        """A step finished; `metrics` are usage deltas (summed by the fold).
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            InvalidTransition: it is not running.
+            ValidationError: a bad step, detail or metric.
+        """
+        event = _payload(
+            payloads.ExecutionProgressed, step=step, detail=detail, metrics=dict(metrics or {})
+        )
+        return await self._command(execution_id, metadata, lambda _: [event])
+
+    async def complete(
+        self,
+        execution_id: UUID | str,
+        *,
+        result: Any = None,
+        metrics: Mapping[str, float] | None = None,
+        metadata: MetadataArg = None,
+    ) -> ExecutionState:
+        """The run finished: running -> completed.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            InvalidTransition: it is not running.
+        """
+        event = _payload(payloads.ExecutionCompleted, result=result, metrics=dict(metrics or {}))
+        return await self._command(execution_id, metadata, lambda _: [event])
+
+    async def fail(
+        self,
+        execution_id: UUID | str,
+        *,
+        error: ErrorArg,
+        metrics: Mapping[str, float] | None = None,
+        metadata: MetadataArg = None,
+    ) -> ExecutionState:
+        """The run failed: pending or running -> failed.
+
+        Args:
+            execution_id: the execution.
+            error: an ErrorInfo, a mapping of its keys, or an exception.
+            metrics: usage deltas.
+            metadata: actor and ids.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            InvalidTransition: it already ended.
+        """
+        event = _payload(
+            payloads.ExecutionFailed, error=_error_info(error), metrics=dict(metrics or {})
+        )
+        return await self._command(execution_id, metadata, lambda _: [event])
+
+    async def request_cancel(
+        self,
+        execution_id: UUID | str,
+        *,
+        reason: str | None = None,
+        requested_by: str | None = None,
+        metadata: MetadataArg = None,
+    ) -> ExecutionState:
+        """Ask for cancellation. A pending execution is cancelled at once (one
+        atomic append of the request and the cancellation); a running one
+        records the request for its worker to acknowledge with `cancel`.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            InvalidTransition: it already ended.
+        """
+        meta = coerce_metadata(metadata)
+        request = _payload(
+            payloads.ExecutionCancellationRequested,
+            reason=reason,
+            requested_by=requested_by if requested_by is not None else meta.actor,
+        )
+        cancelled = _payload(payloads.ExecutionCancelled, reason=reason)
+
+        def decide(state: ExecutionState) -> list[payloads.EventPayload]:
+            if state.status is ExecutionStatus.PENDING:
+                return [request, cancelled]
+            return [request]
+
+        return await self._command(execution_id, meta, decide)
+
+    async def cancel(
+        self, execution_id: UUID | str, *, reason: str | None = None, metadata: MetadataArg = None
+    ) -> ExecutionState:
+        """The worker's acknowledgement: pending or running -> cancelled.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            InvalidTransition: it already ended.
+        """
+        event = _payload(payloads.ExecutionCancelled, reason=reason)
+        return await self._command(execution_id, metadata, lambda _: [event])
+
+    async def retry(self, execution_id: UUID | str, *, metadata: MetadataArg = None) -> UUID:
+        """Run a failed execution again: a new execution for the same message,
+        graph and inputs, `attempt` one higher, `retry_of` naming the failed one.
+        Retrying the same failed execution again returns the same new id.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            InvalidTransition: it is not failed.
+        """
+        failed = await self.get(execution_id)
+        if failed.status is not ExecutionStatus.FAILED:
+            raise errors.InvalidTransition(
+                execution_id=failed.id, status=failed.status.value, event_type="ExecutionCreated"
+            )
+        created = _payload(
+            payloads.ExecutionCreated,
+            message_id=failed.message_id,
+            graph_id=failed.graph_id,
+            thread_id=failed.thread_id,
+            inputs=failed.inputs,
+            attempt=failed.attempt + 1,
+            retry_of=failed.id,
+        )
+        new_id = uuid.uuid5(ID_NAMESPACE, f"retry:{failed.id}")
+        event_id = uuid.uuid5(ID_NAMESPACE, f"retry-created:{failed.id}")
+        await self._create(new_id, NewEvent.of(created, metadata=metadata, event_id=event_id))
+        return new_id
+
+    async def get(self, execution_id: UUID | str) -> ExecutionState:
+        """The execution's current state, folded from its stream now.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            ValidationError: the id is not a UUID.
+        """
+        stream = as_stream_id(execution_id)
+        known = self._states.get(stream)
+        events = await self._log.read_stream(
+            stream, after_version=known.version if known else 0
+        )
+        state = fold_events(events, known) if events else known
+        if state is None:
+            raise errors.ExecutionNotFound(execution_id=stream)
+        self._states.put(state)
+        return state
+
+    async def history(self, execution_id: UUID | str) -> list[RecordedEvent]:
+        """Every event of the execution, in order.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+        """
+        stream = as_stream_id(execution_id)
+        events = await self._log.read_stream(stream)
+        if not events:
+            raise errors.ExecutionNotFound(execution_id=stream)
+        return events
+
+    async def wait(self, execution_id: UUID | str, *, timeout: float | None = None) -> ExecutionState:
+        """Wait until the execution is completed, failed or cancelled.
+
+        Args:
+            execution_id: the execution.
+            timeout: seconds; None waits for ever.
+
+        Returns:
+            The terminal state.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            WaitTimeout: it is still active after `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(self._poll_interval, 0.01)
+        while True:
+            state = await self.get(execution_id)
+            if state.is_terminal:
+                return state
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise errors.WaitTimeout(
+                        execution_id=state.id, timeout=timeout or 0.0, status=state.status.value
+                    )
+                delay = min(delay, left)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WAIT_POLL_MAX)
+
+    async def _create(self, execution_id: UUID, created: NewEvent) -> None:
+        result = await self._log.append(execution_id, [created], expected_version=0)
+        if not result.duplicate:
+            self._states.put(_applied(None, execution_id, [created], result))
+
+    async def _command(
+        self,
+        execution_id: UUID | str,
+        metadata: MetadataArg,
+        decide: Callable[[ExecutionState], Sequence[payloads.EventPayload]],
+    ) -> ExecutionState:
+        stream = as_stream_id(execution_id)
+        meta = coerce_metadata(metadata)
+        state = self._states.get(stream)
+        fresh = state is None
+        if state is None:
+            state = await self.get(stream)
+        for _ in range(self._retries + 1):
+            chosen = decide(state)
+            refused = next(
+                (p for p in chosen if not is_allowed(state.status, p.event_type)), None
+            )
+            if refused is not None:
+                if not fresh:
+                    # The remembered state may be stale; refuse only on a fresh one.
+                    state, fresh = await self.get(stream), True
+                    continue
+                raise errors.InvalidTransition(
+                    execution_id=stream,
+                    status=state.status.value,
+                    event_type=refused.event_type,
+                )
+            events = [NewEvent.of(payload, metadata=meta) for payload in chosen]
+            try:
+                result = await self._log.append(stream, events, expected_version=state.version)
+            except errors.ConcurrencyError:
+                # Someone else moved the execution on: decide again on the new head.
+                state, fresh = await self.get(stream), True
+                continue
+            new_state = _applied(state, stream, events, result)
+            self._states.put(new_state)
+            return new_state
+        raise errors.ConcurrencyError(
+            stream_id=stream, expected=state.version, actual=(await self.get(stream)).version
+        )
+
+
+def _applied(
+    state: ExecutionState | None,
+    stream_id: UUID,
+    events: Sequence[NewEvent],
+    result: AppendResult,
+) -> ExecutionState:
+    """Fold just-appended events without reading them back.
+
+    The fold reads type, data, occurred_at, version and position only; the
+    database's recorded_at and hash do not enter the state.
+    """
+    first_version = result.version - len(events) + 1
+    for offset, (event, position) in enumerate(zip(events, result.positions, strict=True)):
+        recorded = RecordedEvent.model_construct(
+            position=position,
+            stream_id=stream_id,
+            version=first_version + offset,
+            stream_type="execution",
+            event_id=event.event_id,
+            type=event.type,
+            schema_version=event.schema_version,
+            data=event.data,
+            metadata=event.metadata,
+            occurred_at=event.occurred_at,
+            recorded_at=datetime.now(UTC),
+            transaction_id=None,
+            hash=b"",
+        )
+        state = apply_event(state, recorded)
+    assert state is not None  # noqa: S101 - at least one event was applied
+    return state

@@ -1,0 +1,175 @@
+"""The log's semantics over a backend: append results and errors, upcasting on read."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+from uuid import UUID
+
+from eventstore import errors
+from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
+from eventstore.events.upcasting import upcast
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+
+    from eventstore.backends.base import Backend
+
+STREAM_TYPE_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+DEFAULT_BATCH: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an append landed.
+
+    Attributes:
+        version: the stream's version after the append (its last event's).
+        positions: the global positions of the appended events, in order.
+        duplicate: every event was recorded before (an idempotent re-append);
+            version and positions are the original ones.
+    """
+
+    version: int
+    positions: tuple[int, ...]
+    duplicate: bool = field(default=False, compare=False)
+
+
+def as_stream_id(value: UUID | str) -> UUID:
+    """A stream id from a UUID or its text.
+
+    Raises:
+        ValidationError: the text is not a UUID.
+    """
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError as exc:
+        raise errors.ValidationError(f"invalid id {value!r}: a UUID is required") from exc
+
+
+def upcast_event(event: RecordedEvent) -> RecordedEvent:
+    """The event with its data lifted to the current schema version."""
+    version, data = upcast(event.type, event.schema_version, event.data)
+    if version == event.schema_version:
+        return event
+    return event.model_copy(update={"schema_version": version, "data": data})
+
+
+class EventLog:
+    """Append and read: validation, outcomes and upcasting around the backend."""
+
+    def __init__(self, backend: Backend, *, on_append: Callable[[], None]) -> None:
+        self._backend = backend
+        self._on_append = on_append
+
+    async def append(
+        self,
+        stream_id: UUID | str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+        stream_type: str = "execution",
+    ) -> AppendResult:
+        """Append events to one stream atomically.
+
+        Raises:
+            ValidationError: no events, an event that is not a NewEvent, a
+                repeated event id, a bad expected version or stream type.
+            IdempotencyConflict: an event id is recorded with other content.
+            ConcurrencyError: the stream is not at `expected_version`.
+        """
+        stream = as_stream_id(stream_id)
+        batch = list(events)
+        if not batch:
+            raise errors.ValidationError("nothing to append: events is empty")
+        if not all(isinstance(event, NewEvent) for event in batch):
+            raise errors.ValidationError("events must be NewEvent instances")
+        if len({event.event_id for event in batch}) != len(batch):
+            raise errors.ValidationError("an event id appears twice in one append")
+        if expected_version is not None and (
+            isinstance(expected_version, bool)
+            or not isinstance(expected_version, int)
+            or expected_version < 0
+        ):
+            raise errors.ValidationError(
+                f"invalid expected_version {expected_version!r}: None or an integer >= 0"
+            )
+        if not STREAM_TYPE_PATTERN.match(stream_type):
+            raise errors.ValidationError(f"invalid stream type {stream_type!r}")
+        await self._backend.ensure_schema()
+        outcome = await self._backend.append(
+            stream, batch, stream_type=stream_type, expected_version=expected_version
+        )
+        if outcome.kind == "version_conflict":
+            raise errors.ConcurrencyError(
+                stream_id=stream, expected=expected_version, actual=outcome.actual
+            )
+        if outcome.kind == "id_conflict":
+            assert outcome.event_id is not None  # noqa: S101 - the backend sets it
+            raise errors.IdempotencyConflict(
+                event_id=outcome.event_id, stream_id=stream, reason=outcome.reason
+            )
+        if outcome.kind == "appended":
+            self._on_append()
+        return AppendResult(
+            version=max(outcome.versions),
+            positions=outcome.positions,
+            duplicate=outcome.kind == "duplicate",
+        )
+
+    async def read_stream(
+        self, stream_id: UUID | str, *, after_version: int = 0
+    ) -> list[RecordedEvent]:
+        """Every event of a stream after `after_version`, in version order."""
+        stream = as_stream_id(stream_id)
+        await self._backend.ensure_schema()
+        events = await self._backend.read_stream(stream, after_version=after_version)
+        return [upcast_event(event) for event in events]
+
+    async def read_batch(
+        self, after: Checkpoint | None, *, limit: int = DEFAULT_BATCH
+    ) -> list[RecordedEvent]:
+        """One gap-safe batch of the global log after a checkpoint."""
+        await self._backend.ensure_schema()
+        events = await self._backend.read_all(after, limit=limit)
+        return [upcast_event(event) for event in events]
+
+    async def resolve_after(self, after: Checkpoint | tuple[int, int] | int | None) -> Checkpoint | None:
+        """A checkpoint from what callers may pass: a checkpoint, a position, None.
+
+        Raises:
+            ValidationError: not one of those, or a position with no event.
+        """
+        if after is None:
+            return None
+        if isinstance(after, bool):
+            raise errors.ValidationError("after must be a checkpoint or a position")
+        if isinstance(after, int):
+            if after <= 0:
+                return None
+            await self._backend.ensure_schema()
+            return await self._backend.checkpoint_at(after)
+        if (
+            isinstance(after, tuple)
+            and len(after) == 2  # noqa: PLR2004 - a pair
+            and all(isinstance(part, int) for part in after)
+        ):
+            return Checkpoint(*after)
+        raise errors.ValidationError(
+            f"after must be a checkpoint or a position, not {after!r}"
+        )
+
+    async def iterate_all(
+        self, after: Checkpoint | None, *, batch_size: int = DEFAULT_BATCH
+    ) -> AsyncIterator[RecordedEvent]:
+        """The global log from `after` to the current head, batch by batch."""
+        while True:
+            batch = await self.read_batch(after, limit=batch_size)
+            for event in batch:
+                yield event
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].checkpoint

@@ -1,0 +1,73 @@
+"""Run the alembic revision tree that ships with the package (SPEC §2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from eventstore import errors
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from eventstore.backends.base import Backend
+
+SCHEMA_HEAD: Final = "0001"
+"""The revision this version of the code needs (a test keeps it equal to alembic's head)."""
+
+
+def migrations_path() -> Path:
+    """Where the revision tree is: inside the wheel, or beside the source tree.
+
+    Raises:
+        ConfigurationError: this installation has no migrations.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise errors.ConfigurationError("the migrations are missing from this installation")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An alembic Config for the shipped tree, sharing `connection` if given."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+async def run_migration(backend: Backend, *, direction: str, revision: str) -> None:
+    """Upgrade or downgrade the database to `revision` in one transaction.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+        DatabaseError: a migration failed (nothing of it was applied).
+    """
+
+    def run(connection: Connection) -> None:
+        config = alembic_config(connection)
+        if direction == "upgrade":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+
+    async with backend.begin_write() as connection:
+        await connection.run_sync(run)
+
+
+async def current_revision(backend: Backend) -> str | None:
+    """The schema revision recorded in the database, or None without a schema."""
+
+    def read(connection: Connection) -> str | None:
+        if not sa.inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    async with backend.connect_read() as connection:
+        return await connection.run_sync(read)

@@ -1,0 +1,243 @@
+"""Threads, messages and graphs: plain reference tables, not event-sourced."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from uuid import UUID, uuid4
+
+import pydantic
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from eventstore import errors, hashing, schema
+from eventstore.events.envelope import validation_error
+from eventstore.log import as_stream_id
+
+if TYPE_CHECKING:
+    from eventstore.backends.base import Backend
+
+KNOWN_CACHE_SIZE: Final = 10_000
+
+
+class Thread(BaseModel):
+    """A conversation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    title: str
+    created_at: datetime
+
+
+class Message(BaseModel):
+    """A message of a thread; executions run in reply to one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    thread_id: UUID
+    role: str = Field(min_length=1, max_length=64)
+    content: str
+    created_at: datetime
+
+
+class Graph(BaseModel):
+    """A crew definition: a graph of agents and tasks."""
+
+    model_config = ConfigDict(frozen=True, coerce_numbers_to_str=True)
+
+    id: UUID
+    name: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=64)
+    definition: Any
+    created_at: datetime
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validated(model: type[_M], what: str, **fields: object) -> _M:
+    try:
+        return model.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc, what) from exc
+
+
+class _Known:
+    """A bounded memory of ids proven to exist (references are never deleted)."""
+
+    def __init__(self) -> None:
+        self._ids: OrderedDict[UUID, UUID] = OrderedDict()
+
+    def get(self, key: UUID) -> UUID | None:
+        value = self._ids.get(key)
+        if value is not None:
+            self._ids.move_to_end(key)
+        return value
+
+    def add(self, key: UUID, value: UUID) -> None:
+        self._ids[key] = value
+        if len(self._ids) > KNOWN_CACHE_SIZE:
+            self._ids.popitem(last=False)
+
+
+class _Table:
+    """Reads shared by the three reference tables."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    async def _one(self, table: sa.Table, entity: str, entity_id: UUID) -> dict[str, Any]:
+        await self._backend.ensure_schema()
+        async with self._backend.connect_read() as connection:
+            row = (
+                (await connection.execute(sa.select(table).where(table.c.id == entity_id)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise errors.ReferenceNotFound(entity=entity, entity_id=entity_id)
+        return dict(row)
+
+
+class Threads(_Table):
+    """`store.threads`: conversations."""
+
+    async def create(self, *, title: str) -> Thread:
+        """Create a thread.
+
+        Raises:
+            ValidationError: the title is not a string.
+        """
+        thread = _validated(
+            Thread, "thread", id=uuid4(), title=title, created_at=datetime.now(UTC)
+        )
+        await self._backend.ensure_schema()
+        async with self._backend.begin_write() as connection:
+            await connection.execute(sa.insert(schema.threads).values(thread.model_dump()))
+        return thread
+
+    async def get(self, thread_id: UUID | str) -> Thread:
+        """A thread by id.
+
+        Raises:
+            ReferenceNotFound: no such thread.
+        """
+        row = await self._one(schema.threads, "thread", as_stream_id(thread_id))
+        return Thread.model_validate(row)
+
+
+class Messages(_Table):
+    """`store.messages`: the messages executions reply to."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        # message id -> thread id, for the existence check of every create.
+        self.known_threads = _Known()
+
+    async def create(self, *, thread_id: UUID | str, role: str, content: str) -> Message:
+        """Create a message in a thread.
+
+        Raises:
+            ValidationError: a malformed field.
+            ReferenceNotFound: the thread does not exist; nothing is written.
+        """
+        message = _validated(
+            Message,
+            "message",
+            id=uuid4(),
+            thread_id=as_stream_id(thread_id),
+            role=role,
+            content=content,
+            created_at=datetime.now(UTC),
+        )
+        await self._backend.ensure_schema()
+        async with self._backend.begin_write() as connection:
+            found = await connection.scalar(
+                sa.select(schema.threads.c.id).where(schema.threads.c.id == message.thread_id)
+            )
+            if found is None:
+                raise errors.ReferenceNotFound(entity="thread", entity_id=message.thread_id)
+            await connection.execute(sa.insert(schema.messages).values(message.model_dump()))
+        self.known_threads.add(message.id, message.thread_id)
+        return message
+
+    async def get(self, message_id: UUID | str) -> Message:
+        """A message by id.
+
+        Raises:
+            ReferenceNotFound: no such message.
+        """
+        row = await self._one(schema.messages, "message", as_stream_id(message_id))
+        return Message.model_validate(row)
+
+
+class Graphs(_Table):
+    """`store.graphs`: crew definitions."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self.known = _Known()
+
+    async def create(self, *, name: str, version: str | int, definition: Any) -> Graph:
+        """Create a graph definition.
+
+        Raises:
+            ValidationError: a malformed field, or a definition that is not JSON.
+        """
+        graph = _validated(
+            Graph,
+            "graph",
+            id=uuid4(),
+            name=name,
+            version=version,
+            definition=definition,
+            created_at=datetime.now(UTC),
+        )
+        hashing.canonical_json(graph.definition)
+        await self._backend.ensure_schema()
+        async with self._backend.begin_write() as connection:
+            await connection.execute(sa.insert(schema.graphs).values(graph.model_dump()))
+        self.known.add(graph.id, graph.id)
+        return graph
+
+    async def get(self, graph_id: UUID | str) -> Graph:
+        """A graph by id.
+
+        Raises:
+            ReferenceNotFound: no such graph.
+        """
+        row = await self._one(schema.graphs, "graph", as_stream_id(graph_id))
+        return Graph.model_validate(row)
+
+
+async def execution_context(
+    backend: Backend, messages: Messages, graphs: Graphs, *, message_id: UUID, graph_id: UUID
+) -> UUID:
+    """The message's thread id, after proving that message and graph exist.
+
+    Raises:
+        ReferenceNotFound: the message or the graph does not exist.
+    """
+    thread_id = messages.known_threads.get(message_id)
+    graph_known = graphs.known.get(graph_id) is not None
+    if thread_id is not None and graph_known:
+        return thread_id
+    await backend.ensure_schema()
+    async with backend.connect_read() as connection:
+        thread_id = await connection.scalar(
+            sa.select(schema.messages.c.thread_id).where(schema.messages.c.id == message_id)
+        )
+        if thread_id is None:
+            raise errors.ReferenceNotFound(entity="message", entity_id=message_id)
+        if not graph_known:
+            found = await connection.scalar(
+                sa.select(schema.graphs.c.id).where(schema.graphs.c.id == graph_id)
+            )
+            if found is None:
+                raise errors.ReferenceNotFound(entity="graph", entity_id=graph_id)
+    messages.known_threads.add(message_id, thread_id)
+    graphs.known.add(graph_id, graph_id)
+    return thread_id

@@ -1,0 +1,117 @@
+"""The one SQLAlchemy MetaData of the store: table and column names of SPEC §3-4.
+
+Migrations build the same schema from literal DDL; the migration test proves
+that `upgrade head` equals this MetaData.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import sqlalchemy as sa
+
+from eventstore.sqltypes import Hash, JSONDocument, Position, TransactionId, UTCDateTime
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata: Final = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+_uuid = sa.Uuid(as_uuid=True)
+_now = sa.func.current_timestamp()
+
+threads: Final = sa.Table(
+    "threads",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=_now),
+)
+
+messages: Final = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column("thread_id", _uuid, sa.ForeignKey("threads.id"), nullable=False, index=True),
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=_now),
+)
+
+graphs: Final = sa.Table(
+    "graphs",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("definition", JSONDocument, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=_now),
+)
+
+execution_events: Final = sa.Table(
+    "execution_events",
+    metadata,
+    sa.Column("position", Position, primary_key=True, autoincrement=True),
+    sa.Column("stream_id", _uuid, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("stream_type", sa.String(32), nullable=False),
+    sa.Column("event_id", _uuid, nullable=False),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("data", JSONDocument, nullable=False),
+    sa.Column("metadata", JSONDocument, nullable=False),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False, server_default=_now),
+    # PostgreSQL: pg_current_xact_id() of the writer; orders the log with the
+    # position (DESIGN §1). NULL on SQLite, whose position order is commit order.
+    sa.Column("transaction_id", TransactionId, nullable=True),
+    sa.Column("hash", Hash, nullable=False),
+    sa.UniqueConstraint("stream_id", "version"),
+    sa.UniqueConstraint("event_id"),
+    sa.Index(None, "transaction_id", "position"),
+    sqlite_autoincrement=True,  # positions are never reused, even after archiving
+)
+
+executions: Final = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column("message_id", _uuid, sa.ForeignKey("messages.id"), nullable=False, index=True),
+    sa.Column("graph_id", _uuid, sa.ForeignKey("graphs.id"), nullable=False, index=True),
+    sa.Column("thread_id", _uuid, sa.ForeignKey("threads.id"), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("inputs", JSONDocument, nullable=True),
+    sa.Column("result", JSONDocument, nullable=True),
+    sa.Column("error", JSONDocument, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("cancel_requested_at", UTCDateTime, nullable=True),
+    sa.Column("worker_id", sa.String(200), nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("retry_of", _uuid, nullable=True),
+    sa.Column("queue_ms", sa.BigInteger, nullable=True),
+    sa.Column("run_ms", sa.BigInteger, nullable=True),
+    sa.Column("total_ms", sa.BigInteger, nullable=True),
+    sa.Column("steps_completed", sa.Integer, nullable=False),
+    sa.Column("metrics", JSONDocument, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("last_position", sa.BigInteger, nullable=False),
+    # Keyset pagination walks (created_at, id).
+    sa.Index(None, "created_at", "id"),
+)
+
+projection_checkpoints: Final = sa.Table(
+    "projection_checkpoints",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("transaction_id", TransactionId, nullable=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False, server_default=_now),
+)

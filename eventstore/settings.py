@@ -1,0 +1,47 @@
+"""Settings read from the environment (EVENTSTORE_*) by pydantic-settings."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_FILE: Final = "eventstore.db"
+
+
+class StoreSettings(BaseSettings):
+    """How the store connects; every field can be set as EVENTSTORE_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENTSTORE_", frozen=True)
+
+    url: str | None = Field(
+        default=None,
+        description="database URL; unset: an SQLite file in the current directory",
+    )
+    sqlite_file: str = Field(
+        default=DEFAULT_SQLITE_FILE, description="the embedded default's file"
+    )
+    pool_size: int = Field(default=20, ge=1, description="connections per pool")
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
+    idle_in_transaction_timeout_ms: int = Field(
+        default=5000,
+        ge=0,
+        description="ends our own sessions left idle in a transaction, which "
+        "would hold back the read horizon of every reader (DESIGN §1)",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=30000, ge=0, description="how long an SQLite writer waits for the lock"
+    )
+    command_retries: int = Field(
+        default=5,
+        ge=0,
+        description="how often a lifecycle command re-decides after losing a race",
+    )
+    poll_interval: float = Field(
+        default=0.05, gt=0, description="seconds between polls of live readers"
+    )
+
+    def resolved_url(self) -> str:
+        """The URL to use: the configured one, else the embedded SQLite file."""
+        return self.url or f"sqlite+aiosqlite:///{self.sqlite_file}"

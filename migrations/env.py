@@ -1,0 +1,61 @@
+"""Alembic environment: async, one revision tree for PostgreSQL and SQLite.
+
+Run by `eventstore migrate` / `store.migrate()` (which pass the URL in the
+config's attributes) or by the alembic CLI with `-x url=...`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from eventstore.schema import metadata
+
+config = context.config
+
+
+def _url() -> str:
+    url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
+    if not url:
+        raise SystemExit("no database URL: pass -x url=... or use `eventstore migrate`")
+    return str(url)
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+def _run_with_connection(connection: Connection) -> None:
+    _run(connection)
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline migrations are not supported")
+
+existing = config.attributes.get("connection")
+if existing is not None:
+    _run_with_connection(existing)
+else:
+    asyncio.run(_run_async())
