@@ -63,6 +63,9 @@ READ_ALL_SQL: Final = (
     "AND (transaction_id, position) > ($1::xid8, $2) "
     "ORDER BY transaction_id, position LIMIT $3"
 )
+HEAD_VERSION_SQL: Final = (
+    "SELECT coalesce(max(version), 0) FROM execution_events WHERE stream_id = $1"
+)
 CHECKPOINT_AT_SQL: Final = "SELECT transaction_id FROM execution_events WHERE position = $1"
 
 
@@ -182,8 +185,10 @@ class PostgresBackend(Backend):
                     # version conflict, a duplicate, or a fresh version.
                     continue
                 return _outcome(rows)
+            async with self.pool.acquire() as connection:
+                actual = await connection.fetchval(HEAD_VERSION_SQL, stream_id)
         raise errors.ConcurrencyError(
-            stream_id=stream_id, expected=expected_version, actual=-1
+            stream_id=stream_id, expected=expected_version, actual=actual
         )
 
     async def read_stream(

@@ -85,7 +85,7 @@ def coerce_metadata(value: EventMetadata | Mapping[str, object] | None) -> Event
             metadata = EventMetadata.model_validate(dict(value or {}))
         except pydantic.ValidationError as exc:
             raise validation_error(exc, "metadata") from exc
-    hashing.canonical_json(metadata.as_json())  # extras must be JSON values
+    hashing.canonical_json(metadata.model_extra or {})  # extras must already be JSON
     return metadata
 
 

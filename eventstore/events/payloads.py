@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
-from eventstore import errors
+from eventstore import errors, hashing
 
 USAGE_METRICS: Final = ("prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -58,9 +58,13 @@ def register_payload(model: _P) -> _P:
     return model
 
 
-# JSON values as they appear inside payloads. Typed as Any for pydantic; the
-# envelope's canonical encoder refuses anything that is not JSON.
-JSONData = Any
+def _check_json(value: Any) -> Any:
+    hashing.canonical_json(value)  # refuses sets, bytes, NaN ... before pydantic dumps them
+    return value
+
+
+JSONData = Annotated[Any, AfterValidator(_check_json)]
+"""Any JSON value (None, bool, numbers, str, lists, str-keyed dicts)."""
 
 
 class ErrorInfo(BaseModel):

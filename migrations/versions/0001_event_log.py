@@ -202,7 +202,9 @@ POSTGRES_UPGRADE = [
     # canonical data, metadata and time: "version" sorts last among the keys,
     # so it is the one field the server adds. Two appenders that read the
     # same head both try the same version; the unique key refuses the later
-    # one, which the client runs again against the new head.
+    # one, which the client runs again against the new head. Writers with no
+    # expected version take a per-stream advisory lock first, so they queue
+    # rather than retry.
     """
     CREATE FUNCTION eventstore_append(
         p_stream_id uuid,
@@ -259,6 +261,11 @@ POSTGRES_UPGRADE = [
             RETURN;
         END IF;
 
+        IF p_expected_version IS NULL THEN
+            -- Writers that accept any version queue per stream instead of
+            -- racing for the same version and retrying (DESIGN §2).
+            PERFORM pg_advisory_xact_lock(hashtextextended(p_stream_id::text, 0));
+        END IF;
         SELECT e.version, e.hash INTO v_head, v_hash
         FROM execution_events e WHERE e.stream_id = p_stream_id
         ORDER BY e.version DESC LIMIT 1;
