@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
+    AsyncWriter = Callable[[], Awaitable[None]]
+    AsyncTimer = Callable[[Sequence[AsyncWriter]], Awaitable["Timing"]]
+
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -53,7 +56,7 @@ class Measurement:
         return self.cpu_seconds / self.events * 1e6
 
 
-async def time_writers(writers: Sequence[Callable[[], Awaitable[None]]]) -> Timing:
+async def time_writers(writers: Sequence[AsyncWriter]) -> Timing:
     """Run async writers concurrently and time them from start to the last one's end."""
     wall, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(writer() for writer in writers))
@@ -67,3 +70,12 @@ def time_threads(pool: ThreadPoolExecutor, writers: Sequence[Callable[[], None]]
     for future in futures:
         future.result()
     return Timing(seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """What a subject returns: the timed section, its event count, the payload size."""
+
+    timing: Timing
+    events: int
+    data_bytes: float

@@ -25,7 +25,9 @@ async def verify_stream(backend: Backend, stream_id: UUID | str) -> bytes:
     """
     stream = as_stream_id(stream_id)
     await backend.ensure_schema()
-    events = await backend.read_stream(stream)  # as stored: hashes cover the stored form
+    events = await backend.read_stream(
+        stream
+    )  # as stored: hashes cover the stored form
     if not events:
         raise errors.ExecutionNotFound(execution_id=stream)
     return hashing.verify_chain(events)

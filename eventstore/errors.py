@@ -130,9 +130,7 @@ class WaitTimeout(EventStoreError, TimeoutError):
         self.execution_id = execution_id
         self.timeout = timeout
         self.status = status
-        super().__init__(
-            f"execution {execution_id} still {status} after {timeout:g} s"
-        )
+        super().__init__(f"execution {execution_id} still {status} after {timeout:g} s")
 
 
 class ProjectionError(EventStoreError):

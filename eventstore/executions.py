@@ -157,7 +157,11 @@ class ExecutionService:
         graph = as_stream_id(graph_id)
         meta = coerce_metadata(metadata)
         thread = await execution_context(
-            self._backend, self._messages, self._graphs, message_id=message, graph_id=graph
+            self._backend,
+            self._messages,
+            self._graphs,
+            message_id=message,
+            graph_id=graph,
         )
         created = _payload(
             payloads.ExecutionCreated,
@@ -171,7 +175,9 @@ class ExecutionService:
         else:
             execution_id = uuid.uuid5(ID_NAMESPACE, f"execution:{idempotency_key}")
             event_id = uuid.uuid5(ID_NAMESPACE, f"created:{idempotency_key}")
-        await self._create(execution_id, NewEvent.of(created, metadata=meta, event_id=event_id))
+        await self._create(
+            execution_id, NewEvent.of(created, metadata=meta, event_id=event_id)
+        )
         return execution_id
 
     async def start(
@@ -204,7 +210,10 @@ class ExecutionService:
             ValidationError: a bad step, detail or metric.
         """
         event = _payload(
-            payloads.ExecutionProgressed, step=step, detail=detail, metrics=dict(metrics or {})
+            payloads.ExecutionProgressed,
+            step=step,
+            detail=detail,
+            metrics=dict(metrics or {}),
         )
         return await self._command(execution_id, metadata, lambda _: [event])
 
@@ -222,7 +231,9 @@ class ExecutionService:
             ExecutionNotFound: no such execution.
             InvalidTransition: it is not running.
         """
-        event = _payload(payloads.ExecutionCompleted, result=result, metrics=dict(metrics or {}))
+        event = _payload(
+            payloads.ExecutionCompleted, result=result, metrics=dict(metrics or {})
+        )
         return await self._command(execution_id, metadata, lambda _: [event])
 
     async def fail(
@@ -246,7 +257,9 @@ class ExecutionService:
             InvalidTransition: it already ended.
         """
         event = _payload(
-            payloads.ExecutionFailed, error=_error_info(error), metrics=dict(metrics or {})
+            payloads.ExecutionFailed,
+            error=_error_info(error),
+            metrics=dict(metrics or {}),
         )
         return await self._command(execution_id, metadata, lambda _: [event])
 
@@ -258,9 +271,11 @@ class ExecutionService:
         requested_by: str | None = None,
         metadata: MetadataArg = None,
     ) -> ExecutionState:
-        """Ask for cancellation. A pending execution is cancelled at once (one
-        atomic append of the request and the cancellation); a running one
-        records the request for its worker to acknowledge with `cancel`.
+        """Ask for cancellation.
+
+        A pending execution is cancelled at once (one atomic append of the
+        request and the cancellation); a running one records the request for
+        its worker to acknowledge with `cancel`.
 
         Raises:
             ExecutionNotFound: no such execution.
@@ -282,7 +297,11 @@ class ExecutionService:
         return await self._command(execution_id, meta, decide)
 
     async def cancel(
-        self, execution_id: UUID | str, *, reason: str | None = None, metadata: MetadataArg = None
+        self,
+        execution_id: UUID | str,
+        *,
+        reason: str | None = None,
+        metadata: MetadataArg = None,
     ) -> ExecutionState:
         """The worker's acknowledgement: pending or running -> cancelled.
 
@@ -293,10 +312,14 @@ class ExecutionService:
         event = _payload(payloads.ExecutionCancelled, reason=reason)
         return await self._command(execution_id, metadata, lambda _: [event])
 
-    async def retry(self, execution_id: UUID | str, *, metadata: MetadataArg = None) -> UUID:
-        """Run a failed execution again: a new execution for the same message,
-        graph and inputs, `attempt` one higher, `retry_of` naming the failed one.
-        Retrying the same failed execution again returns the same new id.
+    async def retry(
+        self, execution_id: UUID | str, *, metadata: MetadataArg = None
+    ) -> UUID:
+        """Run a failed execution again.
+
+        Creates a new execution for the same message, graph and inputs, with
+        `attempt` one higher and `retry_of` naming the failed one. Retrying
+        the same failed execution again returns the same new id.
 
         Raises:
             ExecutionNotFound: no such execution.
@@ -305,7 +328,9 @@ class ExecutionService:
         failed = await self.get(execution_id)
         if failed.status is not ExecutionStatus.FAILED:
             raise errors.InvalidTransition(
-                execution_id=failed.id, status=failed.status.value, event_type="ExecutionCreated"
+                execution_id=failed.id,
+                status=failed.status.value,
+                event_type="ExecutionCreated",
             )
         created = _payload(
             payloads.ExecutionCreated,
@@ -318,7 +343,9 @@ class ExecutionService:
         )
         new_id = uuid.uuid5(ID_NAMESPACE, f"retry:{failed.id}")
         event_id = uuid.uuid5(ID_NAMESPACE, f"retry-created:{failed.id}")
-        await self._create(new_id, NewEvent.of(created, metadata=metadata, event_id=event_id))
+        await self._create(
+            new_id, NewEvent.of(created, metadata=metadata, event_id=event_id)
+        )
         return new_id
 
     async def get(self, execution_id: UUID | str) -> ExecutionState:
@@ -351,7 +378,9 @@ class ExecutionService:
             raise errors.ExecutionNotFound(execution_id=stream)
         return events
 
-    async def wait(self, execution_id: UUID | str, *, timeout: float | None = None) -> ExecutionState:
+    async def wait(
+        self, execution_id: UUID | str, *, timeout: float | None = None
+    ) -> ExecutionState:
         """Wait until the execution is completed, failed or cancelled.
 
         Args:
@@ -375,7 +404,9 @@ class ExecutionService:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise errors.WaitTimeout(
-                        execution_id=state.id, timeout=timeout or 0.0, status=state.status.value
+                        execution_id=state.id,
+                        timeout=timeout or 0.0,
+                        status=state.status.value,
                     )
                 delay = min(delay, left)
             await asyncio.sleep(delay)
@@ -415,7 +446,9 @@ class ExecutionService:
                 )
             events = [NewEvent.of(payload, metadata=meta) for payload in chosen]
             try:
-                result = await self._log.append(stream, events, expected_version=state.version)
+                result = await self._log.append(
+                    stream, events, expected_version=state.version
+                )
             except errors.ConcurrencyError:
                 # Someone else moved the execution on: decide again on the new head.
                 state, fresh = await self.get(stream), True
@@ -424,7 +457,9 @@ class ExecutionService:
             self._states.put(new_state)
             return new_state
         raise errors.ConcurrencyError(
-            stream_id=stream, expected=state.version, actual=(await self.get(stream)).version
+            stream_id=stream,
+            expected=state.version,
+            actual=(await self.get(stream)).version,
         )
 
 
@@ -440,7 +475,9 @@ def _applied(
     database's recorded_at and hash do not enter the state.
     """
     first_version = result.version - len(events) + 1
-    for offset, (event, position) in enumerate(zip(events, result.positions, strict=True)):
+    for offset, (event, position) in enumerate(
+        zip(events, result.positions, strict=True)
+    ):
         recorded = RecordedEvent.model_construct(
             position=position,
             stream_id=stream_id,

@@ -96,18 +96,21 @@ def apply_event(state: ExecutionState | None, event: RecordedEvent) -> Execution
             raise errors.ValidationError(
                 f"stream {event.stream_id} starts with {event.type}, not ExecutionCreated"
             )
-        return ExecutionState(
-            id=event.stream_id,
-            message_id=data["message_id"],
-            graph_id=data["graph_id"],
-            thread_id=data["thread_id"],
-            status=ExecutionStatus.PENDING,
-            inputs=data.get("inputs"),
-            created_at=at,
-            attempt=data.get("attempt", 1),
-            retry_of=data.get("retry_of"),
-            version=event.version,
-            last_position=event.position,
+        # Validated (ids parsed) from the stored JSON of ExecutionCreated.
+        return ExecutionState.model_validate(
+            {
+                "id": event.stream_id,
+                "message_id": data["message_id"],
+                "graph_id": data["graph_id"],
+                "thread_id": data["thread_id"],
+                "status": ExecutionStatus.PENDING,
+                "inputs": data.get("inputs"),
+                "created_at": at,
+                "attempt": data.get("attempt", 1),
+                "retry_of": data.get("retry_of"),
+                "version": event.version,
+                "last_position": event.position,
+            }
         )
     if event.version != state.version + 1:
         raise errors.ValidationError(
@@ -119,7 +122,10 @@ def apply_event(state: ExecutionState | None, event: RecordedEvent) -> Execution
             f"stream {event.stream_id} v{event.version}: "
             f"cannot apply {event.type} to an execution"
         )
-    changes: dict[str, Any] = {"version": event.version, "last_position": event.position}
+    changes: dict[str, Any] = {
+        "version": event.version,
+        "last_position": event.position,
+    }
     new_status = RESULTING_STATUS[event.type]
     if new_status is not None:
         changes["status"] = new_status
@@ -129,9 +135,11 @@ def apply_event(state: ExecutionState | None, event: RecordedEvent) -> Execution
         changes["queue_ms"] = _ms(state.created_at, at)
     elif event.type == "ExecutionProgressed":
         changes["steps_completed"] = state.steps_completed + 1
-    elif event.type == "ExecutionCancellationRequested":
-        if state.cancel_requested_at is None:
-            changes["cancel_requested_at"] = at
+    elif (
+        event.type == "ExecutionCancellationRequested"
+        and state.cancel_requested_at is None
+    ):
+        changes["cancel_requested_at"] = at
     if event.type in ("ExecutionCompleted", "ExecutionFailed", "ExecutionCancelled"):
         changes["finished_at"] = at
         changes["run_ms"] = _ms(state.started_at, at)

@@ -21,13 +21,15 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 from eventstore import errors
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from uuid import UUID
+
+    from eventstore.events.envelope import RecordedEvent
 
 GENESIS_HASH: Final = bytes(32)
 MAX_DEPTH: Final = 64
@@ -194,33 +196,7 @@ def chain_hash(previous: bytes, canonical: str) -> bytes:
     return hashlib.sha256(previous + canonical.encode("utf-8")).digest()
 
 
-
-class ChainedEvent(Protocol):
-    """The stored fields of an event that its hash covers."""
-
-    @property
-    def stream_id(self) -> UUID: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def event_id(self) -> UUID: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def schema_version(self) -> int: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
-    @property
-    def metadata_json_value(self) -> dict[str, Any]: ...
-    @property
-    def occurred_at(self) -> datetime: ...
-    @property
-    def position(self) -> int: ...
-    @property
-    def hash(self) -> bytes: ...
-
-
-def event_hash(previous: bytes, event: ChainedEvent) -> bytes:
+def event_hash(previous: bytes, event: RecordedEvent) -> bytes:
     """Recompute one stored event's hash from its fields and the previous hash."""
     return chain_hash(
         previous,
@@ -237,7 +213,7 @@ def event_hash(previous: bytes, event: ChainedEvent) -> bytes:
     )
 
 
-def verify_chain(events: Iterable[ChainedEvent]) -> bytes:
+def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
     """Check one stream's events, as stored (not upcast), in version order.
 
     Returns:

@@ -47,7 +47,9 @@ def as_stream_id(value: UUID | str) -> UUID:
     try:
         return UUID(str(value))
     except ValueError as exc:
-        raise errors.ValidationError(f"invalid id {value!r}: a UUID is required") from exc
+        raise errors.ValidationError(
+            f"invalid id {value!r}: a UUID is required"
+        ) from exc
 
 
 def upcast_event(event: RecordedEvent) -> RecordedEvent:
@@ -137,7 +139,9 @@ class EventLog:
         events = await self._backend.read_all(after, limit=limit)
         return [upcast_event(event) for event in events]
 
-    async def resolve_after(self, after: Checkpoint | tuple[int, int] | int | None) -> Checkpoint | None:
+    async def resolve_after(
+        self, after: Checkpoint | tuple[int, int] | int | None
+    ) -> Checkpoint | None:
         """A checkpoint from what callers may pass: a checkpoint, a position, None.
 
         Raises:
@@ -154,7 +158,7 @@ class EventLog:
             return await self._backend.checkpoint_at(after)
         if (
             isinstance(after, tuple)
-            and len(after) == 2  # noqa: PLR2004 - a pair
+            and len(after) == 2
             and all(isinstance(part, int) for part in after)
         ):
             return Checkpoint(*after)

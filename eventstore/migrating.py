@@ -67,7 +67,9 @@ async def current_revision(backend: Backend) -> str | None:
     def read(connection: Connection) -> str | None:
         if not sa.inspect(connection).has_table("alembic_version"):
             return None
-        return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        return connection.execute(
+            sa.text("SELECT version_num FROM alembic_version")
+        ).scalar()
 
     async with backend.connect_read() as connection:
         return await connection.run_sync(read)

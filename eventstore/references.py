@@ -89,11 +89,17 @@ class _Table:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
 
-    async def _one(self, table: sa.Table, entity: str, entity_id: UUID) -> dict[str, Any]:
+    async def _one(
+        self, table: sa.Table, entity: str, entity_id: UUID
+    ) -> dict[str, Any]:
         await self._backend.ensure_schema()
         async with self._backend.connect_read() as connection:
             row = (
-                (await connection.execute(sa.select(table).where(table.c.id == entity_id)))
+                (
+                    await connection.execute(
+                        sa.select(table).where(table.c.id == entity_id)
+                    )
+                )
                 .mappings()
                 .first()
             )
@@ -116,7 +122,9 @@ class Threads(_Table):
         )
         await self._backend.ensure_schema()
         async with self._backend.begin_write() as connection:
-            await connection.execute(sa.insert(schema.threads).values(thread.model_dump()))
+            await connection.execute(
+                sa.insert(schema.threads).values(thread.model_dump())
+            )
         return thread
 
     async def get(self, thread_id: UUID | str) -> Thread:
@@ -137,7 +145,9 @@ class Messages(_Table):
         # message id -> thread id, for the existence check of every create.
         self.known_threads = _Known()
 
-    async def create(self, *, thread_id: UUID | str, role: str, content: str) -> Message:
+    async def create(
+        self, *, thread_id: UUID | str, role: str, content: str
+    ) -> Message:
         """Create a message in a thread.
 
         Raises:
@@ -156,11 +166,17 @@ class Messages(_Table):
         await self._backend.ensure_schema()
         async with self._backend.begin_write() as connection:
             found = await connection.scalar(
-                sa.select(schema.threads.c.id).where(schema.threads.c.id == message.thread_id)
+                sa.select(schema.threads.c.id).where(
+                    schema.threads.c.id == message.thread_id
+                )
             )
             if found is None:
-                raise errors.ReferenceNotFound(entity="thread", entity_id=message.thread_id)
-            await connection.execute(sa.insert(schema.messages).values(message.model_dump()))
+                raise errors.ReferenceNotFound(
+                    entity="thread", entity_id=message.thread_id
+                )
+            await connection.execute(
+                sa.insert(schema.messages).values(message.model_dump())
+            )
         self.known_threads.add(message.id, message.thread_id)
         return message
 
@@ -199,7 +215,9 @@ class Graphs(_Table):
         hashing.canonical_json(graph.definition)
         await self._backend.ensure_schema()
         async with self._backend.begin_write() as connection:
-            await connection.execute(sa.insert(schema.graphs).values(graph.model_dump()))
+            await connection.execute(
+                sa.insert(schema.graphs).values(graph.model_dump())
+            )
         self.known.add(graph.id, graph.id)
         return graph
 
@@ -214,23 +232,30 @@ class Graphs(_Table):
 
 
 async def execution_context(
-    backend: Backend, messages: Messages, graphs: Graphs, *, message_id: UUID, graph_id: UUID
+    backend: Backend,
+    messages: Messages,
+    graphs: Graphs,
+    *,
+    message_id: UUID,
+    graph_id: UUID,
 ) -> UUID:
     """The message's thread id, after proving that message and graph exist.
 
     Raises:
         ReferenceNotFound: the message or the graph does not exist.
     """
-    thread_id = messages.known_threads.get(message_id)
+    thread_id: UUID | None = messages.known_threads.get(message_id)
     graph_known = graphs.known.get(graph_id) is not None
     if thread_id is not None and graph_known:
         return thread_id
     await backend.ensure_schema()
     async with backend.connect_read() as connection:
         thread_id = await connection.scalar(
-            sa.select(schema.messages.c.thread_id).where(schema.messages.c.id == message_id)
+            sa.select(schema.messages.c.thread_id).where(
+                schema.messages.c.id == message_id
+            )
         )
-        if thread_id is None:
+        if not isinstance(thread_id, UUID):
             raise errors.ReferenceNotFound(entity="message", entity_id=message_id)
         if not graph_known:
             found = await connection.scalar(

@@ -37,7 +37,9 @@ messages: Final = sa.Table(
     "messages",
     metadata,
     sa.Column("id", _uuid, primary_key=True),
-    sa.Column("thread_id", _uuid, sa.ForeignKey("threads.id"), nullable=False, index=True),
+    sa.Column(
+        "thread_id", _uuid, sa.ForeignKey("threads.id"), nullable=False, index=True
+    ),
     sa.Column("role", sa.String(64), nullable=False),
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=_now),
@@ -81,9 +83,15 @@ executions: Final = sa.Table(
     "executions",
     metadata,
     sa.Column("id", _uuid, primary_key=True),
-    sa.Column("message_id", _uuid, sa.ForeignKey("messages.id"), nullable=False, index=True),
-    sa.Column("graph_id", _uuid, sa.ForeignKey("graphs.id"), nullable=False, index=True),
-    sa.Column("thread_id", _uuid, sa.ForeignKey("threads.id"), nullable=False, index=True),
+    sa.Column(
+        "message_id", _uuid, sa.ForeignKey("messages.id"), nullable=False, index=True
+    ),
+    sa.Column(
+        "graph_id", _uuid, sa.ForeignKey("graphs.id"), nullable=False, index=True
+    ),
+    sa.Column(
+        "thread_id", _uuid, sa.ForeignKey("threads.id"), nullable=False, index=True
+    ),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("inputs", JSONDocument, nullable=True),
     sa.Column("result", JSONDocument, nullable=True),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.types import TypeDecorator, UserDefinedType
+from typing_extensions import override
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import Dialect
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -21,14 +24,20 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    @override
+    def process_bind_param(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
         if value is None:
             return None
         if value.utcoffset() is None:
             raise ValueError("naive datetime: a timezone-aware value is required")
         return value.astimezone(UTC)
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    @override
+    def process_result_value(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -45,6 +54,7 @@ class Xid8(UserDefinedType[int]):
 
     cache_ok = True
 
+    @override
     def get_col_spec(self, **kw: Any) -> str:
         return "XID8"
 

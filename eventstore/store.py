@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
 
 
-
 class EventStore:
     """The execution event store on one database.
 
@@ -47,7 +46,9 @@ class EventStore:
         )
 
     @classmethod
-    def open(cls, url: str | None = None, *, settings: StoreSettings | None = None) -> _Opening:
+    def open(
+        cls, url: str | None = None, *, settings: StoreSettings | None = None
+    ) -> _Opening:
         """Connect to a database: `url`, else $EVENTSTORE_URL, else the SQLite file.
 
         Await the result, or use it as an async context manager (which closes
@@ -131,7 +132,10 @@ class EventStore:
             ValidationError: malformed input; nothing is written.
         """
         return await self.log.append(
-            stream_id, events, expected_version=expected_version, stream_type=stream_type
+            stream_id,
+            events,
+            expected_version=expected_version,
+            stream_type=stream_type,
         )
 
     async def read_stream(
@@ -195,7 +199,9 @@ class EventStore:
 class _Opening:
     """What `EventStore.open` returns: awaitable, and an async context manager."""
 
-    def __init__(self, store_class: type[EventStore], url: str | None, settings: StoreSettings) -> None:
+    def __init__(
+        self, store_class: type[EventStore], url: str | None, settings: StoreSettings
+    ) -> None:
         self._store_class = store_class
         self._url = url
         self._settings = settings
@@ -205,7 +211,7 @@ class _Opening:
         url = self._url or self._settings.resolved_url()
         store = self._store_class(backend_for(url, self._settings), self._settings)
         try:
-            await store._connect()  # noqa: SLF001 - the opener is part of the class
+            await store._connect()
         except BaseException:
             await store.aclose()
             raise

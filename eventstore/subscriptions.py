@@ -33,13 +33,15 @@ class AppendSignal:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, seen: int, timeout: float) -> None:
-        """Return once an append newer than generation `seen` happened, or after
-        `timeout` seconds; at once if one already did (no lost wake-up)."""
+    async def wait(self, seen: int, delay: float) -> None:
+        """Return after an append newer than generation `seen`, or `delay` seconds.
+
+        Returns at once if one already happened, so no wake-up is lost.
+        """
         if self.generation != seen:
             return
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(self._event.wait(), delay)
         except TimeoutError:
             return
 

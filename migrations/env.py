@@ -7,19 +7,24 @@ config's attributes) or by the alembic CLI with `-x url=...`.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from alembic import context
 from sqlalchemy import pool
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from eventstore.schema import metadata
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 config = context.config
 
 
 def _url() -> str:
-    url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
+    url = config.attributes.get("url") or context.get_x_argument(
+        as_dictionary=True
+    ).get("url")
     if not url:
         raise SystemExit("no database URL: pass -x url=... or use `eventstore migrate`")
     return str(url)

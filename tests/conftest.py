@@ -21,7 +21,7 @@ from eventstore import EventStore
 from tests.helpers import References, make_references
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 ADMIN_URL = os.environ.get(
@@ -99,11 +99,11 @@ async def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def sqlite_url(sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     """A migrated SQLite file of this test's own."""
     path = tmp_path / "store.db"
     shutil.copyfile(sqlite_template, path)
-    yield f"sqlite:///{path}"
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture

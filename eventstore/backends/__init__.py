@@ -51,9 +51,9 @@ def backend_for(url: str, settings: StoreSettings) -> Backend:
     """
     normalized = normalize_url(url)
     if normalized.startswith("postgresql"):
-        from eventstore.backends.postgres import PostgresBackend  # noqa: PLC0415
+        from eventstore.backends.postgres import PostgresBackend
 
         return PostgresBackend(url=normalized, settings=settings)
-    from eventstore.backends.sqlite import SqliteBackend  # noqa: PLC0415
+    from eventstore.backends.sqlite import SqliteBackend
 
     return SqliteBackend(url=normalized, settings=settings)

@@ -60,11 +60,13 @@ class Backend(ABC):
         """
         if self._schema_ready:
             return
-        from eventstore.migrating import SCHEMA_HEAD, current_revision  # noqa: PLC0415
+        from eventstore.migrating import SCHEMA_HEAD, current_revision
 
         revision = await current_revision(self)
         if revision != SCHEMA_HEAD:
-            raise errors.SchemaNotMigrated(url=self.url, current=revision, head=SCHEMA_HEAD)
+            raise errors.SchemaNotMigrated(
+                url=self.url, current=revision, head=SCHEMA_HEAD
+            )
         self._schema_ready = True
 
     def forget_schema(self) -> None:

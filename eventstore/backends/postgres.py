@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from typing_extensions import override
 
 from eventstore import errors
 from eventstore.backends.base import AppendOutcome, Backend
@@ -30,7 +31,7 @@ from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
 from eventstore.hashing import format_occurred_at
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
     from uuid import UUID
 
     from eventstore.events.envelope import NewEvent
@@ -66,10 +67,12 @@ READ_ALL_SQL: Final = (
 HEAD_VERSION_SQL: Final = (
     "SELECT coalesce(max(version), 0) FROM execution_events WHERE stream_id = $1"
 )
-CHECKPOINT_AT_SQL: Final = "SELECT transaction_id FROM execution_events WHERE position = $1"
+CHECKPOINT_AT_SQL: Final = (
+    "SELECT transaction_id FROM execution_events WHERE position = $1"
+)
 
 
-def _row_to_event(row: Mapping[str, Any]) -> RecordedEvent:
+def _row_to_event(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent.model_construct(
         position=row["position"],
         stream_id=row["stream_id"],
@@ -127,10 +130,12 @@ class PostgresBackend(Backend):
         self._server_settings = server_settings
         self._pool: asyncpg.Pool | None = None
 
+    @override
     @property
     def name(self) -> str:
         return "postgresql"
 
+    @override
     async def connect(self) -> None:
         async with self.translate_errors():
             self._pool = await asyncpg.create_pool(
@@ -141,6 +146,7 @@ class PostgresBackend(Backend):
                 server_settings=self._server_settings,
             )
 
+    @override
     async def aclose(self) -> None:
         if self._pool is not None:
             await self._pool.close()
@@ -154,6 +160,7 @@ class PostgresBackend(Backend):
             raise errors.ConfigurationError("the store is closed")
         return self._pool
 
+    @override
     async def append(
         self,
         stream_id: UUID,
@@ -191,13 +198,17 @@ class PostgresBackend(Backend):
             stream_id=stream_id, expected=expected_version, actual=actual
         )
 
+    @override
     async def read_stream(
         self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
         async with self.translate_errors(), self.pool.acquire() as connection:
-            rows = await connection.fetch(READ_STREAM_SQL, stream_id, after_version, limit)
+            rows = await connection.fetch(
+                READ_STREAM_SQL, stream_id, after_version, limit
+            )
         return [_row_to_event(row) for row in rows]
 
+    @override
     async def read_all(
         self, after: Checkpoint | None, *, limit: int
     ) -> list[RecordedEvent]:
@@ -208,6 +219,7 @@ class PostgresBackend(Backend):
             )
         return [_row_to_event(row) for row in rows]
 
+    @override
     async def checkpoint_at(self, position: int) -> Checkpoint:
         async with self.translate_errors(), self.pool.acquire() as connection:
             transaction_id = await connection.fetchval(CHECKPOINT_AT_SQL, position)
@@ -215,6 +227,7 @@ class PostgresBackend(Backend):
             raise errors.ValidationError(f"no event at position {position}")
         return Checkpoint(transaction_id, position)
 
+    @override
     def classify(self, exc: BaseException) -> errors.EventStoreError | None:
         code = _sqlstate(exc)
         if code == IMMUTABLE_LOG_SQLSTATE:
@@ -223,7 +236,9 @@ class PostgresBackend(Backend):
             )
         if code in UNMIGRATED_SQLSTATES:
             return errors.SchemaNotMigrated(url=self.url, current=None, head="head")
-        if code is not None and (code.startswith("08") or code in UNAVAILABLE_SQLSTATES):
+        if code is not None and (
+            code.startswith("08") or code in UNAVAILABLE_SQLSTATES
+        ):
             return errors.DatabaseUnavailable(url=self.url, reason=_first_line(exc))
         unreachable = (
             OSError,
@@ -234,9 +249,13 @@ class PostgresBackend(Backend):
         cause: BaseException | None = exc
         while cause is not None:
             if isinstance(cause, unreachable):
-                return errors.DatabaseUnavailable(url=self.url, reason=_first_line(cause))
+                return errors.DatabaseUnavailable(
+                    url=self.url, reason=_first_line(cause)
+                )
             if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
-                return errors.DatabaseUnavailable(url=self.url, reason=_first_line(cause))
+                return errors.DatabaseUnavailable(
+                    url=self.url, reason=_first_line(cause)
+                )
             cause = cause.__cause__
         return None
 
@@ -246,7 +265,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _outcome(rows: Sequence[Mapping[str, Any]]) -> AppendOutcome:
+def _outcome(rows: Sequence[asyncpg.Record]) -> AppendOutcome:
     first = rows[0]
     kind = first["outcome"]
     if kind == "version_conflict":

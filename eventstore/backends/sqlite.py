@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
-from sqlalchemy import event
+from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from typing_extensions import override
 
 from eventstore import errors, hashing
 from eventstore.backends.base import AppendOutcome, Backend
@@ -111,18 +112,20 @@ class SqliteBackend(Backend):
         )
         busy_timeout = settings.sqlite_busy_timeout_ms
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _configure(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+        @sa_event.listens_for(engine.sync_engine, "connect")
+        def _configure(
+            dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry
+        ) -> None:
             # Take transaction control from the sqlite3 module, so that BEGIN
             # is ours (see the "begin" hook) and DDL is transactional.
-            dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-        @event.listens_for(engine.sync_engine, "begin")
+        @sa_event.listens_for(engine.sync_engine, "begin")
         def _begin(connection: Connection) -> None:
             mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
             connection.exec_driver_sql(f"BEGIN {mode}")
@@ -130,17 +133,21 @@ class SqliteBackend(Backend):
         super().__init__(url=parsed.render_as_string(hide_password=True), engine=engine)
         self._write_lock = asyncio.Lock()
 
+    @override
     @property
     def name(self) -> str:
         return "sqlite"
 
+    @override
     async def connect(self) -> None:
         async with self.translate_errors(), self.engine.connect() as connection:
             await connection.exec_driver_sql("SELECT 1")
 
+    @override
     async def aclose(self) -> None:
         await self.engine.dispose()
 
+    @override
     async def append(
         self,
         stream_id: UUID,
@@ -167,14 +174,17 @@ class SqliteBackend(Backend):
             await driver.execute("COMMIT" if outcome.kind == "appended" else "ROLLBACK")
             return outcome
 
+    @override
     async def read_stream(
         self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
         rows = await self._fetch(
-            READ_STREAM_SQL, (stream_id.hex, after_version, -1 if limit is None else limit)
+            READ_STREAM_SQL,
+            (stream_id.hex, after_version, -1 if limit is None else limit),
         )
         return [_row_to_event(row) for row in rows]
 
+    @override
     async def read_all(
         self, after: Checkpoint | None, *, limit: int
     ) -> list[RecordedEvent]:
@@ -182,6 +192,7 @@ class SqliteBackend(Backend):
         rows = await self._fetch(READ_ALL_SQL, (position, limit))
         return [_row_to_event(row) for row in rows]
 
+    @override
     async def checkpoint_at(self, position: int) -> Checkpoint:
         rows = await self._fetch(
             "SELECT position FROM execution_events WHERE position = ?", (position,)
@@ -197,6 +208,7 @@ class SqliteBackend(Backend):
             async with driver.execute(sql, params) as cursor:
                 return list(await cursor.fetchall())
 
+    @override
     def classify(self, exc: BaseException) -> errors.EventStoreError | None:
         cause: BaseException | None = exc
         while cause is not None:
@@ -299,9 +311,15 @@ def _duplicate_outcome(
                 event_id=event.event_id,
                 reason=f"it belongs to stream {UUID(hex=row[1])}",
             )
-        if (row[2], row[3], row[4]) != (event.type, event.schema_version, event.data_json):
+        if (row[2], row[3], row[4]) != (
+            event.type,
+            event.schema_version,
+            event.data_json,
+        ):
             return AppendOutcome(
-                kind="id_conflict", event_id=event.event_id, reason="its content differs"
+                kind="id_conflict",
+                event_id=event.event_id,
+                reason="its content differs",
             )
     return AppendOutcome(
         kind="duplicate",

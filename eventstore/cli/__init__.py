@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,8 +18,9 @@ from eventstore import errors
 from eventstore.store import EventStore
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable, Coroutine
 
+T = TypeVar("T")
 EXIT_PROBLEM: Final = 1
 EXIT_USAGE: Final = 2
 
@@ -42,6 +43,7 @@ UrlOption = Annotated[
     ),
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+# typer takes options as keyword defaults; FBT002 does not apply to commands.
 
 USER_ERRORS: Final = (
     errors.ValidationError,
@@ -57,7 +59,7 @@ def exit_code_for(exc: errors.EventStoreError) -> int:
     return EXIT_USAGE if isinstance(exc, USER_ERRORS) else EXIT_PROBLEM
 
 
-def run(command: Callable[[], Awaitable[Any]], *, debug: bool) -> Any:
+def run(command: Callable[[], Coroutine[Any, Any, T]], *, debug: bool) -> T:
     """Run an async command behind the error boundary: one line, an exit code."""
     try:
         return asyncio.run(command())
@@ -76,7 +78,7 @@ def _group() -> None:
 
 
 @app.command()
-def migrate(url: UrlOption = None, debug: DebugOption = False) -> None:
+def migrate(url: UrlOption = None, *, debug: DebugOption = False) -> None:
     """Create or upgrade the schema (alembic upgrade head)."""
 
     async def command() -> str | None:

@@ -17,7 +17,7 @@ from eventstore.events import payloads
 
 JSONValue = TypeAliasType(
     "JSONValue",
-    "None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]",
+    "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None",
 )
 JSONObject = dict[str, JSONValue]
 
@@ -63,7 +63,9 @@ class EventMetadata(BaseModel):
         return dumped
 
 
-def validation_error(exc: pydantic.ValidationError, what: str) -> errors.ValidationError:
+def validation_error(
+    exc: pydantic.ValidationError, what: str
+) -> errors.ValidationError:
     """Turn pydantic's report into the store's one-line ValidationError."""
     problems = "; ".join(
         f"{'.'.join(str(part) for part in error['loc']) or what}: {error['msg']}"
@@ -72,7 +74,9 @@ def validation_error(exc: pydantic.ValidationError, what: str) -> errors.Validat
     return errors.ValidationError(f"invalid {what}: {problems}")
 
 
-def coerce_metadata(value: EventMetadata | Mapping[str, object] | None) -> EventMetadata:
+def coerce_metadata(
+    value: EventMetadata | Mapping[str, object] | None,
+) -> EventMetadata:
     """Accept metadata as a model, a mapping or None; refuse anything malformed.
 
     Raises:
@@ -114,7 +118,7 @@ class NewEvent(BaseModel):
     def __init__(
         self,
         *,
-        type: str,  # noqa: A002 - the SPEC names the field `type`
+        type: str,
         data: Mapping[str, object] | None = None,
         metadata: EventMetadata | Mapping[str, object] | None = None,
         event_id: UUID | str | None = None,
@@ -247,4 +251,3 @@ class RecordedEvent(BaseModel):
             return model.model_validate(self.data)
         except pydantic.ValidationError as exc:
             raise validation_error(exc, f"{self.type} data") from exc
-

@@ -20,7 +20,9 @@ def _check_metrics(metrics: dict[str, int | float]) -> dict[str, int | float]:
             raise ValueError(f"metric {name!r} must be a finite number")
         if name in USAGE_METRICS and value < 0:
             raise ValueError(f"metric {name!r} is a usage delta and cannot be negative")
-        if name in ("prompt_tokens", "completion_tokens") and not isinstance(value, int):
+        if name in ("prompt_tokens", "completion_tokens") and not isinstance(
+            value, int
+        ):
             raise ValueError(f"metric {name!r} counts tokens: an integer is required")
     return metrics
 
@@ -59,7 +61,9 @@ def register_payload(model: _P) -> _P:
 
 
 def _check_json(value: Any) -> Any:
-    hashing.canonical_json(value)  # refuses sets, bytes, NaN ... before pydantic dumps them
+    hashing.canonical_json(
+        value
+    )  # refuses sets, bytes, NaN ... before pydantic dumps them
     return value
 
 
@@ -78,7 +82,9 @@ class ErrorInfo(BaseModel):
     retryable: bool = False
 
     @classmethod
-    def from_exception(cls, exc: BaseException, *, retryable: bool = False) -> ErrorInfo:
+    def from_exception(
+        cls, exc: BaseException, *, retryable: bool = False
+    ) -> ErrorInfo:
         """Describe an exception, with its formatted traceback."""
         return cls(
             type=type(exc).__name__,

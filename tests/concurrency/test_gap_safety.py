@@ -9,6 +9,7 @@ read every event exactly once, in an order consistent with every stream.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import uuid
 from collections import Counter, defaultdict
@@ -50,10 +51,13 @@ async def test_a_tailing_reader_sees_every_event_exactly_once(pg_url: str) -> No
     async with EventStore.open(pg_url, settings=settings) as store:
 
         async def writer(number: int) -> list[uuid.UUID]:
-            written = []
+            written: list[uuid.UUID] = []
             for index in range(APPENDS_PER_WRITER):
                 events = [
-                    NewEvent(type="Tick", data={"writer": number, "index": index, "part": part})
+                    NewEvent(
+                        type="Tick",
+                        data={"writer": number, "index": index, "part": part},
+                    )
                     for part in range(rng.choice((1, 1, 2)))
                 ]
                 await store.append(rng.choice(streams), events)
@@ -67,8 +71,9 @@ async def test_a_tailing_reader_sees_every_event_exactly_once(pg_url: str) -> No
             while True:
                 finished = done.is_set()
                 batch = await store.log.read_batch(checkpoint, limit=3)
-                for event in batch:
-                    read.append((event.position, event.event_id, event.stream_id, event.version))
+                read.extend(
+                    (e.position, e.event_id, e.stream_id, e.version) for e in batch
+                )
                 if batch:
                     assert batch[-1].checkpoint > (checkpoint or Checkpoint(0, 0))
                     checkpoint = batch[-1].checkpoint
@@ -96,5 +101,5 @@ async def test_a_tailing_reader_sees_every_event_exactly_once(pg_url: str) -> No
     # The scenario really happened: events were read out of position order,
     # i.e. a lower position committed after a higher one was already read.
     positions = [position for position, _, _, _ in read]
-    overtaken = sum(1 for a, b in zip(positions, positions[1:], strict=False) if b < a)
+    overtaken = sum(1 for a, b in itertools.pairwise(positions) if b < a)
     assert overtaken > 0

@@ -50,7 +50,9 @@ async def test_twenty_concurrent_starts_exactly_one_wins(
     losers = [o for o in outcomes if isinstance(o, BaseException)]
     assert len(winners) == 1
     assert all(isinstance(o, InvalidTransition) for o in losers), losers
-    assert all(o.status == "running" for o in losers if isinstance(o, InvalidTransition))
+    assert all(
+        o.status == "running" for o in losers if isinstance(o, InvalidTransition)
+    )
     history = await pg_store.executions.history(execution_id)
     assert [e.type for e in history] == ["ExecutionCreated", "ExecutionStarted"]
     state = await pg_store.executions.get(execution_id)
@@ -63,13 +65,19 @@ async def test_racing_outcomes_record_exactly_one_terminal_event(
     async with AsyncExitStack() as stack:
         stores = await open_stores(stack, pg_url, 3)
         for _ in range(10):
-            execution_id = await execution_in(pg_store, pg_refs, ExecutionStatus.RUNNING)
+            execution_id = await execution_in(
+                pg_store, pg_refs, ExecutionStatus.RUNNING
+            )
             complete, cancel, fail = (
                 stores[0].executions.complete(execution_id, result=1),
                 stores[1].executions.cancel(execution_id),
-                stores[2].executions.fail(execution_id, error={"type": "E", "message": "m"}),
+                stores[2].executions.fail(
+                    execution_id, error={"type": "E", "message": "m"}
+                ),
             )
-            outcomes = await asyncio.gather(complete, cancel, fail, return_exceptions=True)
+            outcomes = await asyncio.gather(
+                complete, cancel, fail, return_exceptions=True
+            )
             assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
             assert sum(isinstance(o, InvalidTransition) for o in outcomes) == 2
             history = await pg_store.executions.history(execution_id)
@@ -91,7 +99,7 @@ async def test_concurrent_appends_to_one_stream_without_expectation_all_land(
         )
     assert sorted(r.version for r in results) == list(range(1, 41))
     events = [e async for e in pg_store.read_stream(stream)]
-    assert sorted(e.data["n"] for e in events) == list(range(40))
+    assert sorted(int(str(e.data["n"])) for e in events) == list(range(40))
     await verify_stream(pg_store.backend, stream)
 
 
