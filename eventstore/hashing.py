@@ -1,13 +1,17 @@
 """Canonical JSON and the per-stream hash chain (DESIGN §6), pure code.
 
-The canonical form of a JSON value is RFC 8785 (JCS) with one widening:
-integers of any size are written exactly in decimal (JCS would round those
-beyond 2**53 through a double; within that range the two agree). Keys are
-sorted by their UTF-16 code units, strings escape only what JSON requires,
-floats use the ECMAScript shortest round-trip form. The form is stable under
-a round trip through PostgreSQL ``jsonb`` and SQLite text: parsing the stored
-value and encoding it again gives the same bytes, which is what lets an
-auditor recompute every hash from the rows alone.
+The canonical form of a JSON value is RFC 8785 (JCS), widened for integers
+beyond the doubles: keys sorted by their UTF-16 code units, strings escaping
+only what JSON requires, numbers in the ECMAScript shortest round-trip form.
+The form depends only on the mathematical value of each number, never on
+how it was spelled or typed, because PostgreSQL `jsonb` keeps the value but
+not the spelling (`1e21` comes back as `1000000000000000000000`, `1.0` as
+`1`). So an integer whose value is exactly the shortest decimal of a double
+is written as that double (`10**21` as `1e+21`, as JCS does), and any other
+integer exactly in decimal (JCS would round those beyond 2**53; within that
+range the two agree). Parsing a stored value and encoding it again gives
+the same bytes on both backends, which lets an auditor recompute every hash
+from the rows alone.
 
 The chain: ``hash_n = sha256(hash_{n-1} || canonical(event_n))`` with a
 genesis of 32 zero bytes, where ``canonical(event)`` is the canonical JSON of
@@ -19,9 +23,11 @@ UUIDs, ``occurred_at`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from decimal import Decimal
+from typing import TYPE_CHECKING, Final, cast
 
 from eventstore import errors
 
@@ -29,9 +35,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from uuid import UUID
 
-    from eventstore.events.envelope import RecordedEvent
+    from eventstore.events.envelope import JSONObject, JSONValue, RecordedEvent
 
 GENESIS_HASH: Final = bytes(32)
+# ECMAScript prints numbers of this magnitude and above with an exponent.
+DOUBLE_DIGITS_LIMIT: Final = 10**21
 MAX_DEPTH: Final = 64
 
 _ESCAPES: Final = {
@@ -76,7 +84,7 @@ def _encode(value: object, out: list[str], path: str, depth: int) -> None:
     elif isinstance(value, str):
         out.append(_encode_str(value, path))
     elif isinstance(value, int):
-        out.append(str(int(value)))
+        out.append(_encode_int(int(value)))
     elif isinstance(value, float):
         out.append(_encode_float(value, path))
     elif isinstance(value, dict):
@@ -132,6 +140,18 @@ def _encode_str(text: str, path: str) -> str:
     return "".join(chunks)
 
 
+def _encode_int(number: int) -> str:
+    if -DOUBLE_DIGITS_LIMIT < number < DOUBLE_DIGITS_LIMIT:
+        return str(number)  # what ECMAScript prints for these values too
+    try:
+        nearest = float(number)
+    except OverflowError:
+        return str(number)
+    if Decimal(repr(nearest)) == number:
+        return _encode_float(nearest, "$")
+    return str(number)
+
+
 def _encode_float(number: float, path: str) -> str:
     """ECMAScript Number::toString, as RFC 8785 §3.2.2.3 requires."""
     if not math.isfinite(number):
@@ -159,6 +179,38 @@ def _encode_float(number: float, path: str) -> str:
         mantissa_text = digits if k == 1 else digits[0] + "." + digits[1:]
         text = f"{mantissa_text}e{'+' if e >= 0 else '-'}{abs(e)}"
     return sign + text
+
+
+def parse_json(text: str) -> JSONValue:
+    """Parse stored JSON the way PostgreSQL jsonb reads numbers: by value.
+
+    An integral number written with an exponent (``1e+30``) becomes an int,
+    as jsonb makes it, so both backends hand back the same values.
+    """
+    return cast("JSONValue", json.loads(text, parse_float=_number))
+
+
+def parse_json_object(text: str) -> JSONObject:
+    """Parse a stored JSON object (data, metadata) by value.
+
+    Raises:
+        IntegrityError: the stored text is not a JSON object.
+    """
+    value = parse_json(text)
+    if not isinstance(value, dict):
+        raise errors.IntegrityError(
+            stream_id=None,
+            position=None,
+            reason=f"stored JSON is not an object: {text[:40]}",
+        )
+    return value
+
+
+def _number(text: str) -> int | float:
+    value = Decimal(text)
+    if ("e" in text or "E" in text) and value == value.to_integral_value():
+        return int(value)
+    return float(text)
 
 
 def format_occurred_at(moment: datetime) -> str:

@@ -16,7 +16,6 @@ but committed after it is still read, never skipped (DESIGN §1).
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING, Final
 
 import asyncpg
@@ -28,7 +27,7 @@ from typing_extensions import override
 from eventstore import errors
 from eventstore.backends.base import AppendOutcome, Backend
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
-from eventstore.hashing import format_occurred_at
+from eventstore.hashing import format_occurred_at, parse_json_object
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -81,8 +80,8 @@ def _row_to_event(row: asyncpg.Record) -> RecordedEvent:
         event_id=row["event_id"],
         type=row["type"],
         schema_version=row["schema_version"],
-        data=json.loads(row["data"]),
-        metadata=EventMetadata.model_construct(**json.loads(row["metadata"])),
+        data=parse_json_object(row["data"]),
+        metadata=EventMetadata.from_stored(parse_json_object(row["metadata"])),
         occurred_at=row["occurred_at"],
         recorded_at=row["recorded_at"],
         transaction_id=row["transaction_id"],

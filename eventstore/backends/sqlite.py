@@ -12,7 +12,6 @@ connection; the rows are stored exactly as SQLAlchemy's types store them
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -27,6 +26,7 @@ from typing_extensions import override
 from eventstore import errors, hashing
 from eventstore.backends.base import AppendOutcome, Backend
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
+from eventstore.hashing import parse_json_object
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -85,8 +85,8 @@ def _row_to_event(row: Sequence[Any]) -> RecordedEvent:
         event_id=UUID(hex=row[4]),
         type=row[5],
         schema_version=row[6],
-        data=json.loads(row[7]),
-        metadata=EventMetadata.model_construct(**json.loads(row[8])),
+        data=parse_json_object(row[7]),
+        metadata=EventMetadata.from_stored(parse_json_object(row[8])),
         occurred_at=from_db_time(row[9]),
         recorded_at=from_db_time(row[10]),
         transaction_id=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Final, NamedTuple
+from typing import Annotated, Any, Final, NamedTuple, cast
 from uuid import UUID, uuid4
 
 import pydantic
@@ -56,6 +56,11 @@ class EventMetadata(BaseModel):
     causation_id: OptionalId = Field(
         default=None, description="the id of the message or event that caused this one"
     )
+
+    @classmethod
+    def from_stored(cls, stored: JSONObject) -> EventMetadata:
+        """Metadata read back from the log, trusted as written (no validation)."""
+        return cls.model_construct(**cast("dict[str, Any]", stored))
 
     def as_json(self) -> JSONObject:
         """The metadata as stored: set keys only, in a JSON-able form."""

@@ -1,0 +1,7 @@
+"""`python -m eventstore.cli`."""
+
+from __future__ import annotations
+
+from eventstore.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""Envelopes, the payload registry and upcasting."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+import pytest
+
+from eventstore import (
+    ErrorInfo,
+    EventPayload,
+    ExecutionFailed,
+    NewEvent,
+    RecordedEvent,
+    ValidationError,
+    register_payload,
+    register_upcaster,
+)
+from eventstore.events import PAYLOAD_TYPES, upcast
+from eventstore.events.envelope import EventMetadata
+from eventstore.log import upcast_event
+
+
+@register_payload
+class ReviewRequested(EventPayload):
+    """A payload at version 3, whose v1 and v2 shapes are upcast on read."""
+
+    event_type: ClassVar[str] = "TestReviewRequested"
+    schema_version: ClassVar[int] = 3
+
+    reviewer: str
+    priority: int
+
+
+@register_upcaster("TestReviewRequested", 1)
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {"reviewer": data["who"], "urgent": data.get("urgent", False)}
+
+
+@register_upcaster("TestReviewRequested", 2)
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    return {"reviewer": data["reviewer"], "priority": 1 if data["urgent"] else 3}
+
+
+def test_the_seven_lifecycle_payloads_are_registered() -> None:
+    assert {
+        "ExecutionCreated",
+        "ExecutionStarted",
+        "ExecutionProgressed",
+        "ExecutionCompleted",
+        "ExecutionFailed",
+        "ExecutionCancellationRequested",
+        "ExecutionCancelled",
+    } <= set(PAYLOAD_TYPES)
+    assert all(PAYLOAD_TYPES[name].schema_version >= 1 for name in PAYLOAD_TYPES)
+
+
+def test_old_versions_are_upcast_step_by_step() -> None:
+    assert upcast("TestReviewRequested", 1, {"who": "ana", "urgent": True}) == (
+        3,
+        {"reviewer": "ana", "priority": 1},
+    )
+    assert upcast("TestReviewRequested", 3, {"reviewer": "b", "priority": 2}) == (
+        3,
+        {"reviewer": "b", "priority": 2},
+    )
+    assert upcast("Unregistered", 1, {"a": 1}) == (1, {"a": 1})
+    stored = RecordedEvent.model_construct(
+        position=1,
+        stream_id=uuid.uuid4(),
+        version=1,
+        stream_type="execution",
+        event_id=uuid.uuid4(),
+        type="TestReviewRequested",
+        schema_version=1,
+        data={"who": "c"},
+        metadata=EventMetadata(),
+        occurred_at=datetime.now(UTC),
+        recorded_at=datetime.now(UTC),
+        transaction_id=None,
+        hash=b"",
+    )
+    current = upcast_event(stored)
+    assert current.schema_version == 3
+    assert current.payload() == ReviewRequested(reviewer="c", priority=3)
+
+
+def test_a_missing_upcaster_and_a_duplicate_registration_are_errors() -> None:
+    @register_payload
+    class Gap(EventPayload):
+        event_type: ClassVar[str] = "TestGap"
+        schema_version: ClassVar[int] = 2
+
+    with pytest.raises(ValidationError, match="no upcaster"):
+        upcast("TestGap", 1, {})
+    with pytest.raises(ValidationError, match="already registered"):
+        register_upcaster("TestReviewRequested", 1)(_v1_to_v2)
+
+    class Impostor(EventPayload):
+        event_type: ClassVar[str] = "ExecutionStarted"
+
+    with pytest.raises(ValidationError, match="already registered"):
+        register_payload(Impostor)
+
+
+def test_writers_record_the_current_version_only() -> None:
+    with pytest.raises(ValidationError, match="schema_version 3"):
+        NewEvent(type="TestReviewRequested", data={"who": "x"}, schema_version=1)
+    event = NewEvent.of(ReviewRequested(reviewer="r", priority=1))
+    assert event.schema_version == 3
+
+
+def test_new_events_carry_ids_and_aware_times() -> None:
+    event = NewEvent(type="Note")
+    assert isinstance(event.event_id, uuid.UUID)
+    assert event.occurred_at.tzinfo is UTC
+    assert event.data == {}
+    local = datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=2)))
+    assert NewEvent(type="Note", occurred_at=local).occurred_at == local
+    assert (
+        NewEvent(type="Note", event_id=str(event.event_id)).event_id == event.event_id
+    )
+    with pytest.raises(ValidationError, match="event_id"):
+        NewEvent(type="Note", event_id="nope")
+    with pytest.raises(ValidationError, match="mapping"):
+        NewEvent(type="Note", data=[1, 2])  # type: ignore[arg-type]
+
+
+def test_error_info_from_an_exception() -> None:
+    try:
+        raise KeyError("missing")
+    except KeyError as exc:
+        info = ErrorInfo.from_exception(exc, retryable=True)
+    assert info.type == "KeyError"
+    assert info.retryable
+    assert info.traceback is not None
+    assert "raise KeyError" in info.traceback
+    failed = ExecutionFailed(error=info)
+    assert NewEvent.of(failed).data["error"]["type"] == "KeyError"  # type: ignore[index,call-overload]

@@ -1,0 +1,94 @@
+"""The status table and the error tree, as pure data."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from eventstore import (
+    TERMINAL_STATUSES,
+    ConcurrencyError,
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    EventStoreError,
+    ExecutionNotFound,
+    ExecutionStatus,
+    IdempotencyConflict,
+    IntegrityError,
+    InvalidTransition,
+    ProjectionError,
+    ReferenceNotFound,
+    SchemaNotMigrated,
+    ValidationError,
+    WaitTimeout,
+)
+from eventstore.status import ALLOWED_FROM, RESULTING_STATUS, is_allowed
+
+
+def test_statuses_are_the_specs_strings() -> None:
+    assert [s.value for s in ExecutionStatus] == [
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
+    assert ExecutionStatus("running") is ExecutionStatus.RUNNING
+    assert isinstance(ExecutionStatus.RUNNING, str)
+    assert str(ExecutionStatus.RUNNING) == "running"
+    assert {"completed", "failed", "cancelled"} == TERMINAL_STATUSES
+    assert {s for s in ExecutionStatus if s.is_terminal} == TERMINAL_STATUSES
+
+
+def test_terminal_statuses_allow_nothing_and_created_only_starts_a_stream() -> None:
+    for status in TERMINAL_STATUSES:
+        assert not any(
+            is_allowed(status, event_type) for event_type in RESULTING_STATUS
+        )
+    assert not any(is_allowed(status, "ExecutionCreated") for status in ExecutionStatus)
+    assert set(ALLOWED_FROM) == set(RESULTING_STATUS) - {"ExecutionCreated"}
+    assert not is_allowed(ExecutionStatus.PENDING, "SomethingElse")
+
+
+def test_every_error_is_an_event_store_error_with_stdlib_mixins() -> None:
+    stream = uuid.uuid4()
+    cases: list[tuple[EventStoreError, tuple[type[BaseException], ...]]] = [
+        (ConfigurationError("bad url"), (ValueError,)),
+        (
+            DatabaseUnavailable(url="u", reason="refused"),
+            (DatabaseError, ConnectionError),
+        ),
+        (SchemaNotMigrated(url="u", current=None, head="0001"), (DatabaseError,)),
+        (ConcurrencyError(stream_id=stream, expected=1, actual=2), ()),
+        (InvalidTransition(execution_id=stream, status="pending", event_type="X"), ()),
+        (ExecutionNotFound(execution_id=stream), (LookupError,)),
+        (ReferenceNotFound(entity="graph", entity_id=stream), (LookupError,)),
+        (ValidationError("bad"), (ValueError,)),
+        (
+            IdempotencyConflict(event_id=stream, stream_id=stream, reason="r"),
+            (ValidationError,),
+        ),
+        (IntegrityError(stream_id=stream, position=3, reason="r"), ()),
+        (
+            WaitTimeout(execution_id=stream, timeout=1.5, status="running"),
+            (TimeoutError,),
+        ),
+        (ProjectionError(projection="p", position=1, event_id=stream, reason="r"), ()),
+    ]
+    for error, mixins in cases:
+        assert isinstance(error, EventStoreError)
+        for mixin in mixins:
+            assert isinstance(error, mixin)
+        assert "\n" not in str(error)
+    conflict = ConcurrencyError(stream_id=stream, expected=1, actual=2)
+    assert (conflict.stream_id, conflict.expected, conflict.actual) == (stream, 1, 2)
+    transition = InvalidTransition(
+        execution_id=stream, status="completed", event_type="ExecutionStarted"
+    )
+    assert str(stream) in str(transition)
+    assert "completed" in str(transition)
+    assert "ExecutionStarted" in str(transition)
+    with pytest.raises(TypeError):
+        ConcurrencyError(stream, 1, 2)  # type: ignore[call-arg]
