@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -27,6 +26,7 @@ from uuid import UUID
 import pydantic
 
 from eventstore import errors
+from eventstore.cache import BoundedCache
 from eventstore.events import payloads
 from eventstore.events.envelope import (
     EventMetadata,
@@ -36,6 +36,7 @@ from eventstore.events.envelope import (
     validation_error,
 )
 from eventstore.fold import ExecutionState, apply_event, fold_events
+from eventstore.hashing import parse_json_object
 from eventstore.log import as_stream_id
 from eventstore.references import execution_context
 from eventstore.status import ExecutionStatus, is_allowed
@@ -80,28 +81,6 @@ def _error_info(error: ErrorArg) -> payloads.ErrorInfo:
     )
 
 
-class _States:
-    """A bounded memory of the last state each command produced."""
-
-    def __init__(self) -> None:
-        self._states: OrderedDict[UUID, ExecutionState] = OrderedDict()
-
-    def get(self, execution_id: UUID) -> ExecutionState | None:
-        state = self._states.get(execution_id)
-        if state is not None:
-            self._states.move_to_end(execution_id)
-        return state
-
-    def put(self, state: ExecutionState) -> None:
-        current = self._states.get(state.id)
-        if current is not None and current.version > state.version:
-            return  # a concurrent command of ours already remembered a newer one
-        self._states[state.id] = state
-        self._states.move_to_end(state.id)
-        if len(self._states) > STATE_CACHE_SIZE:
-            self._states.popitem(last=False)
-
-
 class ExecutionService:
     """Create, drive and read executions; every step is an event in their stream."""
 
@@ -121,7 +100,10 @@ class ExecutionService:
         self._graphs = graphs
         self._retries = retries
         self._poll_interval = poll_interval
-        self._states = _States()
+        # The last state each command produced (see the module docstring).
+        self._states: BoundedCache[UUID, ExecutionState] = BoundedCache(
+            STATE_CACHE_SIZE
+        )
 
     async def create(
         self,
@@ -363,7 +345,7 @@ class ExecutionService:
         state = fold_events(events, known) if events else known
         if state is None:
             raise errors.ExecutionNotFound(execution_id=stream)
-        self._states.put(state)
+        self._remember(state)
         return state
 
     async def history(self, execution_id: UUID | str) -> list[RecordedEvent]:
@@ -412,10 +394,16 @@ class ExecutionService:
             await asyncio.sleep(delay)
             delay = min(delay * 2, WAIT_POLL_MAX)
 
+    def _remember(self, state: ExecutionState) -> None:
+        current = self._states.get(state.id)
+        if current is None or current.version <= state.version:
+            # Never replace a newer state that a concurrent command remembered.
+            self._states.put(state.id, state)
+
     async def _create(self, execution_id: UUID, created: NewEvent) -> None:
         result = await self._log.append(execution_id, [created], expected_version=0)
         if not result.duplicate:
-            self._states.put(_applied(None, execution_id, [created], result))
+            self._remember(_applied(None, execution_id, [created], result))
 
     async def _command(
         self,
@@ -454,7 +442,7 @@ class ExecutionService:
                 state, fresh = await self.get(stream), True
                 continue
             new_state = _applied(state, stream, events, result)
-            self._states.put(new_state)
+            self._remember(new_state)
             return new_state
         raise errors.ConcurrencyError(
             stream_id=stream,
@@ -472,7 +460,9 @@ def _applied(
     """Fold just-appended events without reading them back.
 
     The fold reads type, data, occurred_at, version and position only; the
-    database's recorded_at and hash do not enter the state.
+    database's recorded_at and hash do not enter the state. The data is read
+    back from its stored (canonical) text, so numbers have exactly the values
+    a later read from the database gives.
     """
     first_version = result.version - len(events) + 1
     for offset, (event, position) in enumerate(
@@ -486,7 +476,7 @@ def _applied(
             event_id=event.event_id,
             type=event.type,
             schema_version=event.schema_version,
-            data=event.data,
+            data=parse_json_object(event.data_json),
             metadata=event.metadata,
             occurred_at=event.occurred_at,
             recorded_at=datetime.now(UTC),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID, uuid4
@@ -12,6 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from eventstore import errors, hashing, schema
+from eventstore.cache import BoundedCache
 from eventstore.events.envelope import validation_error
 from eventstore.log import as_stream_id
 
@@ -63,24 +63,6 @@ def _validated(model: type[_M], what: str, **fields: object) -> _M:
         return model.model_validate(fields)
     except pydantic.ValidationError as exc:
         raise validation_error(exc, what) from exc
-
-
-class _Known:
-    """A bounded memory of ids proven to exist (references are never deleted)."""
-
-    def __init__(self) -> None:
-        self._ids: OrderedDict[UUID, UUID] = OrderedDict()
-
-    def get(self, key: UUID) -> UUID | None:
-        value = self._ids.get(key)
-        if value is not None:
-            self._ids.move_to_end(key)
-        return value
-
-    def add(self, key: UUID, value: UUID) -> None:
-        self._ids[key] = value
-        if len(self._ids) > KNOWN_CACHE_SIZE:
-            self._ids.popitem(last=False)
 
 
 class _Table:
@@ -143,7 +125,7 @@ class Messages(_Table):
     def __init__(self, backend: Backend) -> None:
         super().__init__(backend)
         # message id -> thread id, for the existence check of every create.
-        self.known_threads = _Known()
+        self.known_threads: BoundedCache[UUID, UUID] = BoundedCache(KNOWN_CACHE_SIZE)
 
     async def create(
         self, *, thread_id: UUID | str, role: str, content: str
@@ -177,7 +159,7 @@ class Messages(_Table):
             await connection.execute(
                 sa.insert(schema.messages).values(message.model_dump())
             )
-        self.known_threads.add(message.id, message.thread_id)
+        self.known_threads.put(message.id, message.thread_id)
         return message
 
     async def get(self, message_id: UUID | str) -> Message:
@@ -195,7 +177,7 @@ class Graphs(_Table):
 
     def __init__(self, backend: Backend) -> None:
         super().__init__(backend)
-        self.known = _Known()
+        self.known: BoundedCache[UUID, UUID] = BoundedCache(KNOWN_CACHE_SIZE)
 
     async def create(self, *, name: str, version: str | int, definition: Any) -> Graph:
         """Create a graph definition.
@@ -218,7 +200,7 @@ class Graphs(_Table):
             await connection.execute(
                 sa.insert(schema.graphs).values(graph.model_dump())
             )
-        self.known.add(graph.id, graph.id)
+        self.known.put(graph.id, graph.id)
         return graph
 
     async def get(self, graph_id: UUID | str) -> Graph:
@@ -263,6 +245,6 @@ async def execution_context(
             )
             if found is None:
                 raise errors.ReferenceNotFound(entity="graph", entity_id=graph_id)
-    messages.known_threads.add(message_id, thread_id)
-    graphs.known.add(graph_id, graph_id)
+    messages.known_threads.put(message_id, thread_id)
+    graphs.known.put(graph_id, graph_id)
     return thread_id

@@ -455,3 +455,16 @@ async def test_history_lists_every_event_in_order(
     ]
     assert [e.version for e in history] == [1, 2, 3]
     assert history[1].payload().model_dump() == {"worker_id": "worker-1"}
+
+
+async def test_the_state_a_command_returns_equals_a_fresh_fold_elsewhere(
+    store: EventStore, refs: References, url: str
+) -> None:
+    execution_id = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    returned = await store.executions.complete(
+        execution_id,
+        result={"huge": 1.5e300, "one": 1.0, "big": 10**30},
+        metrics={"cost_usd": 1e-7, "prompt_tokens": 2**60},
+    )
+    async with EventStore.open(url) as other:
+        assert await other.executions.get(execution_id) == returned
