@@ -13,8 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/eventstore migrate
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/eventstore demo
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

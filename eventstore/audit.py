@@ -1,16 +1,77 @@
-"""Audit: recompute the hash chain of streams from the rows as stored."""
+"""Audit: timelines, the state as of a position or time, hash chain verification."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+from pydantic import BaseModel, ConfigDict
 
 from eventstore import errors, hashing
+from eventstore.fold import ExecutionState, fold_events
 from eventstore.log import as_stream_id
 
 if TYPE_CHECKING:
     from uuid import UUID
 
     from eventstore.backends.base import Backend
+    from eventstore.events.envelope import RecordedEvent
+
+_POSITION: Final = re.compile(r"^\d+$")
+
+
+class AsOf(BaseModel):
+    """A moment of the log: a position, or a time on the database's clock."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int | None = None
+    time: datetime | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AsOf:
+        """A bare integer is a position; an ISO 8601 time with an offset is a time.
+
+        Raises:
+            ValidationError: neither, or a time without an offset.
+        """
+        value = text.strip()
+        if _POSITION.match(value):
+            return cls(position=int(value))
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise errors.ValidationError(
+                f"invalid --as-of {text!r}: a position or an ISO 8601 time with offset"
+            ) from exc
+        if moment.utcoffset() is None:
+            raise errors.ValidationError(
+                f"invalid --as-of {text!r}: the time needs an offset (e.g. +00:00 or Z)"
+            )
+        return cls(time=moment)
+
+    def includes(self, event: RecordedEvent) -> bool:
+        """Whether the event was in the log at this moment (recorded_at for times)."""
+        if self.position is not None:
+            return event.position <= self.position
+        assert self.time is not None  # noqa: S101 - one of the two is set
+        return event.recorded_at <= self.time
+
+
+def prefix_as_of(events: list[RecordedEvent], moment: AsOf) -> list[RecordedEvent]:
+    """The events of one stream that were in the log at `moment` (a prefix)."""
+    prefix = []
+    for event in events:
+        if not moment.includes(event):
+            break
+        prefix.append(event)
+    return prefix
+
+
+def state_as_of(events: list[RecordedEvent], moment: AsOf) -> ExecutionState | None:
+    """The execution's state folded from its events at `moment`; None before it existed."""
+    return fold_events(prefix_as_of(events, moment))
 
 
 async def verify_stream(backend: Backend, stream_id: UUID | str) -> bytes:

@@ -147,3 +147,15 @@ class ProjectionError(EventStoreError):
             f"projection {projection} stopped at position {position} "
             f"(event {event_id}): {reason}"
         )
+
+
+class CheckpointConflict(EventStoreError):
+    """Another projector moved a projection's checkpoint first; this batch is void."""
+
+    def __init__(self, *, projection: str, partition: int) -> None:
+        self.projection = projection
+        self.partition = partition
+        super().__init__(
+            f"the checkpoint of projection {projection} (partition {partition}) "
+            "was moved by another projector"
+        )

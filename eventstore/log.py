@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from uuid import UUID
 
-from eventstore import errors
+import sqlalchemy as sa
+
+from eventstore import errors, schema
 from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
 from eventstore.events.upcasting import upcast
 
@@ -165,6 +167,15 @@ class EventLog:
         raise errors.ValidationError(
             f"after must be a checkpoint or a position, not {after!r}"
         )
+
+    async def count_events(self) -> int:
+        """How many events the log holds."""
+        await self._backend.ensure_schema()
+        async with self._backend.connect_read() as connection:
+            count = await connection.scalar(
+                sa.select(sa.func.count()).select_from(schema.execution_events)
+            )
+        return int(count or 0)
 
     async def iterate_all(
         self, after: Checkpoint | None, *, batch_size: int = DEFAULT_BATCH

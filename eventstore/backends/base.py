@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from eventstore import errors
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from uuid import UUID
 
+    import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
@@ -127,6 +128,32 @@ class Backend(ABC):
 
         Raises:
             ValidationError: no event has that position.
+        """
+
+    @abstractmethod
+    def upsert(
+        self, table: sa.Table, rows: Sequence[dict[str, Any]], *, guard: str
+    ) -> sa.Executable:
+        """INSERT rows, or UPDATE an existing row whose `guard` column is lower.
+
+        A forward-only write: a row already at the same or a later version
+        (by `guard`) is left as it is.
+        """
+
+    @abstractmethod
+    async def percentiles(
+        self,
+        connection: AsyncConnection,
+        table: sa.Table,
+        *,
+        group_by: str,
+        columns: Sequence[str],
+        fractions: Sequence[float],
+    ) -> dict[Any, dict[str, list[float | None]]]:
+        """Continuous percentiles (as PostgreSQL's percentile_cont) of columns per group.
+
+        Returns:
+            group value -> column -> one value per fraction (None without data).
         """
 
     @abstractmethod

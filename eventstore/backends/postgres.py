@@ -16,10 +16,12 @@ but committed after it is still read, never skipped (DESIGN §1).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from typing_extensions import override
@@ -27,11 +29,18 @@ from typing_extensions import override
 from eventstore import errors
 from eventstore.backends.base import AppendOutcome, Backend
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
-from eventstore.hashing import format_occurred_at, parse_json_object
+from eventstore.hashing import (
+    canonical_json,
+    format_occurred_at,
+    parse_json,
+    parse_json_object,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from uuid import UUID
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore.events.envelope import NewEvent
     from eventstore.settings import StoreSettings
@@ -116,6 +125,9 @@ class PostgresBackend(Backend):
             pool_size=settings.pool_size,
             max_overflow=settings.pool_size,
             pool_pre_ping=False,
+            # JSON columns read and write numbers by value, like the log does.
+            json_serializer=canonical_json,
+            json_deserializer=parse_json,
             connect_args={
                 "server_settings": server_settings,
                 "timeout": settings.connect_timeout,
@@ -227,6 +239,49 @@ class PostgresBackend(Backend):
         return Checkpoint(transaction_id, position)
 
     @override
+    def upsert(
+        self, table: sa.Table, rows: Sequence[dict[str, Any]], *, guard: str
+    ) -> sa.Executable:
+        statement = postgresql.insert(table).values(list(rows))
+        keys = [column.name for column in table.primary_key.columns]
+        return statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={
+                name: statement.excluded[name] for name in rows[0] if name not in keys
+            },
+            where=table.c[guard] < statement.excluded[guard],
+        )
+
+    @override
+    async def percentiles(
+        self,
+        connection: AsyncConnection,
+        table: sa.Table,
+        *,
+        group_by: str,
+        columns: Sequence[str],
+        fractions: Sequence[float],
+    ) -> dict[Any, dict[str, list[float | None]]]:
+        group = table.c[group_by]
+        selected = [
+            sa.func.percentile_cont(fraction)
+            .within_group(table.c[name])
+            .label(f"{name}_{n}")
+            for name in columns
+            for n, fraction in enumerate(fractions)
+        ]
+        rows = await connection.execute(sa.select(group, *selected).group_by(group))
+        return {
+            mapping[group_by]: {
+                name: [
+                    _maybe_float(mapping[f"{name}_{n}"]) for n in range(len(fractions))
+                ]
+                for name in columns
+            }
+            for mapping in rows.mappings()
+        }
+
+    @override
     def classify(self, exc: BaseException) -> errors.EventStoreError | None:
         code = _sqlstate(exc)
         if code == IMMUTABLE_LOG_SQLSTATE:
@@ -257,6 +312,10 @@ class PostgresBackend(Backend):
                 )
             cause = cause.__cause__
         return None
+
+
+def _maybe_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,13 +12,16 @@ connection; the rows are stored exactly as SQLAlchemy's types store them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
+import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from typing_extensions import override
@@ -29,11 +32,12 @@ from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
 from eventstore.hashing import parse_json_object
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     import aiosqlite
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.pool import ConnectionPoolEntry
 
     from eventstore.events.envelope import NewEvent
@@ -109,6 +113,9 @@ class SqliteBackend(Backend):
             pool_size=settings.pool_size,
             max_overflow=settings.pool_size,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+            # JSON columns read and write numbers by value, like the log does.
+            json_serializer=hashing.canonical_json,
+            json_deserializer=hashing.parse_json,
         )
         busy_timeout = settings.sqlite_busy_timeout_ms
 
@@ -175,6 +182,20 @@ class SqliteBackend(Backend):
             return outcome
 
     @override
+    @contextlib.asynccontextmanager
+    async def begin_write(self) -> AsyncIterator[AsyncConnection]:
+        # Take the lock up front (and queue behind this process's writers)
+        # rather than upgrade a read lock later, which WAL may refuse.
+        async with (
+            self.translate_errors(),
+            self._write_lock,
+            self.engine.connect() as connection,
+        ):
+            immediate = await connection.execution_options(sqlite_begin="IMMEDIATE")
+            async with immediate.begin():
+                yield immediate
+
+    @override
     async def read_stream(
         self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
@@ -209,6 +230,52 @@ class SqliteBackend(Backend):
                 return list(await cursor.fetchall())
 
     @override
+    def upsert(
+        self, table: sa.Table, rows: Sequence[dict[str, Any]], *, guard: str
+    ) -> sa.Executable:
+        statement = sqlite.insert(table).values(list(rows))
+        keys = [column.name for column in table.primary_key.columns]
+        return statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={
+                name: statement.excluded[name] for name in rows[0] if name not in keys
+            },
+            where=table.c[guard] < statement.excluded[guard],
+        )
+
+    @override
+    async def percentiles(
+        self,
+        connection: AsyncConnection,
+        table: sa.Table,
+        *,
+        group_by: str,
+        columns: Sequence[str],
+        fractions: Sequence[float],
+    ) -> dict[Any, dict[str, list[float | None]]]:
+        # SQLite has no percentile aggregate: sort each column per group and
+        # interpolate as percentile_cont does (the embedded scale allows it).
+        result: dict[Any, dict[str, list[float | None]]] = {}
+        for name in columns:
+            column = table.c[name]
+            rows = await connection.execute(
+                sa.select(table.c[group_by], column)
+                .where(column.is_not(None))
+                .order_by(table.c[group_by], column)
+            )
+            values: dict[Any, list[float]] = {}
+            for group, value in rows:
+                values.setdefault(group, []).append(float(value))
+            for group, ordered in values.items():
+                result.setdefault(group, {})[name] = [
+                    _interpolate(ordered, fraction) for fraction in fractions
+                ]
+        for per_column in result.values():
+            for name in columns:
+                per_column.setdefault(name, [None] * len(fractions))
+        return result
+
+    @override
     def classify(self, exc: BaseException) -> errors.EventStoreError | None:
         cause: BaseException | None = exc
         while cause is not None:
@@ -226,6 +293,14 @@ class SqliteBackend(Backend):
                 continue
             cause = cause.__cause__
         return None
+
+
+def _interpolate(ordered: Sequence[float], fraction: float) -> float:
+    """percentile_cont over sorted values: linear between the nearest ranks."""
+    rank = fraction * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 async def _append_locked(

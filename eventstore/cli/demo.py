@@ -1,0 +1,123 @@
+"""`eventstore demo`: a realistic workload on the embedded SQLite default, end to end."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from eventstore import EventStore, StoreSettings
+from eventstore.cli.app import DebugOption, UrlOption, run, stdout
+from eventstore.cli.demo_workload import Tally, run_workload
+from eventstore.cli.store_commands import print_stats
+from projections.projector import Projector
+from projections.queries import ExecutionsView
+from projections.stats import Stats, execution_stats
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command()(demo)
+
+
+def demo(
+    url: UrlOption = None,
+    *,
+    executions: Annotated[
+        int, typer.Option(min=1, max=100_000, help="runs to simulate")
+    ] = 200,
+    workers: Annotated[
+        int, typer.Option(min=1, max=256, help="concurrent workers")
+    ] = 8,
+    seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 7,
+    show: Annotated[
+        int, typer.Option(min=0, help="rows of the executions table to print")
+    ] = 15,
+    debug: DebugOption = False,
+) -> None:
+    """Simulate a crew workload, project it, show the executions table and stats.
+
+    With no URL it creates (or reuses) ./eventstore.db in the current directory.
+    """
+
+    async def command() -> tuple[Table, Stats, int]:
+        settings = StoreSettings(pool_size=max(workers + 2, 5))
+        async with EventStore.open(url, settings=settings) as store:
+            await store.migrate()
+            progress = Progress(
+                TextColumn("[bold]simulating[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[outcomes]}"),
+                TimeElapsedColumn(),
+                console=stdout,
+            )
+            task = progress.add_task("runs", total=executions, outcomes="")
+
+            def update(tally: Tally) -> None:
+                outcomes = ", ".join(
+                    f"{k} {v}" for k, v in sorted(tally.by_outcome.items())
+                )
+                progress.update(task, completed=tally.finished, outcomes=outcomes)
+
+            with Live(progress, console=stdout, refresh_per_second=10):
+                await run_workload(
+                    store,
+                    executions=executions,
+                    workers=workers,
+                    seed=seed,
+                    on_change=update,
+                )
+            projected = await Projector(store).run_until_caught_up()
+            page = await ExecutionsView(store).list(limit=max(show, 1))
+            table = Table(title=f"executions (newest {show}) in {store.url}")
+            for column in (
+                "id",
+                "status",
+                "attempt",
+                "worker",
+                "steps",
+                "run ms",
+                "tokens",
+                "cost $",
+            ):
+                table.add_column(
+                    column, justify="right" if column != "status" else "left"
+                )
+            for state in page.items[:show]:
+                tokens = int(state.metrics.get("prompt_tokens", 0)) + int(
+                    state.metrics.get("completion_tokens", 0)
+                )
+                table.add_row(
+                    str(state.id)[:8],
+                    state.status.value
+                    + (
+                        " (cancel requested)"
+                        if state.cancel_requested and state.status == "running"
+                        else ""
+                    ),
+                    str(state.attempt),
+                    state.worker_id or "-",
+                    str(state.steps_completed),
+                    "-" if state.run_ms is None else str(state.run_ms),
+                    str(tokens),
+                    f"{state.metrics.get('cost_usd', 0):.4f}",
+                )
+            return table, await execution_stats(store), projected
+
+    table, result, projected = run(command, debug=debug)
+    stdout.print(f"projected {projected} events into the executions table")
+    stdout.print(table)
+    print_stats(result)
+
+
+__all__ = ["demo", "register"]
