@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import typer
@@ -25,7 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-stdout = Console()
+# Piped output (no terminal) gets wide lines instead of folded table cells.
+PIPED_WIDTH: Final = 160
+stdout = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # typer takes options as keyword defaults, so they are annotated aliases here.

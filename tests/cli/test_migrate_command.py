@@ -8,18 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.runner import run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def eventstore(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "eventstore.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    return run_cli(*args, cwd=cwd)
 
 
 @pytest.mark.sqlite

@@ -1,0 +1,185 @@
+"""The projector folds the log into `executions`, equal to `executions.get()`."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from eventstore import (
+    EventStore,
+    ExecutionState,
+    ExecutionStatus,
+    NewEvent,
+    ProjectionError,
+    StoreSettings,
+)
+from eventstore.cli.demo_workload import run_workload
+from eventstore.schema import execution_events, executions, projection_checkpoints
+from projections.executions import ExecutionsProjection
+from projections.projector import Projector
+from projections.queries import ExecutionsView
+from projections.rebuild import rebuild
+from tests.helpers import References, execution_in
+
+
+async def all_rows(store: EventStore) -> dict[uuid.UUID, ExecutionState]:
+    view = ExecutionsView(store)
+    rows: dict[uuid.UUID, ExecutionState] = {}
+    cursor = None
+    while True:
+        page = await view.list(limit=100, cursor=cursor)
+        rows.update((state.id, state) for state in page.items)
+        if page.next_cursor is None:
+            return rows
+        cursor = page.next_cursor
+
+
+async def assert_projection_equals_fold(
+    store: EventStore,
+) -> dict[uuid.UUID, ExecutionState]:
+    rows = await all_rows(store)
+    async with store.backend.engine.connect() as connection:
+        streams = set(
+            (
+                await connection.execute(
+                    sa.select(execution_events.c.stream_id)
+                    .where(execution_events.c.stream_type == "execution")
+                    .distinct()
+                )
+            ).scalars()
+        )
+    assert set(rows) == streams
+    for execution_id, row in rows.items():
+        assert row == await store.executions.get(execution_id)
+    return rows
+
+
+async def event_token_sum(store: EventStore) -> tuple[int, float]:
+    tokens, cost = 0, 0.0
+    async for event in store.read_all():
+        metrics = event.data.get("metrics") or {}
+        assert isinstance(metrics, dict)
+        for name in ("prompt_tokens", "completion_tokens"):
+            value = metrics.get(name, 0)
+            assert isinstance(value, int)
+            tokens += value
+        price = metrics.get("cost_usd", 0)
+        assert isinstance(price, int | float)
+        cost += price
+    return tokens, cost
+
+
+async def test_a_mixed_concurrent_workload_projects_to_its_fold(url: str) -> None:
+    async with EventStore.open(url, settings=StoreSettings(pool_size=10)) as store:
+        workload = asyncio.create_task(
+            run_workload(
+                store, executions=60, workers=6, seed=11, on_change=lambda _: None
+            )
+        )
+        projector = Projector(store, batch_size=7)
+        while not workload.done():  # project while the workload runs
+            await projector.run_once()
+            await asyncio.sleep(0.005)
+        await workload
+        await projector.run_until_caught_up()
+        rows = await assert_projection_equals_fold(store)
+        statuses = {row.status.value for row in rows.values()}
+        assert {"completed", "failed", "cancelled"} <= statuses
+        tokens, cost = await event_token_sum(store)
+        assert tokens > 0
+        assert (
+            sum(
+                int(r.metrics.get("prompt_tokens", 0))
+                + int(r.metrics.get("completion_tokens", 0))
+                for r in rows.values()
+            )
+            == tokens
+        )
+        assert math.isclose(
+            sum(float(r.metrics.get("cost_usd", 0)) for r in rows.values()), cost
+        )
+
+
+async def test_catching_up_twice_changes_nothing(
+    store: EventStore, refs: References
+) -> None:
+    for status in ("pending", "running", "completed", "failed", "cancelled"):
+        await execution_in(store, refs, ExecutionStatus(status))
+    projector = Projector(store, batch_size=2)
+    assert await projector.run_until_caught_up() == await store.log.count_events()
+    before = await all_rows(store)
+    async with store.backend.engine.connect() as connection:
+        checkpoint = (await connection.execute(sa.select(projection_checkpoints))).all()
+    assert await Projector(store).run_until_caught_up() == 0
+    assert await all_rows(store) == before
+    async with store.backend.engine.connect() as connection:
+        assert (
+            await connection.execute(sa.select(projection_checkpoints))
+        ).all() == checkpoint
+
+
+async def test_system_streams_are_skipped_but_passed(
+    store: EventStore, refs: References
+) -> None:
+    await store.append(
+        uuid.uuid4(), [NewEvent(type="ArchiveReceipt", data={})], stream_type="system"
+    )
+    execution_id = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    assert await Projector(store).run_until_caught_up() == 3
+    assert list(await all_rows(store)) == [execution_id]
+
+
+async def test_rows_never_move_backwards(store: EventStore, refs: References) -> None:
+    """The per-row version guard: replaying an old batch into the table changes nothing."""
+    execution_id = await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await Projector(store).run_until_caught_up()
+    done = await ExecutionsView(store).get(execution_id)
+    events = [e async for e in store.read_all()]
+    async with store.backend.begin_write() as connection:
+        await ExecutionsProjection(store.backend).apply(connection, events[:2])
+        await ExecutionsProjection(store.backend).apply(connection, events)
+    assert await ExecutionsView(store).get(execution_id) == done
+
+
+async def test_rebuild_equals_a_fresh_fold(store: EventStore, refs: References) -> None:
+    ids = [await execution_in(store, refs, status) for status in ExecutionStatus]
+    await Projector(store).run_until_caught_up()
+    async with store.backend.begin_write() as connection:  # damage the read model
+        await connection.execute(
+            sa.update(executions).values(status="pending", steps_completed=42)
+        )
+        await connection.execute(sa.delete(executions).where(executions.c.id == ids[0]))
+    progress: list[tuple[int, int]] = []
+    replayed = await rebuild(
+        store,
+        ExecutionsProjection(store.backend),
+        batch_size=3,
+        on_batch=lambda done, position: progress.append((done, position)),
+    )
+    assert replayed == await store.log.count_events()
+    assert progress[-1][0] == replayed
+    await assert_projection_equals_fold(store)
+    assert await Projector(store).run_until_caught_up() == 0
+
+
+async def test_a_poison_event_stops_the_projection_at_its_position(
+    store: EventStore, refs: References
+) -> None:
+    good = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    poison = NewEvent(type="ExecutionStarted", data={"worker_id": "w"})
+    result = await store.append(
+        uuid.uuid4(), [poison]
+    )  # a stream without ExecutionCreated
+    with pytest.raises(ProjectionError) as caught:
+        await Projector(store).run_until_caught_up()
+    assert caught.value.projection == "executions"
+    assert caught.value.position == result.positions[0]
+    assert caught.value.event_id == poison.event_id
+    # The batch holding the poison event was not applied; nothing was skipped.
+    with pytest.raises(ProjectionError):
+        await Projector(store, batch_size=1).run_until_caught_up()
+    assert (await ExecutionsView(store).get(good)).status is ExecutionStatus.RUNNING
