@@ -35,22 +35,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from uuid import UUID
 
-    from eventstore.events.envelope import JSONObject, JSONValue, RecordedEvent
+    from eventstore.events.envelope import (
+        JSONObject,
+        JSONValue,
+        NewEvent,
+        RecordedEvent,
+    )
 
 GENESIS_HASH: Final = bytes(32)
 # ECMAScript prints numbers of this magnitude and above with an exponent.
 DOUBLE_DIGITS_LIMIT: Final = 10**21
 MAX_DEPTH: Final = 64
 
-_ESCAPES: Final = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-}
+_quote: Final = json.encoder.encode_basestring  # the C implementation when available
 
 
 def canonical_json(value: object) -> str:
@@ -68,76 +65,120 @@ def canonical_json(value: object) -> str:
             non-str key, a NUL character or a lone surrogate in a string).
     """
     parts: list[str] = []
-    _encode(value, parts, "$", 0)
+    try:
+        _encode(value, parts, 0)
+    except _NotJSON as exc:
+        raise errors.ValidationError(
+            f"${''.join(reversed(exc.path))}: {exc.reason}"
+        ) from None
     return "".join(parts)
 
 
-def _encode(value: object, out: list[str], path: str, depth: int) -> None:
-    # Exact type checks: bool is an int subclass, and str/int subclasses
-    # (enums) would round-trip as their plain values anyway.
-    if value is None:
+class _NotJSON(Exception):
+    """Raised deep in the encoder; each level adds its key to the path on the way out."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.path: list[str] = []
+
+
+def _encode(value: object, out: list[str], depth: int) -> None:
+    # The hot path of every append: exact type checks first (bool is an int
+    # subclass), the C string encoder, and the path of a bad value built
+    # only when one is found.
+    kind = type(value)
+    if kind is str:
+        out.append(_encode_str(value))  # type: ignore[arg-type]
+    elif value is None:
         out.append("null")
     elif value is True:
         out.append("true")
     elif value is False:
         out.append("false")
+    elif kind is int:
+        out.append(_encode_int(value))  # type: ignore[arg-type]
+    elif kind is float:
+        out.append(_encode_float(value))  # type: ignore[arg-type]
+    elif kind is dict:
+        _encode_object(value, out, depth)  # type: ignore[arg-type]
+    elif kind is list or kind is tuple:
+        _encode_array(value, out, depth)  # type: ignore[arg-type]
     elif isinstance(value, str):
-        out.append(_encode_str(value, path))
+        out.append(_encode_str(str(value)))
     elif isinstance(value, int):
         out.append(_encode_int(int(value)))
     elif isinstance(value, float):
-        out.append(_encode_float(value, path))
+        out.append(_encode_float(float(value)))
     elif isinstance(value, dict):
-        if depth >= MAX_DEPTH:
-            raise errors.ValidationError(f"{path}: nested deeper than {MAX_DEPTH}")
-        for key in value:
-            if not isinstance(key, str):
-                raise errors.ValidationError(f"{path}: key {key!r} is not a string")
-        out.append("{")
-        for index, key in enumerate(sorted(value, key=_utf16_key)):
-            if index:
-                out.append(",")
-            out.append(_encode_str(key, path))
-            out.append(":")
-            _encode(value[key], out, f"{path}.{key}", depth + 1)
-        out.append("}")
+        _encode_object(value, out, depth)
     elif isinstance(value, list | tuple):
-        if depth >= MAX_DEPTH:
-            raise errors.ValidationError(f"{path}: nested deeper than {MAX_DEPTH}")
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _encode(item, out, f"{path}[{index}]", depth + 1)
-        out.append("]")
+        _encode_array(value, out, depth)
     else:
-        raise errors.ValidationError(
-            f"{path}: {type(value).__name__} is not a JSON value"
-        )
+        raise _NotJSON(f"{type(value).__name__} is not a JSON value")
+
+
+def _encode_object(value: dict[object, object], out: list[str], depth: int) -> None:
+    if depth >= MAX_DEPTH:
+        raise _NotJSON(f"nested deeper than {MAX_DEPTH}")
+    keys: list[str] = []
+    for key in value:
+        if type(key) is not str:
+            raise _NotJSON(f"key {key!r} is not a string")
+        keys.append(key)
+    # Code point order equals UTF-16 order unless a key leaves the BMP.
+    if all(key.isascii() for key in keys):
+        keys.sort()
+    else:
+        keys.sort(key=_utf16_key)
+    out.append("{")
+    first = True
+    for key in keys:
+        if not first:
+            out.append(",")
+        first = False
+        out.append(_encode_str(key))
+        out.append(":")
+        try:
+            _encode(value[key], out, depth + 1)
+        except _NotJSON as exc:
+            exc.path.append(f".{key}")
+            raise
+    out.append("}")
+
+
+def _encode_array(
+    value: list[object] | tuple[object, ...], out: list[str], depth: int
+) -> None:
+    if depth >= MAX_DEPTH:
+        raise _NotJSON(f"nested deeper than {MAX_DEPTH}")
+    out.append("[")
+    for index, item in enumerate(value):
+        if index:
+            out.append(",")
+        try:
+            _encode(item, out, depth + 1)
+        except _NotJSON as exc:
+            exc.path.append(f"[{index}]")
+            raise
+    out.append("]")
 
 
 def _utf16_key(key: str) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
 
-def _encode_str(text: str, path: str) -> str:
+def _encode_str(text: str) -> str:
     if "\x00" in text:
         # PostgreSQL jsonb cannot store U+0000; refuse it on both backends alike.
-        raise errors.ValidationError(f"{path}: strings may not contain NUL (U+0000)")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise errors.ValidationError(f"{path}: string has a lone surrogate") from exc
-    chunks = ['"']
-    for char in text:
-        if char in _ESCAPES:
-            chunks.append(_ESCAPES[char])
-        elif char < " ":
-            chunks.append(f"\\u{ord(char):04x}")
-        else:
-            chunks.append(char)
-    chunks.append('"')
-    return "".join(chunks)
+        raise _NotJSON("strings may not contain NUL (U+0000)")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotJSON("string has a lone surrogate") from None
+    # The stdlib's C encoder escapes exactly what RFC 8785 does: quote,
+    # backslash, \b \f \n \r \t, other controls as lowercase \u00xx.
+    return _quote(text)
 
 
 def _encode_int(number: int) -> str:
@@ -148,14 +189,14 @@ def _encode_int(number: int) -> str:
     except OverflowError:
         return str(number)
     if Decimal(repr(nearest)) == number:
-        return _encode_float(nearest, "$")
+        return _encode_float(nearest)
     return str(number)
 
 
-def _encode_float(number: float, path: str) -> str:
+def _encode_float(number: float) -> str:
     """ECMAScript Number::toString, as RFC 8785 §3.2.2.3 requires."""
     if not math.isfinite(number):
-        raise errors.ValidationError(f"{path}: {number} is not a finite number")
+        raise _NotJSON(f"{number} is not a finite number")
     if number == 0:
         return "0"
     sign = "-" if number < 0 else ""
@@ -240,6 +281,20 @@ def canonical_event(
         f'"occurred_at":"{format_occurred_at(occurred_at)}",'
         f'"schema_version":{schema_version},"stream_id":"{stream_id}",'
         f'"type":"{event_type}","version":{version}}}'
+    )
+
+
+def canonical_for(stream_id: UUID, version: int, event: NewEvent) -> str:
+    """The canonical JSON of a new event at `version` of a stream."""
+    return canonical_event(
+        stream_id=stream_id,
+        version=version,
+        event_id=event.event_id,
+        event_type=event.type,
+        schema_version=event.schema_version,
+        data_json=event.data_json,
+        metadata_json=event.metadata_json,
+        occurred_at=event.occurred_at,
     )
 
 

@@ -28,9 +28,13 @@ from typing_extensions import override
 
 from eventstore import errors
 from eventstore.backends.base import AppendOutcome, Backend
+from eventstore.cache import BoundedCache
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
 from eventstore.hashing import (
+    GENESIS_HASH,
+    canonical_for,
     canonical_json,
+    chain_hash,
     format_occurred_at,
     parse_json,
     parse_json_object,
@@ -57,9 +61,28 @@ _COLUMNS: Final = (
     "data, metadata, occurred_at, recorded_at, transaction_id, hash"
 )
 APPEND_SQL: Final = (
-    "SELECT outcome, version, position, event_id, detail "
+    "SELECT outcome, version, position, event_id, detail, hash "
     "FROM eventstore_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
+# The fast path, for a writer that knows the stream's head (its version and
+# hash): one plain INSERT with hashes chained by the client. The guard
+# proves the head is still the expected one; the unique keys refuse a
+# concurrent writer and a re-used event id, and the function path then says
+# which it was.
+FAST_APPEND_SQL: Final = """
+INSERT INTO execution_events (stream_id, version, stream_type, event_id, type,
+    schema_version, data, metadata, occurred_at, hash)
+SELECT $1, e.version, $2, e.event_id, e.type, e.schema_version, e.data::jsonb,
+    e.metadata::jsonb, e.occurred_at::timestamptz, e.hash
+FROM unnest($3::int[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[],
+    $9::text[], $10::bytea[])
+    AS e(version, event_id, type, schema_version, data, metadata, occurred_at, hash)
+WHERE $11::int = 0 OR EXISTS (
+    SELECT FROM execution_events p
+    WHERE p.stream_id = $1 AND p.version = $11 AND p.hash = $12)
+RETURNING version, position
+"""
+HEAD_CACHE_SIZE: Final = 50_000
 READ_STREAM_SQL: Final = (
     f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
     "WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3"
@@ -140,6 +163,10 @@ class PostgresBackend(Backend):
         self._settings = settings
         self._server_settings = server_settings
         self._pool: asyncpg.Pool | None = None
+        # stream -> (version, hash) of a head this process wrote or read.
+        self._heads: BoundedCache[UUID, tuple[int, bytes]] = BoundedCache(
+            HEAD_CACHE_SIZE
+        )
 
     @override
     @property
@@ -180,6 +207,74 @@ class PostgresBackend(Backend):
         stream_type: str,
         expected_version: int | None,
     ) -> AppendOutcome:
+        async with self.translate_errors():
+            if expected_version is not None:
+                head = (
+                    (0, GENESIS_HASH)
+                    if expected_version == 0
+                    else self._heads.get(stream_id)
+                )
+                if head is not None and head[0] == expected_version:
+                    outcome = await self._append_known_head(
+                        stream_id, events, stream_type, head
+                    )
+                    if outcome is not None:
+                        return outcome
+            return await self._append_by_function(
+                stream_id, events, stream_type, expected_version
+            )
+
+    async def _append_known_head(
+        self,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        stream_type: str,
+        head: tuple[int, bytes],
+    ) -> AppendOutcome | None:
+        """The fast path; None when the function path must decide instead."""
+        version, previous = head
+        versions, hashes = [], []
+        for event in events:
+            version += 1
+            previous = chain_hash(previous, canonical_for(stream_id, version, event))
+            versions.append(version)
+            hashes.append(previous)
+        try:
+            async with self.pool.acquire() as connection:
+                rows = await connection.fetch(
+                    FAST_APPEND_SQL,
+                    stream_id,
+                    stream_type,
+                    versions,
+                    [event.event_id for event in events],
+                    [event.type for event in events],
+                    [event.schema_version for event in events],
+                    [event.data_json for event in events],
+                    [event.metadata_json for event in events],
+                    [format_occurred_at(event.occurred_at) for event in events],
+                    hashes,
+                    head[0],
+                    head[1],
+                )
+        except asyncpg.UniqueViolationError:
+            return None  # a concurrent writer, or a re-used event id
+        if not rows:
+            return None  # the head moved or was never what we thought
+        self._heads.put(stream_id, (version, previous))
+        ordered = sorted((row["version"], row["position"]) for row in rows)
+        return AppendOutcome(
+            kind="appended",
+            versions=tuple(v for v, _ in ordered),
+            positions=tuple(p for _, p in ordered),
+        )
+
+    async def _append_by_function(
+        self,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        stream_type: str,
+        expected_version: int | None,
+    ) -> AppendOutcome:
         args = (
             stream_id,
             stream_type,
@@ -191,20 +286,22 @@ class PostgresBackend(Backend):
             [event.metadata_json for event in events],
             [format_occurred_at(event.occurred_at) for event in events],
         )
-        async with self.translate_errors():
-            for _ in range(APPEND_RACE_RETRIES):
-                try:
-                    async with self.pool.acquire() as connection:
-                        rows = await connection.fetch(APPEND_SQL, *args)
-                except asyncpg.UniqueViolationError:
-                    # A concurrent append took the same version or event id
-                    # between our read of the head and our insert. Run again:
-                    # the function now sees the winner and answers with a
-                    # version conflict, a duplicate, or a fresh version.
-                    continue
-                return _outcome(rows)
-            async with self.pool.acquire() as connection:
-                actual = await connection.fetchval(HEAD_VERSION_SQL, stream_id)
+        for _ in range(APPEND_RACE_RETRIES):
+            try:
+                async with self.pool.acquire() as connection:
+                    rows = await connection.fetch(APPEND_SQL, *args)
+            except asyncpg.UniqueViolationError:
+                # A concurrent append took the same version or event id
+                # between our read of the head and our insert. Run again:
+                # the function now sees the winner and answers with a
+                # version conflict, a duplicate, or a fresh version.
+                continue
+            if rows[-1]["outcome"] in ("appended", "duplicate"):
+                last = max(rows, key=lambda row: row["version"])
+                self._heads.put(stream_id, (last["version"], last["hash"]))
+            return _outcome(rows)
+        async with self.pool.acquire() as connection:
+            actual = await connection.fetchval(HEAD_VERSION_SQL, stream_id)
         raise errors.ConcurrencyError(
             stream_id=stream_id, expected=expected_version, actual=actual
         )
@@ -217,6 +314,8 @@ class PostgresBackend(Backend):
             rows = await connection.fetch(
                 READ_STREAM_SQL, stream_id, after_version, limit
             )
+        if rows and limit is None:  # read to the end: the last row is the head
+            self._heads.put(stream_id, (rows[-1]["version"], rows[-1]["hash"]))
         return [_row_to_event(row) for row in rows]
 
     @override

@@ -332,17 +332,7 @@ async def _append_locked(
     for event in events:
         version += 1
         previous = hashing.chain_hash(
-            previous,
-            hashing.canonical_event(
-                stream_id=stream_id,
-                version=version,
-                event_id=event.event_id,
-                event_type=event.type,
-                schema_version=event.schema_version,
-                data_json=event.data_json,
-                metadata_json=event.metadata_json,
-                occurred_at=event.occurred_at,
-            ),
+            previous, hashing.canonical_for(stream_id, version, event)
         )
         cursor = await driver.execute(
             INSERT_SQL,

@@ -68,6 +68,9 @@ class EventMetadata(BaseModel):
         return dumped
 
 
+EMPTY_METADATA: Final = EventMetadata()
+
+
 def validation_error(
     exc: pydantic.ValidationError, what: str
 ) -> errors.ValidationError:
@@ -87,6 +90,8 @@ def coerce_metadata(
     Raises:
         ValidationError: a field has the wrong type or an extra key holds no JSON.
     """
+    if value is None:
+        return EMPTY_METADATA
     if isinstance(value, EventMetadata):
         metadata = value
     else:
@@ -94,7 +99,8 @@ def coerce_metadata(
             metadata = EventMetadata.model_validate(dict(value or {}))
         except pydantic.ValidationError as exc:
             raise validation_error(exc, "metadata") from exc
-    hashing.canonical_json(metadata.model_extra or {})  # extras must already be JSON
+    if metadata.model_extra:
+        hashing.canonical_json(metadata.model_extra)  # extras must already be JSON
     return metadata
 
 
@@ -155,7 +161,11 @@ class NewEvent(BaseModel):
         except pydantic.ValidationError as exc:
             raise validation_error(exc, "event") from exc
         self._data_json = hashing.canonical_json(self.data)
-        self._metadata_json = hashing.canonical_json(self.metadata.as_json())
+        self._metadata_json = (
+            "{}"
+            if self.metadata is EMPTY_METADATA
+            else hashing.canonical_json(self.metadata.as_json())
+        )
 
     @classmethod
     def of(
@@ -195,9 +205,9 @@ def _validated_data(
         )
     model = payloads.PAYLOAD_TYPES.get(event_type)
     if model is None:
-        # An event type of the user's own: any JSON object, version as given.
+        # An event type of the user's own: any JSON object (the envelope's
+        # canonical encoding refuses anything else), version as given.
         plain: JSONObject = dict(data or {})  # type: ignore[arg-type]
-        hashing.canonical_json(plain)
         return plain, schema_version if schema_version is not None else 1
     if schema_version not in (None, model.schema_version):
         raise errors.ValidationError(

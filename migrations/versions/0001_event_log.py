@@ -216,7 +216,10 @@ POSTGRES_UPGRADE = [
         p_data text[],
         p_metadata text[],
         p_occurred_at text[]
-    ) RETURNS TABLE (outcome text, version integer, "position" bigint, event_id uuid, detail text)
+    ) RETURNS TABLE (
+        outcome text, version integer, "position" bigint, event_id uuid, detail text,
+        hash bytea
+    )
     LANGUAGE plpgsql AS $$
     DECLARE
         v_count integer := cardinality(p_event_ids);
@@ -244,17 +247,17 @@ POSTGRES_UPGRADE = [
             LIMIT 1;
             IF FOUND THEN
                 RETURN QUERY SELECT 'id_conflict'::text, NULL::integer, NULL::bigint,
-                    v_bad.id,
+                    v_bad.id::uuid,
                     CASE
                         WHEN v_bad.stream_id IS NULL
                             THEN 'only some of the appended events were recorded before'
                         WHEN v_bad.stream_id <> p_stream_id
                             THEN 'it belongs to stream ' || v_bad.stream_id::text
                         ELSE 'its content differs'
-                    END;
+                    END, NULL::bytea;
             ELSE
                 RETURN QUERY SELECT 'duplicate'::text, e.version, e.position, e.event_id,
-                    NULL::text
+                    NULL::text, e.hash
                 FROM execution_events e WHERE e.event_id = ANY (p_event_ids)
                 ORDER BY e.version;
             END IF;
@@ -275,7 +278,7 @@ POSTGRES_UPGRADE = [
         END IF;
         IF p_expected_version IS NOT NULL AND p_expected_version <> v_head THEN
             RETURN QUERY SELECT 'version_conflict'::text, v_head, NULL::bigint,
-                NULL::uuid, NULL::text;
+                NULL::uuid, NULL::text, NULL::bytea;
             RETURN;
         END IF;
 
@@ -296,7 +299,7 @@ POSTGRES_UPGRADE = [
                 p_occurred_at[i]::timestamptz, v_hash)
             RETURNING e.position INTO v_position;
             RETURN QUERY SELECT 'appended'::text, v_head + i, v_position, p_event_ids[i],
-                NULL::text;
+                NULL::text, v_hash;
         END LOOP;
     END
     $$

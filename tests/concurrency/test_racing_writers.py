@@ -139,3 +139,34 @@ async def test_the_same_event_appended_concurrently_is_recorded_once(
     assert {r.positions for r in results} == {results[0].positions}
     assert sum(not r.duplicate for r in results) == 1
     assert len([e async for e in pg_store.read_stream(stream)]) == 1
+
+
+async def test_writers_that_remember_the_same_head_race_cleanly(pg_url: str) -> None:
+    """Both stores know version 1 and its hash; one appends version 2, the other loses."""
+    stream = uuid.uuid4()
+    async with AsyncExitStack() as stack:
+        first, second = await open_stores(stack, pg_url, 2)
+        await first.append(
+            stream, [NewEvent(type="Tick", data={"n": 1})], expected_version=0
+        )
+        assert (
+            len([e async for e in second.read_stream(stream)]) == 1
+        )  # now both know the head
+        outcomes = await asyncio.gather(
+            first.append(
+                stream, [NewEvent(type="Tick", data={"n": 2})], expected_version=1
+            ),
+            second.append(
+                stream, [NewEvent(type="Tick", data={"n": 3})], expected_version=1
+            ),
+            return_exceptions=True,
+        )
+        [conflict] = [o for o in outcomes if isinstance(o, ConcurrencyError)]
+        assert (conflict.expected, conflict.actual) == (1, 2)
+        # The loser's memory of the head is stale; its next append still lands right.
+        loser = second if outcomes[1] is conflict else first
+        result = await loser.append(
+            stream, [NewEvent(type="Tick", data={"n": 4})], expected_version=2
+        )
+        assert result.version == 3
+        await verify_stream(first.backend, stream)
