@@ -228,7 +228,12 @@ def parse_json(text: str) -> JSONValue:
     An integral number written with an exponent (``1e+30``) becomes an int,
     as jsonb makes it, so both backends hand back the same values.
     """
-    return cast("JSONValue", json.loads(text, parse_float=_number))
+    return cast("JSONValue", _DECODER.decode(text))
+
+
+def dump_json(value: object) -> str:
+    """Plain, fast JSON for read-model columns (their values come from the fold)."""
+    return _ENCODER.encode(value)
 
 
 def parse_json_object(text: str) -> JSONObject:
@@ -248,10 +253,17 @@ def parse_json_object(text: str) -> JSONObject:
 
 
 def _number(text: str) -> int | float:
-    value = Decimal(text)
-    if ("e" in text or "E" in text) and value == value.to_integral_value():
-        return int(value)
+    if "e" in text or "E" in text:
+        value = Decimal(text)
+        if value == value.to_integral_value():
+            return int(value)
     return float(text)
+
+
+_DECODER: Final = json.JSONDecoder(parse_float=_number)
+_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":")
+)
 
 
 def format_occurred_at(moment: datetime) -> str:

@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from eventstore.backends import Backend
 
 NAME: Final = "executions"
-# Rows per statement: 22 columns x 500 rows stays below both drivers'
-# limits on bound parameters (32,767 for asyncpg, 32,766 for SQLite).
+# Ids per SELECT ... IN: below both drivers' limits on bound parameters.
 ROWS_PER_STATEMENT: Final = 500
 COLUMNS: Final = tuple(column.name for column in table.columns)
 
@@ -43,6 +42,7 @@ class ExecutionsProjection:
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
+        self._upsert = backend.upsert(table, guard="version")
 
     async def apply(
         self, connection: AsyncConnection, events: Sequence[RecordedEvent]
@@ -80,11 +80,8 @@ class ExecutionsProjection:
                     ) from exc
             if state is not None and state.version > before:
                 changed.append(state_to_row(state))
-        for start in range(0, len(changed), ROWS_PER_STATEMENT):
-            chunk = changed[start : start + ROWS_PER_STATEMENT]
-            await connection.execute(
-                self._backend.upsert(table, chunk, guard="version")
-            )
+        if changed:  # one statement, executed for every changed row
+            await connection.execute(self._upsert, changed)
 
     async def reset(self, connection: AsyncConnection) -> None:
         """Delete every row (the rebuild replays the log afterwards)."""

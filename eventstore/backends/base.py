@@ -131,13 +131,12 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def upsert(
-        self, table: sa.Table, rows: Sequence[dict[str, Any]], *, guard: str
-    ) -> sa.Executable:
-        """INSERT rows, or UPDATE an existing row whose `guard` column is lower.
+    def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
+        """An INSERT of one row that UPDATEs the existing row when its `guard` is lower.
 
         A forward-only write: a row already at the same or a later version
-        (by `guard`) is left as it is.
+        (by `guard`) is left as it is. Execute it with a list of rows (an
+        executemany), so the statement is compiled once.
         """
 
     @abstractmethod

@@ -33,8 +33,8 @@ from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
 from eventstore.hashing import (
     GENESIS_HASH,
     canonical_for,
-    canonical_json,
     chain_hash,
+    dump_json,
     format_occurred_at,
     parse_json,
     parse_json_object,
@@ -148,8 +148,8 @@ class PostgresBackend(Backend):
             pool_size=settings.pool_size,
             max_overflow=settings.pool_size,
             pool_pre_ping=False,
-            # JSON columns read and write numbers by value, like the log does.
-            json_serializer=canonical_json,
+            # JSON columns read numbers by value, like the log does.
+            json_serializer=dump_json,
             json_deserializer=parse_json,
             connect_args={
                 "server_settings": server_settings,
@@ -338,15 +338,15 @@ class PostgresBackend(Backend):
         return Checkpoint(transaction_id, position)
 
     @override
-    def upsert(
-        self, table: sa.Table, rows: Sequence[dict[str, Any]], *, guard: str
-    ) -> sa.Executable:
-        statement = postgresql.insert(table).values(list(rows))
-        keys = [column.name for column in table.primary_key.columns]
+    def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
+        statement = postgresql.insert(table)
+        keys = {column.name for column in table.primary_key.columns}
         return statement.on_conflict_do_update(
-            index_elements=keys,
+            index_elements=sorted(keys),
             set_={
-                name: statement.excluded[name] for name in rows[0] if name not in keys
+                c.name: statement.excluded[c.name]
+                for c in table.columns
+                if c.name not in keys
             },
             where=table.c[guard] < statement.excluded[guard],
         )

@@ -113,8 +113,8 @@ class SqliteBackend(Backend):
             pool_size=settings.pool_size,
             max_overflow=settings.pool_size,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
-            # JSON columns read and write numbers by value, like the log does.
-            json_serializer=hashing.canonical_json,
+            # JSON columns read numbers by value, like the log does.
+            json_serializer=hashing.dump_json,
             json_deserializer=hashing.parse_json,
         )
         busy_timeout = settings.sqlite_busy_timeout_ms
@@ -230,15 +230,15 @@ class SqliteBackend(Backend):
                 return list(await cursor.fetchall())
 
     @override
-    def upsert(
-        self, table: sa.Table, rows: Sequence[dict[str, Any]], *, guard: str
-    ) -> sa.Executable:
-        statement = sqlite.insert(table).values(list(rows))
-        keys = [column.name for column in table.primary_key.columns]
+    def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
+        statement = sqlite.insert(table)
+        keys = {column.name for column in table.primary_key.columns}
         return statement.on_conflict_do_update(
-            index_elements=keys,
+            index_elements=sorted(keys),
             set_={
-                name: statement.excluded[name] for name in rows[0] if name not in keys
+                c.name: statement.excluded[c.name]
+                for c in table.columns
+                if c.name not in keys
             },
             where=table.c[guard] < statement.excluded[guard],
         )

@@ -60,6 +60,8 @@ class EventMetadata(BaseModel):
     @classmethod
     def from_stored(cls, stored: JSONObject) -> EventMetadata:
         """Metadata read back from the log, trusted as written (no validation)."""
+        if not stored:
+            return EMPTY_METADATA
         return cls.model_construct(**cast("dict[str, Any]", stored))
 
     def as_json(self) -> JSONObject:
