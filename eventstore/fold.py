@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from eventstore import errors
 from eventstore.status import RESULTING_STATUS, ExecutionStatus
@@ -50,6 +50,7 @@ class ExecutionState(BaseModel):
     version: int = Field(description="the stream version folded")
     last_position: int = Field(description="the log position of that version")
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def cancel_requested(self) -> bool:
         """Whether a cancellation was requested (it may not have been honoured)."""

@@ -203,7 +203,6 @@ def _print_state(state: ExecutionState | None) -> None:
     table.add_column("value", overflow="fold")
     for name, value in state.model_dump(mode="json").items():
         table.add_row(name, "" if value is None else str(value))
-    table.add_row("cancel_requested", str(state.cancel_requested))
     stdout.print(table)
 
 

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from eventstore import EventStore, ExecutionNotFound, ExecutionStatus, ValidationError
-from projections.projector import Projector
-from projections.queries import ExecutionsView
+from projections import ExecutionsView, Projector
 from projections.stats import execution_stats
 from tests.helpers import References, execution_in
 

@@ -89,6 +89,7 @@ def test_a_full_run() -> None:
         {"prompt_tokens": 15, "cost_usd": 0.3, "x": -1, "completion_tokens": 7}
     )
     assert state.cancel_requested
+    assert state.model_dump()["cancel_requested"] is True
     assert state.cancel_requested_at == START + timedelta(milliseconds=2100)
     assert state.result == [1]
     assert state.version == 7
