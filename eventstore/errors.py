@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from uuid import UUID
 
+    from pydantic import ValidationError as PydanticValidationError
+
 
 class EventStoreError(Exception):
     """Root of every error the store raises."""
@@ -92,6 +94,15 @@ class ReferenceNotFound(EventStoreError, LookupError):
 
 class ValidationError(EventStoreError, ValueError):
     """An input is malformed: a payload, metadata, an id, a time, an argument."""
+
+    @classmethod
+    def from_pydantic(cls, exc: PydanticValidationError, what: str) -> ValidationError:
+        """One line naming every problem pydantic found in `what`."""
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or what}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        return cls(f"invalid {what}: {problems}")
 
 
 class IdempotencyConflict(ValidationError):

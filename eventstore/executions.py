@@ -19,11 +19,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
-
-import pydantic
 
 from eventstore import errors
 from eventstore.cache import BoundedCache
@@ -33,11 +30,9 @@ from eventstore.events.envelope import (
     NewEvent,
     RecordedEvent,
     coerce_metadata,
-    validation_error,
 )
-from eventstore.fold import ExecutionState, apply_event, fold_events
-from eventstore.hashing import parse_json_object
-from eventstore.log import as_stream_id
+from eventstore.fold import ExecutionState, fold_events
+from eventstore.log import as_stream_id, just_recorded
 from eventstore.references import execution_context
 from eventstore.status import ExecutionStatus, is_allowed
 
@@ -45,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from eventstore.backends.base import Backend
-    from eventstore.log import AppendResult, EventLog
+    from eventstore.log import EventLog
     from eventstore.references import Graphs, Messages
 
 # Ids derived from idempotency keys and retries live in this namespace, so the
@@ -54,31 +49,7 @@ ID_NAMESPACE: Final = UUID("5b0c7c36-2f4e-4c1e-9a55-6c3f0f3d1a70")
 STATE_CACHE_SIZE: Final = 10_000
 WAIT_POLL_MAX: Final = 0.25
 
-_P = TypeVar("_P", bound=payloads.EventPayload)
 MetadataArg = EventMetadata | Mapping[str, object] | None
-ErrorArg = payloads.ErrorInfo | Mapping[str, object] | BaseException
-
-
-def _payload(model: type[_P], **fields: object) -> _P:
-    try:
-        return model.model_validate(fields)
-    except pydantic.ValidationError as exc:
-        raise validation_error(exc, f"{model.event_type} data") from exc
-
-
-def _error_info(error: ErrorArg) -> payloads.ErrorInfo:
-    if isinstance(error, payloads.ErrorInfo):
-        return error
-    if isinstance(error, BaseException):
-        return payloads.ErrorInfo.from_exception(error)
-    if isinstance(error, Mapping):
-        try:
-            return payloads.ErrorInfo.model_validate(dict(error))
-        except pydantic.ValidationError as exc:
-            raise validation_error(exc, "error") from exc
-    raise errors.ValidationError(
-        "invalid error: an ErrorInfo, a mapping of its keys or an exception is required"
-    )
 
 
 class ExecutionService:
@@ -145,7 +116,7 @@ class ExecutionService:
             message_id=message,
             graph_id=graph,
         )
-        created = _payload(
+        created = payloads.build(
             payloads.ExecutionCreated,
             message_id=message,
             graph_id=graph,
@@ -172,7 +143,7 @@ class ExecutionService:
             InvalidTransition: it is not pending.
             ConcurrencyError: it kept changing under us.
         """
-        started = _payload(payloads.ExecutionStarted, worker_id=worker_id)
+        started = payloads.build(payloads.ExecutionStarted, worker_id=worker_id)
         return await self._command(execution_id, metadata, lambda _: [started])
 
     async def progress(
@@ -191,7 +162,7 @@ class ExecutionService:
             InvalidTransition: it is not running.
             ValidationError: a bad step, detail or metric.
         """
-        event = _payload(
+        event = payloads.build(
             payloads.ExecutionProgressed,
             step=step,
             detail=detail,
@@ -213,7 +184,7 @@ class ExecutionService:
             ExecutionNotFound: no such execution.
             InvalidTransition: it is not running.
         """
-        event = _payload(
+        event = payloads.build(
             payloads.ExecutionCompleted, result=result, metrics=dict(metrics or {})
         )
         return await self._command(execution_id, metadata, lambda _: [event])
@@ -222,7 +193,7 @@ class ExecutionService:
         self,
         execution_id: UUID | str,
         *,
-        error: ErrorArg,
+        error: payloads.ErrorArg,
         metrics: Mapping[str, float] | None = None,
         metadata: MetadataArg = None,
     ) -> ExecutionState:
@@ -238,9 +209,9 @@ class ExecutionService:
             ExecutionNotFound: no such execution.
             InvalidTransition: it already ended.
         """
-        event = _payload(
+        event = payloads.build(
             payloads.ExecutionFailed,
-            error=_error_info(error),
+            error=payloads.ErrorInfo.coerce(error),
             metrics=dict(metrics or {}),
         )
         return await self._command(execution_id, metadata, lambda _: [event])
@@ -264,12 +235,12 @@ class ExecutionService:
             InvalidTransition: it already ended.
         """
         meta = coerce_metadata(metadata)
-        request = _payload(
+        request = payloads.build(
             payloads.ExecutionCancellationRequested,
             reason=reason,
             requested_by=requested_by if requested_by is not None else meta.actor,
         )
-        cancelled = _payload(payloads.ExecutionCancelled, reason=reason)
+        cancelled = payloads.build(payloads.ExecutionCancelled, reason=reason)
 
         def decide(state: ExecutionState) -> list[payloads.EventPayload]:
             if state.status is ExecutionStatus.PENDING:
@@ -291,7 +262,7 @@ class ExecutionService:
             ExecutionNotFound: no such execution.
             InvalidTransition: it already ended.
         """
-        event = _payload(payloads.ExecutionCancelled, reason=reason)
+        event = payloads.build(payloads.ExecutionCancelled, reason=reason)
         return await self._command(execution_id, metadata, lambda _: [event])
 
     async def retry(
@@ -314,7 +285,7 @@ class ExecutionService:
                 status=failed.status.value,
                 event_type="ExecutionCreated",
             )
-        created = _payload(
+        created = payloads.build(
             payloads.ExecutionCreated,
             message_id=failed.message_id,
             graph_id=failed.graph_id,
@@ -403,7 +374,9 @@ class ExecutionService:
     async def _create(self, execution_id: UUID, created: NewEvent) -> None:
         result = await self._log.append(execution_id, [created], expected_version=0)
         if not result.duplicate:
-            self._remember(_applied(None, execution_id, [created], result))
+            self._remember(
+                _applied(None, just_recorded(execution_id, [created], result))
+            )
 
     async def _command(
         self,
@@ -441,7 +414,7 @@ class ExecutionService:
                 # Someone else moved the execution on: decide again on the new head.
                 state, fresh = await self.get(stream), True
                 continue
-            new_state = _applied(state, stream, events, result)
+            new_state = _applied(state, just_recorded(stream, events, result))
             self._remember(new_state)
             return new_state
         raise errors.ConcurrencyError(
@@ -452,37 +425,8 @@ class ExecutionService:
 
 
 def _applied(
-    state: ExecutionState | None,
-    stream_id: UUID,
-    events: Sequence[NewEvent],
-    result: AppendResult,
+    state: ExecutionState | None, events: list[RecordedEvent]
 ) -> ExecutionState:
-    """Fold just-appended events without reading them back.
-
-    The fold reads type, data, occurred_at, version and position only; the
-    database's recorded_at and hash do not enter the state. The data is read
-    back from its stored (canonical) text, so numbers have exactly the values
-    a later read from the database gives.
-    """
-    first_version = result.version - len(events) + 1
-    for offset, (event, position) in enumerate(
-        zip(events, result.positions, strict=True)
-    ):
-        recorded = RecordedEvent.model_construct(
-            position=position,
-            stream_id=stream_id,
-            version=first_version + offset,
-            stream_type="execution",
-            event_id=event.event_id,
-            type=event.type,
-            schema_version=event.schema_version,
-            data=parse_json_object(event.data_json),
-            metadata=event.metadata,
-            occurred_at=event.occurred_at,
-            recorded_at=datetime.now(UTC),
-            transaction_id=None,
-            hash=b"",
-        )
-        state = apply_event(state, recorded)
-    assert state is not None  # noqa: S101 - at least one event was applied
-    return state
+    folded = fold_events(events, state)
+    assert folded is not None  # noqa: S101 - an append records at least one event
+    return folded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 from uuid import UUID
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from eventstore import errors, schema
 from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
 from eventstore.events.upcasting import upcast
+from eventstore.hashing import parse_json_object
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -188,3 +190,37 @@ class EventLog:
             if len(batch) < batch_size:
                 return
             after = batch[-1].checkpoint
+
+
+def just_recorded(
+    stream_id: UUID, events: Sequence[NewEvent], result: AppendResult
+) -> list[RecordedEvent]:
+    """The events of an append as a reader will see them, without reading them back.
+
+    Only the database's own fields are missing (recorded_at is the local
+    clock, no transaction id, no hash): enough for the fold, which reads
+    type, data, occurred_at, version and position. The data is parsed back
+    from its stored (canonical) text, so numbers have exactly the values a
+    later read gives.
+    """
+    first_version = result.version - len(events) + 1
+    return [
+        RecordedEvent.model_construct(
+            position=position,
+            stream_id=stream_id,
+            version=first_version + offset,
+            stream_type="execution",
+            event_id=event.event_id,
+            type=event.type,
+            schema_version=event.schema_version,
+            data=parse_json_object(event.data_json),
+            metadata=event.metadata,
+            occurred_at=event.occurred_at,
+            recorded_at=datetime.now(UTC),
+            transaction_id=None,
+            hash=b"",
+        )
+        for offset, (event, position) in enumerate(
+            zip(events, result.positions, strict=True)
+        )
+    ]

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eventstore import errors, hashing, schema
 from eventstore.cache import BoundedCache
-from eventstore.events.envelope import validation_error
 from eventstore.log import as_stream_id
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ def _validated(model: type[_M], what: str, **fields: object) -> _M:
     try:
         return model.model_validate(fields)
     except pydantic.ValidationError as exc:
-        raise validation_error(exc, what) from exc
+        raise errors.ValidationError.from_pydantic(exc, what) from exc
 
 
 class _Table:

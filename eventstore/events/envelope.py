@@ -73,17 +73,6 @@ class EventMetadata(BaseModel):
 EMPTY_METADATA: Final = EventMetadata()
 
 
-def validation_error(
-    exc: pydantic.ValidationError, what: str
-) -> errors.ValidationError:
-    """Turn pydantic's report into the store's one-line ValidationError."""
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or what}: {error['msg']}"
-        for error in exc.errors(include_url=False)
-    )
-    return errors.ValidationError(f"invalid {what}: {problems}")
-
-
 def coerce_metadata(
     value: EventMetadata | Mapping[str, object] | None,
 ) -> EventMetadata:
@@ -100,7 +89,7 @@ def coerce_metadata(
         try:
             metadata = EventMetadata.model_validate(dict(value or {}))
         except pydantic.ValidationError as exc:
-            raise validation_error(exc, "metadata") from exc
+            raise errors.ValidationError.from_pydantic(exc, "metadata") from exc
     if metadata.model_extra:
         hashing.canonical_json(metadata.model_extra)  # extras must already be JSON
     return metadata
@@ -161,7 +150,7 @@ class NewEvent(BaseModel):
                 schema_version=version,
             )
         except pydantic.ValidationError as exc:
-            raise validation_error(exc, "event") from exc
+            raise errors.ValidationError.from_pydantic(exc, "event") from exc
         self._data_json = hashing.canonical_json(self.data)
         self._metadata_json = (
             "{}"
@@ -219,7 +208,7 @@ def _validated_data(
     try:
         instance = model.model_validate(dict(data or {}))
     except pydantic.ValidationError as exc:
-        raise validation_error(exc, f"{event_type} data") from exc
+        raise errors.ValidationError.from_pydantic(exc, f"{event_type} data") from exc
     dumped: JSONObject = instance.model_dump(mode="json")
     return dumped, model.schema_version
 
@@ -267,4 +256,6 @@ class RecordedEvent(BaseModel):
         try:
             return model.model_validate(self.data)
         except pydantic.ValidationError as exc:
-            raise validation_error(exc, f"{self.type} data") from exc
+            raise errors.ValidationError.from_pydantic(
+                exc, f"{self.type} data"
+            ) from exc

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import traceback as traceback_module
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Final, TypeVar
 from uuid import UUID
 
+import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 from eventstore import errors, hashing
@@ -42,6 +44,7 @@ class EventPayload(BaseModel):
 
 
 PAYLOAD_TYPES: dict[str, type[EventPayload]] = {}
+_M = TypeVar("_M", bound=EventPayload)
 _P = TypeVar("_P", bound=type[EventPayload])
 
 
@@ -71,6 +74,20 @@ JSONData = Annotated[Any, AfterValidator(_check_json)]
 """Any JSON value (None, bool, numbers, str, lists, str-keyed dicts)."""
 
 
+def build(model: type[_M], **fields: object) -> _M:
+    """A payload from keyword fields, refusing bad ones with the store's ValidationError.
+
+    Raises:
+        ValidationError: a field is missing, of the wrong type, or not JSON.
+    """
+    try:
+        return model.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        raise errors.ValidationError.from_pydantic(
+            exc, f"{model.event_type} data"
+        ) from exc
+
+
 class ErrorInfo(BaseModel):
     """What went wrong in a failed execution."""
 
@@ -94,6 +111,30 @@ class ErrorInfo(BaseModel):
             ),
             retryable=retryable,
         )
+
+    @classmethod
+    def coerce(cls, error: ErrorArg) -> ErrorInfo:
+        """An ErrorInfo from itself, a mapping of its keys, or an exception.
+
+        Raises:
+            ValidationError: anything else, or a mapping with bad keys.
+        """
+        if isinstance(error, ErrorInfo):
+            return error
+        if isinstance(error, BaseException):
+            return cls.from_exception(error)
+        if isinstance(error, Mapping):
+            try:
+                return cls.model_validate(dict(error))
+            except pydantic.ValidationError as exc:
+                raise errors.ValidationError.from_pydantic(exc, "error") from exc
+        raise errors.ValidationError(
+            "invalid error: an ErrorInfo, a mapping of its keys or an exception is required"
+        )
+
+
+ErrorArg = ErrorInfo | Mapping[str, object] | BaseException
+"""What `executions.fail(error=...)` accepts."""
 
 
 @register_payload
