@@ -82,6 +82,17 @@ WHERE $11::int = 0 OR EXISTS (
     WHERE p.stream_id = $1 AND p.version = $11 AND p.hash = $12)
 RETURNING version, position
 """
+# The same for the common single event, with scalar parameters (cheaper to
+# encode and to plan than arrays).
+FAST_APPEND_ONE_SQL: Final = """
+INSERT INTO execution_events (stream_id, version, stream_type, event_id, type,
+    schema_version, data, metadata, occurred_at, hash)
+SELECT $1, $3, $2, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10
+WHERE $11::int = 0 OR EXISTS (
+    SELECT FROM execution_events p
+    WHERE p.stream_id = $1 AND p.version = $11 AND p.hash = $12)
+RETURNING version, position
+"""
 HEAD_CACHE_SIZE: Final = 50_000
 READ_STREAM_SQL: Final = (
     f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
@@ -239,10 +250,28 @@ class PostgresBackend(Backend):
             previous = chain_hash(previous, canonical_for(stream_id, version, event))
             versions.append(version)
             hashes.append(previous)
-        try:
-            async with self.pool.acquire() as connection:
-                rows = await connection.fetch(
-                    FAST_APPEND_SQL,
+        args: tuple[object, ...]
+        if len(events) == 1:
+            [event] = events
+            query, args = (
+                FAST_APPEND_ONE_SQL,
+                (
+                    stream_id,
+                    stream_type,
+                    version,
+                    event.event_id,
+                    event.type,
+                    event.schema_version,
+                    event.data_json,
+                    event.metadata_json,
+                    event.occurred_at,
+                    previous,
+                ),
+            )
+        else:
+            query, args = (
+                FAST_APPEND_SQL,
+                (
                     stream_id,
                     stream_type,
                     versions,
@@ -253,9 +282,11 @@ class PostgresBackend(Backend):
                     [event.metadata_json for event in events],
                     [format_occurred_at(event.occurred_at) for event in events],
                     hashes,
-                    head[0],
-                    head[1],
-                )
+                ),
+            )
+        try:
+            async with self.pool.acquire() as connection:
+                rows = await connection.fetch(query, *args, head[0], head[1])
         except asyncpg.UniqueViolationError:
             return None  # a concurrent writer, or a re-used event id
         if not rows:
