@@ -140,6 +140,12 @@ class Backend(ABC):
         """
 
     @abstractmethod
+    def at_or_before(
+        self, table: sa.Table, checkpoint: Checkpoint
+    ) -> sa.ColumnElement[bool]:
+        """A condition on `table`'s rows: written at or before `checkpoint` in log order."""
+
+    @abstractmethod
     async def percentiles(
         self,
         connection: AsyncConnection,

@@ -383,6 +383,15 @@ class PostgresBackend(Backend):
         )
 
     @override
+    def at_or_before(
+        self, table: sa.Table, checkpoint: Checkpoint
+    ) -> sa.ColumnElement[bool]:
+        return sa.tuple_(table.c.transaction_id, table.c.position) <= sa.tuple_(
+            sa.literal(checkpoint.transaction_id, table.c.transaction_id.type),
+            sa.literal(checkpoint.position),
+        )
+
+    @override
     async def percentiles(
         self,
         connection: AsyncConnection,

@@ -244,6 +244,12 @@ class SqliteBackend(Backend):
         )
 
     @override
+    def at_or_before(
+        self, table: sa.Table, checkpoint: Checkpoint
+    ) -> sa.ColumnElement[bool]:
+        return table.c.position <= checkpoint.position
+
+    @override
     async def percentiles(
         self,
         connection: AsyncConnection,

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from eventstore import EventStore, ExecutionStatus, fold_events
-from eventstore.audit import AsOf, prefix_as_of
+from eventstore.audit import AsOf, prefix_as_of, verify_stream
 from eventstore.cli.app import (
     DebugOption,
     JsonOption,
@@ -63,6 +63,10 @@ def audit(
     ] = None,
     url: UrlOption = None,
     *,
+    verify_chain: Annotated[
+        bool,
+        typer.Option("--verify", help="verify the hash chain (exit 1 if it is broken)"),
+    ] = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -75,11 +79,15 @@ def audit(
         moment = AsOf.parse(as_of) if as_of is not None else None
         async with EventStore.open(url) as store:
             events = await store.executions.history(identifier)
+            if verify_chain:
+                await verify_stream(store.backend, identifier)
         if moment is not None:
             events = prefix_as_of(events, moment)
         return events, fold_events(events), moment
 
     events, state, moment = run(command, debug=debug)
+    if verify_chain and not json_output:
+        stdout.print(f"hash chain verified: {len(events)} events intact")
     if json_output:
         print_json(
             {
