@@ -15,7 +15,6 @@ decision, and a stale memory only costs a re-read.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from eventstore.backends.base import Backend
     from eventstore.log import EventLog
     from eventstore.references import Graphs, Messages
+    from eventstore.subscriptions import AppendSignal
 
 # Ids derived from idempotency keys and retries live in this namespace, so the
 # same key always names the same execution.
@@ -64,6 +64,7 @@ class ExecutionService:
         graphs: Graphs,
         retries: int,
         poll_interval: float,
+        signal: AppendSignal,
     ) -> None:
         self._log = log
         self._backend = backend
@@ -71,6 +72,7 @@ class ExecutionService:
         self._graphs = graphs
         self._retries = retries
         self._poll_interval = poll_interval
+        self._signal = signal
         # The last state each command produced (see the module docstring).
         self._states: BoundedCache[UUID, ExecutionState] = BoundedCache(
             STATE_CACHE_SIZE
@@ -350,6 +352,9 @@ class ExecutionService:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = min(self._poll_interval, 0.01)
         while True:
+            # Appends through this store wake the wait at once; those of other
+            # processes are seen by the poll, backing off to WAIT_POLL_MAX.
+            seen = self._signal.generation
             state = await self.get(execution_id)
             if state.is_terminal:
                 return state
@@ -362,7 +367,7 @@ class ExecutionService:
                         status=state.status.value,
                     )
                 delay = min(delay, left)
-            await asyncio.sleep(delay)
+            await self._signal.wait(seen, delay)
             delay = min(delay * 2, WAIT_POLL_MAX)
 
     def _remember(self, state: ExecutionState) -> None:

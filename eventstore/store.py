@@ -43,6 +43,7 @@ class EventStore:
             graphs=self.graphs,
             retries=settings.command_retries,
             poll_interval=settings.poll_interval,
+            signal=self._signal,
         )
 
     @classmethod
