@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typing_extensions import override
 
 from eventstore import errors, hashing
+from eventstore.backends import sqlite_writer as writer
 from eventstore.backends.base import AppendOutcome, Backend
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
 from eventstore.hashing import parse_json_object
@@ -59,24 +60,10 @@ READ_ALL_SQL: Final = (
     f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
     "WHERE position > ? ORDER BY position LIMIT ?"
 )
-HEAD_SQL: Final = (
-    "SELECT version, hash FROM execution_events WHERE stream_id = ? "
-    "ORDER BY version DESC LIMIT 1"
-)
-INSERT_SQL: Final = (
-    "INSERT INTO execution_events (stream_id, version, stream_type, event_id, type, "
-    "schema_version, data, metadata, occurred_at, recorded_at, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def to_db_time(moment: datetime) -> str:
-    """A UTC datetime as SQLAlchemy's SQLite DateTime stores it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def from_db_time(text: str) -> datetime:
-    """The inverse of `to_db_time` (also reads CURRENT_TIMESTAMP's form)."""
+    """A stored UTC datetime (also CURRENT_TIMESTAMP's form), zone attached."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
@@ -126,11 +113,7 @@ class SqliteBackend(Backend):
             # Take transaction control from the sqlite3 module, so that BEGIN
             # is ours (see the "begin" hook) and DDL is transactional.
             dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
+            writer.configure(dbapi_connection, busy_timeout)  # type: ignore[arg-type]
 
         @sa_event.listens_for(engine.sync_engine, "begin")
         def _begin(connection: Connection) -> None:
@@ -139,6 +122,9 @@ class SqliteBackend(Backend):
 
         super().__init__(url=parsed.render_as_string(hide_password=True), engine=engine)
         self._write_lock = asyncio.Lock()
+        self._writer = writer.Writer(
+            parsed.database or "", settings.sqlite_busy_timeout_ms
+        )
 
     @override
     @property
@@ -152,6 +138,7 @@ class SqliteBackend(Backend):
 
     @override
     async def aclose(self) -> None:
+        await self._writer.aclose()
         await self.engine.dispose()
 
     @override
@@ -163,23 +150,12 @@ class SqliteBackend(Backend):
         stream_type: str,
         expected_version: int | None,
     ) -> AppendOutcome:
-        async with (
-            self.translate_errors(),
-            self._write_lock,
-            self.engine.connect() as connection,
-        ):
-            raw = await connection.get_raw_connection()
-            driver: aiosqlite.Connection = raw.driver_connection  # type: ignore[assignment]
-            await driver.execute("BEGIN IMMEDIATE")
-            try:
-                outcome = await _append_locked(
-                    driver, stream_id, events, stream_type, expected_version
+        async with self.translate_errors(), self._write_lock:
+            return await self._writer.run(
+                lambda connection: writer.append(
+                    connection, stream_id, events, stream_type, expected_version
                 )
-            except BaseException:
-                await driver.execute("ROLLBACK")
-                raise
-            await driver.execute("COMMIT" if outcome.kind == "appended" else "ROLLBACK")
-            return outcome
+            )
 
     @override
     @contextlib.asynccontextmanager
@@ -307,93 +283,3 @@ def _interpolate(ordered: Sequence[float], fraction: float) -> float:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-async def _append_locked(
-    driver: aiosqlite.Connection,
-    stream_id: UUID,
-    events: Sequence[NewEvent],
-    stream_type: str,
-    expected_version: int | None,
-) -> AppendOutcome:
-    """The append, inside BEGIN IMMEDIATE: no other writer can interleave."""
-    ids = [event.event_id.hex for event in events]
-    marks = ", ".join("?" * len(ids))
-    async with driver.execute(
-        "SELECT event_id, stream_id, type, schema_version, data, version, position "  # noqa: S608 - only placeholders
-        f"FROM execution_events WHERE event_id IN ({marks}) ORDER BY version",
-        ids,
-    ) as cursor:
-        recorded = list(await cursor.fetchall())
-    if recorded:
-        return _duplicate_outcome(stream_id, events, recorded)
-    async with driver.execute(HEAD_SQL, (stream_id.hex,)) as cursor:
-        head = await cursor.fetchone()
-    version, previous = (head[0], head[1]) if head else (0, hashing.GENESIS_HASH)
-    if expected_version is not None and expected_version != version:
-        return AppendOutcome(kind="version_conflict", actual=version)
-    recorded_at = to_db_time(datetime.now(UTC))
-    versions: list[int] = []
-    positions: list[int] = []
-    for event in events:
-        version += 1
-        previous = hashing.chain_hash(
-            previous, hashing.canonical_for(stream_id, version, event)
-        )
-        cursor = await driver.execute(
-            INSERT_SQL,
-            (
-                stream_id.hex,
-                version,
-                stream_type,
-                event.event_id.hex,
-                event.type,
-                event.schema_version,
-                event.data_json,
-                event.metadata_json,
-                to_db_time(event.occurred_at),
-                recorded_at,
-                previous,
-            ),
-        )
-        versions.append(version)
-        positions.append(cursor.lastrowid or 0)
-        await cursor.close()
-    return AppendOutcome(
-        kind="appended", versions=tuple(versions), positions=tuple(positions)
-    )
-
-
-def _duplicate_outcome(
-    stream_id: UUID, events: Sequence[NewEvent], recorded: list[Any]
-) -> AppendOutcome:
-    by_id = {row[0]: row for row in recorded}
-    for event in events:
-        row = by_id.get(event.event_id.hex)
-        if row is None:
-            return AppendOutcome(
-                kind="id_conflict",
-                event_id=event.event_id,
-                reason="only some of the appended events were recorded before",
-            )
-        if row[1] != stream_id.hex:
-            return AppendOutcome(
-                kind="id_conflict",
-                event_id=event.event_id,
-                reason=f"it belongs to stream {UUID(hex=row[1])}",
-            )
-        if (row[2], row[3], row[4]) != (
-            event.type,
-            event.schema_version,
-            event.data_json,
-        ):
-            return AppendOutcome(
-                kind="id_conflict",
-                event_id=event.event_id,
-                reason="its content differs",
-            )
-    return AppendOutcome(
-        kind="duplicate",
-        versions=tuple(row[5] for row in recorded),
-        positions=tuple(row[6] for row in recorded),
-    )
