@@ -31,6 +31,7 @@ from eventstore.events.envelope import (
     coerce_metadata,
 )
 from eventstore.fold import ExecutionState, fold_events
+from eventstore.leases import Leases
 from eventstore.log import as_stream_id, just_recorded
 from eventstore.references import execution_context
 from eventstore.status import ExecutionStatus, is_allowed
@@ -73,6 +74,7 @@ class ExecutionService:
         self._retries = retries
         self._poll_interval = poll_interval
         self._signal = signal
+        self._leases = Leases(backend)
         # The last state each command produced (see the module docstring).
         self._states: BoundedCache[UUID, ExecutionState] = BoundedCache(
             STATE_CACHE_SIZE
@@ -302,6 +304,29 @@ class ExecutionService:
             new_id, NewEvent.of(created, metadata=metadata, event_id=event_id)
         )
         return new_id
+
+    async def heartbeat(
+        self, execution_id: UUID | str, *, worker_id: str
+    ) -> ExecutionState:
+        """Renew the liveness lease of a running execution (a row, not an event).
+
+        Returns the current state, so the worker also learns of a
+        cancellation request (`cancel_requested`).
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            InvalidTransition: it is not running (event type ``heartbeat``).
+            ValidationError: an empty worker id.
+        """
+        if not isinstance(worker_id, str) or not worker_id:
+            raise errors.ValidationError("worker_id must be a non-empty string")
+        state = await self.get(execution_id)
+        if state.status is not ExecutionStatus.RUNNING:
+            raise errors.InvalidTransition(
+                execution_id=state.id, status=state.status.value, event_type="heartbeat"
+            )
+        await self._leases.beat(state.id, worker_id)
+        return state
 
     async def get(self, execution_id: UUID | str) -> ExecutionState:
         """The execution's current state, folded from its stream now.

@@ -123,3 +123,12 @@ projection_checkpoints: Final = sa.Table(
     sa.Column("position", sa.BigInteger, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False, server_default=_now),
 )
+
+execution_leases: Final = sa.Table(
+    "execution_leases",
+    metadata,
+    # A heartbeat is a lease, not an event: the log should not fill with them.
+    sa.Column("execution_id", _uuid, primary_key=True),
+    sa.Column("worker_id", sa.String(200), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False, index=True),
+)

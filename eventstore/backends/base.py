@@ -140,6 +140,10 @@ class Backend(ABC):
         """
 
     @abstractmethod
+    def clock(self) -> sa.ColumnElement[Any]:
+        """The database's current time, as an SQL expression (UTC)."""
+
+    @abstractmethod
     def at_or_before(
         self, table: sa.Table, checkpoint: Checkpoint
     ) -> sa.ColumnElement[bool]:

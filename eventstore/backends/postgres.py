@@ -383,6 +383,10 @@ class PostgresBackend(Backend):
         )
 
     @override
+    def clock(self) -> sa.ColumnElement[Any]:
+        return sa.func.clock_timestamp()
+
+    @override
     def at_or_before(
         self, table: sa.Table, checkpoint: Checkpoint
     ) -> sa.ColumnElement[bool]:

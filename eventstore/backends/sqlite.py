@@ -220,6 +220,11 @@ class SqliteBackend(Backend):
         )
 
     @override
+    def clock(self) -> sa.ColumnElement[Any]:
+        # SQLite's own clock, in the text form SQLAlchemy's DateTime reads.
+        return sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")
+
+    @override
     def at_or_before(
         self, table: sa.Table, checkpoint: Checkpoint
     ) -> sa.ColumnElement[bool]:

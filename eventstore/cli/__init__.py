@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import sys
 
-from eventstore.cli import demo, projection_commands, store_commands, verify_commands
+from eventstore.cli import (
+    demo,
+    maintenance_commands,
+    projection_commands,
+    store_commands,
+    verify_commands,
+)
 from eventstore.cli.app import app
 
-for module in (store_commands, projection_commands, verify_commands, demo):
+for module in (
+    store_commands,
+    projection_commands,
+    verify_commands,
+    maintenance_commands,
+    demo,
+):
     module.register(app)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from eventstore.migrating import SCHEMA_HEAD
 from tests.cli.runner import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +22,7 @@ def eventstore(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_migrate_creates_the_default_file_and_is_repeatable(tmp_path: Path) -> None:
     first = eventstore("migrate", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "0001" in first.stdout
+    assert SCHEMA_HEAD in first.stdout
     assert (tmp_path / "eventstore.db").is_file()
     again = eventstore(
         "migrate", "--url", f"sqlite:///{tmp_path / 'eventstore.db'}", cwd=tmp_path

@@ -1,0 +1,146 @@
+"""The reaper: fail running executions whose lease expired, and pending ones too old.
+
+Each is failed through the lifecycle service, with an `ExecutionFailed`
+event (error type `Timeout`, actor `reaper`), so the reason is on record.
+Two reapers running at once cannot fail one execution twice: the second
+decides again on the new head and finds it failed already.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import sqlalchemy as sa
+
+from eventstore import errors
+from eventstore.events.payloads import ErrorInfo
+from eventstore.leases import Leases
+from eventstore.schema import execution_leases, executions
+from eventstore.status import ExecutionStatus
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+    from uuid import UUID
+
+    from eventstore.store import EventStore
+
+REAPER: Final = "reaper"
+
+
+@dataclass
+class ReapReport:
+    """What a reaping pass did."""
+
+    stale: list[UUID] = field(default_factory=list)
+    expired_pending: list[UUID] = field(default_factory=list)
+
+
+async def reap(
+    store: EventStore,
+    *,
+    stale_after: timedelta | None = None,
+    pending_after: timedelta | None = None,
+) -> ReapReport:
+    """Fail stale running executions and, if asked, pending ones older than a limit.
+
+    A running execution is stale when its last sign of life (its last
+    heartbeat, or its start if it never heartbeated) is older than
+    `stale_after` on the database's clock. Candidates come from the lease
+    table and the executions projection; each is confirmed on a fresh fold
+    of its stream before it is failed.
+
+    Returns:
+        The executions this pass failed.
+    """
+    backend = store.backend
+    await backend.ensure_schema()
+    leases = Leases(backend)
+    report = ReapReport()
+    async with backend.connect_read() as connection:
+        now = await leases.now(connection)
+        stale: list[UUID] = []
+        if stale_after is not None:
+            cutoff = now - stale_after
+            stale = list(
+                (
+                    await connection.execute(
+                        sa.select(execution_leases.c.execution_id).where(
+                            execution_leases.c.heartbeat_at < cutoff
+                        )
+                    )
+                ).scalars()
+            )
+            stale += (
+                await connection.execute(
+                    sa.select(executions.c.id).where(
+                        executions.c.status == ExecutionStatus.RUNNING.value,
+                        executions.c.started_at < cutoff,
+                        ~sa.exists().where(
+                            execution_leases.c.execution_id == executions.c.id
+                        ),
+                    )
+                )
+            ).scalars()
+        pending: list[UUID] = []
+        if pending_after is not None:
+            pending = list(
+                (
+                    await connection.execute(
+                        sa.select(executions.c.id).where(
+                            executions.c.status == ExecutionStatus.PENDING.value,
+                            executions.c.created_at < now - pending_after,
+                        )
+                    )
+                ).scalars()
+            )
+    for execution_id in stale:
+        assert stale_after is not None  # noqa: S101 - stale is empty otherwise
+        if await _fail_if_still(
+            store, leases, execution_id, ExecutionStatus.RUNNING, now - stale_after,
+            f"no heartbeat for more than {stale_after.total_seconds():g} s",
+        ):  # fmt: skip
+            report.stale.append(execution_id)
+    for execution_id in pending:
+        assert pending_after is not None  # noqa: S101 - pending is empty otherwise
+        if await _fail_if_still(
+            store, leases, execution_id, ExecutionStatus.PENDING, now - pending_after,
+            f"pending for more than {pending_after.total_seconds():g} s",
+        ):  # fmt: skip
+            report.expired_pending.append(execution_id)
+    return report
+
+
+async def _fail_if_still(
+    store: EventStore,
+    leases: Leases,
+    execution_id: UUID,
+    status: ExecutionStatus,
+    cutoff: datetime,
+    message: str,
+) -> bool:
+    state = await store.executions.get(execution_id)
+    if state.status is not status:
+        await leases.release(execution_id)  # it ended on its own
+        return False
+    lease = await leases.get(execution_id)
+    last_sign = max(
+        moment
+        for moment in (
+            state.created_at if status is ExecutionStatus.PENDING else state.started_at,
+            lease.heartbeat_at if lease is not None else None,
+        )
+        if moment is not None
+    )
+    if last_sign >= cutoff:
+        return False  # it heartbeated after all
+    try:
+        await store.executions.fail(
+            execution_id,
+            error=ErrorInfo(type="Timeout", message=message, retryable=True),
+            metadata={"actor": REAPER},
+        )
+    except errors.InvalidTransition:
+        return False  # another reaper, or the worker, ended it first
+    await leases.release(execution_id)
+    return True
