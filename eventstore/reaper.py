@@ -9,7 +9,7 @@ decides again on the new head and finds it failed already.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
@@ -22,6 +22,8 @@ from eventstore.status import ExecutionStatus
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
     from uuid import UUID
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore.store import EventStore
 
@@ -59,56 +61,63 @@ async def reap(
     report = ReapReport()
     async with backend.connect_read() as connection:
         now = await leases.now(connection)
-        stale: list[UUID] = []
-        if stale_after is not None:
-            cutoff = now - stale_after
-            stale = list(
-                (
-                    await connection.execute(
-                        sa.select(execution_leases.c.execution_id).where(
-                            execution_leases.c.heartbeat_at < cutoff
-                        )
-                    )
-                ).scalars()
+        quiet_leases = sa.select(execution_leases.c.execution_id)
+        never_beat = sa.select(executions.c.id).where(
+            executions.c.status == ExecutionStatus.RUNNING.value,
+            ~sa.exists().where(execution_leases.c.execution_id == executions.c.id),
+        )
+        old_pending = sa.select(executions.c.id).where(
+            executions.c.status == ExecutionStatus.PENDING.value
+        )
+        stale = (
+            await _ids(
+                connection,
+                quiet_leases.where(execution_leases.c.heartbeat_at < now - stale_after),
+                never_beat.where(executions.c.started_at < now - stale_after),
             )
-            stale += (
-                await connection.execute(
-                    sa.select(executions.c.id).where(
-                        executions.c.status == ExecutionStatus.RUNNING.value,
-                        executions.c.started_at < cutoff,
-                        ~sa.exists().where(
-                            execution_leases.c.execution_id == executions.c.id
-                        ),
-                    )
-                )
-            ).scalars()
-        pending: list[UUID] = []
-        if pending_after is not None:
-            pending = list(
-                (
-                    await connection.execute(
-                        sa.select(executions.c.id).where(
-                            executions.c.status == ExecutionStatus.PENDING.value,
-                            executions.c.created_at < now - pending_after,
-                        )
-                    )
-                ).scalars()
+            if stale_after is not None
+            else []
+        )
+        pending = (
+            await _ids(
+                connection,
+                old_pending.where(executions.c.created_at < now - pending_after),
             )
-    for execution_id in stale:
-        assert stale_after is not None  # noqa: S101 - stale is empty otherwise
-        if await _fail_if_still(
-            store, leases, execution_id, ExecutionStatus.RUNNING, now - stale_after,
-            f"no heartbeat for more than {stale_after.total_seconds():g} s",
-        ):  # fmt: skip
-            report.stale.append(execution_id)
-    for execution_id in pending:
-        assert pending_after is not None  # noqa: S101 - pending is empty otherwise
-        if await _fail_if_still(
-            store, leases, execution_id, ExecutionStatus.PENDING, now - pending_after,
-            f"pending for more than {pending_after.total_seconds():g} s",
-        ):  # fmt: skip
-            report.expired_pending.append(execution_id)
+            if pending_after is not None
+            else []
+        )
+    if stale_after is not None:
+        message = f"no heartbeat for more than {stale_after.total_seconds():g} s"
+        for execution_id in stale:
+            if await _fail_if_still(
+                store,
+                leases,
+                execution_id,
+                ExecutionStatus.RUNNING,
+                now - stale_after,
+                message,
+            ):
+                report.stale.append(execution_id)
+    if pending_after is not None:
+        message = f"pending for more than {pending_after.total_seconds():g} s"
+        for execution_id in pending:
+            if await _fail_if_still(
+                store,
+                leases,
+                execution_id,
+                ExecutionStatus.PENDING,
+                now - pending_after,
+                message,
+            ):
+                report.expired_pending.append(execution_id)
     return report
+
+
+async def _ids(connection: AsyncConnection, *queries: sa.Select[Any]) -> list[UUID]:
+    found: list[UUID] = []
+    for query in queries:
+        found.extend((await connection.execute(query)).scalars())
+    return found
 
 
 async def _fail_if_still(
