@@ -96,11 +96,15 @@ def _chained(previous: bytes, data: str) -> bytes:
 # --- raw asyncpg ---------------------------------------------------------------
 
 
-def _asyncpg_writer(pool: asyncpg.Pool, streams: Sequence[Sequence[Payload]]) -> AsyncWriter:
+def _asyncpg_writer(
+    pool: asyncpg.Pool, streams: Sequence[Sequence[Payload]]
+) -> AsyncWriter:
     async def write() -> None:
         for stream in streams:
             stream_id, previous = uuid.uuid4(), GENESIS
-            for version, (event_type, payload) in enumerate(zip(STREAM_EVENT_TYPES, stream, strict=True), 1):
+            for version, (event_type, payload) in enumerate(
+                zip(STREAM_EVENT_TYPES, stream, strict=True), 1
+            ):
                 data = encode(payload)
                 previous = _chained(previous, data)
                 async with pool.acquire() as connection:
@@ -119,7 +123,9 @@ def _asyncpg_writer(pool: asyncpg.Pool, streams: Sequence[Sequence[Payload]]) ->
     return write
 
 
-async def raw_asyncpg(server: Server, workload: Workload, *, timer: AsyncTimer = time_writers) -> Sample:
+async def raw_asyncpg(
+    server: Server, workload: Workload, *, timer: AsyncTimer = time_writers
+) -> Sample:
     """Raw asyncpg INSERTs into `raw_events` in a fresh, migrated database."""
     async with databases.throwaway_database(server) as dsn:
         await databases.migrate(dsn)
@@ -128,8 +134,16 @@ async def raw_asyncpg(server: Server, workload: Workload, *, timer: AsyncTimer =
             async with pool.acquire() as connection:
                 for statement in RAW_TABLE_POSTGRES:
                     await connection.execute(statement)
-            await time_writers([_asyncpg_writer(pool, streams) for streams in workload.warmup().payloads])
-            timing = await timer([_asyncpg_writer(pool, streams) for streams in workload.payloads])
+            await databases.preload_history(dsn, "raw_events", workload.history)
+            await time_writers(
+                [
+                    _asyncpg_writer(pool, streams)
+                    for streams in workload.warmup().payloads
+                ]
+            )
+            timing = await timer(
+                [_asyncpg_writer(pool, streams) for streams in workload.payloads]
+            )
         finally:
             await pool.close()
         size = await databases.mean_size_postgres(dsn, "raw_events", "data")
@@ -140,12 +154,16 @@ async def raw_asyncpg(server: Server, workload: Workload, *, timer: AsyncTimer =
 
 
 def _aiosqlite_writer(
-    connection: aiosqlite.Connection, lock: asyncio.Lock, streams: Sequence[Sequence[Payload]]
+    connection: aiosqlite.Connection,
+    lock: asyncio.Lock,
+    streams: Sequence[Sequence[Payload]],
 ) -> AsyncWriter:
     async def write() -> None:
         for stream in streams:
             stream_id, previous = uuid.uuid4().hex, GENESIS
-            for version, (event_type, payload) in enumerate(zip(STREAM_EVENT_TYPES, stream, strict=True), 1):
+            for version, (event_type, payload) in enumerate(
+                zip(STREAM_EVENT_TYPES, stream, strict=True), 1
+            ):
                 data = encode(payload)
                 previous = _chained(previous, data)
                 occurred_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -154,7 +172,16 @@ def _aiosqlite_writer(
                     try:
                         await connection.execute(
                             RAW_INSERT_SQLITE,
-                            (stream_id, version, uuid.uuid4().hex, event_type, data, METADATA_JSON, occurred_at, previous),
+                            (
+                                stream_id,
+                                version,
+                                uuid.uuid4().hex,
+                                event_type,
+                                data,
+                                METADATA_JSON,
+                                occurred_at,
+                                previous,
+                            ),
                         )
                     except BaseException:
                         await connection.execute("ROLLBACK")
@@ -172,7 +199,9 @@ async def _sqlite_connection(path: Path) -> aiosqlite.Connection:
     return connection
 
 
-async def raw_aiosqlite(server: Server, workload: Workload, *, timer: AsyncTimer = time_writers) -> Sample:
+async def raw_aiosqlite(
+    server: Server, workload: Workload, *, timer: AsyncTimer = time_writers
+) -> Sample:
     """Raw aiosqlite: a connection per writer, BEGIN IMMEDIATE; INSERT; COMMIT per event.
 
     An asyncio lock queues the writers of this process (as the store does),
@@ -187,10 +216,18 @@ async def raw_aiosqlite(server: Server, workload: Workload, *, timer: AsyncTimer
                 await connections[0].execute(statement)
             lock = asyncio.Lock()
             await time_writers(
-                [_aiosqlite_writer(c, lock, s) for c, s in zip(connections, workload.warmup().payloads, strict=True)]
+                [
+                    _aiosqlite_writer(c, lock, s)
+                    for c, s in zip(
+                        connections, workload.warmup().payloads, strict=True
+                    )
+                ]
             )
             timing = await timer(
-                [_aiosqlite_writer(c, lock, s) for c, s in zip(connections, workload.payloads, strict=True)]
+                [
+                    _aiosqlite_writer(c, lock, s)
+                    for c, s in zip(connections, workload.payloads, strict=True)
+                ]
             )
         finally:
             for connection in connections:
@@ -202,11 +239,15 @@ async def raw_aiosqlite(server: Server, workload: Workload, *, timer: AsyncTimer
 # --- eventsourcing -----------------------------------------------------------------
 
 
-def _recorder_writer(recorder: PostgresApplicationRecorder, streams: Sequence[Sequence[Payload]]) -> Callable[[], None]:
+def _recorder_writer(
+    recorder: PostgresApplicationRecorder, streams: Sequence[Sequence[Payload]]
+) -> Callable[[], None]:
     def write() -> None:
         for stream in streams:
             originator_id = uuid.uuid4()
-            for version, (event_type, payload) in enumerate(zip(STREAM_EVENT_TYPES, stream, strict=True), 1):
+            for version, (event_type, payload) in enumerate(
+                zip(STREAM_EVENT_TYPES, stream, strict=True), 1
+            ):
                 recorder.insert_events(
                     [
                         StoredEvent(
@@ -223,7 +264,11 @@ def _recorder_writer(recorder: PostgresApplicationRecorder, streams: Sequence[Se
 
 def _mean_state_size(datastore: PostgresDatastore) -> float:
     with datastore.transaction(commit=False) as cursor:
-        cursor.execute("SELECT avg(octet_length(state))::float8 AS size FROM stored_events")
+        cursor.execute(
+            "SELECT avg(octet_length(state))::float8 AS size FROM stored_events "
+            "WHERE topic <> %s",
+            (databases.HISTORY_TOPIC,),
+        )
         row = cursor.fetchone()
     return float(row["size"] or 0.0) if row else 0.0
 
@@ -244,11 +289,23 @@ def eventsourcing(server: Server, workload: Workload) -> Sample:
             pool_size=workload.writers,
         )
         try:
-            recorder = PostgresApplicationRecorder(datastore, events_table_name="stored_events")
+            recorder = PostgresApplicationRecorder(
+                datastore, events_table_name="stored_events"
+            )
             recorder.create_table()
+            asyncio.run(
+                databases.preload_history(
+                    server.dsn(name), "stored_events", workload.history
+                )
+            )
             with ThreadPoolExecutor(max_workers=workload.writers) as threads:
-                time_threads(threads, [_recorder_writer(recorder, s) for s in workload.warmup().payloads])
-                timing: Timing = time_threads(threads, [_recorder_writer(recorder, s) for s in workload.payloads])
+                time_threads(
+                    threads,
+                    [_recorder_writer(recorder, s) for s in workload.warmup().payloads],
+                )
+                timing: Timing = time_threads(
+                    threads, [_recorder_writer(recorder, s) for s in workload.payloads]
+                )
             size = _mean_state_size(datastore)
         finally:
             datastore.close()

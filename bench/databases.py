@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import aiosqlite
 import asyncpg
 
+from bench import cpu
 from eventstore.settings import StoreSettings
 from eventstore.store import EventStore
 
@@ -62,6 +63,16 @@ class Server:
         finally:
             await connection.close()
 
+    async def settings(self, names: tuple[str, ...]) -> dict[str, str]:
+        """Server settings by name, as SHOW prints them."""
+        connection = await asyncpg.connect(self.admin_dsn)
+        try:
+            return {
+                name: str(await connection.fetchval(f"SHOW {name}")) for name in names
+            }
+        finally:
+            await connection.close()
+
 
 async def create_database(server: Server) -> str:
     """CREATE DATABASE bench_<random>; returns its name."""
@@ -87,9 +98,11 @@ async def drop_database(server: Server, name: str) -> None:
 async def throwaway_database(server: Server) -> AsyncIterator[str]:
     """A fresh database for the block, dropped afterwards; yields its DSN."""
     name = await create_database(server)
+    token = cpu.CURRENT_DATABASE.set(name)
     try:
         yield server.dsn(name)
     finally:
+        cpu.CURRENT_DATABASE.reset(token)
         await drop_database(server, name)
 
 
@@ -97,9 +110,11 @@ async def throwaway_database(server: Server) -> AsyncIterator[str]:
 def throwaway_database_blocking(server: Server) -> Iterator[str]:
     """`throwaway_database` for blocking code; yields the database's name."""
     name = asyncio.run(create_database(server))
+    token = cpu.CURRENT_DATABASE.set(name)
     try:
         yield name
     finally:
+        cpu.CURRENT_DATABASE.reset(token)
         asyncio.run(drop_database(server, name))
 
 
@@ -124,23 +139,65 @@ async def migrate(url: str) -> None:
 @contextlib.asynccontextmanager
 async def migrated_store(url: str, *, pool_size: int) -> AsyncIterator[EventStore]:
     """A migrated store on `url` with `pool_size` connections, closed afterwards."""
-    async with EventStore.open(url, settings=StoreSettings(pool_size=pool_size)) as store:
+    async with EventStore.open(
+        url, settings=StoreSettings(pool_size=pool_size)
+    ) as store:
         await store.migrate()
         yield store
 
 
-async def mean_size_postgres(dsn: str, table: str, column: str) -> float:
-    """Mean stored size in bytes of a jsonb (as text) or bytea column."""
+HISTORY_TYPE: Final = "BenchHistory"
+HISTORY_TOPIC: Final = "bench.events:BenchHistory"
+# History: 4-event streams of ~300-byte payloads, written in one statement.
+# The hashes are not a valid chain (nothing here reads them back).
+_HISTORY_EVENTS: Final = """
+INSERT INTO {table} (stream_id, version, stream_type, event_id, type, schema_version,
+                     data, metadata, occurred_at, hash)
+SELECT s.id, v.n, 'execution', gen_random_uuid(), '{history_type}', 1,
+       jsonb_build_object('step', v.n, 'agent', 'agent-00', 'text', repeat('h', 250)),
+       '{{"actor":"bench"}}'::jsonb, now(), sha256(convert_to(s.id::text || v.n, 'UTF8'))
+FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) AS s,
+     generate_series(1, 4) AS v(n)
+"""
+_HISTORY_STORED_EVENTS: Final = """
+INSERT INTO {table} (originator_id, originator_version, topic, state)
+SELECT s.id, v.n, '{history_topic}', convert_to(repeat('h', 300), 'UTF8')
+FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) AS s,
+     generate_series(1, 4) AS v(n)
+"""
+
+
+async def preload_history(dsn: str, table: str, events: int) -> None:
+    """Give a fresh log `events` events of history, then ANALYZE the database.
+
+    A production log is not empty, and PostgreSQL plans for the table it has:
+    without this, a measurement would time how the first seconds of a brand
+    new database behave (see RESULTS.md, "Where the time goes"). The raw,
+    eventstore and eventsourcing tables get the same history.
+    """
+    if events <= 0:
+        return
+    template = _HISTORY_STORED_EVENTS if table == "stored_events" else _HISTORY_EVENTS
     connection = await asyncpg.connect(dsn)
     try:
-        kind = await connection.fetchval(
-            "SELECT data_type FROM information_schema.columns "
-            "WHERE table_name = $1 AND column_name = $2",
-            table,
-            column,
+        statement = template.format(
+            table=table, history_type=HISTORY_TYPE, history_topic=HISTORY_TOPIC
         )
-        expression = f"{column}::text" if kind == "jsonb" else column
-        value = await connection.fetchval(f"SELECT avg(octet_length({expression}))::float8 FROM {table}")
+        await connection.execute(statement, max(events // 4, 1))
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+
+
+async def mean_size_postgres(dsn: str, table: str, column: str) -> float:
+    """Mean stored size in bytes of a jsonb (as text) column, history left out."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        value = await connection.fetchval(
+            f"SELECT avg(octet_length({column}::text))::float8 FROM {table} "
+            "WHERE type <> $1",
+            HISTORY_TYPE,
+        )
     finally:
         await connection.close()
     return float(value or 0.0)
@@ -150,7 +207,9 @@ async def mean_size_sqlite(path: Path, table: str, column: str) -> float:
     """Mean stored size in bytes of a text column."""
     async with (
         aiosqlite.connect(path) as connection,
-        connection.execute(f"SELECT avg(length(CAST({column} AS BLOB))) FROM {table}") as cursor,
+        connection.execute(
+            f"SELECT avg(length(CAST({column} AS BLOB))) FROM {table}"
+        ) as cursor,
     ):
         row = await cursor.fetchone()
     return float(row[0] or 0.0) if row else 0.0

@@ -7,23 +7,50 @@ subject's measured work.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import string
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, NamedTuple
 
 EVENTS_PER_STREAM: Final = 4
 PAYLOAD_BYTES: Final = 300
-STREAM_EVENT_TYPES: Final = ("BenchCreated", "BenchStarted", "BenchProgressed", "BenchCompleted")
+STREAM_EVENT_TYPES: Final = (
+    "BenchCreated",
+    "BenchStarted",
+    "BenchProgressed",
+    "BenchCompleted",
+)
 METADATA: Final[dict[str, str]] = {"actor": "bench"}
 METADATA_JSON: Final = '{"actor":"bench"}'
-USAGE: Final[dict[str, float]] = {"prompt_tokens": 120, "completion_tokens": 80, "cost_usd": 0.0021}
+USAGE: Final[dict[str, float]] = {
+    "prompt_tokens": 120,
+    "completion_tokens": 80,
+    "cost_usd": 0.0021,
+}
+
+# The lifecycle's JSON fields are sized so that each event's stored data
+# (with the ids, metrics and keys the store adds) is about PAYLOAD_BYTES.
+INPUTS_BYTES: Final = 150
+DETAIL_BYTES: Final = 200
+RESULT_BYTES: Final = 215
 
 Payload = dict[str, object]
-_WORDS: Final = tuple(
-    "agent task tool search summarize plan draft review answer retrieve rank "
-    "context memory crew graph node edge token prompt result".split()
+
+
+class Lifecycle(NamedTuple):
+    """The JSON values one execution's create, progress and complete carry."""
+
+    inputs: Payload
+    detail: Payload
+    result: Payload
+
+
+_WORDS: Final = (
+    *("agent", "task", "tool", "search", "summarize", "plan", "draft", "review"),
+    *("answer", "retrieve", "rank", "context", "memory", "crew", "graph", "node"),
+    *("edge", "token", "prompt", "result"),
 )
 
 
@@ -45,9 +72,41 @@ def make_payload(rng: random.Random, step: int, size: int = PAYLOAD_BYTES) -> Pa
     missing = size - len(encode(payload))
     words: list[str] = []
     while sum(len(word) + 1 for word in words) < missing:
-        words.append(rng.choice(_WORDS) if rng.random() > 0.2 else "".join(rng.choices(string.ascii_lowercase, k=6)))
+        words.append(
+            rng.choice(_WORDS)
+            if rng.random() > 0.2
+            else "".join(rng.choices(string.ascii_lowercase, k=6))
+        )
     payload["text"] = " ".join(words)[: max(missing, 0)]
     return payload
+
+
+@functools.cache
+def _generated(
+    writers: int, streams: int, seed: int
+) -> tuple[
+    tuple[tuple[tuple[Payload, ...], ...], ...], tuple[tuple[Lifecycle, ...], ...]
+]:
+    rng = random.Random(seed)
+    payloads = tuple(
+        tuple(
+            tuple(make_payload(rng, step) for step in range(1, EVENTS_PER_STREAM + 1))
+            for _ in range(streams)
+        )
+        for _ in range(writers)
+    )
+    lifecycles = tuple(
+        tuple(
+            Lifecycle(
+                inputs=make_payload(rng, 0, INPUTS_BYTES),
+                detail=make_payload(rng, 1, DETAIL_BYTES),
+                result=make_payload(rng, 2, RESULT_BYTES),
+            )
+            for _ in range(streams)
+        )
+        for _ in range(writers)
+    )
+    return payloads, lifecycles
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,27 +116,24 @@ class Workload:
     Attributes:
         writers: concurrent writers.
         streams_per_writer: streams (executions) each writer drives, one after another.
-        payloads: per writer, per stream, the 4 payloads (generated up front).
+        history: events the log holds before the measurement (PostgreSQL).
+        seed: of the payload generator.
     """
 
     writers: int
     streams_per_writer: int
+    history: int = 0
     seed: int = 1
-    payloads: tuple[tuple[tuple[Payload, ...], ...], ...] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        rng = random.Random(self.seed)
-        generated = tuple(
-            tuple(
-                tuple(make_payload(rng, step) for step in range(1, EVENTS_PER_STREAM + 1))
-                for _ in range(self.streams_per_writer)
-            )
-            for _ in range(self.writers)
-        )
-        object.__setattr__(self, "payloads", generated)
 
     @classmethod
-    def sized(cls, writers: int, *, events: int | None = None, events_per_writer: int | None = None) -> Workload:
+    def sized(
+        cls,
+        writers: int,
+        *,
+        events: int | None = None,
+        events_per_writer: int | None = None,
+        history: int = 0,
+    ) -> Workload:
         """A workload of about `events` in total, or exactly `events_per_writer` each.
 
         Events per writer are rounded up to whole 4-event streams.
@@ -87,7 +143,17 @@ class Workload:
                 raise ValueError("events or events_per_writer is required")
             events_per_writer = max(events // writers, 1)
         streams = max(-(-events_per_writer // EVENTS_PER_STREAM), 1)
-        return cls(writers=writers, streams_per_writer=streams)
+        return cls(writers=writers, streams_per_writer=streams, history=history)
+
+    @property
+    def payloads(self) -> tuple[tuple[tuple[Payload, ...], ...], ...]:
+        """Per writer, per stream, the 4 payloads (generated once, up front)."""
+        return _generated(self.writers, self.streams_per_writer, self.seed)[0]
+
+    @property
+    def lifecycles(self) -> tuple[tuple[Lifecycle, ...], ...]:
+        """Per writer, per execution, the lifecycle's JSON values."""
+        return _generated(self.writers, self.streams_per_writer, self.seed)[1]
 
     @property
     def events(self) -> int:
@@ -101,4 +167,9 @@ class Workload:
 
     def warmup(self) -> Workload:
         """A small workload of the same shape (one stream per writer), run untimed first."""
-        return Workload(writers=self.writers, streams_per_writer=1, seed=self.seed + 1)
+        return Workload(
+            writers=self.writers,
+            streams_per_writer=1,
+            history=self.history,
+            seed=self.seed + 1,
+        )

@@ -10,7 +10,14 @@ from typing import Final
 
 import sqlalchemy as sa
 
-from eventstore.sqltypes import Hash, JSONDocument, Position, TransactionId, UTCDateTime
+from eventstore.sqltypes import (
+    Hash,
+    JSONDocument,
+    NullableJSONDocument,
+    Position,
+    TransactionId,
+    UTCDateTime,
+)
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -93,9 +100,9 @@ executions: Final = sa.Table(
         "thread_id", _uuid, sa.ForeignKey("threads.id"), nullable=False, index=True
     ),
     sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("inputs", JSONDocument, nullable=True),
-    sa.Column("result", JSONDocument, nullable=True),
-    sa.Column("error", JSONDocument, nullable=True),
+    sa.Column("inputs", NullableJSONDocument, nullable=True),
+    sa.Column("result", NullableJSONDocument, nullable=True),
+    sa.Column("error", NullableJSONDocument, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),

@@ -70,5 +70,10 @@ Position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 """A JSON document: jsonb on PostgreSQL, text on SQLite."""
 
+NullableJSONDocument = sa.JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
+)
+"""A JSON document where Python None is SQL NULL (so `IS NULL` finds it)."""
+
 Hash = sa.LargeBinary(32)
 """A sha256 digest."""

@@ -220,7 +220,11 @@ POSTGRES_UPGRADE = [
         outcome text, version integer, "position" bigint, event_id uuid, detail text,
         hash bytea
     )
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql
+    -- A generic plan cached while the log was small (or never analyzed)
+    -- would scan the table for ever after; plan each call with its values.
+    SET plan_cache_mode = force_custom_plan
+    AS $$
     DECLARE
         v_count integer := cardinality(p_event_ids);
         v_found integer;

@@ -24,7 +24,9 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("execution_id", name="pk_execution_leases"),
     )
-    op.create_index("ix_execution_leases_heartbeat_at", "execution_leases", ["heartbeat_at"])
+    op.create_index(
+        "ix_execution_leases_heartbeat_at", "execution_leases", ["heartbeat_at"]
+    )
 
 
 def downgrade() -> None:

@@ -97,7 +97,9 @@ async def test_the_reaper_fails_exactly_what_went_quiet(
     quiet = await backdated(store, refs, started=True)
     await store.executions.heartbeat(quiet, worker_id="w-quiet")
     await age_lease(store, quiet)  # it heartbeated, then went quiet
-    alive = await backdated(store, refs, started=True)  # started long ago, still beating
+    alive = await backdated(
+        store, refs, started=True
+    )  # started long ago, still beating
     await store.executions.heartbeat(alive, worker_id="w-alive")
     never_beat = await backdated(store, refs, started=True)
     fresh_start = await execution_in(store, refs, ExecutionStatus.RUNNING)
