@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from eventstore import errors
 
@@ -43,6 +43,34 @@ class AppendOutcome:
     actual: int = 0
     event_id: UUID | None = None
     reason: str = ""
+
+
+class _ConflictInsert(Protocol):
+    """What PostgreSQL's and SQLite's dialect INSERTs have in common."""
+
+    @property
+    def excluded(self) -> Any:
+        """The row proposed for insertion."""
+
+    def on_conflict_do_update(
+        self, *, index_elements: Any, set_: Any, where: Any
+    ) -> sa.Executable: ...
+
+
+def forward_only_upsert(
+    statement: _ConflictInsert, table: sa.Table, *, guard: str
+) -> sa.Executable:
+    """INSERT, or UPDATE the row of the same key when its `guard` is lower."""
+    keys = {column.name for column in table.primary_key.columns}
+    return statement.on_conflict_do_update(
+        index_elements=sorted(keys),
+        set_={
+            c.name: statement.excluded[c.name]
+            for c in table.columns
+            if c.name not in keys
+        },
+        where=table.c[guard] < statement.excluded[guard],
+    )
 
 
 class Backend(ABC):

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typing_extensions import override
 
 from eventstore import errors
-from eventstore.backends.base import AppendOutcome, Backend
+from eventstore.backends.base import AppendOutcome, Backend, forward_only_upsert
 from eventstore.cache import BoundedCache
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
 from eventstore.hashing import (
@@ -275,12 +275,7 @@ class PostgresBackend(Backend):
                     stream_id,
                     stream_type,
                     versions,
-                    [event.event_id for event in events],
-                    [event.type for event in events],
-                    [event.schema_version for event in events],
-                    [event.data_json for event in events],
-                    [event.metadata_json for event in events],
-                    [format_occurred_at(event.occurred_at) for event in events],
+                    *_event_columns(events),
                     hashes,
                 ),
             )
@@ -310,12 +305,7 @@ class PostgresBackend(Backend):
             stream_id,
             stream_type,
             expected_version,
-            [event.event_id for event in events],
-            [event.type for event in events],
-            [event.schema_version for event in events],
-            [event.data_json for event in events],
-            [event.metadata_json for event in events],
-            [format_occurred_at(event.occurred_at) for event in events],
+            *_event_columns(events),
         )
         for _ in range(APPEND_RACE_RETRIES):
             try:
@@ -370,17 +360,7 @@ class PostgresBackend(Backend):
 
     @override
     def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
-        statement = postgresql.insert(table)
-        keys = {column.name for column in table.primary_key.columns}
-        return statement.on_conflict_do_update(
-            index_elements=sorted(keys),
-            set_={
-                c.name: statement.excluded[c.name]
-                for c in table.columns
-                if c.name not in keys
-            },
-            where=table.c[guard] < statement.excluded[guard],
-        )
+        return forward_only_upsert(postgresql.insert(table), table, guard=guard)
 
     @override
     def clock(self) -> sa.ColumnElement[Any]:
@@ -455,6 +435,18 @@ class PostgresBackend(Backend):
                 )
             cause = cause.__cause__
         return None
+
+
+def _event_columns(events: Sequence[NewEvent]) -> tuple[list[object], ...]:
+    """The events as the array parameters both append statements take."""
+    return (
+        [event.event_id for event in events],
+        [event.type for event in events],
+        [event.schema_version for event in events],
+        [event.data_json for event in events],
+        [event.metadata_json for event in events],
+        [format_occurred_at(event.occurred_at) for event in events],
+    )
 
 
 def _maybe_float(value: object) -> float | None:

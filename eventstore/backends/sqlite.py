@@ -28,7 +28,7 @@ from typing_extensions import override
 
 from eventstore import errors, hashing
 from eventstore.backends import sqlite_writer as writer
-from eventstore.backends.base import AppendOutcome, Backend
+from eventstore.backends.base import AppendOutcome, Backend, forward_only_upsert
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
 from eventstore.hashing import parse_json_object
 
@@ -207,17 +207,7 @@ class SqliteBackend(Backend):
 
     @override
     def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
-        statement = sqlite.insert(table)
-        keys = {column.name for column in table.primary_key.columns}
-        return statement.on_conflict_do_update(
-            index_elements=sorted(keys),
-            set_={
-                c.name: statement.excluded[c.name]
-                for c in table.columns
-                if c.name not in keys
-            },
-            where=table.c[guard] < statement.excluded[guard],
-        )
+        return forward_only_upsert(sqlite.insert(table), table, guard=guard)
 
     @override
     def clock(self) -> sa.ColumnElement[Any]:
