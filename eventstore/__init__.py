@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import eventstore.events.system_payloads  # noqa: F401 - registers the system payloads
 from eventstore.errors import (
+    ArchiveError,
     ConcurrencyError,
     ConfigurationError,
     DatabaseError,
@@ -49,6 +51,7 @@ from eventstore.subscriptions import Subscription
 __all__ = [
     "TERMINAL_STATUSES",
     "AppendResult",
+    "ArchiveError",
     "Checkpoint",
     "ConcurrencyError",
     "ConfigurationError",

@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from eventstore import errors, hashing
 from eventstore.fold import ExecutionState, fold_events
 from eventstore.log import as_stream_id
+from eventstore.status import SETS_STATUS, ExecutionStatus
 
 if TYPE_CHECKING:
-    from uuid import UUID
-
     from eventstore.backends.base import Backend
     from eventstore.events.envelope import RecordedEvent
 
@@ -92,3 +92,40 @@ async def verify_stream(backend: Backend, stream_id: UUID | str) -> bytes:
     if not events:
         raise errors.ExecutionNotFound(execution_id=stream)
     return hashing.verify_chain(events)
+
+
+class StatusAt(BaseModel):
+    """One execution's status at a moment, and since when it held it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    execution_id: UUID
+    status: ExecutionStatus
+    since: datetime = Field(description="occurred_at of the event that set it")
+    version: int = Field(description="the stream version of that event")
+
+
+async def statuses_as_of(
+    backend: Backend, moment: AsOf | None = None
+) -> list[StatusAt]:
+    """Which executions were in which status at `moment` (None: now), by id.
+
+    One indexed query over the status-changing events, not a replay of every
+    stream; it answers for the executions still in the log (archived ones
+    are answered by their archive file).
+    """
+    await backend.ensure_schema()
+    moment = moment or AsOf()
+    rows = await backend.status_events(position=moment.position, time=moment.time)
+    return sorted(
+        (
+            StatusAt(
+                execution_id=row.stream_id,
+                status=SETS_STATUS[row.type],
+                since=row.occurred_at,
+                version=row.version,
+            )
+            for row in rows
+        ),
+        key=lambda status: str(status.execution_id),
+    )

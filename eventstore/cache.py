@@ -29,3 +29,7 @@ class BoundedCache(Generic[K, V]):
         self._entries.move_to_end(key)
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        """Forget an entry if present."""
+        self._entries.pop(key, None)

@@ -170,3 +170,7 @@ class CheckpointConflict(EventStoreError):
             f"the checkpoint of projection {projection} (partition {partition}) "
             "was moved by another projector"
         )
+
+
+class ArchiveError(EventStoreError):
+    """An archive was refused or failed: nothing was removed from the log."""

@@ -395,6 +395,11 @@ class ExecutionService:
             await self._signal.wait(seen, delay)
             delay = min(delay * 2, WAIT_POLL_MAX)
 
+    def forget(self, execution_ids: Sequence[UUID]) -> None:
+        """Drop remembered states of executions the archive removed."""
+        for execution_id in execution_ids:
+            self._states.discard(execution_id)
+
     def _remember(self, state: ExecutionState) -> None:
         current = self._states.get(state.id)
         if current is None or current.version <= state.version:

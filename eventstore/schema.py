@@ -18,6 +18,7 @@ from eventstore.sqltypes import (
     TransactionId,
     UTCDateTime,
 )
+from eventstore.status import SETS_STATUS
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -28,6 +29,10 @@ NAMING_CONVENTION: Final = {
 }
 
 metadata: Final = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+STATUS_EVENTS_CONDITION: Final = "type IN ({})".format(
+    ", ".join(f"'{name}'" for name in SETS_STATUS)
+)
 
 _uuid = sa.Uuid(as_uuid=True)
 _now = sa.func.current_timestamp()
@@ -83,7 +88,27 @@ execution_events: Final = sa.Table(
     sa.UniqueConstraint("stream_id", "version"),
     sa.UniqueConstraint("event_id"),
     sa.Index(None, "transaction_id", "position"),
+    # The status-changing events per stream: the store-wide "as of" and the
+    # archive's choice of finished executions are one scan of this index.
+    sa.Index(
+        "ix_execution_events_status_history",
+        "stream_id",
+        "version",
+        "recorded_at",
+        postgresql_where=sa.text(STATUS_EVENTS_CONDITION),
+        sqlite_where=sa.text(STATUS_EVENTS_CONDITION),
+    ),
     sqlite_autoincrement=True,  # positions are never reused, even after archiving
+)
+
+# Written and removed inside an archive transaction: the row opens the
+# immutability trigger for that transaction's DELETEs only (DESIGN §6).
+execution_events_archive_guard: Final = sa.Table(
+    "execution_events_archive_guard",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.CheckConstraint("id = 1", name="one_row"),
 )
 
 executions: Final = sa.Table(

@@ -49,6 +49,13 @@ RESULTING_STATUS: Final[dict[str, ExecutionStatus | None]] = {
     "ExecutionCancelled": ExecutionStatus.CANCELLED,
 }
 
+# event type -> the status it sets: the events the status-history index holds.
+SETS_STATUS: Final[dict[str, ExecutionStatus]] = {
+    event_type: status
+    for event_type, status in RESULTING_STATUS.items()
+    if status is not None
+}
+
 
 def is_allowed(status: ExecutionStatus, event_type: str) -> bool:
     """Whether `event_type` may be appended to an execution in `status`."""

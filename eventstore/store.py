@@ -71,6 +71,11 @@ class EventStore:
         """The database backend (for the projections and the CLI)."""
         return self._backend
 
+    def forget_streams(self, stream_ids: Sequence[UUID]) -> None:
+        """Drop this process's remembered heads and states of archived streams."""
+        self._backend.forget_streams(stream_ids)
+        self.executions.forget(stream_ids)
+
     @property
     def settings(self) -> StoreSettings:
         """The settings the store was opened with."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -68,3 +70,54 @@ async def count_events(store: EventStore) -> int:
 async def raw_pg(url: str) -> asyncpg.Connection:
     """A plain asyncpg connection to a test database."""
     return await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+
+
+async def tamper(url: str, sql: str) -> None:
+    """Run SQL on the log behind the immutability triggers' back, as an attacker."""
+    if url.startswith("sqlite"):
+        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
+        connection.execute("DROP TRIGGER IF EXISTS execution_events_refuse_update")
+        connection.execute("DROP TRIGGER IF EXISTS execution_events_refuse_delete")
+        connection.execute(sql)
+        connection.commit()
+        connection.close()
+    else:
+        pg = await raw_pg(url)
+        try:
+            await pg.execute("ALTER TABLE execution_events DISABLE TRIGGER USER")
+            await pg.execute(sql)
+        finally:
+            await pg.close()
+
+
+async def project_everything(store: EventStore, *, within: float = 30) -> None:
+    """Run the projector until it has folded every event appended so far.
+
+    On PostgreSQL a transaction still open anywhere on the server (another
+    test's database included) holds the gap-safe horizon back, so "caught
+    up" may stop short of the newest events for a moment.
+    """
+    from projections import Projector
+
+    head = await store.backend.head_checkpoint()
+    projector = Projector(store)
+    async with asyncio.timeout(within):
+        while True:
+            await projector.run_until_caught_up()
+            async with store.backend.connect_read() as connection:
+                position = await connection.scalar(
+                    sa.select(sa.func.max(schema.projection_checkpoints.c.position))
+                )
+            newest = await count_positions(store)
+            if head is None or (position or 0) >= newest:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def count_positions(store: EventStore) -> int:
+    """The largest position in the log (0 when empty)."""
+    async with store.backend.connect_read() as connection:
+        value = await connection.scalar(
+            sa.select(sa.func.max(schema.execution_events.c.position))
+        )
+    return int(value or 0)

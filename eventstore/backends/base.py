@@ -17,12 +17,25 @@ from eventstore import errors
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
+    from datetime import datetime
     from uuid import UUID
 
     import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """The last status-changing event of one execution stream (as of a moment)."""
+
+    stream_id: UUID
+    type: str
+    version: int
+    position: int
+    occurred_at: datetime
+    recorded_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +111,12 @@ class Backend(ABC):
             )
         self._schema_ready = True
 
+    def forget_streams(self, stream_ids: Sequence[UUID]) -> None:  # noqa: B027
+        """Drop what this process remembers of streams the archive removed.
+
+        A no-op unless the backend caches stream heads.
+        """
+
     def forget_schema(self) -> None:
         """Check the schema again before the next operation (after a migration)."""
         self._schema_ready = False
@@ -148,6 +167,34 @@ class Backend(ABC):
 
         Gap-safe: an event not returned now never appears later before an
         event that was returned.
+        """
+
+    @abstractmethod
+    async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
+        """Every event of the given streams, in position order, as stored."""
+
+    @abstractmethod
+    async def head_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint of the last event read_all would return now (None: empty)."""
+
+    @abstractmethod
+    async def stream_heads(
+        self, at: Checkpoint | None = None
+    ) -> dict[UUID, tuple[int, bytes]]:
+        """Each execution stream's last version and hash, at `at` (None: now).
+
+        System streams are left out: they hold the anchors themselves.
+        """
+
+    @abstractmethod
+    async def status_events(
+        self, *, position: int | None = None, time: datetime | None = None
+    ) -> list[StatusEvent]:
+        """Each execution stream's last status-changing event, as of a moment.
+
+        One scan of the status-history index. The moment is a position
+        (events at or before it) or a time (events recorded at or before
+        it); neither: now.
         """
 
     @abstractmethod

@@ -16,6 +16,7 @@ but committed after it is still read, never skipped (DESIGN §1).
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
@@ -27,7 +28,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typing_extensions import override
 
 from eventstore import errors
-from eventstore.backends.base import AppendOutcome, Backend, forward_only_upsert
+from eventstore.backends.base import (
+    AppendOutcome,
+    Backend,
+    StatusEvent,
+    forward_only_upsert,
+)
 from eventstore.cache import BoundedCache
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
 from eventstore.hashing import (
@@ -39,6 +45,7 @@ from eventstore.hashing import (
     parse_json,
     parse_json_object,
 )
+from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -55,6 +62,9 @@ UNAVAILABLE_SQLSTATES: Final = frozenset(
 )
 UNMIGRATED_SQLSTATES: Final = frozenset({"42P01", "42883"})  # no table / no function
 APPEND_RACE_RETRIES: Final = 8
+MAX_POSITION: Final = 2**63 - 1
+MAX_XID8: Final = 2**64 - 1
+FAR_FUTURE: Final = datetime(9999, 12, 31, tzinfo=UTC)
 
 _COLUMNS: Final = (
     "position, stream_id, version, stream_type, event_id, type, schema_version, "
@@ -109,6 +119,28 @@ READ_ALL_SQL: Final = (
 HEAD_VERSION_SQL: Final = (
     "SELECT coalesce(max(version), 0) FROM execution_events WHERE stream_id = $1"
 )
+READ_STREAMS_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
+    "WHERE stream_id = ANY($1::uuid[]) ORDER BY position"
+)
+HEAD_CHECKPOINT_SQL: Final = (
+    "SELECT transaction_id, position FROM execution_events "
+    "WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY transaction_id DESC, position DESC LIMIT 1"
+)
+STREAM_HEADS_SQL: Final = """
+SELECT DISTINCT ON (stream_id) stream_id, version, hash FROM execution_events
+WHERE stream_type <> 'system' AND (transaction_id, position) <= ($1::xid8, $2)
+ORDER BY stream_id, version DESC
+"""
+# The WHERE repeats the partial index's condition, so the planner uses it.
+STATUS_EVENTS_SQL: Final = f"""
+SELECT DISTINCT ON (stream_id) stream_id, type, version, position, occurred_at,
+    recorded_at
+FROM execution_events
+WHERE {STATUS_EVENTS_CONDITION} AND position <= $1 AND recorded_at <= $2
+ORDER BY stream_id, version DESC
+"""  # noqa: S608 - constant condition
 CHECKPOINT_AT_SQL: Final = (
     "SELECT transaction_id FROM execution_events WHERE position = $1"
 )
@@ -328,6 +360,11 @@ class PostgresBackend(Backend):
         )
 
     @override
+    def forget_streams(self, stream_ids: Sequence[UUID]) -> None:
+        for stream_id in stream_ids:
+            self._heads.discard(stream_id)
+
+    @override
     async def read_stream(
         self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
@@ -349,6 +386,41 @@ class PostgresBackend(Backend):
                 READ_ALL_SQL, after.transaction_id, after.position, limit
             )
         return [_row_to_event(row) for row in rows]
+
+    @override
+    async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            rows = await connection.fetch(READ_STREAMS_SQL, list(stream_ids))
+        return [_row_to_event(row) for row in rows]
+
+    @override
+    async def head_checkpoint(self) -> Checkpoint | None:
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            row = await connection.fetchrow(HEAD_CHECKPOINT_SQL)
+        return None if row is None else Checkpoint(row[0], row[1])
+
+    @override
+    async def stream_heads(
+        self, at: Checkpoint | None = None
+    ) -> dict[UUID, tuple[int, bytes]]:
+        at = at or Checkpoint(MAX_XID8, MAX_POSITION)
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                STREAM_HEADS_SQL, at.transaction_id, at.position
+            )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    @override
+    async def status_events(
+        self, *, position: int | None = None, time: datetime | None = None
+    ) -> list[StatusEvent]:
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                STATUS_EVENTS_SQL,
+                MAX_POSITION if position is None else position,
+                time or FAR_FUTURE,
+            )
+        return [StatusEvent(*row) for row in rows]
 
     @override
     async def checkpoint_at(self, position: int) -> Checkpoint:

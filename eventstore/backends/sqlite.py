@@ -28,9 +28,15 @@ from typing_extensions import override
 
 from eventstore import errors, hashing
 from eventstore.backends import sqlite_writer as writer
-from eventstore.backends.base import AppendOutcome, Backend, forward_only_upsert
+from eventstore.backends.base import (
+    AppendOutcome,
+    Backend,
+    StatusEvent,
+    forward_only_upsert,
+)
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
-from eventstore.hashing import parse_json_object
+from eventstore.hashing import dump_json, parse_json_object
+from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -60,6 +66,25 @@ READ_ALL_SQL: Final = (
     f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
     "WHERE position > ? ORDER BY position LIMIT ?"
 )
+
+READ_STREAMS_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
+    "WHERE stream_id IN (SELECT value FROM json_each(?)) ORDER BY position"
+)
+# SQLite gives a bare column the values of the row that max() chose.
+STREAM_HEADS_SQL: Final = """
+SELECT stream_id, max(version), hash FROM execution_events
+WHERE stream_type <> 'system' AND position <= ?
+GROUP BY stream_id
+"""
+STATUS_EVENTS_SQL: Final = f"""
+SELECT stream_id, type, max(version), position, occurred_at, recorded_at
+FROM execution_events
+WHERE {STATUS_EVENTS_CONDITION} AND position <= ? AND recorded_at <= ?
+GROUP BY stream_id
+"""  # noqa: S608 - constant condition
+MAX_POSITION: Final = 2**63 - 1
+FAR_FUTURE: Final = "9999-12-31 23:59:59.999999"
 
 
 def from_db_time(text: str) -> datetime:
@@ -188,6 +213,49 @@ class SqliteBackend(Backend):
         position = after.position if after is not None else 0
         rows = await self._fetch(READ_ALL_SQL, (position, limit))
         return [_row_to_event(row) for row in rows]
+
+    @override
+    async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
+        ids = dump_json([stream_id.hex for stream_id in stream_ids])
+        return [
+            _row_to_event(row) for row in await self._fetch(READ_STREAMS_SQL, (ids,))
+        ]
+
+    @override
+    async def head_checkpoint(self) -> Checkpoint | None:
+        rows = await self._fetch("SELECT max(position) FROM execution_events", ())
+        return None if rows[0][0] is None else Checkpoint(0, rows[0][0])
+
+    @override
+    async def stream_heads(
+        self, at: Checkpoint | None = None
+    ) -> dict[UUID, tuple[int, bytes]]:
+        position = MAX_POSITION if at is None else at.position
+        rows = await self._fetch(STREAM_HEADS_SQL, (position,))
+        return {UUID(hex=row[0]): (row[1], row[2]) for row in rows}
+
+    @override
+    async def status_events(
+        self, *, position: int | None = None, time: datetime | None = None
+    ) -> list[StatusEvent]:
+        rows = await self._fetch(
+            STATUS_EVENTS_SQL,
+            (
+                MAX_POSITION if position is None else position,
+                FAR_FUTURE if time is None else writer.to_db_time(time),
+            ),
+        )
+        return [
+            StatusEvent(
+                stream_id=UUID(hex=row[0]),
+                type=row[1],
+                version=row[2],
+                position=row[3],
+                occurred_at=from_db_time(row[4]),
+                recorded_at=from_db_time(row[5]),
+            )
+            for row in rows
+        ]
 
     @override
     async def checkpoint_at(self, position: int) -> Checkpoint:

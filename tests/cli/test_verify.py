@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import sqlalchemy as sa
 
@@ -13,25 +12,7 @@ from eventstore.schema import executions
 from projections import Projector
 from projections.verify import verify_executions
 from tests.cli.runner import run_cli
-from tests.helpers import References, execution_in, raw_pg
-
-
-async def tamper(url: str, sql: str) -> None:
-    """Run SQL on the log behind the immutability triggers' back, as an attacker."""
-    if url.startswith("sqlite"):
-        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
-        connection.execute("DROP TRIGGER IF EXISTS execution_events_refuse_update")
-        connection.execute("DROP TRIGGER IF EXISTS execution_events_refuse_delete")
-        connection.execute(sql)
-        connection.commit()
-        connection.close()
-    else:
-        pg = await raw_pg(url)
-        try:
-            await pg.execute("ALTER TABLE execution_events DISABLE TRIGGER USER")
-            await pg.execute(sql)
-        finally:
-            await pg.close()
+from tests.helpers import References, execution_in, tamper
 
 
 async def test_an_intact_store_verifies(

@@ -126,7 +126,7 @@ async def test_system_streams_are_skipped_but_passed(
     store: EventStore, refs: References
 ) -> None:
     await store.append(
-        uuid.uuid4(), [NewEvent(type="ArchiveReceipt", data={})], stream_type="system"
+        uuid.uuid4(), [NewEvent(type="MaintenanceNote", data={})], stream_type="system"
     )
     execution_id = await execution_in(store, refs, ExecutionStatus.RUNNING)
     assert await Projector(store).run_until_caught_up() == 3

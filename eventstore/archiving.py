@@ -1,0 +1,369 @@
+"""The archive path: export finished executions, then remove them with a receipt.
+
+1. Choose the executions whose terminal event occurred before the cutoff
+   (one scan of the status-history index).
+2. Export their events, as stored, to ``DIR/NAME.jsonl.gz`` with a manifest,
+   and read the file back: its digest, every chain, every count.
+3. In one transaction: check that every projection has folded past them
+   (so no projector batch in flight can write their rows back), open the
+   immutability trigger with the guard row, delete their events, close it,
+   delete their projection rows and leases, and append an `ArchiveReceipt`
+   to the receipts system stream. The delete must remove exactly the
+   exported events, or the transaction rolls back.
+
+Nothing is removed if any step fails, and the files of a failed archive are
+deleted again (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+import sqlalchemy as sa
+
+from eventstore import errors, hashing
+from eventstore.archive_files import (
+    DATA_SUFFIX,
+    ArchivedStream,
+    ArchiveManifest,
+    data_path_for,
+    file_sha256,
+    manifest_path_for,
+    read_archive,
+    write_events,
+    write_manifest,
+)
+from eventstore.events.envelope import Checkpoint, NewEvent
+from eventstore.events.system_payloads import (
+    ARCHIVE_RECEIPTS_STREAM,
+    ArchiveReceipt,
+    StreamHead,
+)
+from eventstore.schema import (
+    execution_events,
+    execution_events_archive_guard,
+    execution_leases,
+    executions,
+    projection_checkpoints,
+)
+from eventstore.status import RESULTING_STATUS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+    from uuid import UUID
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from eventstore.events.envelope import RecordedEvent
+    from eventstore.store import EventStore
+
+ARCHIVIST: Final = "archivist"
+_ID_CHUNK: Final = 500  # ids per IN (...) list: well under SQLite's variable limit
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    """What an archive run wrote and removed."""
+
+    data_path: Path
+    manifest_path: Path
+    manifest: ArchiveManifest
+    receipt_position: int
+
+
+async def archive_finished_before(
+    store: EventStore, finished_before: datetime, directory: Path
+) -> ArchiveResult | None:
+    """Archive every execution that finished before `finished_before` into `directory`.
+
+    Returns:
+        What was archived, or None when no execution qualified.
+
+    Raises:
+        ValidationError: `finished_before` has no offset, or `directory` is
+            not a writable directory.
+        ArchiveError: a projection has not folded the executions yet, or the
+            log changed during the run: nothing was removed.
+        IntegrityError: a chain to archive, or the written file, does not
+            verify: nothing was removed.
+    """
+    if finished_before.utcoffset() is None:
+        raise errors.ValidationError(
+            "invalid archive cutoff: the time needs an offset (e.g. +00:00 or Z)"
+        )
+    if not directory.is_dir():  # noqa: ASYNC240 - one stat, before any I/O
+        raise errors.ValidationError(f"no directory at {directory}")
+    backend = store.backend
+    await backend.ensure_schema()
+    chosen = sorted(
+        status.stream_id
+        for status in await backend.status_events()
+        if _is_terminal(status.type) and status.occurred_at < finished_before
+    )
+    if not chosen:
+        return None
+    events = await backend.read_streams(chosen)
+    manifest = _manifest_for(events, finished_before, directory)
+    data_path = directory / manifest.file
+    manifest_path = manifest_path_for(data_path)
+    try:
+        # File work runs in a thread: an archive can be large, and the
+        # caller's event loop keeps serving meanwhile.
+        manifest = await asyncio.to_thread(
+            _write, data_path, manifest_path, events, manifest
+        )
+        receipt_position = await _remove(store, manifest, manifest_path, events)
+    except BaseException:
+        for path in (data_path, manifest_path):
+            path.unlink(missing_ok=True)
+        raise
+    store.forget_streams(chosen)
+    return ArchiveResult(
+        data_path=data_path,
+        manifest_path=manifest_path,
+        manifest=manifest,
+        receipt_position=receipt_position,
+    )
+
+
+def _is_terminal(event_type: str) -> bool:
+    status = RESULTING_STATUS.get(event_type)
+    return status is not None and status.is_terminal
+
+
+def _manifest_for(
+    events: Sequence[RecordedEvent], finished_before: datetime, directory: Path
+) -> ArchiveManifest:
+    """The manifest of `events` (its file digest filled in after writing)."""
+    by_stream: dict[UUID, list[RecordedEvent]] = {}
+    for event in events:
+        by_stream.setdefault(event.stream_id, []).append(event)
+    streams = []
+    for stream_id, stream_events in sorted(by_stream.items()):
+        stream_events.sort(key=lambda e: e.version)
+        head = hashing.verify_chain(stream_events)  # never archive a broken chain
+        streams.append(
+            ArchivedStream(
+                stream_id=stream_id,
+                events=len(stream_events),
+                head_version=stream_events[-1].version,
+                head_hash=head.hex(),
+            )
+        )
+    created_at = datetime.now(UTC)
+    name = (
+        f"archive-{finished_before.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        f"-{created_at:%Y%m%dT%H%M%S%fZ}"
+    )
+    _check_writable(directory)
+    return ArchiveManifest(
+        file=name + DATA_SUFFIX,
+        file_sha256="0" * 64,
+        created_at=created_at,
+        finished_before=finished_before.astimezone(UTC),
+        events=len(events),
+        streams=streams,
+    )
+
+
+def _check_writable(directory: Path) -> None:
+    probe = directory / ".eventstore-write-probe"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise errors.ValidationError(
+            f"cannot write to {directory}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _write(
+    data_path: Path,
+    manifest_path: Path,
+    events: Sequence[RecordedEvent],
+    manifest: ArchiveManifest,
+) -> ArchiveManifest:
+    """Write the file and its manifest, then prove them by reading them back."""
+    write_events(data_path, events)
+    written = manifest.model_copy(update={"file_sha256": file_sha256(data_path)})
+    write_manifest(written, manifest_path)
+    read_archive(data_path)
+    return written
+
+
+async def _remove(
+    store: EventStore,
+    written: ArchiveManifest,
+    manifest_path: Path,
+    events: Sequence[RecordedEvent],
+) -> int:
+    """Remove the archived streams and append the receipt, in one transaction."""
+    stream_ids = [stream.stream_id for stream in written.streams]
+    newest = max(event.checkpoint for event in events)
+    receipt = ArchiveReceipt(
+        file=written.file,
+        file_sha256=written.file_sha256,
+        manifest_sha256=file_sha256(manifest_path),
+        finished_before=written.finished_before,
+        events=written.events,
+        streams=[
+            StreamHead(
+                stream_id=stream.stream_id,
+                version=stream.head_version,
+                hash=stream.head_hash,
+            )
+            for stream in written.streams
+        ],
+    )
+    async with store.backend.begin_write() as connection:
+        await _check_projections_folded(connection, newest)
+        removed = await _delete_events(connection, stream_ids, reason=written.file)
+        if removed != written.events:
+            raise errors.ArchiveError(
+                f"the log changed while archiving: {removed} events matched where "
+                f"{written.events} were exported; nothing was removed"
+            )
+        for table, column in (
+            (executions, executions.c.id),
+            (execution_leases, execution_leases.c.execution_id),
+        ):
+            for chunk in _chunks(stream_ids):
+                await connection.execute(sa.delete(table).where(column.in_(chunk)))
+        return await _append_receipt(connection, receipt)
+
+
+async def _check_projections_folded(
+    connection: AsyncConnection, newest: Checkpoint
+) -> None:
+    """Refuse while a projection has not folded the archived events.
+
+    The checkpoint rows stay locked until the archive commits, so no
+    projector commits a batch (which could write an archived row back) in
+    between.
+    """
+    rows = await connection.execute(
+        sa.select(
+            projection_checkpoints.c.name,
+            projection_checkpoints.c.partition,
+            projection_checkpoints.c.transaction_id,
+            projection_checkpoints.c.position,
+        ).with_for_update()
+    )
+    for name, partition, transaction_id, position in rows:
+        if Checkpoint(int(transaction_id or 0), int(position)) < newest:
+            raise errors.ArchiveError(
+                f"projection {name} (partition {partition}) has not folded position "
+                f"{newest.position} yet: run `eventstore project --until-caught-up` "
+                "first; nothing was removed"
+            )
+
+
+async def _delete_events(
+    connection: AsyncConnection, stream_ids: Sequence[UUID], *, reason: str
+) -> int:
+    """Delete the streams' events through the guarded path; how many went."""
+    guard = execution_events_archive_guard
+    await connection.execute(sa.insert(guard).values(id=1, reason=reason))
+    removed = 0
+    for chunk in _chunks(stream_ids):
+        result = await connection.execute(
+            sa.delete(execution_events).where(execution_events.c.stream_id.in_(chunk))
+        )
+        removed += result.rowcount
+    await connection.execute(sa.delete(guard))
+    return removed
+
+
+async def _append_receipt(connection: AsyncConnection, receipt: ArchiveReceipt) -> int:
+    """Append the receipt to its system stream inside the archive's transaction.
+
+    Hashes are chained here as the append does; a concurrent archive that
+    took the same version is refused by the unique key, rolling back all.
+    """
+    head = (
+        await connection.execute(
+            sa.select(execution_events.c.version, execution_events.c.hash)
+            .where(execution_events.c.stream_id == ARCHIVE_RECEIPTS_STREAM)
+            .order_by(execution_events.c.version.desc())
+            .limit(1)
+        )
+    ).first()
+    version, previous = (head[0], head[1]) if head else (0, hashing.GENESIS_HASH)
+    event = NewEvent.of(receipt, metadata={"actor": ARCHIVIST})
+    position: int = (
+        await connection.execute(
+            sa.insert(execution_events)
+            .values(
+                stream_id=ARCHIVE_RECEIPTS_STREAM,
+                version=version + 1,
+                stream_type="system",
+                event_id=event.event_id,
+                type=event.type,
+                schema_version=event.schema_version,
+                data=event.data,
+                metadata=event.metadata.as_json(),
+                occurred_at=event.occurred_at,
+                hash=hashing.chain_hash(
+                    previous,
+                    hashing.canonical_for(ARCHIVE_RECEIPTS_STREAM, version + 1, event),
+                ),
+            )
+            .returning(execution_events.c.position)
+        )
+    ).scalar_one()
+    return position
+
+
+def _chunks(ids: Sequence[UUID]) -> list[Sequence[UUID]]:
+    return [ids[start : start + _ID_CHUNK] for start in range(0, len(ids), _ID_CHUNK)]
+
+
+@dataclass(frozen=True)
+class VerifiedArchive:
+    """An archive file that matched its manifest and its receipt in the log."""
+
+    manifest: ArchiveManifest
+    events: list[RecordedEvent]
+    receipt_position: int
+
+
+async def verify_archive(store: EventStore, path: Path) -> VerifiedArchive:
+    """Check an archive file against its manifest and its receipt in the log.
+
+    Raises:
+        ValidationError: the file does not exist.
+        IntegrityError: the file, its manifest and the receipt disagree, or
+            the log holds no receipt for it.
+    """
+    manifest, events = await asyncio.to_thread(read_archive, path)
+    manifest_digest = file_sha256(manifest_path_for(data_path_for(path)))
+    await store.backend.ensure_schema()
+    for recorded in await store.backend.read_stream(ARCHIVE_RECEIPTS_STREAM):
+        if recorded.type != ArchiveReceipt.event_type:
+            continue
+        receipt = ArchiveReceipt.model_validate(recorded.data)
+        if receipt.file_sha256 != manifest.file_sha256:
+            continue
+        heads = [
+            StreamHead(stream_id=s.stream_id, version=s.head_version, hash=s.head_hash)
+            for s in manifest.streams
+        ]
+        if receipt.manifest_sha256 != manifest_digest or receipt.streams != heads:
+            raise errors.IntegrityError(
+                stream_id=ARCHIVE_RECEIPTS_STREAM,
+                position=recorded.position,
+                reason=f"the receipt for {manifest.file} does not match its manifest",
+            )
+        return VerifiedArchive(
+            manifest=manifest, events=events, receipt_position=recorded.position
+        )
+    raise errors.IntegrityError(
+        stream_id=None,
+        position=None,
+        reason=f"the log holds no archive receipt for {manifest.file} "
+        f"(sha256 {manifest.file_sha256})",
+    )
