@@ -99,7 +99,7 @@ async def project_everything(store: EventStore, *, within: float = 30) -> None:
     """
     from projections import Projector
 
-    head = await store.backend.head_checkpoint()
+    newest = await count_positions(store)
     projector = Projector(store)
     async with asyncio.timeout(within):
         while True:
@@ -108,8 +108,7 @@ async def project_everything(store: EventStore, *, within: float = 30) -> None:
                 position = await connection.scalar(
                     sa.select(sa.func.max(schema.projection_checkpoints.c.position))
                 )
-            newest = await count_positions(store)
-            if head is None or (position or 0) >= newest:
+            if (position or 0) >= newest:
                 return
             await asyncio.sleep(0.05)
 
@@ -121,3 +120,14 @@ async def count_positions(store: EventStore) -> int:
             sa.select(sa.func.max(schema.execution_events.c.position))
         )
     return int(value or 0)
+
+
+async def wait_for_horizon(store: EventStore, *, within: float = 30) -> None:
+    """Wait until every event appended so far lies below the gap-safe horizon."""
+    newest = await count_positions(store)
+    async with asyncio.timeout(within):
+        while True:
+            head = await store.backend.head_checkpoint()
+            if head is None or head.position >= newest:
+                return
+            await asyncio.sleep(0.02)
