@@ -1,14 +1,16 @@
-"""`eventstore cleanup`: fail stale running executions and expired pending ones."""
+"""`eventstore cleanup`: fail stale and expired executions, archive finished ones."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
-from typing import Annotated, Final
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Final
 
 import typer
 
 from eventstore import EventStore, errors
+from eventstore.archiving import ArchiveResult, archive_finished_before
 from eventstore.cli.app import (
     DebugOption,
     JsonOption,
@@ -37,6 +39,24 @@ def parse_duration(text: str, option: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
 
 
+def parse_time(text: str, option: str) -> datetime:
+    """An ISO 8601 time with an offset.
+
+    Raises:
+        ValidationError: anything else.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        moment = None
+    if moment is None or moment.utcoffset() is None:
+        raise errors.ValidationError(
+            f"invalid {option} {text!r}: an ISO 8601 time with offset, "
+            "e.g. 2026-01-31T00:00:00Z"
+        )
+    return moment
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.command()(cleanup)
@@ -59,41 +79,98 @@ def cleanup(
             "--pending-after", help="fail pending executions older than this, e.g. 1h"
         ),
     ] = None,
+    archive_before: Annotated[
+        str | None,
+        typer.Option(
+            "--archive-before",
+            help="archive executions that finished before this ISO 8601 time "
+            "(with offset): export them to --to, then remove them from the log "
+            "and the projection, with a receipt in the log",
+        ),
+    ] = None,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to", help="the directory for the archive file and its manifest"
+        ),
+    ] = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Fail stale running executions and expired pending ones (error type Timeout, actor reaper).
+    """Fail stale running executions and expired pending ones; archive finished ones.
 
-    The executions projection names the candidates: run the projector
-    (`eventstore project`) so that it is current.
+    Failed executions get an ExecutionFailed event (error type Timeout,
+    actor reaper); the executions projection names the candidates, so run
+    the projector (`eventstore project`) so that it is current. Archiving
+    needs the projection to have folded the archived executions, and the
+    archivist role on PostgreSQL (docs/ROLES.md).
     """
 
-    async def command() -> ReapReport:
-        if stale_after is None and pending_after is None:
+    async def command() -> tuple[ReapReport | None, ArchiveResult | None, bool]:
+        if (archive_before is None) != (to is None):
+            raise errors.ValidationError("--archive-before and --to go together")
+        if stale_after is None and pending_after is None and archive_before is None:
             raise errors.ValidationError(
-                "nothing to do: give --stale-after and/or --pending-after"
+                "nothing to do: give --stale-after, --pending-after and/or "
+                "--archive-before with --to"
             )
         stale = parse_duration(stale_after, "--stale-after") if stale_after else None
         pending = (
             parse_duration(pending_after, "--pending-after") if pending_after else None
         )
+        cutoff = (
+            parse_time(archive_before, "--archive-before") if archive_before else None
+        )
         async with EventStore.open(url) as store:
-            return await reap(store, stale_after=stale, pending_after=pending)
+            report = None
+            if stale is not None or pending is not None:
+                report = await reap(store, stale_after=stale, pending_after=pending)
+            archived = None
+            if cutoff is not None and to is not None:
+                archived = await archive_finished_before(store, cutoff, to)
+        return report, archived, cutoff is not None
 
-    report = run(command, debug=debug)
+    report, archived, archiving = run(command, debug=debug)
     if json_output:
-        print_json(
-            {
-                "stale_failed": [str(i) for i in report.stale],
-                "pending_failed": [str(i) for i in report.expired_pending],
+        print_json(_as_json(report, archived, archiving=archiving))
+        return
+    if report is not None:
+        for execution_id in report.stale:
+            stdout.print(f"failed stale execution {execution_id}")
+        for execution_id in report.expired_pending:
+            stdout.print(f"failed expired pending execution {execution_id}")
+        stdout.print(
+            f"cleanup: {len(report.stale)} stale and {len(report.expired_pending)} "
+            "expired pending executions failed"
+        )
+    if archived is not None:
+        stdout.print(
+            f"archived {len(archived.manifest.streams)} executions "
+            f"({archived.manifest.events} events) to {archived.data_path}; "
+            f"receipt at position {archived.receipt_position}"
+        )
+    elif archiving:
+        stdout.print("archive: no execution finished before that time")
+
+
+def _as_json(
+    report: ReapReport | None, archived: ArchiveResult | None, *, archiving: bool
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if report is not None:
+        result["stale_failed"] = [str(i) for i in report.stale]
+        result["pending_failed"] = [str(i) for i in report.expired_pending]
+    if archiving:
+        result["archive"] = (
+            None
+            if archived is None
+            else {
+                "file": str(archived.data_path),
+                "manifest": str(archived.manifest_path),
+                "file_sha256": archived.manifest.file_sha256,
+                "executions": [str(s.stream_id) for s in archived.manifest.streams],
+                "events": archived.manifest.events,
+                "receipt_position": archived.receipt_position,
             }
         )
-        return
-    for execution_id in report.stale:
-        stdout.print(f"failed stale execution {execution_id}")
-    for execution_id in report.expired_pending:
-        stdout.print(f"failed expired pending execution {execution_id}")
-    stdout.print(
-        f"cleanup: {len(report.stale)} stale and {len(report.expired_pending)} "
-        "expired pending executions failed"
-    )
+    return result

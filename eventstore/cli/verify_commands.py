@@ -1,13 +1,15 @@
-"""`eventstore verify`: the log's hash chains, and the projection against a fresh fold."""
+"""`eventstore verify` (chains, anchors, projection) and `eventstore anchor`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-from eventstore import EventStore
+from eventstore import EventStore, errors
+from eventstore.anchors import create_anchor, verify_anchors
 from eventstore.cli.app import (
     EXIT_PROBLEM,
     DebugOption,
@@ -21,10 +23,80 @@ from eventstore.cli.app import (
 from eventstore.integrity import verify_log
 from projections.verify import verify_executions
 
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        envvar="EVENTSTORE_ANCHOR_KEY_FILE",
+        help="a file holding the operator's HMAC key for chain anchors "
+        "(never stored in the database)",
+        show_default=False,
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.command()(verify)
+    app.command()(anchor)
+
+
+def read_key(path: Path | None) -> bytes | None:
+    """The HMAC key from its file (surrounding whitespace dropped).
+
+    Raises:
+        ValidationError: the file cannot be read or holds no key.
+    """
+    if path is None:
+        return None
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise errors.ValidationError(
+            f"cannot read the key file {path}: {exc.strerror or exc}"
+        ) from exc
+    if not key:
+        raise errors.ValidationError(f"the key file {path} is empty")
+    return key
+
+
+def anchor(
+    url: UrlOption = None,
+    *,
+    key_file: KeyFileOption = None,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Record a chain anchor: a digest over every execution stream's head.
+
+    Run it periodically (cron, a systemd timer); `eventstore verify` then
+    proves that no stream was removed, cut short or slipped in before the
+    last anchor. With --key-file the anchor is signed (HMAC-SHA256).
+    """
+
+    async def command() -> dict[str, Any]:
+        key = read_key(key_file)
+        async with EventStore.open(url) as store:
+            recorded = await create_anchor(store, key=key)
+        return {
+            "position": recorded.position,
+            "streams": recorded.streams,
+            "changed": len(recorded.heads),
+            "removed": len(recorded.removed),
+            "digest": recorded.digest,
+            "signed": recorded.hmac is not None,
+        }
+
+    result = run(command, debug=debug)
+    if json_output:
+        print_json(result)
+        return
+    stdout.print(
+        f"anchored {result['streams']} streams at position {result['position']} "
+        f"({result['changed']} changed, {result['removed']} archived since the "
+        f"previous anchor), digest {result['digest']}"
+        + (", signed" if result["signed"] else "")
+    )
 
 
 def verify(
@@ -34,15 +106,17 @@ def verify(
         bool,
         typer.Option("--log-only", help="check the hash chains, not the projection"),
     ] = False,
+    key_file: KeyFileOption = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Verify the hash chains and the executions table against a fresh fold.
+    """Verify the hash chains, the chain anchors and the executions table.
 
     Exits 1 and names the first problems when anything does not verify.
     """
 
     async def command() -> dict[str, Any]:
+        key = read_key(key_file)
         async with EventStore.open(url) as store:
             with Progress(
                 TextColumn("verifying the log: {task.completed:,} events"),
@@ -54,6 +128,7 @@ def verify(
                 log = await verify_log(
                     store.backend, on_batch=lambda n: progress.update(task, completed=n)
                 )
+            anchors = await verify_anchors(store.backend, key=key)
             divergences = [] if log_only else await verify_executions(store)
         return {
             "events": log.events,
@@ -66,6 +141,16 @@ def verify(
                 }
                 for p in log.problems
             ],
+            "anchors": anchors.anchors,
+            "anchor_signatures_checked": anchors.signatures_checked,
+            "anchor_problems": [
+                {
+                    "stream_id": str(p.stream_id),
+                    "position": p.position,
+                    "reason": p.reason,
+                }
+                for p in anchors.problems
+            ],
             "projection_checked": not log_only,
             "projection_divergences": [
                 {"execution_id": str(d.execution_id), "reason": d.reason}
@@ -74,7 +159,11 @@ def verify(
         }
 
     result = run(command, debug=debug)
-    problems = result["chain_problems"] or result["projection_divergences"]
+    problems = (
+        result["chain_problems"]
+        or result["anchor_problems"]
+        or result["projection_divergences"]
+    )
     if json_output:
         print_json({**result, "ok": not problems})
     else:
@@ -83,6 +172,12 @@ def verify(
             stdout.print(
                 f"broken chain: execution {problem['stream_id']} at position "
                 f"{problem['position']}: {problem['reason']}"
+            )
+        for problem in result["anchor_problems"]:
+            where = f" at position {problem['position']}" if problem["position"] else ""
+            stdout.print(
+                f"anchor mismatch: stream {problem['stream_id']}{where}: "
+                f"{problem['reason']}"
             )
         for divergence in result["projection_divergences"]:
             stdout.print(
@@ -93,6 +188,12 @@ def verify(
             checked = "hash chains" + (
                 "" if log_only else " and the executions projection"
             )
+            if result["anchors"]:
+                signed = result["anchor_signatures_checked"]
+                stdout.print(
+                    f"ok: {result['anchors']} chain anchors hold"
+                    + (f" ({signed} signatures checked)" if signed else "")
+                )
             stdout.print(f"ok: {checked} verified")
     if problems:
         raise typer.Exit(EXIT_PROBLEM)

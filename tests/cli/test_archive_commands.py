@@ -1,0 +1,125 @@
+"""`eventstore cleanup --archive-before`, `eventstore anchor` and `verify --key-file`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from eventstore import ExecutionStatus
+from tests.cli.runner import run_cli
+from tests.helpers import (
+    count_events,
+    execution_in,
+    project_everything,
+    tamper,
+    wait_for_horizon,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from eventstore import EventStore
+    from tests.helpers import References
+
+
+def _later() -> str:
+    return (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+
+
+async def test_cleanup_archives_finished_executions(
+    store: EventStore, refs: References, url: str, tmp_path: Path
+) -> None:
+    archive_dir = tmp_path / "archives"
+    archive_dir.mkdir()
+    done = await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    live = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    await project_everything(store)
+
+    result = run_cli(
+        "cleanup", "--archive-before", _later(), "--to", str(archive_dir),
+        "--url", url, "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["archive"]
+    assert report["executions"] == [str(done)]
+    assert report["events"] == 3
+    assert (archive_dir / report["file"].rsplit("/", 1)[-1]).exists()
+    assert [e async for e in store.read_stream(done)] == []
+    assert len(await store.executions.history(live)) == 2
+
+    again = run_cli(
+        "cleanup", "--archive-before", _later(), "--to", str(archive_dir), "--url", url
+    )
+    assert again.returncode == 0
+    assert "no execution finished before that time" in again.stdout
+
+
+async def test_cleanup_refuses_bad_archive_arguments_and_writes_nothing(
+    store: EventStore, refs: References, url: str, tmp_path: Path
+) -> None:
+    await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await project_everything(store)
+    before = await count_events(store)
+    for arguments, message in (
+        (
+            ["--archive-before", "yesterday", "--to", str(tmp_path)],
+            "invalid --archive-before",
+        ),
+        (["--to", str(tmp_path)], "go together"),
+        (
+            ["--archive-before", _later(), "--to", str(tmp_path / "nope")],
+            "no directory",
+        ),
+    ):
+        result = run_cli("cleanup", *arguments, "--url", url)
+        assert result.returncode == 2, (arguments, result.stderr)
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert await count_events(store) == before
+
+
+async def test_cleanup_refuses_to_archive_past_a_lagging_projection(
+    store: EventStore, refs: References, url: str, tmp_path: Path
+) -> None:
+    await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await project_everything(store)
+    await execution_in(store, refs, ExecutionStatus.FAILED)  # not projected yet
+    before = await count_events(store)
+    result = run_cli(
+        "cleanup", "--archive-before", _later(), "--to", str(tmp_path), "--url", url
+    )
+    assert result.returncode == 1
+    assert "has not folded position" in result.stderr
+    assert await count_events(store) == before
+
+
+async def test_anchor_then_verify_finds_a_deleted_stream(
+    store: EventStore, refs: References, url: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "anchor.key"
+    key_file.write_text("a long operator secret\n")
+    victim = await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await execution_in(store, refs, ExecutionStatus.RUNNING)
+    await project_everything(store)
+    await wait_for_horizon(store)
+
+    anchored = run_cli("anchor", "--key-file", str(key_file), "--url", url, "--json")
+    assert anchored.returncode == 0, anchored.stderr
+    assert json.loads(anchored.stdout)["streams"] == 2
+    assert json.loads(anchored.stdout)["signed"] is True
+    intact = run_cli("verify", "--key-file", str(key_file), "--url", url)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "ok: 1 chain anchors hold (1 signatures checked)" in intact.stdout
+
+    where = f"'{victim.hex}'" if url.startswith("sqlite") else f"'{victim}'"
+    await tamper(url, f"DELETE FROM execution_events WHERE stream_id = {where}")
+    await tamper(url, f"DELETE FROM executions WHERE id = {where}")
+    broken = run_cli("verify", "--key-file", str(key_file), "--url", url)
+    assert broken.returncode == 1
+    assert f"anchor mismatch: stream {victim}" in broken.stdout
+    assert "missing" in broken.stdout
+
+    missing_key = run_cli("verify", "--key-file", str(tmp_path / "none"), "--url", url)
+    assert missing_key.returncode == 2
+    assert "cannot read the key file" in missing_key.stderr
