@@ -42,6 +42,8 @@ from eventstore.events.system_payloads import (
     ArchiveReceipt,
     StreamHead,
 )
+from eventstore.fold import fold_events
+from eventstore.log import upcast_event
 from eventstore.schema import (
     execution_events,
     execution_events_archive_guard,
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore.events.envelope import RecordedEvent
+    from eventstore.fold import ExecutionState
     from eventstore.store import EventStore
 
 ARCHIVIST: Final = "archivist"
@@ -329,6 +332,33 @@ class VerifiedArchive:
     manifest: ArchiveManifest
     events: list[RecordedEvent]
     receipt_position: int
+
+    def history(self, execution_id: UUID) -> list[RecordedEvent]:
+        """One archived execution's events, upcast as every reader sees them.
+
+        Raises:
+            ExecutionNotFound: the archive does not hold that execution.
+        """
+        events = [
+            upcast_event(event)
+            for event in self.events
+            if event.stream_id == execution_id
+        ]
+        if not events:
+            raise errors.ExecutionNotFound(execution_id=execution_id)
+        return sorted(events, key=lambda event: event.version)
+
+    def states(self) -> dict[UUID, ExecutionState]:
+        """Every archived execution's final state, folded from the file."""
+        streams: dict[UUID, list[RecordedEvent]] = {}
+        for event in sorted(self.events, key=lambda event: event.position):
+            streams.setdefault(event.stream_id, []).append(upcast_event(event))
+        states = {}
+        for stream_id, events in streams.items():
+            state = fold_events(events)
+            if state is not None:
+                states[stream_id] = state
+        return states
 
 
 async def verify_archive(store: EventStore, path: Path) -> VerifiedArchive:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from eventstore.cli import (
+    audit_commands,
     demo,
     maintenance_commands,
     projection_commands,
@@ -20,6 +21,7 @@ from eventstore.cli.app import app
 
 for module in (
     store_commands,
+    audit_commands,
     projection_commands,
     verify_commands,
     maintenance_commands,

@@ -1,14 +1,13 @@
-"""Commands on the log and the projection's contents: migrate, audit, stats."""
+"""Commands on the schema and the projection's contents: migrate, stats."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from eventstore import EventStore, ExecutionStatus, fold_events
-from eventstore.audit import AsOf, prefix_as_of, verify_stream
+from eventstore import EventStore, ExecutionStatus
 from eventstore.cli.app import (
     DebugOption,
     JsonOption,
@@ -17,11 +16,9 @@ from eventstore.cli.app import (
     run,
     stdout,
 )
-from eventstore.log import as_stream_id
 from projections.stats import DURATIONS, execution_stats
 
 if TYPE_CHECKING:
-    from eventstore import ExecutionState, RecordedEvent
     from projections.stats import Stats
 
 
@@ -35,7 +32,6 @@ TERMINAL_ORDER = (
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.command()(migrate)
-    app.command()(audit)
     app.command()(stats)
 
 
@@ -49,57 +45,6 @@ def migrate(url: UrlOption = None, *, debug: DebugOption = False) -> None:
 
     revision = run(command, debug=debug)
     stdout.print(f"schema at revision {revision}")
-
-
-def audit(
-    execution_id: Annotated[str, typer.Argument(help="the execution's id")],
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="a position (bare integer) or an ISO 8601 time with offset "
-            "(compared with recorded_at): the timeline and state at that moment",
-        ),
-    ] = None,
-    url: UrlOption = None,
-    *,
-    verify_chain: Annotated[
-        bool,
-        typer.Option("--verify", help="verify the hash chain (exit 1 if it is broken)"),
-    ] = False,
-    json_output: JsonOption = False,
-    debug: DebugOption = False,
-) -> None:
-    """The timeline of one execution, and its state (as of a moment)."""
-
-    async def command() -> tuple[
-        list[RecordedEvent], ExecutionState | None, AsOf | None
-    ]:
-        identifier = as_stream_id(execution_id)
-        moment = AsOf.parse(as_of) if as_of is not None else None
-        async with EventStore.open(url) as store:
-            events = await store.executions.history(identifier)
-            if verify_chain:
-                await verify_stream(store.backend, identifier)
-        if moment is not None:
-            events = prefix_as_of(events, moment)
-        return events, fold_events(events), moment
-
-    events, state, moment = run(command, debug=debug)
-    if verify_chain and not json_output:
-        stdout.print(f"hash chain verified: {len(events)} events intact")
-    if json_output:
-        print_json(
-            {
-                "execution_id": execution_id,
-                "as_of": moment.model_dump(mode="json") if moment else None,
-                "events": [_event_json(event) for event in events],
-                "state": state.model_dump(mode="json") if state else None,
-            }
-        )
-        return
-    _print_timeline(execution_id, events, moment)
-    _print_state(state)
 
 
 def stats(
@@ -119,99 +64,6 @@ def stats(
         print_json(result.model_dump(mode="json"))
         return
     print_stats(result)
-
-
-def _event_json(event: RecordedEvent) -> dict[str, Any]:
-    return {
-        "position": event.position,
-        "version": event.version,
-        "type": event.type,
-        "occurred_at": event.occurred_at.isoformat(),
-        "recorded_at": event.recorded_at.isoformat(),
-        "actor": event.metadata.actor,
-        "event_id": str(event.event_id),
-        "data": event.data,
-        "summary": summarize(event),
-    }
-
-
-def summarize(event: RecordedEvent) -> str:
-    """One readable line about an event."""
-    data = event.data
-    metrics = data.get("metrics") or {}
-    usage = (
-        ", ".join(f"{k}={v}" for k, v in metrics.items())
-        if isinstance(metrics, dict)
-        else ""
-    )
-    summaries = {
-        "ExecutionCreated": f"attempt {data.get('attempt', 1)}"
-        + (f", retry of {data['retry_of']}" if data.get("retry_of") else ""),
-        "ExecutionStarted": f"worker {data.get('worker_id')}",
-        "ExecutionProgressed": f"step {data.get('step')}",
-        "ExecutionCompleted": "completed",
-        "ExecutionFailed": (
-            f"{error.get('type')}: {error.get('message')}"
-            if isinstance(error := data.get("error"), dict)
-            else "failed"
-        ),
-        "ExecutionCancellationRequested": f"reason {data.get('reason')!r}"
-        + (f" by {data['requested_by']}" if data.get("requested_by") else ""),
-        "ExecutionCancelled": f"reason {data.get('reason')!r}",
-    }
-    text = summaries.get(event.type, event.type)
-    return f"{text} ({usage})" if usage else text
-
-
-def _print_timeline(
-    execution_id: str, events: list[RecordedEvent], moment: AsOf | None
-) -> None:
-    title = f"execution {execution_id}"
-    if moment is not None:
-        title += (
-            f" as of {moment.position if moment.position is not None else moment.time}"
-        )
-    table = Table(title=title)
-    for column in (
-        "position",
-        "version",
-        "occurred at (UTC)",
-        "type",
-        "actor",
-        "summary",
-        "+ms",
-    ):
-        table.add_column(column, overflow="fold")
-    previous = None
-    for event in events:
-        delta = (
-            ""
-            if previous is None
-            else f"{(event.occurred_at - previous).total_seconds() * 1000:.0f}"
-        )
-        table.add_row(
-            str(event.position),
-            str(event.version),
-            event.occurred_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-            event.type,
-            event.metadata.actor or "",
-            summarize(event),
-            delta,
-        )
-        previous = event.occurred_at
-    stdout.print(table)
-
-
-def _print_state(state: ExecutionState | None) -> None:
-    if state is None:
-        stdout.print("no state at that moment: the execution did not exist yet")
-        return
-    table = Table(title="state", show_header=False)
-    table.add_column("field")
-    table.add_column("value", overflow="fold")
-    for name, value in state.model_dump(mode="json").items():
-        table.add_row(name, "" if value is None else str(value))
-    stdout.print(table)
 
 
 def print_stats(result: Stats) -> None:

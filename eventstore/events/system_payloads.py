@@ -51,7 +51,7 @@ class ChainAnchor(EventPayload):
     ``heads`` holds only the streams whose head changed since the previous
     anchor and ``removed`` those that an archive receipt took away, so a
     verifier rebuilds the full set of heads by folding the anchors in order.
-    ``digest`` is sha256 over that full set (docs/HASHING.md); ``hmac``, when
+    ``digest`` is sha256 over that full set (docs/AUDIT.md); ``hmac``, when
     the operator gave a key, signs the anchor's canonical JSON without it.
     """
 

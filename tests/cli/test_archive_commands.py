@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eventstore import ExecutionStatus
@@ -17,8 +18,6 @@ from tests.helpers import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from eventstore import EventStore
     from tests.helpers import References
 
@@ -123,3 +122,62 @@ async def test_anchor_then_verify_finds_a_deleted_stream(
     missing_key = run_cli("verify", "--key-file", str(tmp_path / "none"), "--url", url)
     assert missing_key.returncode == 2
     assert "cannot read the key file" in missing_key.stderr
+
+
+async def test_audit_replays_and_verifies_an_archive(
+    store: EventStore, refs: References, url: str, tmp_path: Path
+) -> None:
+    archive_dir = tmp_path / "archives"
+    archive_dir.mkdir()
+    done = await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    final = await store.executions.get(done)
+    await project_everything(store)
+    archived = run_cli(
+        "cleanup", "--archive-before", _later(), "--to", str(archive_dir),
+        "--url", url, "--json",
+    )  # fmt: skip
+    data_file = json.loads(archived.stdout)["archive"]["file"]
+
+    listed = run_cli("audit", "--archive", data_file, "--url", url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    report = json.loads(listed.stdout)
+    assert report["executions"] == {str(done): final.model_dump(mode="json")}
+    one = run_cli(
+        "audit", str(done), "--archive", data_file, "--as-of", "1", "--url", url
+    )
+    assert one.returncode == 0, one.stderr
+    assert "verified: 1 executions, 3 events" in one.stdout
+    assert "ExecutionCreated" in one.stdout
+    assert "ExecutionCompleted" not in one.stdout  # the prefix at position 1
+
+    damaged = bytearray(Path(data_file).read_bytes())
+    damaged[-5] ^= 0xFF
+    Path(data_file).write_bytes(bytes(damaged))
+    refused = run_cli("audit", "--archive", data_file, "--url", url)
+    assert refused.returncode == 1
+    assert "differs from the manifest" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+async def test_audit_as_of_without_an_id_lists_the_store(
+    store: EventStore, refs: References, url: str
+) -> None:
+    done = await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    running = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    started = (await store.executions.history(running))[1]
+    result = run_cli(
+        "audit", "--as-of", str(started.position - 1), "--url", url, "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    statuses = {
+        e["execution_id"]: e["status"] for e in json.loads(result.stdout)["executions"]
+    }
+    assert statuses == {str(done): "completed", str(running): "pending"}
+    table = run_cli("audit", "--as-of", datetime.now(UTC).isoformat(), "--url", url)
+    assert table.returncode == 0
+    assert str(running) in table.stdout
+    assert "running" in table.stdout
+    for arguments in (["--verify"], []):
+        refused = run_cli("audit", *arguments, "--url", url)
+        assert refused.returncode == 2
+        assert len(refused.stderr.strip().splitlines()) == 1

@@ -31,7 +31,6 @@ from eventstore.archive_files import (
 from eventstore.archiving import archive_finished_before, verify_archive
 from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
 from eventstore.integrity import verify_log
-from eventstore.log import upcast_event
 from eventstore.schema import execution_events, execution_leases, executions
 from projections.queries import ExecutionsView
 from projections.verify import verify_executions
@@ -129,13 +128,11 @@ async def test_archive_round_trip(
     # execution to the state it had before it was archived.
     verified = await verify_archive(store, result.data_path)
     assert verified.receipt_position == result.receipt_position
-    replayed: dict[uuid.UUID, list[object]] = {}
-    for event in verified.events:
-        replayed.setdefault(event.stream_id, []).append(upcast_event(event))
-    assert {
-        stream_id: fold_events(events)  # type: ignore[arg-type]
-        for stream_id, events in replayed.items()
-    } == states
+    assert verified.states() == states
+    for execution_id, state in states.items():
+        assert fold_events(verified.history(execution_id)) == state
+    with pytest.raises(ExecutionNotFound):
+        verified.history(kept[0])
     # The manifest may also be named instead of the data file.
     assert (
         await verify_archive(store, result.manifest_path)
