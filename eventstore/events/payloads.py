@@ -162,9 +162,15 @@ class ExecutionStarted(EventPayload):
 
 @register_payload
 class ExecutionProgressed(EventPayload):
-    """A step finished; metrics are usage deltas."""
+    """A step finished; metrics are usage deltas.
+
+    Version 2 nests the usage under ``metrics``; version 1 (stored by earlier
+    releases) kept the three usage metrics flat beside ``step`` and is lifted
+    on read by `eventstore.events.upcasters` (docs/UPCASTING.md).
+    """
 
     event_type: ClassVar[str] = "ExecutionProgressed"
+    schema_version: ClassVar[int] = 2
 
     step: str | int
     detail: JSONData = None

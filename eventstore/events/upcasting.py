@@ -51,10 +51,12 @@ def upcast(
 ) -> tuple[int, dict[str, Any]]:
     """Lift stored data to the current schema version of its type.
 
-    Unregistered types and current versions pass through untouched.
+    Unregistered types and current versions pass through untouched. The
+    upcasters are pure, so `data` itself is never changed.
 
     Raises:
-        ValidationError: an intermediate version has no upcaster.
+        ValidationError: an intermediate version has no upcaster, or an
+            upcaster cannot lift the data (names the type and version).
     """
     model = payloads.PAYLOAD_TYPES.get(event_type)
     if model is None or schema_version >= model.schema_version:
@@ -65,6 +67,22 @@ def upcast(
             raise errors.ValidationError(
                 f"no upcaster registered for {event_type} v{schema_version}"
             )
-        data = step(data)
+        try:
+            lifted = step(data)
+        except errors.ValidationError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A careless upcaster (data["key"] on a payload without it) still
+            # gives the store's error, naming what could not be lifted.
+            raise errors.ValidationError(
+                f"cannot upcast {event_type} v{schema_version} data: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(lifted, dict):
+            raise errors.ValidationError(
+                f"the upcaster of {event_type} v{schema_version} returned "
+                f"{type(lifted).__name__}, not a dict"
+            )
+        data = lifted
         schema_version += 1
     return schema_version, data
