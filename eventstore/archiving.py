@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from eventstore.store import EventStore
 
 ARCHIVIST: Final = "archivist"
+REBUILD_SUFFIX: Final = ":rebuild"  # the shadow checkpoint of an unfinished rebuild
 _ID_CHUNK: Final = 500  # ids per IN (...) list: well under SQLite's variable limit
 
 
@@ -121,8 +122,11 @@ async def archive_finished_before(
         )
         receipt_position = await _remove(store, manifest, manifest_path, events)
     except BaseException:
-        for path in (data_path, manifest_path):
-            path.unlink(missing_ok=True)
+        # Take the files back only when the log surely holds no receipt: a
+        # commit whose outcome was lost may have removed the events.
+        if not await _maybe_recorded(store, data_path):
+            for path in (data_path, manifest_path):
+                path.unlink(missing_ok=True)
         raise
     store.forget_streams(chosen)
     return ArchiveResult(
@@ -131,6 +135,18 @@ async def archive_finished_before(
         manifest=manifest,
         receipt_position=receipt_position,
     )
+
+
+async def _maybe_recorded(store: EventStore, data_path: Path) -> bool:
+    """Whether a receipt for the file may be in the log (True when unsure)."""
+    try:
+        digest = file_sha256(data_path)
+        receipts = await store.backend.read_stream(ARCHIVE_RECEIPTS_STREAM)
+    except FileNotFoundError:
+        return False  # nothing was written, so nothing was removed
+    except Exception:  # unsure: keep the files
+        return True
+    return any(receipt.data.get("file_sha256") == digest for receipt in receipts)
 
 
 def _is_terminal(event_type: str) -> bool:
@@ -258,6 +274,12 @@ async def _check_projections_folded(
     )
     for name, partition, transaction_id, position in rows:
         if Checkpoint(int(transaction_id or 0), int(position)) < newest:
+            if name.endswith(REBUILD_SUFFIX):
+                raise errors.ArchiveError(
+                    f"a rebuild of {name.removesuffix(REBUILD_SUFFIX)} is unfinished "
+                    f"and has not folded position {newest.position}: finish it with "
+                    "`eventstore rebuild` first; nothing was removed"
+                )
             raise errors.ArchiveError(
                 f"projection {name} (partition {partition}) has not folded position "
                 f"{newest.position} yet: run `eventstore project --until-caught-up` "

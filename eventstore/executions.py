@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from eventstore.backends.base import Backend
     from eventstore.log import EventLog
     from eventstore.references import Graphs, Messages
-    from eventstore.subscriptions import AppendSignal
+    from eventstore.wakeups import Wakeups
 
 # Ids derived from idempotency keys and retries live in this namespace, so the
 # same key always names the same execution.
@@ -65,7 +65,7 @@ class ExecutionService:
         graphs: Graphs,
         retries: int,
         poll_interval: float,
-        signal: AppendSignal,
+        wakeups: Wakeups,
     ) -> None:
         self._log = log
         self._backend = backend
@@ -73,7 +73,7 @@ class ExecutionService:
         self._graphs = graphs
         self._retries = retries
         self._poll_interval = poll_interval
-        self._signal = signal
+        self._wakeups = wakeups
         self._leases = Leases(backend)
         # The last state each command produced (see the module docstring).
         self._states: BoundedCache[UUID, ExecutionState] = BoundedCache(
@@ -377,9 +377,11 @@ class ExecutionService:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = min(self._poll_interval, 0.01)
         while True:
-            # Appends through this store wake the wait at once; those of other
-            # processes are seen by the poll, backing off to WAIT_POLL_MAX.
-            seen = self._signal.generation
+            # Appends through this store wake the wait at once, and on
+            # PostgreSQL so do other processes' (LISTEN/NOTIFY). The poll
+            # backs off to WAIT_POLL_MAX, or to the poll interval while the
+            # listener is up and a poll only covers a missed notification.
+            seen = self._wakeups.generation
             state = await self.get(execution_id)
             if state.is_terminal:
                 return state
@@ -392,8 +394,13 @@ class ExecutionService:
                         status=state.status.value,
                     )
                 delay = min(delay, left)
-            await self._signal.wait(seen, delay)
-            delay = min(delay * 2, WAIT_POLL_MAX)
+            await self._wakeups.wait(seen, delay)
+            longest = (
+                max(WAIT_POLL_MAX, self._poll_interval)
+                if self._wakeups.listening
+                else WAIT_POLL_MAX
+            )
+            delay = min(delay * 2, longest)
 
     def forget(self, execution_ids: Sequence[UUID]) -> None:
         """Drop remembered states of executions the archive removed."""

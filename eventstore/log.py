@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
     from eventstore.backends.base import Backend
+    from eventstore.partitions import Partition
 
 STREAM_TYPE_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 DEFAULT_BATCH: Final = 500
@@ -136,11 +137,15 @@ class EventLog:
         return [upcast_event(event) for event in events]
 
     async def read_batch(
-        self, after: Checkpoint | None, *, limit: int = DEFAULT_BATCH
+        self,
+        after: Checkpoint | None,
+        *,
+        limit: int = DEFAULT_BATCH,
+        partition: Partition | None = None,
     ) -> list[RecordedEvent]:
-        """One gap-safe batch of the global log after a checkpoint."""
+        """One gap-safe batch of the global log (or of a partition) after a checkpoint."""
         await self._backend.ensure_schema()
-        events = await self._backend.read_all(after, limit=limit)
+        events = await self._backend.read_all(after, limit=limit, partition=partition)
         return [upcast_event(event) for event in events]
 
     async def resolve_after(

@@ -10,7 +10,8 @@ from eventstore.log import DEFAULT_BATCH, AppendResult, EventLog, as_stream_id
 from eventstore.migrating import current_revision, run_migration
 from eventstore.references import Graphs, Messages, Threads
 from eventstore.settings import StoreSettings
-from eventstore.subscriptions import AppendSignal, Subscription
+from eventstore.subscriptions import Subscription
+from eventstore.wakeups import Wakeups
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection, Generator, Sequence
@@ -31,8 +32,8 @@ class EventStore:
     def __init__(self, backend: Backend, settings: StoreSettings) -> None:
         self._backend = backend
         self._settings = settings
-        self._signal = AppendSignal()
-        self.log = EventLog(backend, on_append=self._signal.notify)
+        self._wakeups = Wakeups(backend)
+        self.log = EventLog(backend, on_append=self._wakeups.notify)
         self.threads = Threads(backend)
         self.messages = Messages(backend)
         self.graphs = Graphs(backend)
@@ -43,7 +44,7 @@ class EventStore:
             graphs=self.graphs,
             retries=settings.command_retries,
             poll_interval=settings.poll_interval,
-            signal=self._signal,
+            wakeups=self._wakeups,
         )
 
     @classmethod
@@ -67,6 +68,11 @@ class EventStore:
         return self._backend.url
 
     @property
+    def wakeups(self) -> Wakeups:
+        """What live readers wait on: this store's appends and, on PostgreSQL, anyone's."""
+        return self._wakeups
+
+    @property
     def backend(self) -> Backend:
         """The database backend (for the projections and the CLI)."""
         return self._backend
@@ -83,7 +89,10 @@ class EventStore:
 
     async def aclose(self) -> None:
         """Close every connection."""
-        await self._backend.aclose()
+        try:
+            await self._wakeups.aclose()
+        finally:
+            await self._backend.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -190,7 +199,7 @@ class EventStore:
         """
         return Subscription(
             log=self.log,
-            signal=self._signal,
+            wakeups=self._wakeups,
             after=after,
             stream_id=as_stream_id(stream_id) if stream_id is not None else None,
             types=types,

@@ -1,15 +1,15 @@
-"""Catch-up then live: a subscription reads the log from a checkpoint, then polls.
+"""Catch-up then live: a subscription reads the log from a checkpoint, then follows it.
 
-It is woken early by appends made through the same store; otherwise it polls
-every `poll_interval` (appends from other processes, a later issue's
-LISTEN/NOTIFY). Reads are the log's gap-safe batches, so a subscriber never
-skips an event committed out of position order.
+When caught up it waits on the store's wake-ups (appends through the same
+store, and on PostgreSQL every other process's appends by LISTEN/NOTIFY),
+and reads again at least every `poll_interval`, so a missed notification
+costs latency only. Reads are the log's gap-safe batches, so a subscriber
+never skips an event committed out of position order.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Final, Self
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Collection
@@ -18,32 +18,10 @@ if TYPE_CHECKING:
 
     from eventstore.events.envelope import Checkpoint, RecordedEvent
     from eventstore.log import EventLog
+    from eventstore.wakeups import Wakeups
 
-
-class AppendSignal:
-    """Wakes the subscriptions of this process when the store appended."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-        self.generation = 0
-
-    def notify(self) -> None:
-        """Called after every successful append."""
-        self.generation += 1
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, seen: int, delay: float) -> None:
-        """Return after an append newer than generation `seen`, or `delay` seconds.
-
-        Returns at once if one already happened, so no wake-up is lost.
-        """
-        if self.generation != seen:
-            return
-        try:
-            await asyncio.wait_for(self._event.wait(), delay)
-        except TimeoutError:
-            return
+RECHECK_MIN: Final = 0.05
+"""Seconds before the first re-read when a wake-up's read found nothing new."""
 
 
 class Subscription:
@@ -57,7 +35,7 @@ class Subscription:
         self,
         *,
         log: EventLog,
-        signal: AppendSignal,
+        wakeups: Wakeups,
         after: Checkpoint | tuple[int, int] | int | None,
         stream_id: UUID | None,
         types: Collection[str] | None,
@@ -65,7 +43,7 @@ class Subscription:
         batch_size: int,
     ) -> None:
         self._log = log
-        self._signal = signal
+        self._wakeups = wakeups
         self._requested_after = after
         self._after: Checkpoint | None = None
         self._stream_id = stream_id
@@ -107,12 +85,23 @@ class Subscription:
 
     async def _run(self) -> AsyncGenerator[RecordedEvent, None]:
         self._after = await self._log.resolve_after(self._requested_after)
+        recheck: float | None = None
         while True:
-            seen = self._signal.generation
+            seen = self._wakeups.generation
             batch = await self._log.read_batch(self._after, limit=self._batch_size)
             for event in batch:
                 self._after = event.checkpoint
                 if self._wanted(event):
                     yield event
-            if len(batch) < self._batch_size:
-                await self._signal.wait(seen, self._poll_interval)
+            if len(batch) == self._batch_size:
+                continue
+            if batch:
+                recheck = None
+            delay = self._poll_interval if recheck is None else recheck
+            if await self._wakeups.wait(seen, delay):
+                # Something committed. If the next read shows nothing, an
+                # older transaction still holds the gap-safe horizon back:
+                # look again soon rather than a whole poll interval later.
+                recheck = RECHECK_MIN
+            elif recheck is not None:
+                recheck = recheck * 2 if recheck * 2 < self._poll_interval else None

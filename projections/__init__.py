@@ -1,4 +1,4 @@
-"""Read models folded from the event log: the projector, the executions view, rebuild."""
+"""Read models folded from the event log: the projector, the executions view, rebuild, status."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from projections.base import Projection
 from projections.executions import ExecutionsProjection
 from projections.projector import BatchReport, Projector
 from projections.queries import ExecutionsView, Page
-from projections.rebuild import rebuild
+from projections.rebuild import RebuildReport, plan_rebuild, rebuild, run_rebuild
 from projections.stats import GraphStats, Percentiles, Stats, execution_stats
+from projections.status import ProjectionStatus, SlotStatus, projection_status
 
 __all__ = [
     "BatchReport",
@@ -17,8 +18,14 @@ __all__ = [
     "Page",
     "Percentiles",
     "Projection",
+    "ProjectionStatus",
     "Projector",
+    "RebuildReport",
+    "SlotStatus",
     "Stats",
     "execution_stats",
+    "plan_rebuild",
+    "projection_status",
     "rebuild",
+    "run_rebuild",
 ]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 
 from eventstore import ExecutionState, apply_event, errors
-from eventstore.schema import executions as table
+from eventstore.schema import executions as canonical_table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 NAME: Final = "executions"
 # Ids per SELECT ... IN: below both drivers' limits on bound parameters.
 ROWS_PER_STATEMENT: Final = 500
-COLUMNS: Final = tuple(column.name for column in table.columns)
+COLUMNS: Final = tuple(column.name for column in canonical_table.columns)
 
 
 def state_to_row(state: ExecutionState) -> dict[str, Any]:
@@ -36,13 +36,27 @@ def row_to_state(row: Any) -> ExecutionState:
 
 
 class ExecutionsProjection:
-    """Keeps `executions` equal to a fold of each execution stream."""
+    """Keeps `executions` equal to a fold of each execution stream.
+
+    Another table of the same shape may be targeted (`for_table`): the
+    rebuild folds into a shadow table with the very same code.
+    """
 
     name = NAME
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, *, table: sa.Table = canonical_table) -> None:
         self._backend = backend
+        self._table = table
         self._upsert = backend.upsert(table, guard="version")
+
+    @property
+    def table(self) -> sa.Table:
+        """The table this projection writes."""
+        return self._table
+
+    def for_table(self, table: sa.Table) -> ExecutionsProjection:
+        """The same projection writing `table` (of the same columns) instead."""
+        return ExecutionsProjection(self._backend, table=table)
 
     async def apply(
         self, connection: AsyncConnection, events: Sequence[RecordedEvent]
@@ -85,11 +99,12 @@ class ExecutionsProjection:
 
     async def reset(self, connection: AsyncConnection) -> None:
         """Delete every row (the rebuild replays the log afterwards)."""
-        await connection.execute(sa.delete(table))
+        await connection.execute(sa.delete(self._table))
 
     async def _load(
         self, connection: AsyncConnection, ids: list[UUID]
     ) -> dict[UUID, ExecutionState]:
+        table = self._table
         states: dict[UUID, ExecutionState] = {}
         for start in range(0, len(ids), ROWS_PER_STATEMENT):
             rows = await connection.execute(

@@ -11,11 +11,12 @@ import asyncpg
 import sqlalchemy as sa
 
 from eventstore import ExecutionStatus, schema
+from projections.queries import ExecutionsView
 
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from eventstore import EventStore, Graph, Message, Thread
+    from eventstore import EventStore, ExecutionState, Graph, Message, Thread
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,53 @@ async def wait_for_horizon(store: EventStore, *, within: float = 30) -> None:
     async with asyncio.timeout(within):
         while True:
             head = await store.backend.head_checkpoint()
-            if head is None or head.position >= newest:
+            if newest == 0 or (head is not None and head.position >= newest):
                 return
             await asyncio.sleep(0.02)
+
+
+async def all_rows(store: EventStore) -> dict[UUID, ExecutionState]:
+    view = ExecutionsView(store)
+    rows: dict[UUID, ExecutionState] = {}
+    cursor = None
+    while True:
+        page = await view.list(limit=100, cursor=cursor)
+        rows.update((state.id, state) for state in page.items)
+        if page.next_cursor is None:
+            return rows
+        cursor = page.next_cursor
+
+
+async def assert_projection_equals_fold(
+    store: EventStore,
+) -> dict[UUID, ExecutionState]:
+    rows = await all_rows(store)
+    async with store.backend.engine.connect() as connection:
+        streams = set(
+            (
+                await connection.execute(
+                    sa.select(schema.execution_events.c.stream_id)
+                    .where(schema.execution_events.c.stream_type == "execution")
+                    .distinct()
+                )
+            ).scalars()
+        )
+    assert set(rows) == streams
+    for execution_id, row in rows.items():
+        assert row == await store.executions.get(execution_id)
+    return rows
+
+
+async def event_token_sum(store: EventStore) -> tuple[int, float]:
+    tokens, cost = 0, 0.0
+    async for event in store.read_all():
+        metrics = event.data.get("metrics") or {}
+        assert isinstance(metrics, dict)
+        for name in ("prompt_tokens", "completion_tokens"):
+            value = metrics.get(name, 0)
+            assert isinstance(value, int)
+            tokens += value
+        price = metrics.get("cost_usd", 0)
+        assert isinstance(price, int | float)
+        cost += price
+    return tokens, cost

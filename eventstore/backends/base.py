@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from eventstore import errors
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
     from datetime import datetime
     from uuid import UUID
 
     import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+    from eventstore.backends.leadership import Holder, HorizonHolder, LeaderLocks
     from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
+    from eventstore.partitions import Partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,99 @@ def forward_only_upsert(
     )
 
 
+class ShadowTables(ABC):
+    """The DDL of a zero-downtime rebuild (DESIGN §5): build beside, then swap in.
+
+    The shadow of table ``t`` is ``t_rebuild``, its indexes and constraints
+    are named after ``t``'s with the same suffix; the swap gives the
+    canonical names back and leaves the old table as ``t_retired`` (its
+    indexes suffixed alike) until it is dropped.
+    """
+
+    SHADOW_SUFFIX = "_rebuild"
+    RETIRED_SUFFIX = "_retired"
+
+    def shadow_name(self, live: str) -> str:
+        """The name of `live`'s shadow table."""
+        return live + self.SHADOW_SUFFIX
+
+    def retired_name(self, live: str) -> str:
+        """The name the swap gives the table it replaces."""
+        return live + self.RETIRED_SUFFIX
+
+    @abstractmethod
+    def lock(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Hold the lock that lets one rebuild of `name` run at a time.
+
+        Yields whether it was taken (False: another rebuild holds it). The
+        database frees it if this process dies.
+        """
+
+    @abstractmethod
+    async def exists(self, connection: AsyncConnection, table: str) -> bool:
+        """Whether the table exists."""
+
+    @abstractmethod
+    async def create(self, connection: AsyncConnection, live: str) -> None:
+        """Create `live`'s shadow, empty: its columns, keys and foreign keys.
+
+        Plain indexes are left for `finish`, after the bulk load.
+        """
+
+    @abstractmethod
+    async def finish(self, connection: AsyncConnection, live: str) -> None:
+        """Give the shadow `live`'s other indexes and fresh planner statistics."""
+
+    @abstractmethod
+    async def swap(
+        self,
+        connection: AsyncConnection,
+        live: str,
+        *,
+        lock_timeout: float,
+        attempts: int,
+    ) -> None:
+        """In the caller's transaction: put the shadow in `live`'s place.
+
+        Renames the live table (and its indexes) to the retired names and
+        the shadow (and its indexes) to the canonical ones; privileges and
+        owner are carried over. Lock waits give up after `lock_timeout`
+        seconds and are tried `attempts` times.
+
+        Raises:
+            DatabaseError: the locks were not had, or the shadow no longer
+                has the live table's columns and indexes.
+        """
+
+    @abstractmethod
+    async def drop(
+        self,
+        connection: AsyncConnection,
+        table: str,
+        *,
+        lock_timeout: float,
+        attempts: int,
+    ) -> bool:
+        """Drop a table if it exists; False if its locks were not had in time."""
+
+
+class Listener(ABC):
+    """A LISTEN for appends on a connection of its own, reconnecting until closed.
+
+    Its callback runs on every notification and after every (re)connection,
+    since appends made while it was not listening were never announced.
+    """
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool:
+        """Whether it is listening now (False while it reconnects)."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop listening and close its connection."""
+
+
 class Backend(ABC):
     """One database: its engine, its log operations, its error classification."""
 
@@ -121,6 +216,14 @@ class Backend(ABC):
         """Check the schema again before the next operation (after a migration)."""
         self._schema_ready = False
 
+    def shadow_tables(self) -> ShadowTables | None:
+        """The shadow tables of a zero-downtime rebuild, if this database has them.
+
+        None where readers and the projector cannot run beside a shadow
+        build: the rebuild then replays in one transaction.
+        """
+        return None
+
     @property
     @abstractmethod
     def name(self) -> str:
@@ -137,6 +240,19 @@ class Backend(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Close every connection."""
+
+    @abstractmethod
+    async def listen(self, on_notify: Callable[[], None]) -> Listener | None:
+        """Start calling `on_notify` when another connection appends, if the database can.
+
+        Returns at once: the listener connects (and reconnects) in the
+        background, calling `on_notify` after each connection too. Readers
+        must poll as well: a notification is only a hint (DESIGN §4).
+
+        Returns:
+            The running listener, to close with the store; None when the
+            database has no notifications (SQLite).
+        """
 
     @abstractmethod
     async def append(
@@ -161,12 +277,17 @@ class Backend(ABC):
 
     @abstractmethod
     async def read_all(
-        self, after: Checkpoint | None, *, limit: int
+        self,
+        after: Checkpoint | None,
+        *,
+        limit: int,
+        partition: Partition | None = None,
     ) -> list[RecordedEvent]:
         """Up to `limit` events after `after` in global order, as stored.
 
         Gap-safe: an event not returned now never appears later before an
-        event that was returned.
+        event that was returned. With `partition` (of more than one), only
+        the events of that partition's streams.
         """
 
     @abstractmethod
@@ -196,6 +317,24 @@ class Backend(ABC):
         (events at or before it) or a time (events recorded at or before
         it); neither: now.
         """
+
+    @abstractmethod
+    async def backlog(
+        self, after: Checkpoint, partition: Partition | None = None
+    ) -> tuple[int, datetime | None]:
+        """How many events (of the partition) lie after `after`, and the oldest's recorded_at."""
+
+    @abstractmethod
+    def leader_locks(self) -> LeaderLocks:
+        """A new set of slot locks for one projector process (DESIGN §4)."""
+
+    @abstractmethod
+    async def slot_holders(self, slots: Sequence[str]) -> dict[str, Holder]:
+        """Who leads each slot now; slots without a leader are left out."""
+
+    @abstractmethod
+    async def horizon_holder(self) -> HorizonHolder | None:
+        """The oldest transaction in flight, which holds gap-safe reads back."""
 
     @abstractmethod
     async def checkpoint_at(self, position: int) -> Checkpoint:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typing_extensions import override
 
 from eventstore import errors, hashing
+from eventstore.backends import sqlite_leadership as leadership
 from eventstore.backends import sqlite_writer as writer
 from eventstore.backends.base import (
     AppendOutcome,
@@ -34,12 +36,13 @@ from eventstore.backends.base import (
     StatusEvent,
     forward_only_upsert,
 )
+from eventstore.backends.sqlite_leadership import SqliteLeaderLocks
 from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
 from eventstore.hashing import dump_json, parse_json_object
 from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     import aiosqlite
     from sqlalchemy.engine import Connection
@@ -47,7 +50,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.pool import ConnectionPoolEntry
 
+    from eventstore.backends.leadership import Holder, HorizonHolder, LeaderLocks
     from eventstore.events.envelope import NewEvent
+    from eventstore.partitions import Partition
     from eventstore.settings import StoreSettings
 
 IMMUTABLE_LOG_MESSAGE: Final = "execution_events is append-only"
@@ -67,6 +72,17 @@ READ_ALL_SQL: Final = (
     "WHERE position > ? ORDER BY position LIMIT ?"
 )
 
+READ_PARTITION_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
+    "WHERE position > ? AND eventstore_partition_key(stream_id) % ? = ? "
+    "ORDER BY position LIMIT ?"
+)
+BACKLOG_SQL: Final = (
+    "SELECT count(*), min(recorded_at) FROM execution_events WHERE position > ?"
+)
+BACKLOG_PARTITION_SQL: Final = (
+    BACKLOG_SQL + " AND eventstore_partition_key(stream_id) % ? = ?"
+)
 READ_STREAMS_SQL: Final = (
     f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
     "WHERE stream_id IN (SELECT value FROM json_each(?)) ORDER BY position"
@@ -110,6 +126,11 @@ def _row_to_event(row: Sequence[Any]) -> RecordedEvent:
     )
 
 
+def _partition_key(stream_id_hex: str) -> int:
+    """The low 32 bits of a stored UUID (32 hex digits)."""
+    return int(stream_id_hex[-8:], 16)
+
+
 class SqliteBackend(Backend):
     """An SQLite file through aiosqlite."""
 
@@ -139,6 +160,10 @@ class SqliteBackend(Backend):
             # is ours (see the "begin" hook) and DDL is transactional.
             dbapi_connection.isolation_level = None
             writer.configure(dbapi_connection, busy_timeout)  # type: ignore[arg-type]
+            # The partition rule of eventstore/partitions.py, for partitioned reads.
+            dbapi_connection.create_function(
+                "eventstore_partition_key", 1, _partition_key, deterministic=True
+            )
 
         @sa_event.listens_for(engine.sync_engine, "begin")
         def _begin(connection: Connection) -> None:
@@ -147,6 +172,7 @@ class SqliteBackend(Backend):
 
         super().__init__(url=parsed.render_as_string(hide_password=True), engine=engine)
         self._write_lock = asyncio.Lock()
+        self._database = Path(parsed.database or "")
         self._writer = writer.Writer(
             parsed.database or "", settings.sqlite_busy_timeout_ms
         )
@@ -165,6 +191,12 @@ class SqliteBackend(Backend):
     async def aclose(self) -> None:
         await self._writer.aclose()
         await self.engine.dispose()
+
+    @override
+    async def listen(self, on_notify: Callable[[], None]) -> None:
+        # No notifications: appends through this process wake its readers
+        # directly, and readers poll for other processes' appends.
+        return None
 
     @override
     async def append(
@@ -208,10 +240,19 @@ class SqliteBackend(Backend):
 
     @override
     async def read_all(
-        self, after: Checkpoint | None, *, limit: int
+        self,
+        after: Checkpoint | None,
+        *,
+        limit: int,
+        partition: Partition | None = None,
     ) -> list[RecordedEvent]:
         position = after.position if after is not None else 0
-        rows = await self._fetch(READ_ALL_SQL, (position, limit))
+        if partition is None or partition.count == 1:
+            rows = await self._fetch(READ_ALL_SQL, (position, limit))
+        else:
+            rows = await self._fetch(
+                READ_PARTITION_SQL, (position, partition.count, partition.index, limit)
+            )
         return [_row_to_event(row) for row in rows]
 
     @override
@@ -256,6 +297,32 @@ class SqliteBackend(Backend):
             )
             for row in rows
         ]
+
+    @override
+    async def backlog(
+        self, after: Checkpoint, partition: Partition | None = None
+    ) -> tuple[int, datetime | None]:
+        if partition is None or partition.count == 1:
+            rows = await self._fetch(BACKLOG_SQL, (after.position,))
+        else:
+            rows = await self._fetch(
+                BACKLOG_PARTITION_SQL,
+                (after.position, partition.count, partition.index),
+            )
+        count, oldest = rows[0]
+        return int(count), from_db_time(oldest) if oldest else None
+
+    @override
+    def leader_locks(self) -> LeaderLocks:
+        return SqliteLeaderLocks(self._database)
+
+    @override
+    async def slot_holders(self, slots: Sequence[str]) -> dict[str, Holder]:
+        return leadership.slot_holders(self._database, slots)
+
+    @override
+    async def horizon_holder(self) -> HorizonHolder | None:
+        return None  # one writer at a time: position order is commit order
 
     @override
     async def checkpoint_at(self, position: int) -> Checkpoint:

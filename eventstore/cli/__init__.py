@@ -14,6 +14,7 @@ from eventstore.cli import (
     demo,
     maintenance_commands,
     projection_commands,
+    rebuild_command,
     store_commands,
     verify_commands,
 )
@@ -23,6 +24,7 @@ for module in (
     store_commands,
     audit_commands,
     projection_commands,
+    rebuild_command,
     verify_commands,
     maintenance_commands,
     demo,

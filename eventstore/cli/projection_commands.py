@@ -1,4 +1,7 @@
-"""Commands that run projections: the projector (daemon or catch-up) and rebuild."""
+"""Commands that run projections: the projector (daemon or catch-up).
+
+`rebuild` lives in rebuild_command.py.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +10,25 @@ import signal
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.table import Table
 
 from eventstore import EventStore
-from eventstore.cli.app import DebugOption, UrlOption, run, stderr, stdout
-from projections.executions import ExecutionsProjection
+from eventstore.cli.app import (
+    DebugOption,
+    JsonOption,
+    UrlOption,
+    print_json,
+    run,
+    stderr,
+    stdout,
+)
 from projections.projector import Projector
-from projections.rebuild import rebuild as rebuild_projection
+from projections.status import ProjectionStatus, projection_status
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.command()(project)
-    app.command()(rebuild)
 
 
 def project(
@@ -35,24 +37,51 @@ def project(
     until_caught_up: Annotated[
         bool, typer.Option("--until-caught-up", help="exit once the log is folded")
     ] = False,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="split the work by hash(stream_id) mod N; processes started with "
+            "the same N share the partitions and take over those of a dead one",
+        ),
+    ] = 1,
     batch_size: Annotated[
         int, typer.Option(min=1, max=100_000, help="events per batch")
     ] = 1000,
     poll_interval: Annotated[
         float, typer.Option(min=0.01, help="seconds between polls when idle")
     ] = 0.5,
+    status: Annotated[
+        bool,
+        typer.Option(
+            "--status",
+            help="show each projection and partition: checkpoint, lag, leader, "
+            "and the oldest transaction holding the log back; run nothing",
+        ),
+    ] = False,
+    json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Run the projector: fold the log into the executions table.
 
     Without --until-caught-up it runs as a daemon until SIGINT or SIGTERM,
-    finishing the batch in hand.
+    finishing the batch in hand. Several daemons on one database share the
+    work: one leads each projection (or partition), the others stand by.
+    A poison event stops the projector with its position and id; fix the
+    code and start it again: it resumes at that batch.
     """
+    if status:
+        _print_status(run(lambda: _status(url), debug=debug), json_output=json_output)
+        return
 
     async def command() -> int:
         async with EventStore.open(url) as store:
             projector = Projector(
-                store, batch_size=batch_size, poll_interval=poll_interval
+                store,
+                batch_size=batch_size,
+                poll_interval=poll_interval,
+                partitions=partitions,
             )
             if until_caught_up:
                 return await projector.run_until_caught_up()
@@ -71,45 +100,42 @@ def project(
         stderr.print("projector stopped")
 
 
-def rebuild(
-    url: UrlOption = None,
-    *,
-    batch_size: Annotated[
-        int, typer.Option(min=1, max=100_000, help="events per batch")
-    ] = 5000,
-    debug: DebugOption = False,
-) -> None:
-    """Rebuild the executions table from the log.
+async def _status(url: str | None) -> ProjectionStatus:
+    async with EventStore.open(url) as store:
+        return await projection_status(store)
 
-    Runs in one transaction: readers keep the old table until it commits.
-    """
 
-    async def command() -> int:
-        async with EventStore.open(url) as store:
-            total = await store.log.count_events()
-            with Progress(
-                TextColumn("rebuilding executions"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} events/s"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=stderr,
-                transient=False,
-            ) as progress:
-                task = progress.add_task("rebuild", total=total, rate="-")
-
-                def advance(done: int, _: int) -> None:
-                    elapsed = progress.tasks[task].elapsed or 0.0
-                    rate = f"{done / elapsed:,.0f}" if elapsed > 0 else "-"
-                    progress.update(task, completed=done, rate=rate)
-
-                return await rebuild_projection(
-                    store,
-                    ExecutionsProjection(store.backend),
-                    batch_size=batch_size,
-                    on_batch=advance,
-                )
-
-    replayed = run(command, debug=debug)
-    stdout.print(f"rebuilt executions from {replayed} events")
+def _print_status(result: ProjectionStatus, *, json_output: bool) -> None:
+    if json_output:
+        print_json(result.model_dump(mode="json"))
+        return
+    table = Table(title=f"projections (log head at position {result.head_position})")
+    for column in (
+        "projection",
+        "partition",
+        "checkpoint",
+        "lag events",
+        "lag s",
+        "leader",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("projection", "leader") else "right"
+        )
+    for slot in result.slots:
+        table.add_row(
+            slot.projection,
+            f"{slot.partition}/{slot.partitions}",
+            str(slot.checkpoint_position),
+            str(slot.lag_events),
+            f"{slot.lag_seconds:.1f}",
+            f"{slot.leader} (pid {slot.leader_pid})" if slot.leader else "none",
+        )
+    stdout.print(table)
+    horizon = result.horizon
+    if horizon is None:
+        stdout.print("no transaction holds the log back")
+    else:
+        stdout.print(
+            f"oldest transaction in flight: pid {horizon.pid} on {horizon.database}, "
+            f"{horizon.state}, {horizon.age_seconds:.1f} s old"
+        )

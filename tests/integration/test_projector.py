@@ -11,66 +11,24 @@ import sqlalchemy as sa
 
 from eventstore import (
     EventStore,
-    ExecutionState,
     ExecutionStatus,
     NewEvent,
     ProjectionError,
     StoreSettings,
 )
 from eventstore.cli.demo_workload import run_workload
-from eventstore.schema import execution_events, executions, projection_checkpoints
+from eventstore.schema import executions, projection_checkpoints
 from projections.executions import ExecutionsProjection
 from projections.projector import Projector
 from projections.queries import ExecutionsView
 from projections.rebuild import rebuild
-from tests.helpers import References, execution_in
-
-
-async def all_rows(store: EventStore) -> dict[uuid.UUID, ExecutionState]:
-    view = ExecutionsView(store)
-    rows: dict[uuid.UUID, ExecutionState] = {}
-    cursor = None
-    while True:
-        page = await view.list(limit=100, cursor=cursor)
-        rows.update((state.id, state) for state in page.items)
-        if page.next_cursor is None:
-            return rows
-        cursor = page.next_cursor
-
-
-async def assert_projection_equals_fold(
-    store: EventStore,
-) -> dict[uuid.UUID, ExecutionState]:
-    rows = await all_rows(store)
-    async with store.backend.engine.connect() as connection:
-        streams = set(
-            (
-                await connection.execute(
-                    sa.select(execution_events.c.stream_id)
-                    .where(execution_events.c.stream_type == "execution")
-                    .distinct()
-                )
-            ).scalars()
-        )
-    assert set(rows) == streams
-    for execution_id, row in rows.items():
-        assert row == await store.executions.get(execution_id)
-    return rows
-
-
-async def event_token_sum(store: EventStore) -> tuple[int, float]:
-    tokens, cost = 0, 0.0
-    async for event in store.read_all():
-        metrics = event.data.get("metrics") or {}
-        assert isinstance(metrics, dict)
-        for name in ("prompt_tokens", "completion_tokens"):
-            value = metrics.get(name, 0)
-            assert isinstance(value, int)
-            tokens += value
-        price = metrics.get("cost_usd", 0)
-        assert isinstance(price, int | float)
-        cost += price
-    return tokens, cost
+from tests.helpers import (
+    References,
+    all_rows,
+    assert_projection_equals_fold,
+    event_token_sum,
+    execution_in,
+)
 
 
 async def test_a_mixed_concurrent_workload_projects_to_its_fold(url: str) -> None:

@@ -1,0 +1,174 @@
+"""PostgreSQL leadership: session advisory locks on a dedicated connection.
+
+The server releases a session lock when its connection ends, so a leader
+killed by SIGKILL (or cut off by the network, once the server notices)
+frees its slots. Operators find projectors in pg_stat_activity by their
+application_name, ``eventstore-projector host:pid``. Session locks do not
+survive a PgBouncer in transaction mode: point projectors at PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Final
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from typing_extensions import override
+
+from eventstore import errors
+from eventstore.backends.leadership import (
+    PROJECTOR_APPLICATION,
+    Holder,
+    HorizonHolder,
+    LeaderLocks,
+    process_identity,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+# One 64-bit advisory lock key per slot, from its name.
+KEY_SQL: Final = "hashtextextended('eventstore-projection:' || $1, 0)"
+MEMBERS_SQL: Final = (
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND application_name LIKE $1"
+)
+# pg_locks splits a bigint key into classid (high half) and objid (low half).
+HOLDERS_SQL: Final = """
+SELECT s.slot, a.application_name, a.pid, a.backend_start
+FROM unnest($1::text[]) AS s(slot)
+JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND ((l.classid::bigint << 32) | l.objid::bigint)
+        = hashtextextended('eventstore-projection:' || s.slot, 0)
+JOIN pg_stat_activity a ON a.pid = l.pid
+"""
+HORIZON_SQL: Final = """
+SELECT pid, datname, state, extract(epoch FROM clock_timestamp() - xact_start),
+    left(query, 200)
+FROM pg_stat_activity
+WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+ORDER BY age(backend_xid) DESC
+LIMIT 1
+"""
+
+
+class PostgresLeaderLocks(LeaderLocks):
+    """Advisory locks held on one connection of their own."""
+
+    def __init__(self, dsn: str, *, connect_timeout: float) -> None:
+        self._dsn = dsn
+        self._timeout = connect_timeout
+        self._connection: asyncpg.Connection | None = None
+        self._identity = f"{PROJECTOR_APPLICATION} {process_identity()}"[:63]
+
+    async def _connected(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            with self._unavailable():
+                self._connection = await asyncpg.connect(
+                    self._dsn,
+                    timeout=self._timeout,
+                    server_settings={"application_name": self._identity},
+                )
+        return self._connection
+
+    @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """A lost or refused lock connection is the store's DatabaseUnavailable."""
+        try:
+            yield
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
+            self._connection = None
+            raise errors.DatabaseUnavailable(
+                url=make_url(self._dsn).render_as_string(hide_password=True),
+                reason=f"the projector's lock connection: {exc}".splitlines()[0],
+            ) from exc
+
+    @override
+    async def try_acquire(self, slot: str) -> bool:
+        connection = await self._connected()
+        with self._unavailable():
+            acquired: bool = await connection.fetchval(
+                f"SELECT pg_try_advisory_lock({KEY_SQL})", slot
+            )
+        return acquired
+
+    @override
+    async def release(self, slot: str) -> None:
+        if self._connection is not None and not self._connection.is_closed():
+            with self._unavailable():
+                await self._connection.fetchval(
+                    f"SELECT pg_advisory_unlock({KEY_SQL})",
+                    slot,
+                )
+
+    @override
+    async def alive(self) -> bool:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = None
+            return False
+        try:
+            await self._connection.fetchval("SELECT 1", timeout=self._timeout)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            await self._drop()
+            return False
+        return True
+
+    @override
+    async def members(self) -> int:
+        connection = await self._connected()
+        with self._unavailable():
+            count: int = await connection.fetchval(
+                MEMBERS_SQL, f"{PROJECTOR_APPLICATION} %"
+            )
+        return count
+
+    @override
+    async def aclose(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()  # ends the session: every lock goes
+        self._connection = None
+
+    async def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.terminate()
+        self._connection = None
+
+
+async def slot_holders(
+    connection: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], slots: Sequence[str]
+) -> dict[str, Holder]:
+    """Who holds each slot's lock now (slots nobody holds are left out)."""
+    rows = await connection.fetch(HOLDERS_SQL, list(slots))
+    return {
+        row["slot"]: Holder(
+            identity=str(row["application_name"]).removeprefix(
+                f"{PROJECTOR_APPLICATION} "
+            ),
+            pid=row["pid"],
+            since=row["backend_start"],
+        )
+        for row in rows
+    }
+
+
+async def horizon_holder(
+    connection: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+) -> HorizonHolder | None:
+    """The oldest transaction with an id, server-wide: it holds read_all back."""
+    row = await connection.fetchrow(HORIZON_SQL)
+    if row is None:
+        return None
+    return HorizonHolder(
+        pid=row[0],
+        database=row[1],
+        state=row[2],
+        age_seconds=float(row[3] or 0),
+        query=row[4],
+    )

@@ -1,0 +1,309 @@
+"""PostgreSQL shadow tables: the DDL of the zero-downtime rebuild (DESIGN §5).
+
+The shadow is created ``LIKE`` the live table, so its columns, types,
+defaults, NOT NULL and CHECK constraints are the live table's own (a
+cached plan revalidated after the swap keeps its result type). The primary
+key and unique constraints come at once (the upserts need them) under
+shadow names; foreign keys keep their names, which are unique per table
+only. Plain indexes come after the bulk load (`finish`), which is cheaper
+than maintaining them row by row and lets the load update rows in place
+(HOT); then ANALYZE, so the first queries after the swap are planned on
+statistics.
+
+The swap runs in the caller's transaction: take the live table ACCESS
+EXCLUSIVE, rename it and its indexes out of the way, rename the shadow and
+its indexes to the canonical names, carry the privileges and the owner
+over. Readers queue for that instant only; a reader waiting on the old
+table finds the new one when it gets the lock (PostgreSQL looks the name up
+again after waiting). Lock waits are bounded by `lock_timeout` and retried
+from a savepoint, so one long reader cannot make every other reader queue
+behind the swap: https://www.postgresql.org/docs/current/explicit-locking.html
+
+The retired table is dropped in a transaction of its own: dropping its
+foreign keys takes ACCESS EXCLUSIVE locks on the referenced tables
+(messages, graphs, threads), which the swap must not hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import TYPE_CHECKING, Final
+
+import asyncpg
+from typing_extensions import override
+
+from eventstore import errors
+from eventstore.backends.base import ShadowTables
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from eventstore.backends.postgres import PostgresBackend
+
+MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1: longer names are cut silently
+TRANSIENT: Final = (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError)
+LOCK_SQL: Final = (
+    "SELECT pg_try_advisory_lock(hashtextextended('eventstore-rebuild:' || $1, 0))"
+)
+UNLOCK_SQL: Final = (
+    "SELECT pg_advisory_unlock(hashtextextended('eventstore-rebuild:' || $1, 0))"
+)
+# Indexes of a table, with the constraint each one backs (primary key,
+# unique, exclusion), if any.
+INDEXES_SQL: Final = """
+SELECT i.relname AS name, pg_get_indexdef(x.indexrelid) AS definition,
+       pg_get_constraintdef(c.oid) AS constraint_definition
+FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid
+LEFT JOIN pg_constraint c
+    ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+    AND c.contype IN ('p', 'u', 'x')
+WHERE x.indrelid = to_regclass($1)
+ORDER BY i.relname
+"""
+FOREIGN_KEYS_SQL: Final = """
+SELECT conname AS name, pg_get_constraintdef(oid) AS definition
+FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'f'
+ORDER BY conname
+"""
+COLUMNS_SQL: Final = """
+SELECT attname, format_type(atttypid, atttypmod), attnotnull
+FROM pg_attribute
+WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
+ORDER BY attnum
+"""
+GRANTS_SQL: Final = """
+SELECT coalesce(quote_ident(r.rolname), 'PUBLIC') AS grantee,
+       a.privilege_type, a.is_grantable
+FROM pg_class c
+CROSS JOIN LATERAL aclexplode(c.relacl) a
+LEFT JOIN pg_roles r ON r.oid = a.grantee
+WHERE c.oid = to_regclass($1) AND a.grantee <> c.relowner
+"""
+OWNER_SQL: Final = (
+    "SELECT quote_ident(pg_get_userbyid(relowner)) FROM pg_class "
+    "WHERE oid = to_regclass($1)"
+)
+# pg_get_indexdef's fixed form: CREATE [UNIQUE] INDEX name ON [ONLY] table USING ...
+INDEX_DEFINITION: Final = re.compile(
+    r"^CREATE (?P<unique>UNIQUE )?INDEX (?P<name>\S+) ON (?:ONLY )?(?P<table>\S+) "
+    r"(?P<rest>USING .+)$",
+    re.DOTALL,
+)
+
+
+async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under SQLAlchemy's, inside the same transaction."""
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+    if not driver.is_in_transaction():
+        # SQLAlchemy sends BEGIN with its first statement; send one, so that
+        # what goes straight to asyncpg joins the caller's transaction.
+        await connection.exec_driver_sql("SELECT 1")
+    return driver
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _suffixed(name: str, suffix: str) -> str:
+    named = name + suffix
+    if len(named.encode()) > MAX_IDENTIFIER:
+        raise errors.ConfigurationError(
+            f"cannot rebuild beside {name!r}: {named!r} is longer than "
+            f"{MAX_IDENTIFIER} bytes"
+        )
+    return named
+
+
+class PostgresShadowTables(ShadowTables):
+    """Shadow tables on PostgreSQL; the lock is a session advisory lock."""
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        self._backend = backend
+
+    @override
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[bool]:
+        # A session lock on a connection held for the whole rebuild: the
+        # server frees it if this process dies, even by SIGKILL.
+        backend = self._backend
+        async with backend.translate_errors():
+            connection = await backend.pool.acquire()
+        try:
+            async with backend.translate_errors():
+                taken = bool(await connection.fetchval(LOCK_SQL, name))
+            try:
+                yield taken
+            finally:
+                if taken:
+                    with contextlib.suppress(asyncpg.PostgresError, OSError):
+                        await connection.fetchval(UNLOCK_SQL, name)
+        finally:
+            await backend.pool.release(connection)
+
+    @override
+    async def exists(self, connection: AsyncConnection, table: str) -> bool:
+        driver = await _driver(connection)
+        return bool(await driver.fetchval("SELECT to_regclass($1) IS NOT NULL", table))
+
+    @override
+    async def create(self, connection: AsyncConnection, live: str) -> None:
+        driver = await _driver(connection)
+        shadow = self.shadow_name(live)
+        await driver.execute(
+            f"CREATE TABLE {_quote(shadow)} "
+            f"(LIKE {_quote(live)} INCLUDING ALL EXCLUDING INDEXES)"
+        )
+        for index in await driver.fetch(INDEXES_SQL, live):
+            if index["constraint_definition"] is not None:
+                name = _suffixed(index["name"], self.SHADOW_SUFFIX)
+                await driver.execute(
+                    f"ALTER TABLE {_quote(shadow)} ADD CONSTRAINT {_quote(name)} "
+                    f"{index['constraint_definition']}"
+                )
+        for key in await driver.fetch(FOREIGN_KEYS_SQL, live):
+            await driver.execute(
+                f"ALTER TABLE {_quote(shadow)} ADD CONSTRAINT {_quote(key['name'])} "
+                f"{key['definition']}"
+            )
+
+    @override
+    async def finish(self, connection: AsyncConnection, live: str) -> None:
+        driver = await _driver(connection)
+        shadow = self.shadow_name(live)
+        for index in await driver.fetch(INDEXES_SQL, live):
+            if index["constraint_definition"] is not None:
+                continue
+            parsed = INDEX_DEFINITION.match(index["definition"])
+            if parsed is None:
+                raise errors.DatabaseError(
+                    f"cannot copy index {index['name']}: {index['definition']}"
+                )
+            name = _suffixed(index["name"], self.SHADOW_SUFFIX)
+            await driver.execute(
+                f"CREATE {parsed['unique'] or ''}INDEX IF NOT EXISTS {_quote(name)} "
+                f"ON {_quote(shadow)} {parsed['rest']}"
+            )
+        await driver.execute(f"ANALYZE {_quote(shadow)}")
+
+    @override
+    async def swap(
+        self,
+        connection: AsyncConnection,
+        live: str,
+        *,
+        lock_timeout: float,
+        attempts: int,
+    ) -> None:
+        driver = await _driver(connection)
+        shadow, retired = self.shadow_name(live), self.retired_name(live)
+        await self._check_same_shape(driver, live, shadow)
+        indexes = [row["name"] for row in await driver.fetch(INDEXES_SQL, live)]
+
+        async def swap_once() -> None:
+            await driver.execute(f"LOCK TABLE {_quote(live)} IN ACCESS EXCLUSIVE MODE")
+            # Privileges and owner first: they name the shadow by its own name.
+            for grant in await driver.fetch(GRANTS_SQL, live):
+                await driver.execute(
+                    f"GRANT {grant['privilege_type']} ON {_quote(shadow)} "
+                    f"TO {grant['grantee']}"
+                    + (" WITH GRANT OPTION" if grant["is_grantable"] else "")
+                )
+            owner = await driver.fetchval(OWNER_SQL, live)
+            if owner != await driver.fetchval(OWNER_SQL, shadow):
+                await driver.execute(f"ALTER TABLE {_quote(shadow)} OWNER TO {owner}")
+            await driver.execute(
+                f"ALTER TABLE {_quote(live)} RENAME TO {_quote(retired)}"
+            )
+            for name in indexes:
+                await driver.execute(
+                    f"ALTER INDEX {_quote(name)} RENAME TO "
+                    f"{_quote(_suffixed(name, self.RETIRED_SUFFIX))}"
+                )
+            await driver.execute(
+                f"ALTER TABLE {_quote(shadow)} RENAME TO {_quote(live)}"
+            )
+            for name in indexes:
+                # Renaming an index renames the constraint it backs as well.
+                await driver.execute(
+                    f"ALTER INDEX {_quote(_suffixed(name, self.SHADOW_SUFFIX))} "
+                    f"RENAME TO {_quote(name)}"
+                )
+
+        if not await _retrying(driver, swap_once, lock_timeout, attempts):
+            raise errors.DatabaseError(
+                f"could not lock {live} for the swap within {attempts} tries of "
+                f"{lock_timeout:g} s (a long transaction is using it); the shadow "
+                "is kept: run the rebuild again to resume"
+            )
+
+    @override
+    async def drop(
+        self,
+        connection: AsyncConnection,
+        table: str,
+        *,
+        lock_timeout: float,
+        attempts: int,
+    ) -> bool:
+        driver = await _driver(connection)
+
+        async def drop_once() -> None:
+            await driver.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+
+        return await _retrying(driver, drop_once, lock_timeout, attempts)
+
+    async def _check_same_shape(
+        self, driver: asyncpg.Connection, live: str, shadow: str
+    ) -> None:
+        """Refuse to swap in a shadow that no longer matches the live table.
+
+        A migration run during the rebuild would otherwise be undone.
+        """
+        columns = [tuple(row) for row in await driver.fetch(COLUMNS_SQL, live)]
+        shadow_columns = [tuple(row) for row in await driver.fetch(COLUMNS_SQL, shadow)]
+        indexes = {
+            _suffixed(row["name"], self.SHADOW_SUFFIX)
+            for row in await driver.fetch(INDEXES_SQL, live)
+        }
+        shadow_indexes = {
+            row["name"] for row in await driver.fetch(INDEXES_SQL, shadow)
+        }
+        if columns != shadow_columns or indexes != shadow_indexes:
+            raise errors.DatabaseError(
+                f"{live} changed during the rebuild (a migration?): its shadow "
+                f"{shadow} no longer matches; run the rebuild again with --restart"
+            )
+
+
+async def _retrying(
+    driver: asyncpg.Connection,
+    work: Callable[[], Awaitable[None]],
+    lock_timeout: float,
+    attempts: int,
+) -> bool:
+    """Run `work` in a savepoint with bounded lock waits; False if it never got its locks.
+
+    A lock wait that times out (or a deadlock) rolls back to the savepoint
+    only: the caller's transaction, and the locks it took before, stay.
+    """
+    for _ in range(attempts):
+        try:
+            async with driver.transaction():
+                await driver.execute(
+                    f"SET LOCAL lock_timeout = '{max(1, round(lock_timeout * 1000))}ms'"
+                )
+                await work()
+                await driver.execute("SET LOCAL lock_timeout = DEFAULT")
+        except TRANSIENT:
+            # Give the readers that queued behind this try their turn.
+            await asyncio.sleep(lock_timeout / 2)
+            continue
+        return True
+    return False

@@ -1,0 +1,104 @@
+"""Slots: a projection, or one partition of it, each with a checkpoint and a leader.
+
+A slot's checkpoint row is ``(projection name, partition index)``. Its lock
+name also carries the partition count, so processes started with different
+counts never share a lock; the checkpoint rows refuse such a mix (a change
+of partition count means a rebuild).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from eventstore import Checkpoint, errors
+from eventstore.partitions import Partition
+from eventstore.schema import projection_checkpoints as table
+from projections import checkpoints
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from projections.base import Projection
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One unit of projection work: a projection and a partition of the log."""
+
+    projection: Projection
+    partition: Partition
+
+    @property
+    def lock_name(self) -> str:
+        """The name of the slot's leader lock."""
+        return f"{self.projection.name}:{self.partition.index}/{self.partition.count}"
+
+    def __str__(self) -> str:
+        if self.partition.count == 1:
+            return self.projection.name
+        return (
+            f"{self.projection.name} partition {self.partition.index}"
+            f"/{self.partition.count}"
+        )
+
+
+def slots_of(projections: list[Projection], partitions: int) -> list[Slot]:
+    """Every slot of the projections split `partitions` ways."""
+    return [
+        Slot(projection, Partition(index, partitions))
+        for projection in projections
+        for index in range(partitions)
+    ]
+
+
+async def prepare(
+    connection: AsyncConnection, projection: Projection, partitions: int
+) -> None:
+    """Make sure the projection has one checkpoint row per partition.
+
+    The count may change while every partition stands at the same
+    checkpoint (an unpartitioned projection always does); otherwise only
+    a rebuild changes it.
+
+    Raises:
+        ConfigurationError: the partitions stand apart under another count.
+    """
+    rows = (
+        await connection.execute(
+            sa.select(table.c.partition, table.c.transaction_id, table.c.position)
+            .where(table.c.name == projection.name)
+            .with_for_update()
+        )
+    ).all()
+    existing = {row.partition for row in rows}
+    wanted = set(range(partitions))
+    if existing and existing != wanted:
+        # Every partition may start where all of them stand together: the
+        # log up to that checkpoint is folded whichever way it is split.
+        places = {(int(row.transaction_id or 0), int(row.position)) for row in rows}
+        if len(places) != 1:
+            raise errors.ConfigurationError(
+                f"projection {projection.name} is split {len(existing)} ways here "
+                f"and its partitions stand at different places: changing to "
+                f"{partitions} means a rebuild (`eventstore rebuild`)"
+            )
+        place = Checkpoint(*places.pop())
+        await connection.execute(
+            sa.delete(table).where(table.c.name == projection.name)
+        )
+        for index in sorted(wanted):
+            await checkpoints.ensure(connection, projection.name, index)
+            if place != checkpoints.START:
+                await checkpoints.advance(
+                    connection,
+                    projection.name,
+                    expected=checkpoints.START,
+                    new=place,
+                    partition=index,
+                )
+        return
+    for index in sorted(wanted):
+        await checkpoints.ensure(connection, projection.name, index)
