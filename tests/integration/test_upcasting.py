@@ -25,6 +25,7 @@ from eventstore import (
     ValidationError,
     schema,
 )
+from eventstore.archiving import archive_finished_before, verify_archive
 from eventstore.audit import verify_stream
 from eventstore.hashing import GENESIS_HASH, canonical_event, canonical_json, chain_hash
 from eventstore.integrity import verify_log
@@ -36,6 +37,8 @@ from projections.verify import verify_executions
 from tests.cli.runner import run_cli
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.helpers import References
 
 OLD_RELEASE = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
@@ -341,3 +344,26 @@ async def test_a_v1_payload_that_cannot_be_lifted_is_a_clear_error(
         audit.stderr
     )
     assert "Traceback" not in audit.stderr
+
+
+async def test_archive_replay_reads_the_v2_shape(
+    store: EventStore, old_execution: uuid.UUID, tmp_path: Path
+) -> None:
+    """An archived stream keeps its stored v1 form; replaying it upcasts."""
+    await store.executions.complete(old_execution, result={"ok": True})
+    final = await store.executions.get(old_execution)
+    await until_visible(store, 6)
+    await Projector(store).run_until_caught_up()
+    archive_dir = tmp_path / "archives"
+    archive_dir.mkdir()
+    result = await archive_finished_before(
+        store, datetime.now(UTC) + timedelta(minutes=1), archive_dir
+    )
+    assert result is not None
+    verified = await verify_archive(store, result.data_path)
+    stored = [e for e in verified.events if e.type == "ExecutionProgressed"]
+    assert [e.schema_version for e in stored] == [1, 1, 1]  # the file keeps v1
+    replayed = verified.history(old_execution)
+    assert_current_shape(replayed)
+    assert verified.states()[old_execution] == final
+    assert final.metrics == OLD_METRICS
