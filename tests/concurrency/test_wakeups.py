@@ -132,8 +132,10 @@ async def test_a_subscriber_wakes_on_another_stores_append(
     [event] = await follower.take(1, within=PROMPTLY)
     assert event.stream_id == stream
     assert event.data == {"n": 1}
-    # The reader never appended: only a NOTIFY moves its generation.
-    assert reader.wakeups.generation > before
+    # The reader never appended: only a NOTIFY moves its generation. The
+    # event itself may come first, read after the wake-up the listener gives
+    # on connecting, so wait for the NOTIFY rather than expect it already.
+    await eventually(lambda: reader.wakeups.generation > before, within=PROMPTLY)
     await follower.stop()
 
 
@@ -153,7 +155,7 @@ async def test_wait_wakes_on_another_stores_completion(
     async with asyncio.timeout(PROMPTLY):
         state = await waiting
     assert state.status is ExecutionStatus.COMPLETED
-    assert reader.wakeups.generation > before
+    await eventually(lambda: reader.wakeups.generation > before, within=PROMPTLY)
 
 
 @pytest.mark.postgres
@@ -189,7 +191,7 @@ async def test_the_listener_reconnects_after_its_backend_is_terminated(
     await writer.append(stream, note(2), expected_version=1)
     [event] = await follower.take(1, within=PROMPTLY)
     assert event.data == {"n": 2}
-    assert reader.wakeups.generation > before
+    await eventually(lambda: reader.wakeups.generation > before, within=PROMPTLY)
     await follower.stop()
 
 
