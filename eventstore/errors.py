@@ -105,6 +105,26 @@ class ValidationError(EventStoreError, ValueError):
         return cls(f"invalid {what}: {problems}")
 
 
+class EventNotApplicable(ValidationError):
+    """An event the execution fold cannot apply (wrong type, order or data)."""
+
+    def __init__(
+        self,
+        *,
+        stream_id: UUID,
+        version: int,
+        position: int,
+        event_id: UUID,
+        reason: str,
+    ) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.position = position
+        self.event_id = event_id
+        self.reason = reason
+        super().__init__(reason)
+
+
 class IdempotencyConflict(ValidationError):
     """An event id (or idempotency key) was reused for different content."""
 

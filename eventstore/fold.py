@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
 from eventstore import errors
 from eventstore.status import RESULTING_STATUS, ExecutionStatus
+from eventstore.trusted import construct
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -63,6 +64,9 @@ class ExecutionState(BaseModel):
 
 
 _ONE_MS = timedelta(milliseconds=1)
+_TERMINAL_TYPES = frozenset(
+    ("ExecutionCompleted", "ExecutionFailed", "ExecutionCancelled")
+)
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -71,92 +75,139 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
     return (end - start) // _ONE_MS
 
 
-def _add_metrics(
-    total: dict[str, int | float], delta: object
-) -> dict[str, int | float]:
-    if not isinstance(delta, dict) or not delta:
-        return total
-    summed = dict(total)
-    for name, value in delta.items():
-        summed[name] = summed.get(name, 0) + value
-    return summed
+def _own_fields(state: ExecutionState) -> dict[str, Any]:
+    """A copy of a state's fields that the fold may change in place."""
+    fields = dict(state.__dict__)
+    fields["metrics"] = dict(fields["metrics"])  # the one mutable field
+    return fields
 
 
-def apply_event(state: ExecutionState | None, event: RecordedEvent) -> ExecutionState:
-    """Fold one more event into a state (None before ExecutionCreated).
-
-    Raises:
-        ValidationError: the event cannot be applied here: an unknown type,
-            a stream that does not start with ExecutionCreated, or a version
-            that does not follow the state's.
-    """
+def _created(event: RecordedEvent) -> dict[str, Any]:
+    """The fields of a new state, validated (ids parsed) from ExecutionCreated."""
+    if event.type != "ExecutionCreated":
+        raise errors.ValidationError(
+            f"stream {event.stream_id} starts with {event.type}, not ExecutionCreated"
+        )
     data = event.data
-    at = event.occurred_at
-    if state is None:
-        if event.type != "ExecutionCreated":
-            raise errors.ValidationError(
-                f"stream {event.stream_id} starts with {event.type}, not ExecutionCreated"
-            )
-        # Validated (ids parsed) from the stored JSON of ExecutionCreated.
-        return ExecutionState.model_validate(
+    try:
+        state = ExecutionState.model_validate(
             {
                 "id": event.stream_id,
-                "message_id": data["message_id"],
-                "graph_id": data["graph_id"],
-                "thread_id": data["thread_id"],
+                "message_id": data.get("message_id"),
+                "graph_id": data.get("graph_id"),
+                "thread_id": data.get("thread_id"),
                 "status": ExecutionStatus.PENDING,
                 "inputs": data.get("inputs"),
-                "created_at": at,
+                "created_at": event.occurred_at,
                 "attempt": data.get("attempt", 1),
                 "retry_of": data.get("retry_of"),
                 "version": event.version,
                 "last_position": event.position,
             }
         )
-    if event.version != state.version + 1:
+    except ValidationError as exc:
+        raise errors.ValidationError.from_pydantic(exc, f"{event.type} data") from exc
+    return dict(state.__dict__)
+
+
+def _advance(fields: dict[str, Any], event: RecordedEvent) -> None:
+    """Fold one event into a state's fields, in place."""
+    kind = event.type
+    if event.version != fields["version"] + 1:
         raise errors.ValidationError(
             f"stream {event.stream_id}: version {event.version} "
-            f"does not follow {state.version}"
+            f"does not follow {fields['version']}"
         )
-    if event.type not in RESULTING_STATUS or event.type == "ExecutionCreated":
+    if kind not in RESULTING_STATUS or kind == "ExecutionCreated":
         raise errors.ValidationError(
             f"stream {event.stream_id} v{event.version}: "
-            f"cannot apply {event.type} to an execution"
+            f"cannot apply {kind} to an execution"
         )
-    changes: dict[str, Any] = {
-        "version": event.version,
-        "last_position": event.position,
-    }
-    new_status = RESULTING_STATUS[event.type]
+    data = event.data
+    at = event.occurred_at
+    fields["version"] = event.version
+    fields["last_position"] = event.position
+    new_status = RESULTING_STATUS[kind]
     if new_status is not None:
-        changes["status"] = new_status
-    if event.type == "ExecutionStarted":
-        changes["started_at"] = at
-        changes["worker_id"] = data["worker_id"]
-        changes["queue_ms"] = _ms(state.created_at, at)
-    elif event.type == "ExecutionProgressed":
-        changes["steps_completed"] = state.steps_completed + 1
-    elif (
-        event.type == "ExecutionCancellationRequested"
-        and state.cancel_requested_at is None
-    ):
-        changes["cancel_requested_at"] = at
-    if event.type in ("ExecutionCompleted", "ExecutionFailed", "ExecutionCancelled"):
-        changes["finished_at"] = at
-        changes["run_ms"] = _ms(state.started_at, at)
-        changes["total_ms"] = _ms(state.created_at, at)
-    if event.type == "ExecutionCompleted":
-        changes["result"] = data.get("result")
-    elif event.type == "ExecutionFailed":
-        changes["error"] = data["error"]
-    changes["metrics"] = _add_metrics(state.metrics, data.get("metrics"))
-    return state.model_copy(update=changes)
+        fields["status"] = new_status
+    if kind == "ExecutionStarted":
+        fields["started_at"] = at
+        fields["worker_id"] = data["worker_id"]
+        fields["queue_ms"] = _ms(fields["created_at"], at)
+    elif kind == "ExecutionProgressed":
+        fields["steps_completed"] += 1
+    elif kind == "ExecutionCancellationRequested":
+        if fields["cancel_requested_at"] is None:
+            fields["cancel_requested_at"] = at
+    elif kind in _TERMINAL_TYPES:
+        fields["finished_at"] = at
+        fields["run_ms"] = _ms(fields["started_at"], at)
+        fields["total_ms"] = _ms(fields["created_at"], at)
+        if kind == "ExecutionCompleted":
+            fields["result"] = data.get("result")
+        elif kind == "ExecutionFailed":
+            fields["error"] = data["error"]
+    delta = data.get("metrics")
+    if isinstance(delta, dict):
+        metrics = fields["metrics"]
+        for name, value in delta.items():
+            metrics[name] = metrics.get(name, 0) + value
+
+
+def _not_applicable(event: RecordedEvent, exc: Exception) -> errors.EventNotApplicable:
+    reason = str(exc)
+    if not isinstance(exc, errors.ValidationError):
+        reason = (
+            f"stream {event.stream_id} v{event.version}: cannot apply "
+            f"{event.type}: {type(exc).__name__}: {exc}"
+        )
+    return errors.EventNotApplicable(
+        stream_id=event.stream_id,
+        version=event.version,
+        position=event.position,
+        event_id=event.event_id,
+        reason=reason,
+    )
+
+
+def apply_event(state: ExecutionState | None, event: RecordedEvent) -> ExecutionState:
+    """Fold one more event into a state (None before ExecutionCreated).
+
+    Raises:
+        EventNotApplicable: the event cannot be applied here: an unknown
+            type, a stream that does not start with ExecutionCreated, a
+            version that does not follow the state's, or data the fold
+            cannot read. `state` is left as it was.
+    """
+    try:
+        if state is None:
+            fields = _created(event)
+        else:
+            fields = _own_fields(state)
+            _advance(fields, event)
+    except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+        raise _not_applicable(event, exc) from exc
+    return construct(ExecutionState, fields)
 
 
 def fold_events(
     events: Iterable[RecordedEvent], state: ExecutionState | None = None
 ) -> ExecutionState | None:
-    """Fold events in stream order; None when there were none."""
-    for event in events:
-        state = apply_event(state, event)
-    return state
+    """Fold events in stream order; None when there were none.
+
+    One dict of fields is folded in place and made a state at the end, so a
+    long stream costs one model, not one per event.
+
+    Raises:
+        EventNotApplicable: as `apply_event`; `state` is left as it was.
+    """
+    fields = None if state is None else _own_fields(state)
+    try:
+        for event in events:
+            if fields is None:
+                fields = _created(event)
+            else:
+                _advance(fields, event)
+    except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+        raise _not_applicable(event, exc) from exc  # the event being folded
+    return None if fields is None else construct(ExecutionState, fields)

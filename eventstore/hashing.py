@@ -228,7 +228,13 @@ def parse_json(text: str) -> JSONValue:
     An integral number written with an exponent (``1e+30``) becomes an int,
     as jsonb makes it, so both backends hand back the same values.
     """
-    return cast("JSONValue", _DECODER.decode(text))
+    try:
+        value, end = _DECODER.raw_decode(text)
+    except json.JSONDecodeError:
+        end = -1
+    if end != len(text):  # surrounding whitespace, or an error: decode says which
+        return cast("JSONValue", _DECODER.decode(text))
+    return cast("JSONValue", value)
 
 
 def dump_json(value: object) -> str:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from eventstore import errors, schema
 from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
+from eventstore.events.payloads import PAYLOAD_TYPES
 from eventstore.events.upcasting import upcast
 from eventstore.hashing import parse_json_object
 
@@ -59,6 +60,9 @@ def as_stream_id(value: UUID | str) -> UUID:
 
 def upcast_event(event: RecordedEvent) -> RecordedEvent:
     """The event with its data lifted to the current schema version."""
+    model = PAYLOAD_TYPES.get(event.type)
+    if model is None or event.schema_version >= model.schema_version:
+        return event  # the common case, decided without a call
     version, data = upcast(event.type, event.schema_version, event.data)
     if version == event.schema_version:
         return event
@@ -210,20 +214,20 @@ def just_recorded(
     """
     first_version = result.version - len(events) + 1
     return [
-        RecordedEvent.model_construct(
+        RecordedEvent.from_log(
             position=position,
             stream_id=stream_id,
             version=first_version + offset,
             stream_type="execution",
             event_id=event.event_id,
-            type=event.type,
+            event_type=event.type,
             schema_version=event.schema_version,
             data=parse_json_object(event.data_json),
             metadata=event.metadata,
             occurred_at=event.occurred_at,
             recorded_at=datetime.now(UTC),
             transaction_id=None,
-            hash=b"",
+            chain_hash=b"",
         )
         for offset, (event, position) in enumerate(
             zip(events, result.positions, strict=True)

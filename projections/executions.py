@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
-from eventstore import ExecutionState, apply_event, errors
+from eventstore import ExecutionState, ExecutionStatus, errors, fold_events
 from eventstore.schema import executions as canonical_table
+from eventstore.trusted import construct
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,12 +28,20 @@ COLUMNS: Final = tuple(column.name for column in canonical_table.columns)
 
 def state_to_row(state: ExecutionState) -> dict[str, Any]:
     """An `executions` row for a state."""
-    return state.model_dump(include=set(COLUMNS))
+    fields = state.__dict__
+    return {name: fields[name] for name in COLUMNS}
 
 
 def row_to_state(row: Any) -> ExecutionState:
-    """The state an `executions` row holds."""
+    """The state an `executions` row holds, validated (for rows read by users)."""
     return ExecutionState.model_validate(dict(row))
+
+
+def _stored_state(row: Any) -> ExecutionState:
+    """The state of a row this projection wrote itself: typed, so not validated."""
+    fields = dict(row)
+    fields["status"] = ExecutionStatus(fields["status"])
+    return construct(ExecutionState, fields)
 
 
 class ExecutionsProjection:
@@ -47,7 +56,6 @@ class ExecutionsProjection:
     def __init__(self, backend: Backend, *, table: sa.Table = canonical_table) -> None:
         self._backend = backend
         self._table = table
-        self._upsert = backend.upsert(table, guard="version")
 
     @property
     def table(self) -> sa.Table:
@@ -75,27 +83,41 @@ class ExecutionsProjection:
                 by_stream[event.stream_id].append(event)
         if not by_stream:
             return
-        states = await self._load(connection, list(by_stream))
+        # A stream whose batch starts with its first event folds from
+        # nothing: its row, if any, is not needed (the upsert's version
+        # guard keeps a row that is already further on).
+        states = await self._load(
+            connection,
+            [
+                stream_id
+                for stream_id, stream in by_stream.items()
+                if stream[0].version > 1
+            ],
+        )
         changed: list[dict[str, Any]] = []
         for stream_id, stream_events in by_stream.items():
             state = states.get(stream_id)
-            before = state.version if state is not None else 0
-            for event in stream_events:
-                if event.version <= (state.version if state is not None else 0):
-                    continue
-                try:
-                    state = apply_event(state, event)
-                except errors.ValidationError as exc:
-                    raise errors.ProjectionError(
-                        projection=NAME,
-                        position=event.position,
-                        event_id=event.event_id,
-                        reason=str(exc),
-                    ) from exc
-            if state is not None and state.version > before:
+            pending = (
+                stream_events
+                if state is None
+                else [e for e in stream_events if e.version > state.version]
+            )
+            if not pending:
+                continue
+            try:
+                state = fold_events(pending, state)
+            except errors.EventNotApplicable as exc:
+                raise errors.ProjectionError(
+                    projection=NAME,
+                    position=exc.position,
+                    event_id=exc.event_id,
+                    reason=exc.reason,
+                ) from exc
+            if state is not None:
                 changed.append(state_to_row(state))
-        if changed:  # one statement, executed for every changed row
-            await connection.execute(self._upsert, changed)
+        await self._backend.upsert_rows(
+            connection, self._table, changed, guard="version"
+        )
 
     async def reset(self, connection: AsyncConnection) -> None:
         """Delete every row (the rebuild replays the log afterwards)."""
@@ -113,6 +135,6 @@ class ExecutionsProjection:
                 )
             )
             for row in rows.mappings():
-                state = row_to_state(row)
+                state = _stored_state(row)
                 states[state.id] = state
         return states

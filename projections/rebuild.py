@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,6 +117,7 @@ class RebuildReport:
         swap_seconds: how long the swap's transaction held the live table.
         retired_dropped: the replaced table is gone (False: it could not be
             locked in time and is dropped by the next rebuild).
+        seconds: how long the run took, start to end.
     """
 
     projection: str
@@ -125,6 +127,7 @@ class RebuildReport:
     swapped: bool
     swap_seconds: float = 0.0
     retired_dropped: bool = True
+    seconds: float = 0.0
 
 
 async def rebuild(
@@ -192,22 +195,25 @@ async def run_rebuild(
     """
     if batch_size < 1:
         raise errors.ValidationError(f"invalid batch size {batch_size}: 1 or more")
+    started = time.monotonic()
     backend = store.backend
     await backend.ensure_schema()
     shadows = _shadow_tables(store, projection)
     if shadows is None or not isinstance(projection, TableProjection):
-        return await _rebuild_in_place(
+        report = await _rebuild_in_place(
             store, projection, batch_size=batch_size, on_batch=on_batch
         )
-    return await _ShadowRebuild(
-        store,
-        projection,
-        shadows,
-        batch_size=batch_size,
-        on_batch=on_batch,
-        lock_timeout=swap_lock_timeout,
-        attempts=swap_attempts,
-    ).run(restart=restart)
+    else:
+        report = await _ShadowRebuild(
+            store,
+            projection,
+            shadows,
+            batch_size=batch_size,
+            on_batch=on_batch,
+            lock_timeout=swap_lock_timeout,
+            attempts=swap_attempts,
+        ).run(restart=restart)
+    return dataclasses.replace(report, seconds=time.monotonic() - started)
 
 
 async def plan_rebuild(

@@ -113,13 +113,20 @@ async def _streams(
     )
     streams: dict[UUID, list[RecordedEvent]] = {}
     for row in result.mappings():
-        event = RecordedEvent.model_construct(
-            **{
-                name: row[name]
-                for name in RecordedEvent.model_fields
-                if name != "metadata"
-            },
+        event = RecordedEvent.from_log(
+            position=row["position"],
+            stream_id=row["stream_id"],
+            version=row["version"],
+            stream_type=row["stream_type"],
+            event_id=row["event_id"],
+            event_type=row["type"],
+            schema_version=row["schema_version"],
+            data=row["data"],
             metadata=EventMetadata.from_stored(row["metadata"]),
+            occurred_at=row["occurred_at"],
+            recorded_at=row["recorded_at"],
+            transaction_id=row["transaction_id"],
+            chain_hash=row["hash"],
         )
         streams.setdefault(row["stream_id"], []).append(upcast_event(event))
     return streams

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from eventstore import errors
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from datetime import datetime
     from uuid import UUID
 
@@ -343,6 +343,22 @@ class Backend(ABC):
         Raises:
             ValidationError: no event has that position.
         """
+
+    async def upsert_rows(
+        self,
+        connection: AsyncConnection,
+        table: sa.Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        guard: str,
+    ) -> None:
+        """`upsert` for a batch of rows, in the caller's transaction.
+
+        A backend with a faster bulk form (PostgreSQL: one statement over
+        column arrays) overrides this; here it is one executemany.
+        """
+        if rows:
+            await connection.execute(self.upsert(table, guard=guard), list(rows))
 
     @abstractmethod
     def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:

@@ -36,6 +36,7 @@ from typing_extensions import override
 
 from eventstore import errors
 from eventstore.backends.base import ShadowTables
+from eventstore.backends.postgres_driver import driver_connection
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -96,17 +97,6 @@ INDEX_DEFINITION: Final = re.compile(
 )
 
 
-async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
-    """The asyncpg connection under SQLAlchemy's, inside the same transaction."""
-    raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
-    if not driver.is_in_transaction():
-        # SQLAlchemy sends BEGIN with its first statement; send one, so that
-        # what goes straight to asyncpg joins the caller's transaction.
-        await connection.exec_driver_sql("SELECT 1")
-    return driver
-
-
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -149,12 +139,12 @@ class PostgresShadowTables(ShadowTables):
 
     @override
     async def exists(self, connection: AsyncConnection, table: str) -> bool:
-        driver = await _driver(connection)
+        driver = await driver_connection(connection)
         return bool(await driver.fetchval("SELECT to_regclass($1) IS NOT NULL", table))
 
     @override
     async def create(self, connection: AsyncConnection, live: str) -> None:
-        driver = await _driver(connection)
+        driver = await driver_connection(connection)
         shadow = self.shadow_name(live)
         await driver.execute(
             f"CREATE TABLE {_quote(shadow)} "
@@ -175,7 +165,7 @@ class PostgresShadowTables(ShadowTables):
 
     @override
     async def finish(self, connection: AsyncConnection, live: str) -> None:
-        driver = await _driver(connection)
+        driver = await driver_connection(connection)
         shadow = self.shadow_name(live)
         for index in await driver.fetch(INDEXES_SQL, live):
             if index["constraint_definition"] is not None:
@@ -201,7 +191,7 @@ class PostgresShadowTables(ShadowTables):
         lock_timeout: float,
         attempts: int,
     ) -> None:
-        driver = await _driver(connection)
+        driver = await driver_connection(connection)
         shadow, retired = self.shadow_name(live), self.retired_name(live)
         await self._check_same_shape(driver, live, shadow)
         indexes = [row["name"] for row in await driver.fetch(INDEXES_SQL, live)]
@@ -252,7 +242,7 @@ class PostgresShadowTables(ShadowTables):
         lock_timeout: float,
         attempts: int,
     ) -> bool:
-        driver = await _driver(connection)
+        driver = await driver_connection(connection)
 
         async def drop_once() -> None:
             await driver.execute(f"DROP TABLE IF EXISTS {_quote(table)}")

@@ -37,12 +37,16 @@ from eventstore.backends.base import (
     forward_only_upsert,
 )
 from eventstore.backends.sqlite_leadership import SqliteLeaderLocks
-from eventstore.events.envelope import Checkpoint, EventMetadata, RecordedEvent
+from eventstore.events.envelope import (
+    Checkpoint,
+    RecordedEvent,
+    stored_metadata_parser,
+)
 from eventstore.hashing import dump_json, parse_json_object
 from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
     import aiosqlite
     from sqlalchemy.engine import Connection
@@ -108,22 +112,26 @@ def from_db_time(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _row_to_event(row: Sequence[Any]) -> RecordedEvent:
-    return RecordedEvent.model_construct(
-        position=row[0],
-        stream_id=UUID(hex=row[1]),
-        version=row[2],
-        stream_type=row[3],
-        event_id=UUID(hex=row[4]),
-        type=row[5],
-        schema_version=row[6],
-        data=parse_json_object(row[7]),
-        metadata=EventMetadata.from_stored(parse_json_object(row[8])),
-        occurred_at=from_db_time(row[9]),
-        recorded_at=from_db_time(row[10]),
-        transaction_id=None,
-        hash=row[11],
-    )
+def _rows_to_events(rows: Iterable[Sequence[Any]]) -> list[RecordedEvent]:
+    metadata = stored_metadata_parser()
+    return [
+        RecordedEvent.from_log(
+            position=row[0],
+            stream_id=UUID(hex=row[1]),
+            version=row[2],
+            stream_type=row[3],
+            event_id=UUID(hex=row[4]),
+            event_type=row[5],
+            schema_version=row[6],
+            data=parse_json_object(row[7]),
+            metadata=metadata(row[8]),
+            occurred_at=from_db_time(row[9]),
+            recorded_at=from_db_time(row[10]),
+            transaction_id=None,
+            chain_hash=row[11],
+        )
+        for row in rows
+    ]
 
 
 def _partition_key(stream_id_hex: str) -> int:
@@ -236,7 +244,7 @@ class SqliteBackend(Backend):
             READ_STREAM_SQL,
             (stream_id.hex, after_version, -1 if limit is None else limit),
         )
-        return [_row_to_event(row) for row in rows]
+        return _rows_to_events(rows)
 
     @override
     async def read_all(
@@ -253,14 +261,12 @@ class SqliteBackend(Backend):
             rows = await self._fetch(
                 READ_PARTITION_SQL, (position, partition.count, partition.index, limit)
             )
-        return [_row_to_event(row) for row in rows]
+        return _rows_to_events(rows)
 
     @override
     async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
         ids = dump_json([stream_id.hex for stream_id in stream_ids])
-        return [
-            _row_to_event(row) for row in await self._fetch(READ_STREAMS_SQL, (ids,))
-        ]
+        return _rows_to_events(await self._fetch(READ_STREAMS_SQL, (ids,)))
 
     @override
     async def head_checkpoint(self) -> Checkpoint | None:

@@ -22,6 +22,7 @@ from eventstore.cli.app import (
     stderr,
     stdout,
 )
+from projections.gc_tuning import tune_gc_for_batches
 from projections.projector import Projector
 from projections.status import ProjectionStatus, projection_status
 
@@ -77,6 +78,7 @@ def project(
 
     async def command() -> int:
         async with EventStore.open(url) as store:
+            tune_gc_for_batches()
             projector = Projector(
                 store,
                 batch_size=batch_size,

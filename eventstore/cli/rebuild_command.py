@@ -26,6 +26,7 @@ from eventstore.cli.app import (
     stdout,
 )
 from projections.executions import ExecutionsProjection
+from projections.gc_tuning import tune_gc_for_batches
 from projections.rebuild import DEFAULT_BATCH, RebuildReport, plan_rebuild, run_rebuild
 
 
@@ -60,6 +61,7 @@ def rebuild(
 
     async def command() -> RebuildReport:
         async with EventStore.open(url) as store:
+            tune_gc_for_batches()
             projection = ExecutionsProjection(store.backend)
             plan = await plan_rebuild(store, projection, restart=restart)
             if plan.resume_from is not None:
@@ -103,7 +105,11 @@ def rebuild(
         if report.resumed_from is not None
         else ""
     )
-    stdout.print(f"rebuilt executions from {report.events} events{resumed}")
+    rate = f", {report.events / report.seconds:,.0f} events/s" if report.seconds else ""
+    stdout.print(
+        f"rebuilt executions from {report.events} events{resumed} "
+        f"in {report.seconds:.1f} s{rate}"
+    )
     if not report.swapped:
         stdout.print(f"replayed in one transaction, up to position {report.position}")
         return

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, NamedTuple, cast
+from typing import Annotated, Final, NamedTuple
 from uuid import UUID, uuid4
 
 import pydantic
@@ -14,6 +14,7 @@ from typing_extensions import TypeAliasType
 
 from eventstore import errors, hashing
 from eventstore.events import payloads
+from eventstore.trusted import construct
 
 JSONValue = TypeAliasType(
     "JSONValue",
@@ -62,7 +63,13 @@ class EventMetadata(BaseModel):
         """Metadata read back from the log, trusted as written (no validation)."""
         if not stored:
             return EMPTY_METADATA
-        return cls.model_construct(**cast("dict[str, Any]", stored))
+        given = stored.keys() & _METADATA_FIELDS
+        return construct(
+            cls,
+            {name: stored.get(name) for name in _METADATA_FIELDS},
+            extra={k: v for k, v in stored.items() if k not in _METADATA_FIELDS},
+            fields_set=given,
+        )
 
     def as_json(self) -> JSONObject:
         """The metadata as stored: set keys only, in a JSON-able form."""
@@ -71,6 +78,27 @@ class EventMetadata(BaseModel):
 
 
 EMPTY_METADATA: Final = EventMetadata()
+_METADATA_FIELDS: Final = tuple(EventMetadata.model_fields)
+
+
+def stored_metadata_parser() -> Callable[[str], EventMetadata]:
+    """A parser of stored metadata texts that parses each distinct text once.
+
+    The events of one request share their actor and ids, so a batch read
+    from the log repeats few texts; the models are frozen and can be shared.
+    Use one parser per batch: it keeps what it parsed.
+    """
+    parsed: dict[str, EventMetadata] = {}
+
+    def parse(text: str) -> EventMetadata:
+        metadata = parsed.get(text)
+        if metadata is None:
+            metadata = parsed[text] = EventMetadata.from_stored(
+                hashing.parse_json_object(text)
+            )
+        return metadata
+
+    return parse
 
 
 def coerce_metadata(
@@ -233,6 +261,44 @@ class RecordedEvent(BaseModel):
         default=None, description="the PostgreSQL transaction that wrote it"
     )
     hash: bytes = Field(description="sha256 chained to the stream's previous event")
+
+    @classmethod
+    def from_log(
+        cls,
+        *,
+        position: int,
+        stream_id: UUID,
+        version: int,
+        stream_type: str,
+        event_id: UUID,
+        event_type: str,
+        schema_version: int,
+        data: JSONObject,
+        metadata: EventMetadata,
+        occurred_at: datetime,
+        recorded_at: datetime,
+        transaction_id: int | None,
+        chain_hash: bytes,
+    ) -> RecordedEvent:
+        """An event as read back from the log: trusted as written, not validated."""
+        return construct(
+            cls,
+            {
+                "position": position,
+                "stream_id": stream_id,
+                "version": version,
+                "stream_type": stream_type,
+                "event_id": event_id,
+                "type": event_type,
+                "schema_version": schema_version,
+                "data": data,
+                "metadata": metadata,
+                "occurred_at": occurred_at,
+                "recorded_at": recorded_at,
+                "transaction_id": transaction_id,
+                "hash": chain_hash,
+            },
+        )
 
     @property
     def metadata_json_value(self) -> JSONObject:

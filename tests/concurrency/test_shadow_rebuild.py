@@ -107,8 +107,9 @@ async def test_readers_never_miss_a_row_nor_fail_during_the_rebuild(
             async with asyncio.timeout(120), asyncio.TaskGroup() as readers:
                 readers.create_task(through_the_view())
                 readers.create_task(through_raw_sql())
+                # Small batches: the rebuild lasts long enough for many reads.
                 report = await run_rebuild(
-                    store, ExecutionsProjection(store.backend), batch_size=250
+                    store, ExecutionsProjection(store.backend), batch_size=50
                 )
                 swapped_at.append(time.monotonic())
         finally:
@@ -117,7 +118,7 @@ async def test_readers_never_miss_a_row_nor_fail_during_the_rebuild(
         assert report.events == events
         for done in reads.values():
             assert min(count for _, count in done) >= len(before)
-            assert sum(at < swapped_at[0] for at, _ in done) > 20
+            assert sum(at < swapped_at[0] for at, _ in done) >= 10  # during it
         rows = await assert_table_is_the_fold(store)
         assert rows == before
         await assert_clean_schema(store)

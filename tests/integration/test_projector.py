@@ -98,7 +98,9 @@ async def test_rows_never_move_backwards(store: EventStore, refs: References) ->
     done = await ExecutionsView(store).get(execution_id)
     events = [e async for e in store.read_all()]
     async with store.backend.begin_write() as connection:
+        # From the stream's start (folded afresh, not read) and from its middle.
         await ExecutionsProjection(store.backend).apply(connection, events[:2])
+        await ExecutionsProjection(store.backend).apply(connection, events[1:3])
         await ExecutionsProjection(store.backend).apply(connection, events)
     assert await ExecutionsView(store).get(execution_id) == done
 

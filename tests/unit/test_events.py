@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
 from eventstore import (
     ErrorInfo,
@@ -19,7 +20,7 @@ from eventstore import (
     register_upcaster,
 )
 from eventstore.events import PAYLOAD_TYPES, upcast
-from eventstore.events.envelope import EventMetadata
+from eventstore.events.envelope import EventMetadata, stored_metadata_parser
 from eventstore.log import upcast_event
 
 
@@ -139,3 +140,56 @@ def test_error_info_from_an_exception() -> None:
     assert "raise KeyError" in info.traceback
     failed = ExecutionFailed(error=info)
     assert NewEvent.of(failed).data["error"]["type"] == "KeyError"  # type: ignore[index,call-overload]
+
+
+def test_an_event_read_from_the_log_equals_a_validated_one() -> None:
+    """`from_log` skips validation, not fields: the models compare and behave alike."""
+    metadata = stored_metadata_parser()
+    fields: dict[str, Any] = {
+        "position": 7,
+        "stream_id": uuid.uuid4(),
+        "version": 2,
+        "stream_type": "execution",
+        "event_id": uuid.uuid4(),
+        "schema_version": 1,
+        "data": {"worker_id": "w", "n": [1, 2]},
+        "occurred_at": datetime.now(UTC),
+        "recorded_at": datetime.now(UTC),
+        "transaction_id": 99,
+    }
+    read = RecordedEvent.from_log(
+        **fields,
+        event_type="ExecutionStarted",
+        chain_hash=b"\x01" * 32,
+        metadata=metadata('{"actor":"api","correlation_id":"c1","tenant":"t"}'),
+    )
+    validated = RecordedEvent.model_validate(
+        {
+            **fields,
+            "type": "ExecutionStarted",
+            "hash": b"\x01" * 32,
+            "metadata": {"actor": "api", "correlation_id": "c1", "tenant": "t"},
+        }
+    )
+    assert read == validated
+    assert read.model_dump() == validated.model_dump()
+    assert read.metadata.model_extra == {"tenant": "t"}
+    assert read.metadata_json_value == {
+        "actor": "api",
+        "correlation_id": "c1",
+        "tenant": "t",
+    }
+    assert read.metadata.model_fields_set == {"actor", "correlation_id"}
+    assert read.model_copy(update={"version": 3}).version == 3
+    assert read.version == 2
+    with pytest.raises(PydanticValidationError):
+        read.version = 5  # type: ignore[misc]  # frozen
+
+
+def test_a_batch_parses_each_metadata_text_once() -> None:
+    metadata = stored_metadata_parser()
+    first = metadata('{"actor":"api"}')
+    assert metadata('{"actor":"api"}') is first  # shared: the model is frozen
+    assert metadata('{"actor":"cli"}').actor == "cli"
+    assert metadata("{}") == EventMetadata()
+    assert stored_metadata_parser()('{"actor":"api"}') is not first

@@ -6,12 +6,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
 from eventstore import (
+    EventNotApplicable,
+    ExecutionState,
     ExecutionStatus,
     JSONObject,
     RecordedEvent,
     ValidationError,
+    apply_event,
     fold_events,
 )
 from eventstore.events.envelope import EventMetadata
@@ -124,3 +128,69 @@ def test_no_events_fold_to_nothing() -> None:
 def test_events_the_fold_cannot_apply_are_refused(events: list[RecordedEvent]) -> None:
     with pytest.raises(ValidationError):
         fold_events(events)
+
+
+def test_folding_leaves_the_earlier_state_as_it_was() -> None:
+    """States share nothing mutable: a later fold never changes an earlier one."""
+    progressed = event(
+        3, "ExecutionProgressed", {"step": "a", "metrics": {"tokens": 10}}, 20
+    )
+    before = fold_events(
+        [created(), event(2, "ExecutionStarted", {"worker_id": "w"}, 10), progressed]
+    )
+    assert before is not None
+    snapshot = before.model_dump()
+    after = apply_event(
+        before,
+        event(4, "ExecutionProgressed", {"step": "b", "metrics": {"tokens": 5}}, 30),
+    )
+    also = fold_events(
+        [event(4, "ExecutionCompleted", {"metrics": {"tokens": 1}}, 40)], before
+    )
+    assert after.metrics == {"tokens": 15}
+    assert also is not None
+    assert also.metrics == {"tokens": 11}
+    assert before.model_dump() == snapshot
+    assert progressed.data == {"step": "a", "metrics": {"tokens": 10}}
+
+
+def test_a_folded_state_equals_the_validated_model_of_its_fields() -> None:
+    state = fold_events(
+        [created(), event(2, "ExecutionStarted", {"worker_id": "w"}, 5)]
+    )
+    assert state is not None
+    assert state == ExecutionState.model_validate(state.model_dump())
+    assert state.model_copy(update={"attempt": 3}).attempt == 3
+    with pytest.raises(PydanticValidationError):
+        state.attempt = 4  # type: ignore[misc]  # frozen
+
+
+@pytest.mark.parametrize(
+    ("events", "bad_version", "words"),
+    [
+        ([event(1, "ExecutionStarted", {"worker_id": "w"}, 0)], 1, "starts with"),
+        (
+            [created(), event(3, "ExecutionStarted", {"worker_id": "w"}, 0)],
+            3,
+            "does not follow",
+        ),
+        ([created(), event(2, "ExecutionStarted", {}, 0)], 2, "KeyError"),
+        (
+            [created(), event(2, "ExecutionProgressed", {"metrics": {"t": "x"}}, 0)],
+            2,
+            "TypeError",
+        ),
+        ([event(1, "ExecutionCreated", {"message_id": "nope"}, 0)], 1, "message_id"),
+    ],
+)
+def test_an_event_the_fold_cannot_apply_is_named(
+    events: list[RecordedEvent], bad_version: int, words: str
+) -> None:
+    with pytest.raises(EventNotApplicable) as raised:
+        fold_events(events)
+    assert raised.value.version == bad_version
+    assert raised.value.position == 100 + bad_version
+    assert raised.value.event_id == events[-1].event_id
+    assert raised.value.stream_id == STREAM
+    assert words in str(raised.value)
+    assert isinstance(raised.value, ValidationError)

@@ -151,3 +151,11 @@ def test_the_canonical_event_and_the_chain() -> None:
         chain_hash(GENESIS_HASH, text)
         == hashlib.sha256(bytes(32) + text.encode()).digest()
     )
+
+
+def test_parse_json_accepts_surrounding_whitespace_and_refuses_trailing_text() -> None:
+    assert parse_json(' {"a": [1, 2.5]}\n') == {"a": [1, 2.5]}
+    assert parse_json('{"a":1}') == {"a": 1}
+    for bad in ['{"a":1} x', '{"a":1}{}', "", '{"a":']:
+        with pytest.raises(json.JSONDecodeError):
+            parse_json(bad)
