@@ -1,31 +1,59 @@
-"""Garbage-collector settings for a process that folds the log in large batches.
+"""Garbage collection for a process that folds the log in large batches.
 
 A batch of events is many small containers (events, their data, row
 dicts) that live for one batch and form no reference cycles: reference
 counting frees them. CPython's generational collector still counts every
-one of them, and its full collections walk every live object, the batch
-in hand included, again and again. With the default thresholds that was
-35-45 % of a rebuild's time (bench/RESULTS.md).
+one of them and, as they outlive its young generation, walks them again and
+again. With the default thresholds that was 35-45 % of a rebuild's time;
+with raised thresholds still about 15 % (bench/RESULTS.md).
 
-`tune_gc_for_batches` moves what start-up allocated (modules, the store)
-out of the collector's view (`gc.freeze`) and raises the thresholds so that
-collections run far less often; cycles are still collected. It changes the
-whole process: `eventstore project` and `eventstore rebuild` call it; a
-service that embeds the projector may call it once after start-up.
+`gc_for_batches` turns the automatic collector off for the duration and
+collects every few seconds instead, so cycles (asyncio and driver objects
+make a few) are still freed, at a bounded delay. What start-up allocated
+(modules, the store) is frozen out of those collections (`gc.freeze`).
+It changes the whole process: `eventstore project` and `eventstore rebuild`
+use it; a service that embeds the projector may, knowing that.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-# Young collections every 50,000 net allocations (default 700), a middle
-# one every 20 of those, a full one every 20 middle ones at most (default 10).
-BATCH_THRESHOLDS: Final = (50_000, 20, 20)
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+COLLECT_EVERY: Final = 10.0  # seconds between collections
 
 
-def tune_gc_for_batches() -> None:
-    """Freeze what exists now and collect less often (see the module's docs)."""
+@contextlib.asynccontextmanager
+async def gc_for_batches(
+    *, collect_every: float = COLLECT_EVERY
+) -> AsyncIterator[None]:
+    """Within: no automatic collection, a full one every `collect_every` seconds.
+
+    On exit the collector is as it was (enabled if it was), what was frozen
+    is unfrozen and collected normally again.
+    """
+    was_enabled = gc.isenabled()
     gc.collect()  # freeze no garbage
     gc.freeze()
-    gc.set_threshold(*BATCH_THRESHOLDS)
+    gc.disable()
+    collector = asyncio.create_task(_collect_every(collect_every))
+    try:
+        yield
+    finally:
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
+async def _collect_every(seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        gc.collect()

@@ -22,7 +22,7 @@ from eventstore.cli.app import (
     stderr,
     stdout,
 )
-from projections.gc_tuning import tune_gc_for_batches
+from projections.gc_tuning import gc_for_batches
 from projections.projector import Projector
 from projections.status import ProjectionStatus, projection_status
 
@@ -77,8 +77,7 @@ def project(
         return
 
     async def command() -> int:
-        async with EventStore.open(url) as store:
-            tune_gc_for_batches()
+        async with EventStore.open(url) as store, gc_for_batches():
             projector = Projector(
                 store,
                 batch_size=batch_size,

@@ -26,7 +26,7 @@ from eventstore.cli.app import (
     stdout,
 )
 from projections.executions import ExecutionsProjection
-from projections.gc_tuning import tune_gc_for_batches
+from projections.gc_tuning import gc_for_batches
 from projections.rebuild import DEFAULT_BATCH, RebuildReport, plan_rebuild, run_rebuild
 
 
@@ -60,8 +60,7 @@ def rebuild(
     """
 
     async def command() -> RebuildReport:
-        async with EventStore.open(url) as store:
-            tune_gc_for_batches()
+        async with EventStore.open(url) as store, gc_for_batches():
             projection = ExecutionsProjection(store.backend)
             plan = await plan_rebuild(store, projection, restart=restart)
             if plan.resume_from is not None:
