@@ -432,6 +432,17 @@ async def section_lag(
     dsn: str, *, rate: float, writers: int, seconds: float, out: Path | None
 ) -> None:
     """One projector daemon; writers paced to `rate` events/s in total."""
+    # Start from one partition, caught up (the partitions section may have
+    # left the projection split 4 ways, which a 1-partition daemon refuses).
+    await _reset_projection(dsn)
+    catch_up = await asyncio.create_subprocess_exec(
+        *cli_command("project", "--until-caught-up", "--url", dsn),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, catch_up_err = await catch_up.communicate()
+    if catch_up.returncode != 0:
+        raise RuntimeError(f"catching up failed: {catch_up_err.decode()}")
     async with EventStore.open(
         dsn, settings=StoreSettings(pool_size=writers + 2)
     ) as store:
@@ -492,6 +503,8 @@ async def section_lag(
     where = {
         (r["stream_id"], r["version"]): (int(r["t"]), int(r["position"])) for r in rows
     }
+    if daemon.returncode not in (0, -15):
+        raise RuntimeError(f"the projector daemon failed ({daemon.returncode})")
     lags: list[float] = []
     missed = 0
     for a in appended:
