@@ -80,6 +80,22 @@ def emit(record: dict[str, Any], path: Path | None) -> None:
 # --- the log ----------------------------------------------------------------------
 
 
+async def log_facts(dsn: str) -> tuple[int, int]:
+    """How many events the log holds, and how many execution streams."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        total = int(await connection.fetchval("SELECT count(*) FROM execution_events"))
+        streams = int(
+            await connection.fetchval(
+                "SELECT count(DISTINCT stream_id) FROM execution_events "
+                "WHERE stream_type = 'execution'"
+            )
+        )
+    finally:
+        await connection.close()
+    return total, streams
+
+
 async def make_log(server: Server, events: int, writers: int) -> tuple[str, int, int]:
     """A new database with a generated log: (name, events, executions)."""
     name = await create_database(server)
@@ -92,17 +108,7 @@ async def make_log(server: Server, events: int, writers: int) -> tuple[str, int,
         seconds = await projection_log.generate(store, shape)
     await execute(dsn, "ANALYZE")
     await projection_baseline.setup(dsn)
-    connection = await asyncpg.connect(dsn)
-    try:
-        total = int(await connection.fetchval("SELECT count(*) FROM execution_events"))
-        streams = int(
-            await connection.fetchval(
-                "SELECT count(DISTINCT stream_id) FROM execution_events "
-                "WHERE stream_type = 'execution'"
-            )
-        )
-    finally:
-        await connection.close()
+    total, streams = await log_facts(dsn)
     print(
         f"# log {name}: {total:,} events, {streams:,} executions, "
         f"generated in {seconds:.0f} s",
@@ -138,17 +144,7 @@ async def copy_log(server: Server, events: int) -> tuple[str, int, int]:
         )
     await execute(dsn, *REFERENCES_SQL, "ANALYZE")
     await projection_baseline.setup(dsn)
-    connection = await asyncpg.connect(dsn)
-    try:
-        total = int(await connection.fetchval("SELECT count(*) FROM execution_events"))
-        streams = int(
-            await connection.fetchval(
-                "SELECT count(DISTINCT stream_id) FROM execution_events "
-                "WHERE stream_type = 'execution'"
-            )
-        )
-    finally:
-        await connection.close()
+    total, streams = await log_facts(dsn)
     print(
         f"# COPY log {name}: {total:,} events, {streams:,} executions, "
         f"loaded in {time.perf_counter() - started:.0f} s",

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from eventstore import errors, schema
 from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
-from eventstore.events.payloads import PAYLOAD_TYPES
 from eventstore.events.upcasting import upcast
 from eventstore.hashing import parse_json_object
 
@@ -60,9 +59,6 @@ def as_stream_id(value: UUID | str) -> UUID:
 
 def upcast_event(event: RecordedEvent) -> RecordedEvent:
     """The event with its data lifted to the current schema version."""
-    model = PAYLOAD_TYPES.get(event.type)
-    if model is None or event.schema_version >= model.schema_version:
-        return event  # the common case, decided without a call
     version, data = upcast(event.type, event.schema_version, event.data)
     if version == event.schema_version:
         return event

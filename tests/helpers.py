@@ -149,7 +149,14 @@ async def all_rows(store: EventStore) -> dict[UUID, ExecutionState]:
 async def assert_projection_equals_fold(
     store: EventStore,
 ) -> dict[UUID, ExecutionState]:
-    rows = await all_rows(store)
+    """Through the view: one row per execution stream, each a fresh fold."""
+    return await assert_rows_are_the_fold(store, await all_rows(store))
+
+
+async def assert_rows_are_the_fold(
+    store: EventStore, rows: dict[UUID, ExecutionState]
+) -> dict[UUID, ExecutionState]:
+    """`rows` holds one state per execution stream, each equal to `executions.get()`."""
     async with store.backend.engine.connect() as connection:
         streams = set(
             (

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from eventstore.schema import execution_events, executions, projection_checkpoints
+from eventstore.schema import executions, projection_checkpoints
 from projections.executions import row_to_state
 from projections.rebuild import CHECKPOINT_SUFFIX
-from tests.helpers import event_token_sum
+from tests.helpers import assert_rows_are_the_fold, event_token_sum
 from tests.migrations.test_migrations import drift_of
 
 if TYPE_CHECKING:
@@ -30,21 +30,7 @@ async def assert_table_is_the_fold(
     store: EventStore,
 ) -> dict[uuid.UUID, ExecutionState]:
     """One row per execution stream, each equal to `executions.get()` (a fresh fold)."""
-    rows = await table_rows(store)
-    async with store.backend.connect_read() as connection:
-        streams = set(
-            (
-                await connection.execute(
-                    sa.select(execution_events.c.stream_id)
-                    .where(execution_events.c.stream_type == "execution")
-                    .distinct()
-                )
-            ).scalars()
-        )
-    assert set(rows) == streams
-    for execution_id, row in rows.items():
-        assert row == await store.executions.get(execution_id)
-    return rows
+    return await assert_rows_are_the_fold(store, await table_rows(store))
 
 
 async def assert_metrics_summed_once(
