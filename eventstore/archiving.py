@@ -239,6 +239,7 @@ async def _remove(
         ],
     )
     async with store.backend.begin_write() as connection:
+        await store.backend.exclude_appends(connection)
         await _check_projections_folded(connection, newest)
         removed = await _delete_events(connection, stream_ids, reason=written.file)
         if removed != written.events:

@@ -337,10 +337,22 @@ class ExecutionService:
         """
         stream = as_stream_id(execution_id)
         known = self._states.get(stream)
-        events = await self._log.read_stream(
-            stream, after_version=known.version if known else 0
-        )
-        state = fold_events(events, known) if events else known
+        state: ExecutionState | None
+        if known is None:
+            events = await self._log.read_stream(stream)
+            state = fold_events(events) if events else None
+        else:
+            # Read from the remembered head on: that it is still there proves
+            # no archive (in any process) removed the stream since.
+            events = await self._log.read_stream(
+                stream, after_version=known.version - 1
+            )
+            if events and events[0].version == known.version:
+                state = fold_events(events[1:], known) if len(events) > 1 else known
+            else:
+                self._states.discard(stream)
+                events = await self._log.read_stream(stream)
+                state = fold_events(events) if events else None
         if state is None:
             raise errors.ExecutionNotFound(execution_id=stream)
         self._remember(state)

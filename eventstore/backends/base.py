@@ -361,6 +361,15 @@ class Backend(ABC):
             await connection.execute(self.upsert(table, guard=guard), list(rows))
 
     @abstractmethod
+    async def exclude_appends(self, connection: AsyncConnection) -> None:
+        """Hold every append back until the caller's write transaction ends.
+
+        The archive takes this before it removes streams: an append that read
+        a removed stream's head before the removal committed must not land
+        after it (an orphan event no chain leads to).
+        """
+
+    @abstractmethod
     def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
         """An INSERT of one row that UPDATEs the existing row when its `guard` is lower.
 

@@ -174,6 +174,7 @@ FROM execution_events
 WHERE {STATUS_EVENTS_CONDITION} AND position <= $1 AND recorded_at <= $2
 ORDER BY stream_id, version DESC
 """  # noqa: S608 - constant condition
+EXCLUDE_APPENDS_SQL: Final = "LOCK TABLE execution_events IN SHARE ROW EXCLUSIVE MODE"
 CHECKPOINT_AT_SQL: Final = (
     "SELECT transaction_id FROM execution_events WHERE position = $1"
 )
@@ -572,6 +573,12 @@ class PostgresBackend(Backend):
     @override
     def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
         return forward_only_upsert(postgresql.insert(table), table, guard=guard)
+
+    @override
+    async def exclude_appends(self, connection: AsyncConnection) -> None:
+        # Conflicts with the ROW EXCLUSIVE lock every INSERT takes (and that
+        # eventstore_append takes before it reads a head), and with itself.
+        await connection.execute(sa.text(EXCLUDE_APPENDS_SQL))
 
     @override
     async def upsert_rows(

@@ -347,6 +347,10 @@ class SqliteBackend(Backend):
                 return list(await cursor.fetchall())
 
     @override
+    async def exclude_appends(self, connection: AsyncConnection) -> None:
+        """Nothing to do: a write transaction (BEGIN IMMEDIATE) already excludes them."""
+
+    @override
     def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
         return forward_only_upsert(sqlite.insert(table), table, guard=guard)
 

@@ -1,0 +1,143 @@
+"""eventstore_append takes the log's append lock before it reads a stream head.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-26
+
+An archive removes streams under `LOCK TABLE execution_events IN SHARE ROW
+EXCLUSIVE MODE`. A plain INSERT waits for that lock before it takes its
+snapshot, but the function read the head in an earlier statement: an append
+that read a head the archive was removing could land after the archive
+committed, as an orphan event no chain leads to. Taking ROW EXCLUSIVE first
+makes the function wait for the archive, then read the head afresh.
+
+Frozen: literal DDL only, no imports from the live package.
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+_LOCK = """\
+        -- Wait for an archive removing streams (DESIGN §6) before reading a head.
+        LOCK TABLE execution_events IN ROW EXCLUSIVE MODE;
+"""
+
+_FUNCTION = """    CREATE OR REPLACE FUNCTION eventstore_append(
+        p_stream_id uuid,
+        p_stream_type text,
+        p_expected_version integer,
+        p_event_ids uuid[],
+        p_types text[],
+        p_schema_versions integer[],
+        p_data text[],
+        p_metadata text[],
+        p_occurred_at text[]
+    ) RETURNS TABLE (
+        outcome text, version integer, "position" bigint, event_id uuid, detail text,
+        hash bytea
+    )
+    LANGUAGE plpgsql
+    -- A generic plan cached while the log was small (or never analyzed)
+    -- would scan the table for ever after; plan each call with its values.
+    SET plan_cache_mode = force_custom_plan
+    AS $$
+    DECLARE
+        v_count integer := cardinality(p_event_ids);
+        v_found integer;
+        v_head integer;
+        v_hash bytea;
+        v_position bigint;
+        v_bad record;
+    BEGIN
+{lock}        SELECT count(*) INTO v_found
+        FROM execution_events e WHERE e.event_id = ANY (p_event_ids);
+        IF v_found > 0 THEN
+            SELECT n.id AS id, e.stream_id AS stream_id,
+                   (e.type IS DISTINCT FROM n.type
+                    OR e.schema_version IS DISTINCT FROM n.schema_version
+                    OR e.data IS DISTINCT FROM n.data::jsonb) AS differs
+            INTO v_bad
+            FROM unnest(p_event_ids, p_types, p_schema_versions, p_data)
+                 AS n(id, type, schema_version, data)
+            LEFT JOIN execution_events e ON e.event_id = n.id
+            WHERE e.event_id IS NULL OR e.stream_id <> p_stream_id
+               OR e.type IS DISTINCT FROM n.type
+               OR e.schema_version IS DISTINCT FROM n.schema_version
+               OR e.data IS DISTINCT FROM n.data::jsonb
+            LIMIT 1;
+            IF FOUND THEN
+                RETURN QUERY SELECT 'id_conflict'::text, NULL::integer, NULL::bigint,
+                    v_bad.id::uuid,
+                    CASE
+                        WHEN v_bad.stream_id IS NULL
+                            THEN 'only some of the appended events were recorded before'
+                        WHEN v_bad.stream_id <> p_stream_id
+                            THEN 'it belongs to stream ' || v_bad.stream_id::text
+                        ELSE 'its content differs'
+                    END, NULL::bytea;
+            ELSE
+                RETURN QUERY SELECT 'duplicate'::text, e.version, e.position, e.event_id,
+                    NULL::text, e.hash
+                FROM execution_events e WHERE e.event_id = ANY (p_event_ids)
+                ORDER BY e.version;
+            END IF;
+            RETURN;
+        END IF;
+
+        IF p_expected_version IS NULL THEN
+            -- Writers that accept any version queue per stream instead of
+            -- racing for the same version and retrying (DESIGN §2).
+            PERFORM pg_advisory_xact_lock(hashtextextended(p_stream_id::text, 0));
+        END IF;
+        SELECT e.version, e.hash INTO v_head, v_hash
+        FROM execution_events e WHERE e.stream_id = p_stream_id
+        ORDER BY e.version DESC LIMIT 1;
+        IF NOT FOUND THEN
+            v_head := 0;
+            v_hash := '\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+        END IF;
+        IF p_expected_version IS NOT NULL AND p_expected_version <> v_head THEN
+            RETURN QUERY SELECT 'version_conflict'::text, v_head, NULL::bigint,
+                NULL::uuid, NULL::text, NULL::bytea;
+            RETURN;
+        END IF;
+
+        FOR i IN 1 .. v_count LOOP
+            v_hash := sha256(v_hash || convert_to(
+                '{{"data":' || p_data[i]
+                || ',"event_id":"' || p_event_ids[i]::text
+                || '","metadata":' || p_metadata[i]
+                || ',"occurred_at":"' || p_occurred_at[i]
+                || '","schema_version":' || p_schema_versions[i]::text
+                || ',"stream_id":"' || p_stream_id::text
+                || '","type":"' || p_types[i]
+                || '","version":' || (v_head + i)::text || '}}', 'UTF8'));
+            INSERT INTO execution_events AS e (stream_id, version, stream_type, event_id,
+                type, schema_version, data, metadata, occurred_at, hash)
+            VALUES (p_stream_id, v_head + i, p_stream_type, p_event_ids[i], p_types[i],
+                p_schema_versions[i], p_data[i]::jsonb, p_metadata[i]::jsonb,
+                p_occurred_at[i]::timestamptz, v_hash)
+            RETURNING e.position INTO v_position;
+            RETURN QUERY SELECT 'appended'::text, v_head + i, v_position, p_event_ids[i],
+                NULL::text, v_hash;
+        END LOOP;
+    END
+    $$
+
+"""
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_FUNCTION.format(lock=_LOCK))
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_FUNCTION.format(lock=""))
