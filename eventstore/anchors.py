@@ -211,6 +211,7 @@ class AnchorReport:
     """What `verify_anchors` checked and found."""
 
     anchors: int = 0
+    signed: int = 0
     signatures_checked: int = 0
     last_position: int | None = None
     problems: list[errors.IntegrityError] = field(default_factory=list)
@@ -231,6 +232,7 @@ async def verify_anchors(backend: Backend, *, key: bytes | None = None) -> Ancho
     history = await _history(backend)
     report = AnchorReport(anchors=len(history.anchors))
     for recorded, anchor in history.anchors:
+        report.signed += anchor.hmac is not None
         if key is None:
             continue
         if anchor.hmac is None or not hmac.compare_digest(

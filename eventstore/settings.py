@@ -38,6 +38,12 @@ class StoreSettings(BaseSettings):
         ge=0,
         description="how often a lifecycle command re-decides after losing a race",
     )
+    stale_after_seconds: float = Field(
+        default=600,
+        gt=0,
+        description="what `eventstore cleanup` with no option fails: running "
+        "executions with no heartbeat (or start) for this long",
+    )
     poll_interval: float = Field(
         default=0.05, gt=0, description="seconds between polls of live readers"
     )

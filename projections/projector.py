@@ -122,11 +122,18 @@ class Projector:
         Slots led by other processes are waited for, not taken over.
         """
         total = 0
+        # "Caught up" means every event committed before this call is folded:
+        # a short batch proves it only once the read horizon has passed the
+        # transactions running now (on PostgreSQL, any long transaction on
+        # the server holds it back).
+        backend = self._store.backend
+        mark = await backend.horizon_mark()
         try:
             while True:
+                settled = await backend.horizon_reached(mark)
                 report = await self.run_once()
                 total += report.events
-                if report.caught_up and await self._others_caught_up():
+                if report.caught_up and settled and await self._others_caught_up():
                     return total
                 if on_batch is not None and report.events:
                     on_batch(report)

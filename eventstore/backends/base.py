@@ -298,6 +298,19 @@ class Backend(ABC):
     async def head_checkpoint(self) -> Checkpoint | None:
         """The checkpoint of the last event read_all would return now (None: empty)."""
 
+    async def horizon_mark(self) -> int:
+        """A mark of now for `horizon_reached` (0 where reads have no horizon)."""
+        return 0
+
+    async def horizon_reached(self, mark: int) -> bool:
+        """Whether read_all now sees every event committed before `mark` was taken.
+
+        Always, where commit order is position order (SQLite); on PostgreSQL
+        once every transaction that was running at the mark has ended.
+        """
+        del mark
+        return True
+
     @abstractmethod
     async def stream_heads(
         self, at: Checkpoint | None = None

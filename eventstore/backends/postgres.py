@@ -161,6 +161,12 @@ HEAD_CHECKPOINT_SQL: Final = (
     "WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
     "ORDER BY transaction_id DESC, position DESC LIMIT 1"
 )
+# Every transaction that has committed by now has an id below the snapshot's
+# xmax; once the horizon (xmin) is there, read_all sees all of them.
+HORIZON_MARK_SQL: Final = "SELECT pg_snapshot_xmax(pg_current_snapshot())"
+HORIZON_REACHED_SQL: Final = (
+    "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8"
+)
 STREAM_HEADS_SQL: Final = """
 SELECT DISTINCT ON (stream_id) stream_id, version, hash FROM execution_events
 WHERE stream_type <> 'system' AND (transaction_id, position) <= ($1::xid8, $2)
@@ -499,6 +505,18 @@ class PostgresBackend(Backend):
         async with self.translate_errors(), self.pool.acquire() as connection:
             row = await connection.fetchrow(HEAD_CHECKPOINT_SQL)
         return None if row is None else Checkpoint(row[0], row[1])
+
+    @override
+    async def horizon_mark(self) -> int:
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            mark: int = await connection.fetchval(HORIZON_MARK_SQL)
+        return mark
+
+    @override
+    async def horizon_reached(self, mark: int) -> bool:
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            reached: bool = await connection.fetchval(HORIZON_REACHED_SQL, mark)
+        return reached
 
     @override
     async def stream_heads(

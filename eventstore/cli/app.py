@@ -59,7 +59,13 @@ def _group() -> None:
 
 
 def exit_code_for(exc: errors.EventStoreError) -> int:
-    """The SPEC's exit code for an error the command could not get past."""
+    """The SPEC's exit code for an error the command could not get past.
+
+    An event the fold cannot apply is a ValidationError, but of what is
+    stored, not of what the user typed: a problem found, like a broken chain.
+    """
+    if isinstance(exc, errors.EventNotApplicable):
+        return EXIT_PROBLEM
     return EXIT_USAGE if isinstance(exc, USER_ERRORS) else EXIT_PROBLEM
 
 

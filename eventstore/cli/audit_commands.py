@@ -108,9 +108,13 @@ def audit(
     async def command() -> _Audit:
         moment = AsOf.parse(as_of) if as_of is not None else None
         if execution_id is None:
-            if verify_chain or html is not None or export is not None:
+            if (
+                (verify_chain and archive is None)
+                or html is not None
+                or export is not None
+            ):
                 raise errors.ValidationError(
-                    "--verify, --html and --export need an execution id"
+                    "--verify (of the log), --html and --export need an execution id"
                 )
             if archive is None and moment is None:
                 raise errors.ValidationError(
@@ -145,7 +149,8 @@ def audit(
         return _Audit(
             moment=moment,
             events=events,
-            state=fold_events(events),
+            # A system stream (receipts, anchors) has a timeline but no state.
+            state=fold_events(events) if _is_execution(events) else None,
             stored=stored,
             archive=verified if archive is not None else None,
         )
@@ -169,6 +174,10 @@ def audit(
         json_output=json_output,
         debug=debug,
     )
+
+
+def _is_execution(events: list[RecordedEvent]) -> bool:
+    return bool(events) and events[0].stream_type == "execution"
 
 
 class _Audit:
@@ -240,7 +249,8 @@ def _report_execution(
             stdout.out(f"{len(stored)} events exported to {export}", highlight=False)
         return
     _print_timeline(execution_id, events, moment)
-    _print_state(state)
+    if not events or _is_execution(events):  # a system stream has no state
+        _print_state(state)
 
 
 def _report_statuses(

@@ -20,6 +20,7 @@ from eventstore.cli.app import (
     stdout,
 )
 from eventstore.reaper import ReapReport, reap
+from eventstore.settings import StoreSettings
 
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -70,7 +71,8 @@ def cleanup(
         typer.Option(
             "--stale-after",
             help="fail running executions with no heartbeat (or start) within this "
-            "duration, e.g. 5m",
+            "duration, e.g. 5m; `cleanup` with no option uses "
+            "$EVENTSTORE_STALE_AFTER_SECONDS (600)",
         ),
     ] = None,
     pending_after: Annotated[
@@ -109,12 +111,10 @@ def cleanup(
     async def command() -> tuple[ReapReport | None, ArchiveResult | None, bool]:
         if (archive_before is None) != (to is None):
             raise errors.ValidationError("--archive-before and --to go together")
-        if stale_after is None and pending_after is None and archive_before is None:
-            raise errors.ValidationError(
-                "nothing to do: give --stale-after, --pending-after and/or "
-                "--archive-before with --to"
-            )
         stale = parse_duration(stale_after, "--stale-after") if stale_after else None
+        if stale_after is None and pending_after is None and archive_before is None:
+            # The SPEC's bare `cleanup`: fail stale runs, with the configured timeout.
+            stale = timedelta(seconds=StoreSettings().stale_after_seconds)
         pending = (
             parse_duration(pending_after, "--pending-after") if pending_after else None
         )

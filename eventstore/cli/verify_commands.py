@@ -142,6 +142,7 @@ def verify(
                 for p in log.problems
             ],
             "anchors": anchors.anchors,
+            "anchors_signed": anchors.signed,
             "anchor_signatures_checked": anchors.signatures_checked,
             "anchor_problems": [
                 {
@@ -189,10 +190,21 @@ def verify(
                 "" if log_only else " and the executions projection"
             )
             if result["anchors"]:
-                signed = result["anchor_signatures_checked"]
+                checked_signatures = result["anchor_signatures_checked"]
+                unchecked = result["anchors_signed"] - checked_signatures
                 stdout.print(
                     f"ok: {result['anchors']} chain anchors hold"
-                    + (f" ({signed} signatures checked)" if signed else "")
+                    + (
+                        f" ({checked_signatures} signatures checked)"
+                        if checked_signatures
+                        else ""
+                    )
+                    + (
+                        f"; {unchecked} signed anchors' signatures not checked "
+                        "(give --key-file)"
+                        if unchecked > 0
+                        else ""
+                    )
                 )
             stdout.print(f"ok: {checked} verified")
     if problems:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eventstore import ExecutionStatus
+from eventstore import ExecutionStatus, NewEvent
+from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
 from tests.cli.runner import run_cli
 from tests.helpers import (
     count_events,
@@ -110,6 +111,9 @@ async def test_anchor_then_verify_finds_a_deleted_stream(
     intact = run_cli("verify", "--key-file", str(key_file), "--url", url)
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert "ok: 1 chain anchors hold (1 signatures checked)" in intact.stdout
+    unkeyed = run_cli("verify", "--url", url)
+    assert unkeyed.returncode == 0, unkeyed.stdout + unkeyed.stderr
+    assert "1 signed anchors' signatures not checked" in unkeyed.stdout
 
     where = f"'{victim.hex}'" if url.startswith("sqlite") else f"'{victim}'"
     await tamper(url, f"DELETE FROM execution_events WHERE stream_id = {where}")
@@ -150,13 +154,36 @@ async def test_audit_replays_and_verifies_an_archive(
     assert "ExecutionCreated" in one.stdout
     assert "ExecutionCompleted" not in one.stdout  # the prefix at position 1
 
+    verified = run_cli("audit", "--archive", data_file, "--verify", "--url", url)
+    assert verified.returncode == 0, verified.stderr
+    assert "verified: 1 executions, 3 events" in verified.stdout
+    receipts = run_cli("audit", str(ARCHIVE_RECEIPTS_STREAM), "--verify", "--url", url)
+    assert receipts.returncode == 0, receipts.stderr
+    assert "hash chain verified: 1 events intact" in receipts.stdout
+    assert "ArchiveReceipt" in receipts.stdout
+    assert "no state" not in receipts.stdout
+
     damaged = bytearray(Path(data_file).read_bytes())
     damaged[-5] ^= 0xFF
     Path(data_file).write_bytes(bytes(damaged))
-    refused = run_cli("audit", "--archive", data_file, "--url", url)
-    assert refused.returncode == 1
-    assert "differs from the manifest" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1
+    for arguments in ([], ["--verify"]):
+        refused = run_cli("audit", "--archive", data_file, *arguments, "--url", url)
+        assert refused.returncode == 1
+        assert "differs from the manifest" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+
+
+async def test_audit_of_an_event_the_fold_cannot_apply_is_a_problem_found(
+    store: EventStore, refs: References, url: str
+) -> None:
+    poisoned = await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await store.append(poisoned, [NewEvent(type="AuditNote", data={})])
+
+    result = run_cli("audit", str(poisoned), "--url", url)
+
+    assert result.returncode == 1
+    assert "cannot apply AuditNote" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 async def test_audit_as_of_without_an_id_lists_the_store(

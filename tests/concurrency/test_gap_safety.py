@@ -16,8 +16,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from eventstore import Checkpoint, EventStore, NewEvent, StoreSettings
-from tests.helpers import raw_pg
+from eventstore import Checkpoint, EventStore, ExecutionStatus, NewEvent, StoreSettings
+from projections import ExecutionsView, Projector
+from tests.helpers import execution_in, make_references, raw_pg
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -103,3 +104,27 @@ async def test_a_tailing_reader_sees_every_event_exactly_once(pg_url: str) -> No
     positions = [position for position, _, _, _ in read]
     overtaken = sum(1 for a, b in itertools.pairwise(positions) if b < a)
     assert overtaken > 0
+
+
+async def test_caught_up_waits_for_events_behind_an_open_transaction(
+    pg_url: str, pg_store: EventStore
+) -> None:
+    refs = await make_references(pg_store)
+    # A transaction holding an id (as any long one on the server does) keeps
+    # the events committed after it below the read horizon.
+    blocker = await raw_pg(pg_url)
+    transaction = blocker.transaction()
+    await transaction.start()
+    await blocker.fetchval("SELECT pg_current_xact_id()")
+    try:
+        done = await execution_in(pg_store, refs, ExecutionStatus.COMPLETED)
+        catching_up = asyncio.create_task(Projector(pg_store).run_until_caught_up())
+        await asyncio.sleep(0.5)
+        assert not catching_up.done()  # a short, empty batch is not "caught up"
+    finally:
+        await transaction.rollback()
+        await blocker.close()
+    await asyncio.wait_for(catching_up, timeout=30)
+    assert (
+        await ExecutionsView(pg_store).get(done)
+    ).status is ExecutionStatus.COMPLETED

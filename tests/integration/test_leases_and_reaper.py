@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -160,9 +161,23 @@ async def test_cleanup_from_the_command_line(
     for args, text in (
         (["--stale-after", "soon"], "invalid --stale-after"),
         (["--pending-after", "0s"], "invalid --pending-after"),
-        ([], "nothing to do"),
     ):
         bad = run_cli("cleanup", *args, "--url", url)
         assert bad.returncode == 2
         assert text in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+async def test_a_bare_cleanup_fails_runs_quiet_for_the_configured_timeout(
+    store: EventStore, refs: References, url: str
+) -> None:
+    quiet = await backdated(store, refs, started=True)  # hours ago
+    fresh = await execution_in(store, refs, ExecutionStatus.RUNNING)  # just now
+    await Projector(store).run_until_caught_up()
+
+    done = run_cli("cleanup", "--url", url, "--json")
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["stale_failed"] == [str(quiet)]
+    assert (await store.executions.get(quiet)).status is ExecutionStatus.FAILED
+    assert (await store.executions.get(fresh)).status is ExecutionStatus.RUNNING
