@@ -1,0 +1,93 @@
+"""The store-wide "as of" is answered by one index-only scan, not a read of the log.
+
+The log here is bulk-loaded with made-up rows (their hashes are not a
+chain): only the planner's choice is under test, on a log large enough, and
+analyzed, for a sequential scan to be a real option.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from eventstore.backends import postgres, sqlite
+from tests.helpers import raw_pg
+
+pytestmark = pytest.mark.slow
+
+STREAMS = 4000
+LIFECYCLE = (
+    "ExecutionCreated",
+    "ExecutionStarted",
+    "ExecutionProgressed",
+    "ExecutionProgressed",
+    "ExecutionCompleted",
+)
+INDEX = "ix_execution_events_status_history"
+
+
+async def test_postgres_answers_as_of_with_an_index_only_scan(pg_url: str) -> None:
+    connection = await raw_pg(pg_url)
+    try:
+        await connection.execute(
+            """
+            INSERT INTO execution_events (stream_id, version, stream_type, event_id,
+                type, schema_version, data, metadata, occurred_at, hash)
+            SELECT md5(s::text)::uuid, v, 'execution', gen_random_uuid(),
+                ($2::text[])[v], 1, '{}', '{}',
+                timestamptz '2026-10-01' + (s * 5 + v) * interval '1 second',
+                sha256(s::text::bytea)
+            FROM generate_series(1, $1::int) AS s, generate_series(1, 5) AS v
+            ORDER BY s, v
+            """,
+            STREAMS,
+            list(LIFECYCLE),
+        )
+        await connection.execute("VACUUM (ANALYZE) execution_events")
+        # As of a time in the middle, and as of now (the archive's question).
+        for time in (datetime(2026, 10, 1, 2, tzinfo=UTC), postgres.FAR_FUTURE):
+            plan = "\n".join(
+                row[0]
+                for row in await connection.fetch(
+                    f"EXPLAIN {postgres.STATUS_EVENTS_SQL}", postgres.MAX_POSITION, time
+                )
+            )
+            assert f"Index Only Scan Backward using {INDEX}" in plan, plan
+            assert "Sort" not in plan, plan
+    finally:
+        await connection.close()
+
+
+async def test_sqlite_answers_as_of_from_the_covering_index(sqlite_url: str) -> None:
+    connection = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    try:
+        connection.execute(
+            f"""
+            WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s
+                                    WHERE n < {STREAMS}),
+                v(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM v WHERE k < 5)
+            INSERT INTO execution_events (stream_id, version, stream_type, event_id,
+                type, schema_version, data, metadata, occurred_at, recorded_at, hash)
+            SELECT printf('%032x', n), k, 'execution', lower(hex(randomblob(16))),
+                json_extract(?, '$[' || (k - 1) || ']'), 1, '{{}}', '{{}}',
+                datetime('2026-10-01', '+' || (n * 5 + k) || ' seconds'),
+                datetime('2026-10-01', '+' || (n * 5 + k) || ' seconds'),
+                randomblob(32)
+            FROM s, v ORDER BY n, k
+            """,
+            (f"[{', '.join(repr(t).replace(chr(39), chr(34)) for t in LIFECYCLE)}]",),
+        )
+        connection.commit()
+        connection.execute("ANALYZE")
+        plan = " ".join(
+            str(row[-1])
+            for row in connection.execute(
+                f"EXPLAIN QUERY PLAN {sqlite.STATUS_EVENTS_SQL}",
+                (sqlite.MAX_POSITION, "2026-10-01 02:00:00.000000"),
+            )
+        )
+        assert f"USING COVERING INDEX {INDEX}" in plan, plan
+    finally:
+        connection.close()
