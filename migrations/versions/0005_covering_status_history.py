@@ -45,9 +45,7 @@ def _create(columns: list[str]) -> None:
 
 def upgrade() -> None:
     op.drop_index(_NAME, table_name="execution_events")
-    _create(
-        ["stream_id", "version", "type", "position", "recorded_at", "occurred_at"]
-    )
+    _create(["stream_id", "version", "type", "position", "recorded_at", "occurred_at"])
 
 
 def downgrade() -> None:
