@@ -339,7 +339,11 @@ def event_hash(previous: bytes, event: RecordedEvent) -> bytes:
 
 
 def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
-    """Check one stream's events, as stored (not upcast), in version order.
+    """Check one stream's events, as stored (not upcast), in the order of the log.
+
+    The events are taken in position order, as `verify_log` reads them, so a
+    version recorded out of its place is a break too, named at the same
+    position by both.
 
     Returns:
         The hash of the last event (the chain head), GENESIS_HASH for none.
@@ -350,7 +354,7 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
     """
     previous = GENESIS_HASH
     expected_version = 1
-    for event in events:
+    for event in sorted(events, key=lambda event: event.position):
         if event.version != expected_version:
             raise errors.IntegrityError(
                 stream_id=event.stream_id,

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from eventstore import errors, hashing
+from eventstore.cache import BoundedCache
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from uuid import UUID
 
-    from eventstore.backends.base import Backend
-    from eventstore.events.envelope import Checkpoint
+    from eventstore.backends.base import Backend, StoredEvent
 
 BATCH: Final = 5000
 MAX_PROBLEMS: Final = 100
+_CHUNK: Final = 500  # rows checked between two turns of the event loop
+METADATA_TEXTS: Final = 10_000  # canonical metadata remembered across batches
 
 
 @dataclass
@@ -38,46 +41,93 @@ async def verify_log(
     """Recompute every stream's hash chain, reading the log once in global order.
 
     Global order keeps each stream's versions in order (an append only sees
-    committed heads), so one pass with a head per stream is enough.
+    committed heads), so one pass with a head per stream is enough. Rows are
+    checked as stored (no models), and the next batch is read while this
+    one is checked.
 
     Returns:
         The counts and the first break of each broken stream (at most 100).
     """
     await backend.ensure_schema()
-    report = LogReport()
-    heads: dict[UUID, tuple[int, bytes]] = {}
-    broken: set[UUID] = set()
-    after: Checkpoint | None = None
-    while True:
-        events = await backend.read_all(after, limit=BATCH)
-        if not events:
-            break
-        for event in events:
+    chains = _Chains()
+    reading = asyncio.ensure_future(backend.read_stored(None, limit=BATCH))
+    try:
+        while rows := await reading:
+            reading = asyncio.ensure_future(
+                backend.read_stored(rows[-1].checkpoint, limit=BATCH)
+            )
+            for start in range(0, len(rows), _CHUNK):
+                chains.check(rows[start : start + _CHUNK])
+                await asyncio.sleep(0)  # let the next batch's rows come in
+            if on_batch is not None:
+                on_batch(chains.report.events)
+    finally:
+        reading.cancel()
+    return chains.finish()
+
+
+class _Chains:
+    """The head of every stream seen so far, and what broke."""
+
+    def __init__(self) -> None:
+        self.report = LogReport()
+        self._heads: dict[UUID, tuple[int, bytes]] = {}
+        self._broken: set[UUID] = set()
+        # Events of one request share their metadata text: encode it once.
+        self._metadata: BoundedCache[str, str] = BoundedCache(METADATA_TEXTS)
+
+    def check(self, rows: Sequence[StoredEvent]) -> None:
+        """Check rows that follow the ones checked before, in global order."""
+        report, heads, broken = self.report, self._heads, self._broken
+        for row in rows:
             report.events += 1
-            if event.stream_id in broken:
+            if row.stream_id in broken:
                 continue
-            version, previous = heads.get(event.stream_id, (0, hashing.GENESIS_HASH))
-            problem = None
-            if event.version != version + 1:
-                problem = f"version {event.version} where {version + 1} was expected"
-            elif hashing.event_hash(previous, event) != event.hash:
-                problem = (
-                    f"the hash of version {event.version} does not match its content"
+            version, previous = heads.get(row.stream_id, (0, hashing.GENESIS_HASH))
+            if row.version != version + 1:
+                self._break(
+                    row, f"version {row.version} where {version + 1} was expected"
                 )
-            if problem is None:
-                heads[event.stream_id] = (event.version, event.hash)
                 continue
-            broken.add(event.stream_id)
-            if len(report.problems) < MAX_PROBLEMS:
-                report.problems.append(
-                    errors.IntegrityError(
-                        stream_id=event.stream_id,
-                        position=event.position,
-                        reason=problem,
-                    )
+            try:
+                computed = self._hash(previous, row)
+            except errors.EventStoreError as exc:  # a stored text that is not JSON
+                self._break(row, f"version {row.version} is not canonical JSON: {exc}")
+                continue
+            if computed != row.hash:
+                self._break(
+                    row, f"the hash of version {row.version} does not match its content"
                 )
-        after = events[-1].checkpoint
-        if on_batch is not None:
-            on_batch(report.events)
-    report.streams = len(heads) + len(broken - heads.keys())
-    return report
+                continue
+            heads[row.stream_id] = (row.version, row.hash)
+
+    def finish(self) -> LogReport:
+        """The report, with the number of streams seen."""
+        self.report.streams = len(self._heads) + len(self._broken - self._heads.keys())
+        return self.report
+
+    def _hash(self, previous: bytes, row: StoredEvent) -> bytes:
+        metadata = self._metadata.get(row.metadata)
+        if metadata is None:
+            metadata = hashing.canonical_json(hashing.parse_json(row.metadata))
+            self._metadata.put(row.metadata, metadata)
+        canonical = hashing.canonical_event(
+            stream_id=row.stream_id,
+            version=row.version,
+            event_id=row.event_id,
+            event_type=row.type,
+            schema_version=row.schema_version,
+            data_json=hashing.canonical_json(hashing.parse_json(row.data)),
+            metadata_json=metadata,
+            occurred_at=row.occurred_at,
+        )
+        return hashing.chain_hash(previous, canonical)
+
+    def _break(self, row: StoredEvent, reason: str) -> None:
+        self._broken.add(row.stream_id)
+        if len(self.report.problems) < MAX_PROBLEMS:
+            self.report.problems.append(
+                errors.IntegrityError(
+                    stream_id=row.stream_id, position=row.position, reason=reason
+                )
+            )

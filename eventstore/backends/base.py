@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from eventstore import errors
 
@@ -38,6 +38,26 @@ class StatusEvent:
     position: int
     occurred_at: datetime
     recorded_at: datetime
+
+
+class StoredEvent(NamedTuple):
+    """One row of the log as stored, its JSON texts unparsed: what the chain covers.
+
+    Whole-log verification reads these instead of `RecordedEvent`: it needs
+    no model, and a metadata text shared by many events is encoded once.
+    """
+
+    position: int
+    stream_id: UUID
+    version: int
+    event_id: UUID
+    type: str
+    schema_version: int
+    data: str
+    metadata: str
+    occurred_at: datetime
+    hash: bytes
+    checkpoint: Checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +309,12 @@ class Backend(ABC):
         event that was returned. With `partition` (of more than one), only
         the events of that partition's streams.
         """
+
+    @abstractmethod
+    async def read_stored(
+        self, after: Checkpoint | None, *, limit: int
+    ) -> list[StoredEvent]:
+        """`read_all`'s rows as stored, unparsed (for verifying the whole log)."""
 
     @abstractmethod
     async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:

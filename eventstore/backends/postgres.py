@@ -35,6 +35,7 @@ from eventstore.backends.base import (
     AppendOutcome,
     Backend,
     StatusEvent,
+    StoredEvent,
     forward_only_upsert,
 )
 from eventstore.backends.leadership import process_identity
@@ -495,6 +496,32 @@ class PostgresBackend(Backend):
                     partition.index,
                 )
         return _rows_to_events(rows)
+
+    @override
+    async def read_stored(
+        self, after: Checkpoint | None, *, limit: int
+    ) -> list[StoredEvent]:
+        after = after or Checkpoint(0, 0)
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                READ_ALL_SQL, after.transaction_id, after.position, limit
+            )
+        return [
+            StoredEvent(
+                position=row[0],
+                stream_id=row[1],
+                version=row[2],
+                event_id=row[4],
+                type=row[5],
+                schema_version=row[6],
+                data=row[7],
+                metadata=row[8],
+                occurred_at=row[9],
+                hash=row[12],
+                checkpoint=Checkpoint(row[11], row[0]),
+            )
+            for row in rows
+        ]
 
     @override
     async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:

@@ -34,6 +34,7 @@ from eventstore.backends.base import (
     AppendOutcome,
     Backend,
     StatusEvent,
+    StoredEvent,
     forward_only_upsert,
 )
 from eventstore.backends.sqlite_leadership import SqliteLeaderLocks
@@ -262,6 +263,29 @@ class SqliteBackend(Backend):
                 READ_PARTITION_SQL, (position, partition.count, partition.index, limit)
             )
         return _rows_to_events(rows)
+
+    @override
+    async def read_stored(
+        self, after: Checkpoint | None, *, limit: int
+    ) -> list[StoredEvent]:
+        position = after.position if after is not None else 0
+        rows = await self._fetch(READ_ALL_SQL, (position, limit))
+        return [
+            StoredEvent(
+                position=row[0],
+                stream_id=UUID(hex=row[1]),
+                version=row[2],
+                event_id=UUID(hex=row[4]),
+                type=row[5],
+                schema_version=row[6],
+                data=row[7],
+                metadata=row[8],
+                occurred_at=from_db_time(row[9]),
+                hash=row[11],
+                checkpoint=Checkpoint(0, row[0]),
+            )
+            for row in rows
+        ]
 
     @override
     async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
