@@ -12,7 +12,8 @@ import pytest
 from eventstore import EventStore, IntegrityError, NewEvent
 from eventstore.audit import verify_stream
 from eventstore.hashing import GENESIS_HASH, canonical_event, canonical_json, chain_hash
-from tests.helpers import raw_pg
+from eventstore.integrity import verify_log
+from tests.helpers import raw_pg, tamper
 
 AWKWARD_PAYLOADS: list[dict[str, object]] = [
     {"big": 10**30, "negative_big": -(2**63), "limit": 2**53 + 1},
@@ -202,3 +203,26 @@ async def test_numbers_come_back_by_value_alike_on_both_backends(
         int,
         float,
     ]
+
+
+async def test_stored_data_that_cannot_be_canonical_is_a_break_not_a_crash(
+    url: str, store: EventStore
+) -> None:
+    stream, other = uuid.uuid4(), uuid.uuid4()
+    await store.append(stream, [NewEvent(type="Note", data={"n": n}) for n in range(3)])
+    await store.append(other, [NewEvent(type="Note", data={"n": 1})])
+    second = [e async for e in store.read_stream(stream)][1]
+    too_deep = "[" * 70 + "]" * 70  # JSON, but deeper than the canonical form allows
+    await tamper(
+        url,
+        f"""UPDATE execution_events SET data = '{{"n": {too_deep}}}' """
+        f"WHERE position = {second.position}",
+    )
+
+    report = await verify_log(store.backend)
+
+    assert [(p.stream_id, p.position) for p in report.problems] == [
+        (stream, second.position)
+    ]
+    assert "not canonical JSON" in report.problems[0].reason
+    assert report.events == 4
