@@ -111,6 +111,9 @@ async def archive_finished_before(
     if not chosen:
         return None
     events = await backend.read_streams(chosen)
+    if not events:
+        return None  # a concurrent archive removed them between the two reads
+    chosen = sorted({event.stream_id for event in events})
     manifest = _manifest_for(events, finished_before, directory)
     data_path = directory / manifest.file
     manifest_path = manifest_path_for(data_path)

@@ -52,11 +52,14 @@ class AsOf(BaseModel):
         return cls(time=moment)
 
     def includes(self, event: RecordedEvent) -> bool:
-        """Whether the event was in the log at this moment (recorded_at for times)."""
-        if self.position is not None:
-            return event.position <= self.position
-        assert self.time is not None  # noqa: S101 - one of the two is set
-        return event.recorded_at <= self.time
+        """Whether the event was in the log at this moment (recorded_at for times).
+
+        Both bounds apply when both are given, as in the store-wide query;
+        neither means now.
+        """
+        if self.position is not None and event.position > self.position:
+            return False
+        return self.time is None or event.recorded_at <= self.time
 
 
 def prefix_as_of(events: list[RecordedEvent], moment: AsOf) -> list[RecordedEvent]:

@@ -338,6 +338,11 @@ def event_hash(previous: bytes, event: RecordedEvent) -> bytes:
     )
 
 
+def out_of_order(version: int) -> str:
+    """Why an event whose place in the log runs against its version is a break."""
+    return f"version {version} lies before version {version - 1} in the log"
+
+
 def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
     """Check one stream's events, as stored (not upcast), in the order of the log.
 
@@ -354,6 +359,7 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
     """
     previous = GENESIS_HASH
     expected_version = 1
+    transaction_id = 0
     for event in sorted(events, key=lambda event: event.position):
         if event.version != expected_version:
             raise errors.IntegrityError(
@@ -361,6 +367,15 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
                 position=event.position,
                 reason=f"version {event.version} where {expected_version} was expected",
             )
+        # PostgreSQL orders the log by (transaction id, position): both rise
+        # with the version in an untouched stream.
+        if (event.transaction_id or 0) < transaction_id:
+            raise errors.IntegrityError(
+                stream_id=event.stream_id,
+                position=event.position,
+                reason=out_of_order(event.version),
+            )
+        transaction_id = event.transaction_id or 0
         previous = event_hash(previous, event)
         if previous != event.hash:
             raise errors.IntegrityError(

@@ -19,6 +19,7 @@ BATCH: Final = 5000
 MAX_PROBLEMS: Final = 100
 _CHUNK: Final = 500  # rows checked between two turns of the event loop
 METADATA_TEXTS: Final = 10_000  # canonical metadata remembered across batches
+_GENESIS: Final = (0, hashing.GENESIS_HASH, 0)
 
 
 @dataclass
@@ -71,7 +72,7 @@ class _Chains:
 
     def __init__(self) -> None:
         self.report = LogReport()
-        self._heads: dict[UUID, tuple[int, bytes]] = {}
+        self._heads: dict[UUID, tuple[int, bytes, int]] = {}  # version, hash, position
         self._broken: set[UUID] = set()
         # Events of one request share their metadata text: encode it once.
         self._metadata: BoundedCache[str, str] = BoundedCache(METADATA_TEXTS)
@@ -83,11 +84,14 @@ class _Chains:
             report.events += 1
             if row.stream_id in broken:
                 continue
-            version, previous = heads.get(row.stream_id, (0, hashing.GENESIS_HASH))
+            version, previous, position = heads.get(row.stream_id, _GENESIS)
             if row.version != version + 1:
                 self._break(
                     row, f"version {row.version} where {version + 1} was expected"
                 )
+                continue
+            if row.position < position:  # in transaction order, not position order
+                self._break(row, hashing.out_of_order(row.version))
                 continue
             try:
                 computed = self._hash(previous, row)
@@ -99,7 +103,7 @@ class _Chains:
                     row, f"the hash of version {row.version} does not match its content"
                 )
                 continue
-            heads[row.stream_id] = (row.version, row.hash)
+            heads[row.stream_id] = (row.version, row.hash, row.position)
 
     def finish(self) -> LogReport:
         """The report, with the number of streams seen."""

@@ -17,6 +17,7 @@ from eventstore.sqltypes import (
     Position,
     TransactionId,
     UTCDateTime,
+    WriteTime,
 )
 from eventstore.status import SETS_STATUS
 
@@ -80,7 +81,7 @@ execution_events: Final = sa.Table(
     sa.Column("data", JSONDocument, nullable=False),
     sa.Column("metadata", JSONDocument, nullable=False),
     sa.Column("occurred_at", UTCDateTime, nullable=False),
-    sa.Column("recorded_at", UTCDateTime, nullable=False, server_default=_now),
+    sa.Column("recorded_at", UTCDateTime, nullable=False, server_default=WriteTime()),
     # PostgreSQL: pg_current_xact_id() of the writer; orders the log with the
     # position (DESIGN §1). NULL on SQLite, whose position order is commit order.
     sa.Column("transaction_id", TransactionId, nullable=True),

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 from typing_extensions import override
 
@@ -77,3 +78,28 @@ NullableJSONDocument = sa.JSON(none_as_null=True).with_variant(
 
 Hash = sa.LargeBinary(32)
 """A sha256 digest."""
+
+
+class WriteTime(sa.sql.functions.GenericFunction[datetime]):
+    """The time a row is written, as a column default: one per statement.
+
+    PostgreSQL's `now()` is the transaction's start, which may come long
+    before the row; `statement_timestamp()` is the writing statement's, the
+    same for every row it writes (an append is one moment). The append
+    function stamps its rows itself, after its locks (migration 0006).
+    SQLite's writer sets the time it writes.
+    """
+
+    type = UTCDateTime()
+    inherit_cache = True
+    name = "write_time"
+
+
+@compiles(WriteTime)
+def _write_time(element: WriteTime, compiler: Any, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(WriteTime, "postgresql")
+def _write_time_postgresql(element: WriteTime, compiler: Any, **kw: Any) -> str:
+    return "statement_timestamp()"

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
+import json
 import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
+import pytest
 import sqlalchemy as sa
 
 from eventstore import ExecutionStatus, schema
+from eventstore.integrity import verify_log
+from eventstore.migrating import migrations_path
 from projections.queries import ExecutionsView
+from tests.cli.runner import run_cli
 
 if TYPE_CHECKING:
+    from types import ModuleType
     from uuid import UUID
 
     from eventstore import EventStore, ExecutionState, Graph, Message, Thread
@@ -73,22 +81,129 @@ async def raw_pg(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
 
 
-async def tamper(url: str, sql: str) -> None:
-    """Run SQL on the log behind the immutability triggers' back, as an attacker."""
+# The SQLite immutability triggers as the migrations leave them: 0001 creates
+# both, 0003 replaces the DELETE one with the archive-guarded one.
+_SQLITE_TRIGGER_MIGRATIONS = ("0001_event_log", "0003_archive_path")
+_LOG_TRIGGERS_SQL = (
+    "SELECT name, sql FROM sqlite_master "
+    "WHERE type = 'trigger' AND tbl_name = 'execution_events' ORDER BY name"
+)
+_PG_TRIGGERS_SQL = (
+    "SELECT tgname, tgenabled FROM pg_trigger "
+    "WHERE tgrelid = 'execution_events'::regclass AND NOT tgisinternal ORDER BY tgname"
+)
+
+
+@functools.cache
+def _migration(name: str) -> ModuleType:
+    """A revision module of the shipped alembic tree (its name starts with a digit)."""
+    path = migrations_path() / "versions" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_tests_migration_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sqlite_trigger_statements() -> list[str]:
+    """The migrations' own SQL that (re)creates the log's triggers on SQLite."""
+    statements: list[str] = []
+    for name in _SQLITE_TRIGGER_MIGRATIONS:
+        upgrade: list[str] = _migration(name).SQLITE_UPGRADE
+        statements.extend(upgrade)
+    return statements
+
+
+async def tamper(url: str, sql: str, *more: str) -> None:
+    """Run SQL statements on the log behind the immutability triggers' back.
+
+    A superuser's move: on PostgreSQL the user triggers are disabled and enabled
+    again, on SQLite they are dropped and recreated from the migrations' SQL;
+    either way in the one transaction of the change, so no other session ever
+    sees the log unprotected, and the triggers are checked to be back exactly
+    as they were (see also `assert_log_refuses_changes`).
+    """
     if url.startswith("sqlite"):
-        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
-        connection.execute("DROP TRIGGER IF EXISTS execution_events_refuse_update")
-        connection.execute("DROP TRIGGER IF EXISTS execution_events_refuse_delete")
-        connection.execute(sql)
-        connection.commit()
-        connection.close()
-    else:
-        pg = await raw_pg(url)
-        try:
+        _tamper_sqlite(url.removeprefix("sqlite:///"), [sql, *more])
+        return
+    pg = await raw_pg(url)
+    try:
+        async with pg.transaction():
+            before = [tuple(row) for row in await pg.fetch(_PG_TRIGGERS_SQL)]
+            assert before, "execution_events has no triggers to disable"
             await pg.execute("ALTER TABLE execution_events DISABLE TRIGGER USER")
-            await pg.execute(sql)
+            for statement in (sql, *more):
+                await pg.execute(statement)
+            await pg.execute("ALTER TABLE execution_events ENABLE TRIGGER USER")
+            after = [tuple(row) for row in await pg.fetch(_PG_TRIGGERS_SQL)]
+            assert after == before, f"triggers not restored: {after} != {before}"
+    finally:
+        await pg.close()
+
+
+def _tamper_sqlite(path: str, statements: list[str]) -> None:
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            before = connection.execute(_LOG_TRIGGERS_SQL).fetchall()
+            assert before, "execution_events has no triggers to drop"
+            for name, _ in before:
+                connection.execute(f'DROP TRIGGER "{name}"')
+            for statement in statements:
+                connection.execute(statement)
+            for statement in sqlite_trigger_statements():
+                connection.execute(statement)
+            after = connection.execute(_LOG_TRIGGERS_SQL).fetchall()
+            assert after == before, (
+                "the migrations' trigger SQL no longer recreates the triggers the "
+                f"schema has: {after} != {before}"
+            )
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+
+
+async def assert_log_refuses_changes(url: str) -> None:
+    """The immutability triggers are in force: UPDATE and DELETE (and TRUNCATE) fail."""
+    if url.startswith("sqlite"):
+        connection = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+        try:
+            row = connection.execute(
+                "SELECT position FROM execution_events LIMIT 1"
+            ).fetchone()
+            assert row is not None, "an empty log cannot show its triggers at work"
+            for statement in (
+                "UPDATE execution_events SET version = version WHERE position = ?",
+                "DELETE FROM execution_events WHERE position = ?",
+            ):
+                try:
+                    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                        connection.execute(statement, row)
+                finally:
+                    connection.rollback()
         finally:
-            await pg.close()
+            connection.close()
+        return
+    pg = await raw_pg(url)
+    try:
+        position = await pg.fetchval("SELECT position FROM execution_events LIMIT 1")
+        assert position is not None, "an empty log cannot show its triggers at work"
+        for statement in (
+            f"UPDATE execution_events SET version = version WHERE position = {position}",
+            f"DELETE FROM execution_events WHERE position = {position}",
+            "TRUNCATE execution_events",
+        ):
+            with pytest.raises(asyncpg.PostgresError, match="append-only") as refused:
+                async with pg.transaction():
+                    await pg.execute(statement)
+            assert refused.value.sqlstate == "ZE001", refused.value
+    finally:
+        await pg.close()
 
 
 async def project_everything(store: EventStore, *, within: float = 30) -> None:
@@ -186,3 +301,38 @@ async def event_token_sum(store: EventStore) -> tuple[int, float]:
         assert isinstance(price, int | float)
         cost += price
     return tokens, cost
+
+
+async def assert_one_break(
+    store: EventStore, stream_id: UUID, position: int, reason: str
+) -> None:
+    """`verify_log` names this stream at this position, and nothing else.
+
+    `reason` is a part of the reason it must give.
+    """
+    report = await verify_log(store.backend)
+    found = [(p.stream_id, p.position) for p in report.problems]
+    assert found == [(stream_id, position)], report.problems
+    assert reason in report.problems[0].reason, report.problems[0]
+
+
+def assert_cli_names_break(url: str, stream_id: UUID, position: int) -> None:
+    """`eventstore verify` (and `audit ID --verify`) exit 1 naming stream and position."""
+    done = run_cli("verify", "--url", url, "--log-only")
+    assert done.returncode == 1, done.stdout + done.stderr
+    broken = [line for line in done.stdout.splitlines() if "broken chain" in line]
+    assert len(broken) == 1, done.stdout
+    assert broken[0].startswith(
+        f"broken chain: execution {stream_id} at position {position}: "
+    ), broken
+    report = json.loads(run_cli("verify", "--url", url, "--log-only", "--json").stdout)
+    assert report["ok"] is False
+    assert [(p["stream_id"], p["position"]) for p in report["chain_problems"]] == [
+        (str(stream_id), position)
+    ]
+    checked = run_cli("audit", str(stream_id), "--verify", "--url", url)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert checked.stderr.strip().startswith(
+        f"error: integrity violation in stream {stream_id} at position {position}: "
+    ), checked.stderr
+    assert len(checked.stderr.strip().splitlines()) == 1, checked.stderr

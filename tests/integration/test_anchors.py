@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,16 @@ from eventstore.anchors import create_anchor, verify_anchors
 from eventstore.archiving import archive_finished_before
 from eventstore.events.system_payloads import CHAIN_ANCHORS_STREAM
 from eventstore.integrity import verify_log
-from tests.helpers import execution_in, project_everything, tamper, wait_for_horizon
+from tests.cli.runner import run_cli
+from tests.helpers import (
+    assert_cli_names_break,
+    assert_log_refuses_changes,
+    assert_one_break,
+    execution_in,
+    project_everything,
+    tamper,
+    wait_for_horizon,
+)
 
 if TYPE_CHECKING:
     import uuid
@@ -67,25 +77,49 @@ async def test_anchors_of_an_intact_store_verify_across_an_archive(
 
 
 async def test_a_deleted_stream_is_named_through_the_anchors(
-    store: EventStore, refs: References, url: str
+    store: EventStore, refs: References, url: str, tmp_path: Path
 ) -> None:
     kept = await execution_in(store, refs, ExecutionStatus.COMPLETED)
     victim = await execution_in(store, refs, ExecutionStatus.FAILED)
     await wait_for_horizon(store)
     await create_anchor(store, key=KEY)
+    anchored_at = (await store.backend.read_stream(CHAIN_ANCHORS_STREAM))[-1].position
     await tamper(
         url, f"DELETE FROM execution_events WHERE stream_id = {_hex(url, victim)}"
     )
+    await assert_log_refuses_changes(url)
 
     assert (await verify_log(store.backend)).ok  # every remaining chain is whole
+    # No event of the stream is left to point at: the anchor's position is named.
+    reason = (
+        f"the stream is missing: the anchor at position {anchored_at} recorded it "
+        "at version 2"
+    )
     report = await verify_anchors(store.backend, key=KEY)
-    assert [(p.stream_id, "missing" in p.reason) for p in report.problems] == [
-        (victim, True)
+    assert [(p.stream_id, p.position, p.reason) for p in report.problems] == [
+        (victim, None, reason)
     ]
     with pytest.raises(IntegrityError) as caught:
         await create_anchor(store, key=KEY)  # never anchor over a damaged log
     assert caught.value.stream_id == victim
-    del kept
+
+    key_file = tmp_path / "anchor.key"
+    key_file.write_bytes(KEY)
+    done = run_cli("verify", "--url", url, "--log-only", "--key-file", str(key_file))
+    assert done.returncode == 1, done.stdout + done.stderr
+    mismatches = [line for line in done.stdout.splitlines() if "mismatch" in line]
+    assert mismatches == [f"anchor mismatch: stream {victim}: {reason}"], done.stdout
+    assert "broken chain" not in done.stdout
+    found = json.loads(run_cli("verify", "--url", url, "--log-only", "--json").stdout)
+    assert found["ok"] is False
+    assert found["chain_problems"] == []
+    assert found["anchor_problems"] == [
+        {"stream_id": str(victim), "position": None, "reason": reason}
+    ]
+    audit = run_cli("audit", str(victim), "--verify", "--url", url)
+    assert audit.returncode != 0  # nothing left to verify: not found
+    assert str(victim) in audit.stderr
+    assert run_cli("audit", str(kept), "--verify", "--url", url).returncode == 0
 
 
 async def test_a_stream_cut_short_is_found(
@@ -96,6 +130,7 @@ async def test_a_stream_cut_short_is_found(
     await wait_for_horizon(store)
     await create_anchor(store)
     await tamper(url, f"DELETE FROM execution_events WHERE position = {last.position}")
+    await assert_log_refuses_changes(url)
 
     assert (await verify_log(store.backend)).ok  # a cut tail leaves a valid chain
     problems = (await verify_anchors(store.backend)).problems
@@ -117,6 +152,7 @@ async def test_a_stream_slipped_in_before_an_anchor_is_found(
     await tamper(
         url, f"UPDATE execution_events SET {move} WHERE stream_id = {_hex(url, forged)}"
     )
+    await assert_log_refuses_changes(url)
     problems = (await verify_anchors(store.backend)).problems
     assert [(p.stream_id, "slipped in" in p.reason) for p in problems] == [
         (forged, True)
@@ -127,12 +163,14 @@ async def test_a_forged_event_breaks_its_stream_chain(
     store: EventStore, refs: References, url: str
 ) -> None:
     victim = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    other = await execution_in(store, refs, ExecutionStatus.RUNNING)
     last = (await store.executions.history(victim))[-1]
     new_id = (
         "lower(hex(randomblob(16)))"
         if url.startswith("sqlite")
         else "gen_random_uuid()"
     )
+    # A completion slipped in after the last event, with that event's hash.
     await tamper(
         url,
         "INSERT INTO execution_events (stream_id, version, stream_type, event_id, "
@@ -141,10 +179,16 @@ async def test_a_forged_event_breaks_its_stream_chain(
         f"1, data, metadata, occurred_at, hash FROM execution_events "
         f"WHERE position = {last.position}",
     )
+    await assert_log_refuses_changes(url)
+    forged = (await store.backend.read_stream(victim))[-1]
+    assert (forged.version, forged.type) == (3, "ExecutionCompleted")
+    assert forged.position > last.position
     await wait_for_horizon(store)
-    report = await verify_log(store.backend)
-    assert [p.stream_id for p in report.problems] == [victim]
-    assert "does not match its content" in report.problems[0].reason
+    await assert_one_break(
+        store, victim, forged.position, "the hash of version 3 does not match"
+    )
+    assert_cli_names_break(url, victim, forged.position)
+    assert run_cli("audit", str(other), "--verify", "--url", url).returncode == 0
 
 
 async def test_a_rewritten_anchor_fails_its_signature(
@@ -164,6 +208,7 @@ async def test_a_rewritten_anchor_fails_its_signature(
         f"UPDATE execution_events SET data = {rewrite} "
         f"WHERE stream_id = {_hex(url, CHAIN_ANCHORS_STREAM)}",
     )
+    await assert_log_refuses_changes(url)
     report = await verify_anchors(store.backend, key=KEY)
     assert any("signature does not verify" in p.reason for p in report.problems)
     assert CHAIN_ANCHORS_STREAM in {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,12 +19,15 @@ from eventstore import (
     IdempotencyConflict,
     IntegrityError,
     InvalidTransition,
+    NewEvent,
     ProjectionError,
+    RecordedEvent,
     ReferenceNotFound,
     SchemaNotMigrated,
     ValidationError,
     WaitTimeout,
 )
+from eventstore.audit import AsOf
 from eventstore.status import ALLOWED_FROM, RESULTING_STATUS, is_allowed
 
 
@@ -92,3 +96,27 @@ def test_every_error_is_an_event_store_error_with_stdlib_mixins() -> None:
     assert "ExecutionStarted" in str(transition)
     with pytest.raises(TypeError):
         ConcurrencyError(stream, 1, 2)  # type: ignore[call-arg]
+
+
+def test_as_of_applies_every_bound_it_has() -> None:
+    at = datetime(2026, 11, 26, tzinfo=UTC)
+    new = NewEvent(type="Note", data={})
+    event = RecordedEvent.from_log(
+        position=10,
+        stream_id=new.event_id,
+        version=1,
+        stream_type="execution",
+        event_id=new.event_id,
+        event_type="Note",
+        schema_version=1,
+        data={},
+        metadata=new.metadata,
+        occurred_at=at,
+        recorded_at=at,
+        transaction_id=None,
+        chain_hash=bytes(32),
+    )
+    assert AsOf().includes(event)
+    assert AsOf(position=10, time=at).includes(event)
+    assert not AsOf(position=9, time=at).includes(event)
+    assert not AsOf(position=10, time=at - timedelta(microseconds=1)).includes(event)
