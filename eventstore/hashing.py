@@ -338,9 +338,22 @@ def event_hash(previous: bytes, event: RecordedEvent) -> bytes:
     )
 
 
+# Why a chain breaks: one wording for `verify_chain` and `verify_log` alike.
+
+
+def unexpected_version(version: int, expected: int) -> str:
+    """A version missing or repeated before this one."""
+    return f"version {version} where {expected} was expected"
+
+
 def out_of_order(version: int) -> str:
-    """Why an event whose place in the log runs against its version is a break."""
+    """An event whose place in the log runs against its version."""
     return f"version {version} lies before version {version - 1} in the log"
+
+
+def content_changed(version: int) -> str:
+    """An event whose hash does not match its stored content."""
+    return f"the hash of version {version} does not match its content"
 
 
 def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
@@ -365,7 +378,7 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
             raise errors.IntegrityError(
                 stream_id=event.stream_id,
                 position=event.position,
-                reason=f"version {event.version} where {expected_version} was expected",
+                reason=unexpected_version(event.version, expected_version),
             )
         # PostgreSQL orders the log by (transaction id, position): both rise
         # with the version in an untouched stream.
@@ -381,7 +394,7 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
             raise errors.IntegrityError(
                 stream_id=event.stream_id,
                 position=event.position,
-                reason=f"the hash of version {event.version} does not match its content",
+                reason=content_changed(event.version),
             )
         expected_version += 1
     return previous

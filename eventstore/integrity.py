@@ -86,9 +86,7 @@ class _Chains:
                 continue
             version, previous, position = heads.get(row.stream_id, _GENESIS)
             if row.version != version + 1:
-                self._break(
-                    row, f"version {row.version} where {version + 1} was expected"
-                )
+                self._break(row, hashing.unexpected_version(row.version, version + 1))
                 continue
             if row.position < position:  # in transaction order, not position order
                 self._break(row, hashing.out_of_order(row.version))
@@ -99,9 +97,7 @@ class _Chains:
                 self._break(row, f"version {row.version} is not canonical JSON: {exc}")
                 continue
             if computed != row.hash:
-                self._break(
-                    row, f"the hash of version {row.version} does not match its content"
-                )
+                self._break(row, hashing.content_changed(row.version))
                 continue
             heads[row.stream_id] = (row.version, row.hash, row.position)
 

@@ -86,7 +86,7 @@ class WriteTime(sa.sql.functions.GenericFunction[datetime]):
     PostgreSQL's `now()` is the transaction's start, which may come long
     before the row; `statement_timestamp()` is the writing statement's, the
     same for every row it writes (an append is one moment). The append
-    function stamps its rows itself, after its locks (migration 0006).
+    function stamps its rows itself, after its locks (migration 0004).
     SQLite's writer sets the time it writes.
     """
 

@@ -1,23 +1,30 @@
-"""recorded_at is when the event was written, one time per append.
+"""eventstore_append waits for an archive's removal and stamps recorded_at after its locks.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-26
 
-On PostgreSQL recorded_at defaulted to `now()`, the start of the writing
-transaction. An append with no expected version starts, then waits for its
-stream's lock: it recorded an earlier time than the version it follows, so
-a stream's recorded_at could run backwards and "as of a time" answers for
-one execution and for the whole store disagreed.
+Two faults of the append function, both from work it did before waiting:
 
-- `eventstore_append` reads `clock_timestamp()` once, after the locks and
-  the head, and writes it on every event of the append;
-- the column default (the client's one-statement appends, receipts,
-  anchors) is `statement_timestamp()`: one time for all rows of a statement,
-  which a later version of the stream can only follow.
-
-The events of one append keep one recorded_at, so no moment splits an
-append. SQLite's writer already takes the time under the write lock.
+- An archive removes streams under `LOCK TABLE execution_events IN SHARE
+  ROW EXCLUSIVE MODE`. A plain INSERT waits for that lock before it takes
+  its snapshot, but the function read the head in an earlier statement: an
+  append that read a head the archive was removing could land after the
+  archive committed, as an orphan event no chain leads to. The function now
+  takes ROW EXCLUSIVE first, so it waits for the archive, then reads the
+  head afresh.
+- recorded_at defaulted to `now()`, the start of the writing transaction.
+  An append with no expected version starts, then waits for its stream's
+  lock: it recorded an earlier time than the version it follows, so a
+  stream's recorded_at could run backwards and "as of a time" answers for
+  one execution and for the whole store disagreed. The function now reads
+  `clock_timestamp()` once, after the locks and the head, and writes it on
+  every event of the append; the column default (the client's
+  one-statement appends, receipts, anchors) is `statement_timestamp()`: one
+  time for all rows of a statement, which a later version of the stream can
+  only follow. The events of one append keep one recorded_at, so no moment
+  splits an append. SQLite's writer already takes the time under the write
+  lock.
 
 Frozen: literal DDL only, no imports from the live package.
 """
@@ -26,8 +33,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -143,19 +150,20 @@ _FUNCTION = """    CREATE OR REPLACE FUNCTION eventstore_append(
 """
 
 
-def _function(*, stamped: bool) -> str:
+def _function(*, fixed: bool) -> str:
+    """The function as this revision leaves it, or (not fixed) as 0001 made it."""
     return _FUNCTION.format(
-        lock=_LOCK,
-        stamp_variable=_STAMP_VARIABLE if stamped else "",
-        stamp=_STAMP if stamped else "",
-        stamp_column=", recorded_at" if stamped else "",
-        stamp_value=", v_recorded_at" if stamped else "",
+        lock=_LOCK if fixed else "",
+        stamp_variable=_STAMP_VARIABLE if fixed else "",
+        stamp=_STAMP if fixed else "",
+        stamp_column=", recorded_at" if fixed else "",
+        stamp_value=", v_recorded_at" if fixed else "",
     )
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_function(stamped=True))
+        op.execute(_function(fixed=True))
         op.execute(
             "ALTER TABLE execution_events ALTER COLUMN recorded_at "
             "SET DEFAULT statement_timestamp()"
@@ -164,7 +172,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_function(stamped=False))
+        op.execute(_function(fixed=False))
         op.execute(
             "ALTER TABLE execution_events ALTER COLUMN recorded_at "
             "SET DEFAULT CURRENT_TIMESTAMP"
