@@ -153,7 +153,7 @@ HISTORY_TOPIC: Final = "bench.events:BenchHistory"
 _HISTORY_EVENTS: Final = """
 INSERT INTO {table} (stream_id, version, stream_type, event_id, type, schema_version,
                      data, metadata, occurred_at, hash)
-SELECT s.id, v.n, 'execution', gen_random_uuid(), '{history_type}', 1,
+SELECT s.id, v.n, 'bench', gen_random_uuid(), '{history_type}', 1,
        jsonb_build_object('step', v.n, 'agent', 'agent-00', 'text', repeat('h', 250)),
        '{{"actor":"bench"}}'::jsonb, now(), sha256(convert_to(s.id::text || v.n, 'UTF8'))
 FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) AS s,

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Literal
 
 from bench import databases
 from bench.timing import Sample, time_writers
-from bench.workload import METADATA, STREAM_EVENT_TYPES, USAGE, Lifecycle, Payload
+from bench.workload import (
+    BENCH_STREAM_TYPE,
+    METADATA,
+    STREAM_EVENT_TYPES,
+    USAGE,
+    Lifecycle,
+    Payload,
+)
 from eventstore.events.envelope import NewEvent
 
 if TYPE_CHECKING:
@@ -68,7 +75,14 @@ def _append_writer(
                 zip(STREAM_EVENT_TYPES, stream, strict=True), 1
             ):
                 event = NewEvent(type=event_type, data=payload, metadata=METADATA)
-                await store.append(stream_id, [event], expected_version=version - 1)
+                # Not lifecycle events: a stream type of their own (execution
+                # streams hold only the lifecycle, checked by the database).
+                await store.append(
+                    stream_id,
+                    [event],
+                    expected_version=version - 1,
+                    stream_type=BENCH_STREAM_TYPE,
+                )
 
     return write
 

@@ -22,6 +22,7 @@ STREAM_EVENT_TYPES: Final = (
     "BenchProgressed",
     "BenchCompleted",
 )
+BENCH_STREAM_TYPE: Final = "bench"
 METADATA: Final[dict[str, str]] = {"actor": "bench"}
 METADATA_JSON: Final = '{"actor":"bench"}'
 USAGE: Final[dict[str, float]] = {

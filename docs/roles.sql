@@ -36,6 +36,12 @@ GRANT SELECT, INSERT, UPDATE, DELETE
 GRANT EXECUTE ON FUNCTION
     eventstore_append(uuid, text, integer, uuid[], text[], integer[], text[], text[], text[])
     TO eventstore_app;
+-- The append trigger reads these (revision 0006): the restore epoch, the
+-- tombstones of archived streams, and the guard row (visible only to the
+-- archive's own transaction). Every store connection checks the epoch.
+GRANT SELECT ON execution_events_epochs, archived_streams, execution_events_archive_guard
+    TO eventstore_app;
+GRANT EXECUTE ON FUNCTION eventstore_check_epoch() TO eventstore_app;
 
 -- The archivist, on top: the archive path. The guard row opens the
 -- immutability trigger for its own transaction; DELETE on the log also
@@ -43,3 +49,5 @@ GRANT EXECUTE ON FUNCTION
 -- still refuses any DELETE made without the guard row.
 GRANT SELECT, INSERT, DELETE ON execution_events_archive_guard TO eventstore_archivist;
 GRANT DELETE ON execution_events TO eventstore_archivist;
+-- The archive leaves a tombstone for every stream it removes.
+GRANT INSERT ON archived_streams TO eventstore_archivist;

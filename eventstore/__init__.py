@@ -18,6 +18,7 @@ from eventstore.errors import (
     ProjectionError,
     ReferenceNotFound,
     SchemaNotMigrated,
+    StreamArchived,
     ValidationError,
     WaitTimeout,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "ReferenceNotFound",
     "SchemaNotMigrated",
     "StoreSettings",
+    "StreamArchived",
     "Subscription",
     "Thread",
     "ValidationError",

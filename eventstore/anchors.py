@@ -31,6 +31,7 @@ from eventstore.events.system_payloads import (
     ChainAnchor,
     StreamHead,
 )
+from eventstore.receipts import verify_receipts
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -197,11 +198,10 @@ async def create_anchor(store: EventStore, *, key: bytes | None = None) -> Chain
     )
     if key is not None:
         anchor = anchor.model_copy(update={"hmac": signature(anchor, key)})
-    await store.append(
+    await store.log.append_system(
         CHAIN_ANCHORS_STREAM,
         [NewEvent.of(anchor, metadata={"actor": ANCHORER})],
         expected_version=len(history.anchors),
-        stream_type="system",
     )
     return anchor
 
@@ -225,12 +225,17 @@ class AnchorReport:
 async def verify_anchors(backend: Backend, *, key: bytes | None = None) -> AnchorReport:
     """Check the anchors' signatures and the log against the last anchor.
 
+    The archive receipts are checked against the archive's tombstones too
+    (`eventstore.receipts`): a forged receipt is a problem here.
+
     Returns:
         The counts and every problem found (stream and reason).
     """
     await backend.ensure_schema()
+    report = AnchorReport()
+    report.problems.extend(await verify_receipts(backend))
     history = await _history(backend)
-    report = AnchorReport(anchors=len(history.anchors))
+    report.anchors = len(history.anchors)
     for recorded, anchor in history.anchors:
         report.signed += anchor.hmac is not None
         if key is None:

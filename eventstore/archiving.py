@@ -44,7 +44,9 @@ from eventstore.events.system_payloads import (
 )
 from eventstore.fold import fold_events
 from eventstore.log import upcast_event
+from eventstore.receipts import receipt_problem, tombstones
 from eventstore.schema import (
+    archived_streams,
     execution_events,
     execution_events_archive_guard,
     execution_leases,
@@ -241,10 +243,14 @@ async def _remove(
             for stream in written.streams
         ],
     )
+    guard = execution_events_archive_guard
     async with store.backend.begin_write() as connection:
         await store.backend.exclude_appends(connection)
         await _check_projections_folded(connection, newest)
-        removed = await _delete_events(connection, stream_ids, reason=written.file)
+        # The guard row opens the log to this transaction's deletes and to
+        # the receipt, the one system-stream row it writes (migration 0006).
+        await connection.execute(sa.insert(guard).values(id=1, reason=written.file))
+        removed = await _delete_events(connection, stream_ids)
         if removed != written.events:
             raise errors.ArchiveError(
                 f"the log changed while archiving: {removed} events matched where "
@@ -256,7 +262,21 @@ async def _remove(
         ):
             for chunk in _chunks(stream_ids):
                 await connection.execute(sa.delete(table).where(column.in_(chunk)))
-        return await _append_receipt(connection, receipt)
+        await connection.execute(
+            sa.insert(archived_streams),
+            [
+                {
+                    "stream_id": stream.stream_id,
+                    "version": stream.head_version,
+                    "hash": bytes.fromhex(stream.head_hash),
+                    "archive_file": written.file,
+                }
+                for stream in written.streams
+            ],
+        )
+        position = await _append_receipt(connection, receipt, store.backend.clock())
+        await connection.execute(sa.delete(guard))
+        return position
 
 
 async def _check_projections_folded(
@@ -292,22 +312,23 @@ async def _check_projections_folded(
 
 
 async def _delete_events(
-    connection: AsyncConnection, stream_ids: Sequence[UUID], *, reason: str
+    connection: AsyncConnection, stream_ids: Sequence[UUID]
 ) -> int:
-    """Delete the streams' events through the guarded path; how many went."""
-    guard = execution_events_archive_guard
-    await connection.execute(sa.insert(guard).values(id=1, reason=reason))
+    """Delete the streams' events (the guard row is in place); how many went."""
     removed = 0
     for chunk in _chunks(stream_ids):
         result = await connection.execute(
             sa.delete(execution_events).where(execution_events.c.stream_id.in_(chunk))
         )
         removed += result.rowcount
-    await connection.execute(sa.delete(guard))
     return removed
 
 
-async def _append_receipt(connection: AsyncConnection, receipt: ArchiveReceipt) -> int:
+async def _append_receipt(
+    connection: AsyncConnection,
+    receipt: ArchiveReceipt,
+    clock: sa.ColumnElement[datetime],
+) -> int:
     """Append the receipt to its system stream inside the archive's transaction.
 
     Hashes are chained here as the append does; a concurrent archive that
@@ -336,6 +357,7 @@ async def _append_receipt(connection: AsyncConnection, receipt: ArchiveReceipt) 
                 data=event.data,
                 metadata=event.metadata.as_json(),
                 occurred_at=event.occurred_at,
+                recorded_at=clock,  # the database's time (the append trigger's)
                 hash=hashing.chain_hash(
                     previous,
                     hashing.canonical_for(ARCHIVE_RECEIPTS_STREAM, version + 1, event),
@@ -413,6 +435,13 @@ async def verify_archive(store: EventStore, path: Path) -> VerifiedArchive:
                 stream_id=ARCHIVE_RECEIPTS_STREAM,
                 position=recorded.position,
                 reason=f"the receipt for {manifest.file} does not match its manifest",
+            )
+        forged = receipt_problem(receipt, await tombstones(store.backend))
+        if forged is not None:
+            raise errors.IntegrityError(
+                stream_id=ARCHIVE_RECEIPTS_STREAM,
+                position=recorded.position,
+                reason=forged,
             )
         return VerifiedArchive(
             manifest=manifest, events=events, receipt_position=recorded.position

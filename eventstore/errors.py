@@ -194,3 +194,18 @@ class CheckpointConflict(EventStoreError):
 
 class ArchiveError(EventStoreError):
     """An archive was refused or failed: nothing was removed from the log."""
+
+
+class StreamArchived(EventStoreError):
+    """The stream was archived: its id cannot start a stream again.
+
+    The archive keeps a tombstone of every stream it removed, so an
+    idempotency key or a retry cannot bring an archived execution back as a
+    new one while the archive says how it ended.
+    """
+
+    def __init__(self, *, stream_id: UUID) -> None:
+        self.stream_id = stream_id
+        super().__init__(
+            f"stream {stream_id} was archived: its id cannot be used again"
+        )

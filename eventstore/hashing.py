@@ -351,6 +351,11 @@ def out_of_order(version: int) -> str:
     return f"version {version} lies before version {version - 1} in the log"
 
 
+def recorded_before(version: int) -> str:
+    """An event whose recorded_at lies before its predecessor's (a backdated row)."""
+    return f"version {version} is recorded before version {version - 1}"
+
+
 def content_changed(version: int) -> str:
     """An event whose hash does not match its stored content."""
     return f"the hash of version {version} does not match its content"
@@ -373,6 +378,7 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
     previous = GENESIS_HASH
     expected_version = 1
     transaction_id = 0
+    recorded_at: datetime | None = None
     for event in sorted(events, key=lambda event: event.position):
         if event.version != expected_version:
             raise errors.IntegrityError(
@@ -380,15 +386,15 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
                 position=event.position,
                 reason=unexpected_version(event.version, expected_version),
             )
-        # PostgreSQL orders the log by (transaction id, position): both rise
-        # with the version in an untouched stream.
-        if (event.transaction_id or 0) < transaction_id:
+        # PostgreSQL orders the log by (epoch, transaction id, position): all
+        # rise with the version in an untouched stream; the database stamps
+        # recorded_at, which never runs backwards within a stream.
+        if event.checkpoint.transaction_id < transaction_id:
             raise errors.IntegrityError(
                 stream_id=event.stream_id,
                 position=event.position,
                 reason=out_of_order(event.version),
             )
-        transaction_id = event.transaction_id or 0
         previous = event_hash(previous, event)
         if previous != event.hash:
             raise errors.IntegrityError(
@@ -396,5 +402,13 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
                 position=event.position,
                 reason=content_changed(event.version),
             )
+        if recorded_at is not None and event.recorded_at < recorded_at:
+            raise errors.IntegrityError(
+                stream_id=event.stream_id,
+                position=event.position,
+                reason=recorded_before(event.version),
+            )
+        transaction_id = event.checkpoint.transaction_id
+        recorded_at = event.recorded_at
         expected_version += 1
     return previous

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from eventstore import errors, hashing
@@ -19,7 +20,7 @@ BATCH: Final = 5000
 MAX_PROBLEMS: Final = 100
 _CHUNK: Final = 500  # rows checked between two turns of the event loop
 METADATA_TEXTS: Final = 10_000  # canonical metadata remembered across batches
-_GENESIS: Final = (0, hashing.GENESIS_HASH, 0)
+_GENESIS: Final = (0, hashing.GENESIS_HASH, 0, datetime.min.replace(tzinfo=UTC))
 
 
 @dataclass
@@ -72,7 +73,8 @@ class _Chains:
 
     def __init__(self) -> None:
         self.report = LogReport()
-        self._heads: dict[UUID, tuple[int, bytes, int]] = {}  # version, hash, position
+        # version, hash, position, recorded_at of each stream's head
+        self._heads: dict[UUID, tuple[int, bytes, int, datetime]] = {}
         self._broken: set[UUID] = set()
         # Events of one request share their metadata text: encode it once.
         self._metadata: BoundedCache[str, str] = BoundedCache(METADATA_TEXTS)
@@ -84,7 +86,9 @@ class _Chains:
             report.events += 1
             if row.stream_id in broken:
                 continue
-            version, previous, position = heads.get(row.stream_id, _GENESIS)
+            version, previous, position, recorded_at = heads.get(
+                row.stream_id, _GENESIS
+            )
             if row.version != version + 1:
                 self._break(row, hashing.unexpected_version(row.version, version + 1))
                 continue
@@ -99,7 +103,15 @@ class _Chains:
             if computed != row.hash:
                 self._break(row, hashing.content_changed(row.version))
                 continue
-            heads[row.stream_id] = (row.version, row.hash, row.position)
+            if row.recorded_at < recorded_at:  # stamped by the database: backdated
+                self._break(row, hashing.recorded_before(row.version))
+                continue
+            heads[row.stream_id] = (
+                row.version,
+                row.hash,
+                row.position,
+                row.recorded_at,
+            )
 
     def finish(self) -> LogReport:
         """The report, with the number of streams seen."""

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 STREAM_TYPE_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 DEFAULT_BATCH: Final = 500
+SYSTEM_STREAM_TYPE: Final = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +85,59 @@ class EventLog:
 
         Raises:
             ValidationError: no events, an event that is not a NewEvent, a
-                repeated event id, a bad expected version or stream type.
+                repeated event id, a bad expected version or stream type
+                (``system`` streams are the store's own: see append_system).
             IdempotencyConflict: an event id is recorded with other content.
             ConcurrencyError: the stream is not at `expected_version`.
+            InvalidTransition: an execution event the lifecycle does not
+                allow there (the database checks every writer).
+            ExecutionNotFound: an execution event for a stream that was
+                never created.
+            ReferenceNotFound: an ExecutionCreated naming a message, thread
+                or graph that does not exist.
+            StreamArchived: a new stream under the id of an archived one.
         """
+        if stream_type == SYSTEM_STREAM_TYPE:
+            raise errors.ValidationError(
+                "system streams are the store's own records (archive receipts, "
+                "chain anchors): they cannot be written through append"
+            )
+        return await self._append(
+            stream_id,
+            events,
+            expected_version=expected_version,
+            stream_type=stream_type,
+        )
+
+    async def append_system(
+        self,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None,
+    ) -> AppendResult:
+        """Append to one of the store's own system streams (anchors).
+
+        The append holds the archive guard row, which only the archivist
+        role may write on PostgreSQL (docs/ROLES.md).
+        """
+        return await self._append(
+            stream_id,
+            events,
+            expected_version=expected_version,
+            stream_type=SYSTEM_STREAM_TYPE,
+            guarded=True,
+        )
+
+    async def _append(
+        self,
+        stream_id: UUID | str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None,
+        stream_type: str,
+        guarded: bool = False,
+    ) -> AppendResult:
         stream = as_stream_id(stream_id)
         batch = list(events)
         if not batch:
@@ -108,7 +158,11 @@ class EventLog:
             raise errors.ValidationError(f"invalid stream type {stream_type!r}")
         await self._backend.ensure_schema()
         outcome = await self._backend.append(
-            stream, batch, stream_type=stream_type, expected_version=expected_version
+            stream,
+            batch,
+            stream_type=stream_type,
+            expected_version=expected_version,
+            guarded=guarded,
         )
         if outcome.kind == "version_conflict":
             raise errors.ConcurrencyError(

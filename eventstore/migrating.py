@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from eventstore.backends.base import Backend
 
-SCHEMA_HEAD: Final = "0005"
+SCHEMA_HEAD: Final = "0006"
 """The revision this version of the code needs (a test keeps it equal to alembic's head)."""
 
 
@@ -43,7 +43,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def run_migration(backend: Backend, *, direction: str, revision: str) -> None:
-    """Upgrade or downgrade the database to `revision` in one transaction.
+    """Upgrade or downgrade the database to `revision`.
+
+    Each revision is one transaction (on SQLite the whole run is one).
 
     Raises:
         DatabaseUnavailable: the database cannot be reached.
@@ -57,7 +59,7 @@ async def run_migration(backend: Backend, *, direction: str, revision: str) -> N
         else:
             command.downgrade(config, revision)
 
-    async with backend.begin_write() as connection:
+    async with backend.migration_connection() as connection:
         await connection.run_sync(run)
 
 

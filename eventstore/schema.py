@@ -11,6 +11,7 @@ from typing import Final
 import sqlalchemy as sa
 
 from eventstore.sqltypes import (
+    CheckpointOrderKey,
     Hash,
     JSONDocument,
     NullableJSONDocument,
@@ -86,9 +87,12 @@ execution_events: Final = sa.Table(
     # position (DESIGN §1). NULL on SQLite, whose position order is commit order.
     sa.Column("transaction_id", TransactionId, nullable=True),
     sa.Column("hash", Hash, nullable=False),
+    # PostgreSQL: the restore epoch the row was written in; the log is
+    # ordered by (epoch, transaction_id, position) (revision 0006). 0 on SQLite.
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("stream_id", "version"),
     sa.UniqueConstraint("event_id"),
-    sa.Index(None, "transaction_id", "position"),
+    sa.Index(None, "epoch", "transaction_id", "position"),
     # The status-changing events per stream: the store-wide "as of" and the
     # archive's choice of finished executions are one index-only scan of it
     # (it holds every column they read; revision 0005).
@@ -114,6 +118,29 @@ execution_events_archive_guard: Final = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.CheckConstraint("id = 1", name="one_row"),
+)
+
+# One row per restore epoch of the log (PostgreSQL; SQLite stays at 0): a
+# logical restore into another cluster sets the transaction counter back, so
+# the log goes on in a new epoch that sorts after the old one (revision 0006).
+execution_events_epochs: Final = sa.Table(
+    "execution_events_epochs",
+    metadata,
+    sa.Column("epoch", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("started_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("previous_transaction_id", sa.Text, nullable=True),
+)
+
+# Tombstones: every stream the archive removed, with its head. No stream may
+# start again under such an id, and `verify` checks the receipts against them.
+archived_streams: Final = sa.Table(
+    "archived_streams",
+    metadata,
+    sa.Column("stream_id", _uuid, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("hash", Hash, nullable=False),
+    sa.Column("archive_file", sa.Text, nullable=False),
+    sa.Column("archived_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
 )
 
 executions: Final = sa.Table(
@@ -156,7 +183,8 @@ projection_checkpoints: Final = sa.Table(
     metadata,
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("transaction_id", TransactionId, nullable=True),
+    # The checkpoint's order key: the transaction id, led by its epoch.
+    sa.Column("transaction_id", CheckpointOrderKey, nullable=True),
     sa.Column("position", sa.BigInteger, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False, server_default=_now),
 )

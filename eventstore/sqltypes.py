@@ -65,6 +65,10 @@ postgresql.base.ischema_names["xid8"] = Xid8
 TransactionId = sa.BigInteger().with_variant(Xid8(), "postgresql")
 """The transaction that wrote a row: xid8 on PostgreSQL, unused (NULL) on SQLite."""
 
+CheckpointOrderKey = sa.BigInteger().with_variant(sa.Numeric(40, 0), "postgresql")
+"""A checkpoint's transaction part: epoch * 2**64 + xid on PostgreSQL (which
+outgrows xid8 once a restore started a new epoch); 0 on SQLite."""
+
 Position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """A log position: SQLite only autoincrements an INTEGER PRIMARY KEY."""
 

@@ -133,8 +133,9 @@ class EventStore:
             events: NewEvent instances, appended atomically in order.
             expected_version: 0 for a new stream, the current version to
                 guard against concurrent writers, None for any.
-            stream_type: ``execution`` or ``system`` (skipped by the
-                executions projection).
+            stream_type: ``execution`` (the default: lifecycle events in
+                the order of SPEC §3, checked by the database) or a type of
+                your own; ``system`` streams are the store's own records.
 
         Returns:
             The stream's new version and the events' positions. Re-appending
@@ -144,7 +145,12 @@ class EventStore:
         Raises:
             ConcurrencyError: the stream is not at `expected_version`.
             IdempotencyConflict: an event id is recorded with other content.
-            ValidationError: malformed input; nothing is written.
+            ValidationError: malformed input, or a system stream; nothing
+                is written.
+            InvalidTransition: an execution event the lifecycle does not allow.
+            ExecutionNotFound: an execution event for a stream never created.
+            ReferenceNotFound: ExecutionCreated names no existing message or graph.
+            StreamArchived: a new stream under an archived stream's id.
         """
         return await self.log.append(
             stream_id,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -15,16 +17,27 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore import ExecutionStatus, schema
+from eventstore.hashing import GENESIS_HASH, canonical_for, chain_hash
 from eventstore.integrity import verify_log
 from eventstore.migrating import migrations_path
 from projections.queries import ExecutionsView
 from tests.cli.runner import run_cli
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
     from types import ModuleType
     from uuid import UUID
 
-    from eventstore import EventStore, ExecutionState, Graph, Message, Thread
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from eventstore import (
+        EventStore,
+        ExecutionState,
+        Graph,
+        Message,
+        NewEvent,
+        Thread,
+    )
 
 
 @dataclass(frozen=True)
@@ -83,7 +96,11 @@ async def raw_pg(url: str) -> asyncpg.Connection:
 
 # The SQLite immutability triggers as the migrations leave them: 0001 creates
 # both, 0003 replaces the DELETE one with the archive-guarded one.
-_SQLITE_TRIGGER_MIGRATIONS = ("0001_event_log", "0003_archive_path")
+_SQLITE_TRIGGER_MIGRATIONS = (
+    "0001_event_log",
+    "0003_archive_path",
+    "0006_guarded_appends",
+)
 _LOG_TRIGGERS_SQL = (
     "SELECT name, sql FROM sqlite_master "
     "WHERE type = 'trigger' AND tbl_name = 'execution_events' ORDER BY name"
@@ -140,6 +157,88 @@ async def tamper(url: str, sql: str, *more: str) -> None:
             assert after == before, f"triggers not restored: {after} != {before}"
     finally:
         await pg.close()
+
+
+async def append_behind_the_guards(
+    store: EventStore,
+    url: str,
+    stream_id: UUID,
+    events: Sequence[NewEvent],
+    *,
+    stream_type: str = "execution",
+    recorded_at: datetime | None = None,
+) -> list[int]:
+    """Append events the append trigger would refuse, as an older store wrote them.
+
+    Poison for the fold (an event out of the lifecycle, a reference that is
+    gone) can no longer be appended (migration 0006), but a log written
+    before it may hold some, and an owner who disables the triggers can
+    write anything (a backdated `recorded_at`, a forged receipt). The events
+    are chained onto the stream's head with correct hashes and inserted
+    behind the triggers (`tamper`).
+
+    Returns:
+        Their positions.
+    """
+    head = [event async for event in store.read_stream(stream_id)]
+    version, previous = (head[-1].version, head[-1].hash) if head else (0, GENESIS_HASH)
+    recorded = (recorded_at or datetime.now(UTC)).astimezone(UTC)
+    statements = []
+    for event in events:
+        version += 1
+        previous = chain_hash(previous, canonical_for(stream_id, version, event))
+        occurred = event.occurred_at.astimezone(UTC)
+        if store.backend.name == "sqlite":
+            values = (
+                f"'{stream_id.hex}', {version}, '{stream_type}', "
+                f"'{event.event_id.hex}', '{event.type}', {event.schema_version}, "
+                f"'{event.data_json}', '{event.metadata_json}', "
+                f"'{occurred:%Y-%m-%d %H:%M:%S.%f}', '{recorded:%Y-%m-%d %H:%M:%S.%f}', "
+                f"X'{previous.hex()}'"
+            )
+        else:
+            values = (
+                f"'{stream_id}', {version}, '{stream_type}', '{event.event_id}', "
+                f"'{event.type}', {event.schema_version}, "
+                f"'{event.data_json}'::jsonb, '{event.metadata_json}'::jsonb, "
+                f"'{occurred.isoformat()}', '{recorded.isoformat()}', "
+                f"'\\x{previous.hex()}'"
+            )
+        statements.append(
+            "INSERT INTO execution_events (stream_id, version, stream_type, event_id, "
+            "type, schema_version, data, metadata, occurred_at, recorded_at, hash) "
+            f"VALUES ({values})"
+        )
+    await tamper(url, *statements)
+    store.backend.forget_streams([stream_id])
+    recorded_events = [event async for event in store.read_stream(stream_id)]
+    return [event.position for event in recorded_events[len(head) :]]
+
+
+@contextlib.asynccontextmanager
+async def append_guards_lifted(
+    connection: AsyncConnection, backend: str
+) -> AsyncIterator[None]:
+    """Within the caller's transaction, the append trigger (0006) is off.
+
+    For writing rows as a release before it did (old recorded_at times,
+    say); the immutability triggers stay on.
+    """
+    if backend == "postgresql":
+        await connection.exec_driver_sql(
+            "ALTER TABLE execution_events DISABLE TRIGGER execution_events_guard_append"
+        )
+        yield
+        await connection.exec_driver_sql(
+            "ALTER TABLE execution_events ENABLE TRIGGER execution_events_guard_append"
+        )
+        return
+    guards = _migration("0006_guarded_appends")
+    for statement in guards.SQLITE_DOWNGRADE:
+        await connection.exec_driver_sql(statement)
+    yield
+    for statement in guards.SQLITE_UPGRADE:
+        await connection.exec_driver_sql(statement)
 
 
 def _tamper_sqlite(path: str, statements: list[str]) -> None:

@@ -56,6 +56,7 @@ class StoredEvent(NamedTuple):
     data: str
     metadata: str
     occurred_at: datetime
+    recorded_at: datetime
     hash: bytes
     checkpoint: Checkpoint
 
@@ -282,11 +283,19 @@ class Backend(ABC):
         *,
         stream_type: str,
         expected_version: int | None,
+        guarded: bool = False,
     ) -> AppendOutcome:
         """Append events atomically, chaining their hashes, or say why not.
 
         Idempotency is decided before the expected version: re-appending
         recorded event ids returns the original versions and positions.
+        `guarded` appends hold the archive guard row in their transaction,
+        which system streams need (the store's own records; migration 0006).
+
+        Raises:
+            InvalidTransition, ExecutionNotFound, ReferenceNotFound,
+            StreamArchived, ValidationError: the log's append trigger
+                refused an event; nothing was written.
         """
 
     @abstractmethod
@@ -466,6 +475,17 @@ class Backend(ABC):
     async def begin_write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction on the engine for portable Core statements."""
         async with self.translate_errors(), self.engine.begin() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def migration_connection(self) -> AsyncIterator[AsyncConnection]:
+        """The connection alembic runs the revisions on.
+
+        Here one write transaction for the whole upgrade; PostgreSQL gives
+        alembic a connection outside any transaction instead, so revisions
+        can build indexes concurrently (outside a transaction block).
+        """
+        async with self.begin_write() as connection:
             yield connection
 
     @contextlib.asynccontextmanager

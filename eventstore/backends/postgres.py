@@ -20,6 +20,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
 
 import asyncpg
 import sqlalchemy as sa
@@ -62,8 +63,7 @@ from eventstore.hashing import (
 from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
-    from uuid import UUID
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -83,11 +83,12 @@ NOTIFY_SQL: Final = f"SELECT pg_notify('{CHANNEL}', '')"
 logger: Final = logging.getLogger(__name__)
 MAX_POSITION: Final = 2**63 - 1
 MAX_XID8: Final = 2**64 - 1
+MAX_EPOCH: Final = 2**31 - 1
 FAR_FUTURE: Final = datetime(9999, 12, 31, tzinfo=UTC)
 
 _COLUMNS: Final = (
     "position, stream_id, version, stream_type, event_id, type, schema_version, "
-    "data, metadata, occurred_at, recorded_at, transaction_id, hash"
+    "data, metadata, occurred_at, recorded_at, transaction_id, hash, epoch"
 )
 APPEND_SQL: Final = (
     "SELECT outcome, version, position, event_id, detail, hash "
@@ -123,32 +124,46 @@ WHERE $11::int = 0 OR EXISTS (
 RETURNING version, position
 """
 HEAD_CACHE_SIZE: Final = 50_000
+# The archive guard row, held by a system-stream append's transaction: only
+# the archivist may write it (docs/ROLES.md), so only the store's own paths
+# write system streams (migration 0006).
+OPEN_GUARD_SQL: Final = (
+    "INSERT INTO execution_events_archive_guard (id, reason) "
+    "VALUES (1, 'system stream append')"
+)
+CLOSE_GUARD_SQL: Final = "DELETE FROM execution_events_archive_guard"
 READ_STREAM_SQL: Final = (
     f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
     "WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3"
 )
-# Only transactions below the snapshot's xmin are finished; their events can
-# no longer appear behind the checkpoint (DESIGN §1).
+# The log is ordered by (epoch, transaction_id, position). Only transactions
+# below the snapshot's xmin are finished; their events can no longer appear
+# behind the checkpoint (DESIGN §1). Every event of an earlier restore epoch
+# was committed on the cluster it came from, so the horizon bounds only the
+# current epoch (migration 0006).
+_HORIZON: Final = (
+    "(epoch, transaction_id) < ((SELECT max(epoch) FROM execution_events_epochs), "
+    "pg_snapshot_xmin(pg_current_snapshot()))"
+)
+_AFTER: Final = "(epoch, transaction_id, position) > ($1, $2::xid8, $3)"
+_ORDER: Final = "ORDER BY epoch, transaction_id, position"
 READ_ALL_SQL: Final = (
-    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
-    "WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-    "AND (transaction_id, position) > ($1::xid8, $2) "
-    "ORDER BY transaction_id, position LIMIT $3"
+    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant fragments
+    f"WHERE {_HORIZON} AND {_AFTER} {_ORDER} LIMIT $4"
 )
 # The partition rule of eventstore/partitions.py: the UUID's last 32 bits.
 READ_PARTITION_SQL: Final = (
-    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
-    "WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-    "AND (transaction_id, position) > ($1::xid8, $2) "
-    "AND ('x' || right(stream_id::text, 8))::bit(32)::bigint % $4 = $5 "
-    "ORDER BY transaction_id, position LIMIT $3"
+    f"SELECT {_COLUMNS} FROM execution_events "  # noqa: S608 - constant fragments
+    f"WHERE {_HORIZON} AND {_AFTER} "
+    "AND ('x' || right(stream_id::text, 8))::bit(32)::bigint % $5 = $6 "
+    f"{_ORDER} LIMIT $4"
 )
 BACKLOG_SQL: Final = (
-    "SELECT count(*), min(recorded_at) FROM execution_events "
-    "WHERE (transaction_id, position) > ($1::xid8, $2)"
+    "SELECT count(*), min(recorded_at) FROM execution_events "  # noqa: S608 - constant fragment
+    f"WHERE {_AFTER}"
 )
 BACKLOG_PARTITION_SQL: Final = (
-    BACKLOG_SQL + " AND ('x' || right(stream_id::text, 8))::bit(32)::bigint % $3 = $4"
+    BACKLOG_SQL + " AND ('x' || right(stream_id::text, 8))::bit(32)::bigint % $4 = $5"
 )
 HEAD_VERSION_SQL: Final = (
     "SELECT coalesce(max(version), 0) FROM execution_events WHERE stream_id = $1"
@@ -158,10 +173,13 @@ READ_STREAMS_SQL: Final = (
     "WHERE stream_id = ANY($1::uuid[]) ORDER BY position"
 )
 HEAD_CHECKPOINT_SQL: Final = (
-    "SELECT transaction_id, position FROM execution_events "
-    "WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY transaction_id DESC, position DESC LIMIT 1"
+    "SELECT epoch, transaction_id, position FROM execution_events "  # noqa: S608 - constant fragment
+    f"WHERE {_HORIZON} "
+    "ORDER BY epoch DESC, transaction_id DESC, position DESC LIMIT 1"
 )
+# Run by every new connection: starts a new epoch after a restore (0006).
+CHECK_EPOCH_SQL: Final = "SELECT eventstore_check_epoch()"
+HAS_EPOCHS_SQL: Final = "SELECT to_regprocedure('eventstore_check_epoch()') IS NOT NULL"
 # Every transaction that has committed by now has an id below the snapshot's
 # xmax; once the horizon (xmin) is there, read_all sees all of them.
 HORIZON_MARK_SQL: Final = "SELECT pg_snapshot_xmax(pg_current_snapshot())"
@@ -170,7 +188,8 @@ HORIZON_REACHED_SQL: Final = (
 )
 STREAM_HEADS_SQL: Final = """
 SELECT DISTINCT ON (stream_id) stream_id, version, hash FROM execution_events
-WHERE stream_type <> 'system' AND (transaction_id, position) <= ($1::xid8, $2)
+WHERE stream_type <> 'system'
+  AND (epoch, transaction_id, position) <= ($1, $2::xid8, $3)
 ORDER BY stream_id, version DESC
 """
 # The WHERE repeats the partial index's condition, so the planner uses it;
@@ -185,7 +204,7 @@ ORDER BY stream_id DESC, version DESC
 """  # noqa: S608 - constant condition
 EXCLUDE_APPENDS_SQL: Final = "LOCK TABLE execution_events IN SHARE ROW EXCLUSIVE MODE"
 CHECKPOINT_AT_SQL: Final = (
-    "SELECT transaction_id FROM execution_events WHERE position = $1"
+    "SELECT epoch, transaction_id FROM execution_events WHERE position = $1"
 )
 
 
@@ -207,6 +226,7 @@ def _rows_to_events(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
             recorded_at=row[10],
             transaction_id=row[11],
             chain_hash=row[12],
+            epoch=row[13],
         )
         for row in rows
     ]
@@ -277,6 +297,7 @@ class PostgresBackend(Backend):
                 max_size=self._settings.pool_size,
                 timeout=self._settings.connect_timeout,
                 server_settings=self._server_settings,
+                init=_check_epoch,
             )
 
     @override
@@ -290,6 +311,16 @@ class PostgresBackend(Backend):
             await self._pool.close()
             self._pool = None
         await self.engine.dispose()
+
+    @override
+    @contextlib.asynccontextmanager
+    async def migration_connection(self) -> AsyncIterator[AsyncConnection]:
+        # Each revision runs in its own transaction (migrations/env.py), and
+        # a revision may step outside it to build an index concurrently, so
+        # appends are not held back while it builds.
+        async with self.translate_errors(), self.engine.connect() as connection:
+            yield connection
+            await connection.commit()
 
     @override
     async def listen(self, on_notify: Callable[[], None]) -> PostgresListener:
@@ -317,25 +348,46 @@ class PostgresBackend(Backend):
         *,
         stream_type: str,
         expected_version: int | None,
+        guarded: bool = False,
     ) -> AppendOutcome:
         async with self.translate_errors():
-            outcome = None
-            if expected_version is not None:
-                head = (
-                    (0, GENESIS_HASH)
-                    if expected_version == 0
-                    else self._heads.get(stream_id)
+            try:
+                outcome = await self._append(
+                    stream_id, events, stream_type, expected_version, guarded=guarded
                 )
-                if head is not None and head[0] == expected_version:
-                    outcome = await self._append_known_head(
-                        stream_id, events, stream_type, head
-                    )
-            if outcome is None:
-                outcome = await self._append_by_function(
-                    stream_id, events, stream_type, expected_version
-                )
+            except asyncpg.PostgresError as exc:
+                refusal = append_refusal(stream_id, exc.sqlstate, exc.detail)
+                if refusal is None:
+                    raise
+                raise refusal from exc
         if outcome.kind == "appended":
             self._announce()
+        return outcome
+
+    async def _append(
+        self,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        stream_type: str,
+        expected_version: int | None,
+        *,
+        guarded: bool,
+    ) -> AppendOutcome:
+        outcome = None
+        if expected_version is not None and not guarded:
+            head = (
+                (0, GENESIS_HASH)
+                if expected_version == 0
+                else self._heads.get(stream_id)
+            )
+            if head is not None and head[0] == expected_version:
+                outcome = await self._append_known_head(
+                    stream_id, events, stream_type, head
+                )
+        if outcome is None:
+            outcome = await self._append_by_function(
+                stream_id, events, stream_type, expected_version, guarded=guarded
+            )
         return outcome
 
     def _announce(self) -> None:
@@ -428,6 +480,8 @@ class PostgresBackend(Backend):
         events: Sequence[NewEvent],
         stream_type: str,
         expected_version: int | None,
+        *,
+        guarded: bool,
     ) -> AppendOutcome:
         args = (
             stream_id,
@@ -437,8 +491,7 @@ class PostgresBackend(Backend):
         )
         for _ in range(APPEND_RACE_RETRIES):
             try:
-                async with self.pool.acquire() as connection:
-                    rows = await connection.fetch(APPEND_SQL, *args)
+                rows = await self._call_append(args, guarded=guarded)
             except asyncpg.UniqueViolationError:
                 # A concurrent append took the same version or event id
                 # between our read of the head and our insert. Run again:
@@ -454,6 +507,19 @@ class PostgresBackend(Backend):
         raise errors.ConcurrencyError(
             stream_id=stream_id, expected=expected_version, actual=actual
         )
+
+    async def _call_append(
+        self, args: Sequence[object], *, guarded: bool
+    ) -> list[asyncpg.Record]:
+        """One call of the append function, inside the archive guard if `guarded`."""
+        async with self.pool.acquire() as connection:
+            if not guarded:
+                return await connection.fetch(APPEND_SQL, *args)
+            async with connection.transaction():
+                await connection.execute(OPEN_GUARD_SQL)
+                rows = await connection.fetch(APPEND_SQL, *args)
+                await connection.execute(CLOSE_GUARD_SQL)
+                return rows
 
     @override
     def forget_streams(self, stream_ids: Sequence[UUID]) -> None:
@@ -483,14 +549,11 @@ class PostgresBackend(Backend):
         after = after or Checkpoint(0, 0)
         async with self.translate_errors(), self.pool.acquire() as connection:
             if partition is None or partition.count == 1:
-                rows = await connection.fetch(
-                    READ_ALL_SQL, after.transaction_id, after.position, limit
-                )
+                rows = await connection.fetch(READ_ALL_SQL, *_after(after), limit)
             else:
                 rows = await connection.fetch(
                     READ_PARTITION_SQL,
-                    after.transaction_id,
-                    after.position,
+                    *_after(after),
                     limit,
                     partition.count,
                     partition.index,
@@ -503,9 +566,7 @@ class PostgresBackend(Backend):
     ) -> list[StoredEvent]:
         after = after or Checkpoint(0, 0)
         async with self.translate_errors(), self.pool.acquire() as connection:
-            rows = await connection.fetch(
-                READ_ALL_SQL, after.transaction_id, after.position, limit
-            )
+            rows = await connection.fetch(READ_ALL_SQL, *_after(after), limit)
         return [
             StoredEvent(
                 position=row[0],
@@ -517,8 +578,11 @@ class PostgresBackend(Backend):
                 data=row[7],
                 metadata=row[8],
                 occurred_at=row[9],
+                recorded_at=row[10],
                 hash=row[12],
-                checkpoint=Checkpoint(row[11], row[0]),
+                checkpoint=Checkpoint.of(
+                    epoch=row[13], transaction_id=row[11], position=row[0]
+                ),
             )
             for row in rows
         ]
@@ -533,7 +597,9 @@ class PostgresBackend(Backend):
     async def head_checkpoint(self) -> Checkpoint | None:
         async with self.translate_errors(), self.pool.acquire() as connection:
             row = await connection.fetchrow(HEAD_CHECKPOINT_SQL)
-        return None if row is None else Checkpoint(row[0], row[1])
+        if row is None:
+            return None
+        return Checkpoint.of(epoch=row[0], transaction_id=row[1], position=row[2])
 
     @override
     async def horizon_mark(self) -> int:
@@ -551,11 +617,11 @@ class PostgresBackend(Backend):
     async def stream_heads(
         self, at: Checkpoint | None = None
     ) -> dict[UUID, tuple[int, bytes]]:
-        at = at or Checkpoint(MAX_XID8, MAX_POSITION)
+        at = at or Checkpoint.of(
+            epoch=MAX_EPOCH, transaction_id=MAX_XID8, position=MAX_POSITION
+        )
         async with self.translate_errors(), self.pool.acquire() as connection:
-            rows = await connection.fetch(
-                STREAM_HEADS_SQL, at.transaction_id, at.position
-            )
+            rows = await connection.fetch(STREAM_HEADS_SQL, *_after(at))
         return {row[0]: (row[1], row[2]) for row in rows}
 
     @override
@@ -578,8 +644,7 @@ class PostgresBackend(Backend):
         async with self.translate_errors(), self.pool.acquire() as connection:
             row = await connection.fetchrow(
                 BACKLOG_SQL if whole else BACKLOG_PARTITION_SQL,
-                after.transaction_id,
-                after.position,
+                *_after(after),
                 *(
                     ()
                     if whole or partition is None
@@ -612,10 +677,10 @@ class PostgresBackend(Backend):
     @override
     async def checkpoint_at(self, position: int) -> Checkpoint:
         async with self.translate_errors(), self.pool.acquire() as connection:
-            transaction_id = await connection.fetchval(CHECKPOINT_AT_SQL, position)
-        if transaction_id is None:
+            row = await connection.fetchrow(CHECKPOINT_AT_SQL, position)
+        if row is None:
             raise errors.ValidationError(f"no event at position {position}")
-        return Checkpoint(transaction_id, position)
+        return Checkpoint.of(epoch=row[0], transaction_id=row[1], position=position)
 
     @override
     def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
@@ -653,8 +718,11 @@ class PostgresBackend(Backend):
     def at_or_before(
         self, table: sa.Table, checkpoint: Checkpoint
     ) -> sa.ColumnElement[bool]:
-        return sa.tuple_(table.c.transaction_id, table.c.position) <= sa.tuple_(
-            sa.literal(checkpoint.transaction_id, table.c.transaction_id.type),
+        return sa.tuple_(
+            table.c.epoch, table.c.transaction_id, table.c.position
+        ) <= sa.tuple_(
+            sa.literal(checkpoint.epoch),
+            sa.literal(checkpoint.xid, table.c.transaction_id.type),
             sa.literal(checkpoint.position),
         )
 
@@ -718,6 +786,72 @@ class PostgresBackend(Backend):
                 )
             cause = cause.__cause__
         return None
+
+
+async def _check_epoch(connection: asyncpg.Connection) -> None:
+    """Start a new restore epoch if this server's transaction ids went back.
+
+    Every new connection of the pool runs it before its first use, so no
+    append or read of a restored database happens in the old epoch
+    (migration 0006). A database not migrated that far has no epochs yet.
+    """
+    if await connection.fetchval(HAS_EPOCHS_SQL):
+        await connection.fetchval(CHECK_EPOCH_SQL)
+
+
+def append_refusal(
+    stream_id: UUID, sqlstate: str | None, detail: str | None
+) -> errors.EventStoreError | None:
+    """The typed error for a rule of the append trigger (migration 0006), if one.
+
+    The trigger's SQLSTATE says which rule refused the row; its DETAIL holds
+    the facts (a JSON object, or the stream id).
+    """
+    facts = parse_json(detail) if detail and detail.startswith("{") else {}
+    if not isinstance(facts, dict):
+        facts = {}
+    match sqlstate:
+        case "ZE002":
+            return errors.InvalidTransition(
+                execution_id=stream_id,
+                status=str(facts.get("status")),
+                event_type=str(facts.get("event_type")),
+            )
+        case "ZE003":
+            return errors.ValidationError(
+                f"stream {stream_id} is a system stream: only the store's archive "
+                "and anchor paths write system streams"
+            )
+        case "ZE004":
+            return errors.StreamArchived(stream_id=stream_id)
+        case "ZE005":
+            entity = str(facts.get("entity", "reference"))
+            return errors.ReferenceNotFound(
+                entity=entity, entity_id=_maybe_uuid(facts.get("id"))
+            )
+        case "ZE006":
+            return errors.ValidationError(
+                f"stream {stream_id}: versions must follow one another without gaps"
+            )
+        case "ZE007":
+            return errors.ValidationError(
+                "execution_events.position is drawn by the database, not chosen"
+            )
+        case "ZE008":
+            return errors.ExecutionNotFound(execution_id=stream_id)
+    return None
+
+
+def _maybe_uuid(value: object) -> Any:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return value
+
+
+def _after(checkpoint: Checkpoint) -> tuple[int, int, int]:
+    """A checkpoint as the (epoch, xid, position) parameters of the log's order."""
+    return checkpoint.epoch, checkpoint.xid, checkpoint.position
 
 
 def _event_columns(events: Sequence[NewEvent]) -> tuple[list[object], ...]:

@@ -215,11 +215,17 @@ class SqliteBackend(Backend):
         *,
         stream_type: str,
         expected_version: int | None,
+        guarded: bool = False,
     ) -> AppendOutcome:
         async with self.translate_errors(), self._write_lock:
             return await self._writer.run(
                 lambda connection: writer.append(
-                    connection, stream_id, events, stream_type, expected_version
+                    connection,
+                    stream_id,
+                    events,
+                    stream_type,
+                    expected_version,
+                    guarded=guarded,
                 )
             )
 
@@ -281,6 +287,7 @@ class SqliteBackend(Backend):
                 data=row[7],
                 metadata=row[8],
                 occurred_at=from_db_time(row[9]),
+                recorded_at=from_db_time(row[10]),
                 hash=row[11],
                 checkpoint=Checkpoint(0, row[0]),
             )

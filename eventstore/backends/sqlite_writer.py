@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
-from eventstore import hashing
+from eventstore import errors, hashing
 from eventstore.backends.base import AppendOutcome
+from eventstore.status import RESULTING_STATUS, ExecutionStatus, is_allowed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from eventstore.events.envelope import NewEvent
 
@@ -30,10 +31,34 @@ HEAD_SQL: Final = (
     "SELECT version, hash FROM execution_events WHERE stream_id = ? "
     "ORDER BY version DESC LIMIT 1"
 )
+# One INSERT per append: SQLite keeps 'now' fixed within a statement, so
+# every event of the append gets the one recorded_at that the append trigger
+# accepts (migration 0006). A statement takes at most CHUNK rows (SQLite's
+# variable limit); only a larger append spans more than one moment.
 INSERT_SQL: Final = (
     "INSERT INTO execution_events (stream_id, version, stream_type, event_id, type, "
-    "schema_version, data, metadata, occurred_at, recorded_at, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "schema_version, data, metadata, occurred_at, recorded_at, hash) VALUES "
+)
+INSERT_ROW: Final = (
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now'), ?)"
+)
+INSERT_RETURNING: Final = " RETURNING version, position"
+CHUNK: Final = 3000
+OPEN_GUARD_SQL: Final = (
+    "INSERT INTO execution_events_archive_guard (id, reason) "
+    "VALUES (1, 'system stream append')"
+)
+CLOSE_GUARD_SQL: Final = "DELETE FROM execution_events_archive_guard"
+# The append trigger's messages (RAISE takes only a constant text).
+REFUSAL_PREFIX: Final = "eventstore: "
+TOMBSTONE_SQL: Final = (
+    "SELECT 1 FROM archived_streams WHERE stream_id = ?1 "
+    "AND NOT EXISTS (SELECT 1 FROM execution_events WHERE stream_id = ?1)"
+)
+LAST_STATUS_SQL: Final = (
+    "SELECT type FROM execution_events WHERE stream_id = ? AND type IN "
+    "('ExecutionCreated', 'ExecutionStarted', 'ExecutionCompleted', "
+    "'ExecutionFailed', 'ExecutionCancelled') ORDER BY version DESC LIMIT 1"
 )
 
 
@@ -92,13 +117,31 @@ def append(
     events: Sequence[NewEvent],
     stream_type: str,
     expected_version: int | None,
+    *,
+    guarded: bool = False,
 ) -> AppendOutcome:
-    """The whole append in one transaction that holds the database's write lock."""
+    """The whole append in one transaction that holds the database's write lock.
+
+    A `guarded` append holds the archive guard row while it writes, as
+    system streams need (migration 0006).
+    """
     connection.execute("BEGIN IMMEDIATE")
     try:
+        if guarded:
+            connection.execute(OPEN_GUARD_SQL)
         outcome = _append_locked(
             connection, stream_id, events, stream_type, expected_version
         )
+        if guarded:
+            connection.execute(CLOSE_GUARD_SQL)
+    except sqlite3.IntegrityError as exc:
+        # Explained inside the transaction, so the facts are the ones the
+        # trigger saw.
+        refusal = _refusal(connection, stream_id, events, str(exc))
+        connection.execute("ROLLBACK")
+        if refusal is None:
+            raise
+        raise refusal from exc
     except BaseException:
         connection.execute("ROLLBACK")
         raise
@@ -126,16 +169,13 @@ def _append_locked(
     version, previous = (head[0], head[1]) if head else (0, hashing.GENESIS_HASH)
     if expected_version is not None and expected_version != version:
         return AppendOutcome(kind="version_conflict", actual=version)
-    recorded_at = to_db_time(datetime.now(UTC))
-    versions: list[int] = []
-    positions: list[int] = []
+    rows: list[tuple[object, ...]] = []
     for event in events:
         version += 1
         previous = hashing.chain_hash(
             previous, hashing.canonical_for(stream_id, version, event)
         )
-        cursor = connection.execute(
-            INSERT_SQL,
+        rows.append(
             (
                 stream_id.hex,
                 version,
@@ -146,15 +186,91 @@ def _append_locked(
                 event.data_json,
                 event.metadata_json,
                 to_db_time(event.occurred_at),
-                recorded_at,
                 previous,
-            ),
+            )
         )
-        versions.append(version)
-        positions.append(cursor.lastrowid or 0)
+    written: list[tuple[int, int]] = []
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        sql = INSERT_SQL + ", ".join([INSERT_ROW] * len(chunk)) + INSERT_RETURNING
+        parameters = [value for row in chunk for value in row]
+        written.extend(connection.execute(sql, parameters).fetchall())
+    written.sort()
     return AppendOutcome(
-        kind="appended", versions=tuple(versions), positions=tuple(positions)
+        kind="appended",
+        versions=tuple(version for version, _ in written),
+        positions=tuple(position for _, position in written),
     )
+
+
+def _refusal(
+    connection: sqlite3.Connection,
+    stream_id: UUID,
+    events: Sequence[NewEvent],
+    message: str,
+) -> errors.EventStoreError | None:
+    """The typed error for a rule of the append trigger (migration 0006), if one."""
+    if not message.startswith(REFUSAL_PREFIX):
+        return None
+    rule = message.removeprefix(REFUSAL_PREFIX)
+    if events and connection.execute(TOMBSTONE_SQL, (stream_id.hex,)).fetchone():
+        # A new stream under an archived id: whichever of its rules refused
+        # it, the tombstone is the reason (as on PostgreSQL).
+        return errors.StreamArchived(stream_id=stream_id)
+    if rule == "invalid transition":
+        row = connection.execute(LAST_STATUS_SQL, (stream_id.hex,)).fetchone()
+        status = None if row is None else RESULTING_STATUS[row[0]]
+        for event in events:
+            if status is None:
+                if event.type != "ExecutionCreated":
+                    return errors.ExecutionNotFound(execution_id=stream_id)
+                status = ExecutionStatus.PENDING
+                continue
+            if not is_allowed(status, event.type):
+                return errors.InvalidTransition(
+                    execution_id=stream_id, status=status.value, event_type=event.type
+                )
+            status = RESULTING_STATUS.get(event.type) or status
+        return errors.InvalidTransition(
+            execution_id=stream_id, status="unknown", event_type=events[0].type
+        )
+    if rule == "reference not found":
+        for event in events:
+            if event.type == "ExecutionCreated":
+                missing = _missing_reference(connection, event.data)
+                if missing is not None:
+                    return missing
+    if rule == "archived stream":
+        return errors.StreamArchived(stream_id=stream_id)
+    if rule == "system stream":
+        return errors.ValidationError(
+            f"stream {stream_id} is a system stream: only the store's archive "
+            "and anchor paths write system streams"
+        )
+    return errors.ValidationError(f"the log refused the append: {rule}")
+
+
+def _missing_reference(
+    connection: sqlite3.Connection, data: Mapping[str, object]
+) -> errors.ReferenceNotFound | None:
+    """The message (of the thread) or graph an ExecutionCreated names that is missing."""
+    checks = (
+        (
+            "message",
+            "message_id",
+            "SELECT 1 FROM messages WHERE id = ? AND thread_id = ?",
+            ("message_id", "thread_id"),
+        ),
+        ("graph", "graph_id", "SELECT 1 FROM graphs WHERE id = ?", ("graph_id",)),
+    )
+    for entity, key, sql, keys in checks:
+        try:
+            ids = [UUID(str(data.get(name))) for name in keys]
+        except ValueError:
+            return errors.ReferenceNotFound(entity=entity, entity_id=data.get(key))  # type: ignore[arg-type]
+        if connection.execute(sql, [value.hex for value in ids]).fetchone() is None:
+            return errors.ReferenceNotFound(entity=entity, entity_id=ids[0])
+    return None
 
 
 def _duplicate_outcome(

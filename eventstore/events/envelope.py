@@ -26,16 +26,40 @@ EVENT_TYPE_PATTERN: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 STREAM_TYPES: Final = frozenset({"execution", "system"})
 
 
+EPOCH_SHIFT: Final = 64  # xid8 is 64 bits wide
+
+
 class Checkpoint(NamedTuple):
     """An ordered place in the global log: read_all(after=...) resumes after it.
 
     On PostgreSQL the pair (transaction id, position) orders the log, so that
     no event committed out of position order is ever skipped; on SQLite the
     transaction id is 0 and the position alone orders the log.
+
+    The transaction part is led by the log's restore epoch (epoch * 2**64 +
+    xid): a logical restore into another cluster sets the transaction counter
+    back, and the events written after it start a new epoch, which sorts
+    after every event before the restore. Without a restore the epoch is 0
+    and the transaction part is the plain transaction id.
     """
 
     transaction_id: int
     position: int
+
+    @classmethod
+    def of(cls, *, epoch: int, transaction_id: int, position: int) -> Checkpoint:
+        """The checkpoint of an event written in `epoch` by `transaction_id`."""
+        return cls((epoch << EPOCH_SHIFT) | transaction_id, position)
+
+    @property
+    def epoch(self) -> int:
+        """The restore epoch of the event at this checkpoint."""
+        return self.transaction_id >> EPOCH_SHIFT
+
+    @property
+    def xid(self) -> int:
+        """The transaction id within its epoch."""
+        return self.transaction_id & ((1 << EPOCH_SHIFT) - 1)
 
 
 def _id_to_str(value: object) -> object:
@@ -260,6 +284,9 @@ class RecordedEvent(BaseModel):
     transaction_id: int | None = Field(
         default=None, description="the PostgreSQL transaction that wrote it"
     )
+    epoch: int = Field(
+        default=0, description="the restore epoch it was written in (PostgreSQL)"
+    )
     hash: bytes = Field(description="sha256 chained to the stream's previous event")
 
     @classmethod
@@ -279,6 +306,7 @@ class RecordedEvent(BaseModel):
         recorded_at: datetime,
         transaction_id: int | None,
         chain_hash: bytes,
+        epoch: int = 0,
     ) -> RecordedEvent:
         """An event as read back from the log: trusted as written, not validated."""
         return construct(
@@ -296,6 +324,7 @@ class RecordedEvent(BaseModel):
                 "occurred_at": occurred_at,
                 "recorded_at": recorded_at,
                 "transaction_id": transaction_id,
+                "epoch": epoch,
                 "hash": chain_hash,
             },
         )
@@ -308,7 +337,11 @@ class RecordedEvent(BaseModel):
     @property
     def checkpoint(self) -> Checkpoint:
         """Where read_all(after=...) resumes to read the events after this one."""
-        return Checkpoint(self.transaction_id or 0, self.position)
+        return Checkpoint.of(
+            epoch=self.epoch,
+            transaction_id=self.transaction_id or 0,
+            position=self.position,
+        )
 
     def payload(self) -> payloads.EventPayload:
         """The data as its registered payload model.

@@ -11,6 +11,7 @@ from eventstore import ExecutionStatus, NewEvent
 from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
 from tests.cli.runner import run_cli
 from tests.helpers import (
+    append_behind_the_guards,
     count_events,
     execution_in,
     project_everything,
@@ -177,7 +178,9 @@ async def test_audit_of_an_event_the_fold_cannot_apply_is_a_problem_found(
     store: EventStore, refs: References, url: str
 ) -> None:
     poisoned = await execution_in(store, refs, ExecutionStatus.COMPLETED)
-    await store.append(poisoned, [NewEvent(type="AuditNote", data={})])
+    await append_behind_the_guards(
+        store, url, poisoned, [NewEvent(type="AuditNote", data={})]
+    )
 
     result = run_cli("audit", str(poisoned), "--url", url)
 

@@ -61,7 +61,7 @@ async def test_a_tailing_reader_sees_every_event_exactly_once(pg_url: str) -> No
                     )
                     for part in range(rng.choice((1, 1, 2)))
                 ]
-                await store.append(rng.choice(streams), events)
+                await store.append(rng.choice(streams), events, stream_type="tick")
                 written.extend(event.event_id for event in events)
             return written
 

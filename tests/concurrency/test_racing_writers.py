@@ -93,7 +93,9 @@ async def test_concurrent_appends_to_one_stream_without_expectation_all_land(
         stores = await open_stores(stack, pg_url, 4)
         results = await asyncio.gather(
             *(
-                stores[n % 4].append(stream, [NewEvent(type="Tick", data={"n": n})])
+                stores[n % 4].append(
+                    stream, [NewEvent(type="Tick", data={"n": n})], stream_type="tick"
+                )
                 for n in range(40)
             )
         )
@@ -107,13 +109,18 @@ async def test_concurrent_appends_with_the_same_expectation_one_wins(
     pg_store: EventStore, pg_url: str
 ) -> None:
     stream = uuid.uuid4()
-    await pg_store.append(stream, [NewEvent(type="Tick", data={})], expected_version=0)
+    await pg_store.append(
+        stream, [NewEvent(type="Tick", data={})], expected_version=0, stream_type="tick"
+    )
     async with AsyncExitStack() as stack:
         stores = await open_stores(stack, pg_url, 4)
         outcomes = await asyncio.gather(
             *(
                 stores[n % 4].append(
-                    stream, [NewEvent(type="Tick", data={"n": n})], expected_version=1
+                    stream,
+                    [NewEvent(type="Tick", data={"n": n})],
+                    expected_version=1,
+                    stream_type="tick",
                 )
                 for n in range(12)
             ),
@@ -134,7 +141,10 @@ async def test_the_same_event_appended_concurrently_is_recorded_once(
     async with AsyncExitStack() as stack:
         stores = await open_stores(stack, pg_url, 4)
         results = await asyncio.gather(
-            *(stores[n % 4].append(stream, [event]) for n in range(16))
+            *(
+                stores[n % 4].append(stream, [event], stream_type="tick")
+                for n in range(16)
+            )
         )
     assert {r.positions for r in results} == {results[0].positions}
     assert sum(not r.duplicate for r in results) == 1
@@ -147,17 +157,26 @@ async def test_writers_that_remember_the_same_head_race_cleanly(pg_url: str) -> 
     async with AsyncExitStack() as stack:
         first, second = await open_stores(stack, pg_url, 2)
         await first.append(
-            stream, [NewEvent(type="Tick", data={"n": 1})], expected_version=0
+            stream,
+            [NewEvent(type="Tick", data={"n": 1})],
+            expected_version=0,
+            stream_type="tick",
         )
         assert (
             len([e async for e in second.read_stream(stream)]) == 1
         )  # now both know the head
         outcomes = await asyncio.gather(
             first.append(
-                stream, [NewEvent(type="Tick", data={"n": 2})], expected_version=1
+                stream,
+                [NewEvent(type="Tick", data={"n": 2})],
+                expected_version=1,
+                stream_type="tick",
             ),
             second.append(
-                stream, [NewEvent(type="Tick", data={"n": 3})], expected_version=1
+                stream,
+                [NewEvent(type="Tick", data={"n": 3})],
+                expected_version=1,
+                stream_type="tick",
             ),
             return_exceptions=True,
         )
@@ -166,7 +185,10 @@ async def test_writers_that_remember_the_same_head_race_cleanly(pg_url: str) -> 
         # The loser's memory of the head is stale; its next append still lands right.
         loser = second if outcomes[1] is conflict else first
         result = await loser.append(
-            stream, [NewEvent(type="Tick", data={"n": 4})], expected_version=2
+            stream,
+            [NewEvent(type="Tick", data={"n": 4})],
+            expected_version=2,
+            stream_type="tick",
         )
         assert result.version == 3
         await verify_stream(first.backend, stream)

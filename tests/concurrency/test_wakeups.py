@@ -128,7 +128,7 @@ async def test_a_subscriber_wakes_on_another_stores_append(
     await eventually(lambda: reader.wakeups.listening, within=GENEROUS)
     before = reader.wakeups.generation
     stream = uuid.uuid4()
-    await writer.append(stream, note(1), expected_version=0)
+    await writer.append(stream, note(1), expected_version=0, stream_type="note")
     [event] = await follower.take(1, within=PROMPTLY)
     assert event.stream_id == stream
     assert event.data == {"n": 1}
@@ -163,7 +163,7 @@ async def test_the_listener_starts_lazily_and_closes_with_the_store(
     pg_url: str, writer: EventStore
 ) -> None:
     async with open_store(pg_url) as store:
-        await store.append(uuid.uuid4(), note(1))
+        await store.append(uuid.uuid4(), note(1), stream_type="note")
         assert await listener_pids(pg_url) == set()  # appending needs no listener
         follower = Follower(store)
         await one_listener_pid(pg_url)
@@ -179,7 +179,7 @@ async def test_the_listener_reconnects_after_its_backend_is_terminated(
     follower = Follower(reader)
     first = await one_listener_pid(pg_url)
     stream = uuid.uuid4()
-    await writer.append(stream, note(1), expected_version=0)
+    await writer.append(stream, note(1), expected_version=0, stream_type="note")
     await follower.take(1, within=PROMPTLY)
 
     assert await admin("SELECT pg_terminate_backend($1)", first)
@@ -188,7 +188,7 @@ async def test_the_listener_reconnects_after_its_backend_is_terminated(
     await eventually(lambda: reader.wakeups.listening, within=GENEROUS)
 
     before = reader.wakeups.generation
-    await writer.append(stream, note(2), expected_version=1)
+    await writer.append(stream, note(2), expected_version=1, stream_type="note")
     [event] = await follower.take(1, within=PROMPTLY)
     assert event.data == {"n": 2}
     await eventually(lambda: reader.wakeups.generation > before, within=PROMPTLY)
@@ -204,7 +204,9 @@ async def test_appends_missed_while_disconnected_arrive_once_in_order(
     follower = Follower(reader)
     first = await one_listener_pid(pg_url)
     stream = uuid.uuid4()
-    await writer.append(stream, note(0), expected_version=0)  # also warms its pool
+    await writer.append(
+        stream, note(0), expected_version=0, stream_type="note"
+    )  # also warms its pool
     await follower.take(1, within=PROMPTLY)
 
     await admin(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
@@ -212,14 +214,14 @@ async def test_appends_missed_while_disconnected_arrive_once_in_order(
         assert await admin("SELECT pg_terminate_backend($1)", first)
         await eventually(lambda: not reader.wakeups.listening, within=GENEROUS)
         for n in range(1, 6):  # their notifications reach no listener
-            await writer.append(stream, note(n), expected_version=n)
+            await writer.append(stream, note(n), expected_version=n, stream_type="note")
     finally:
         await admin(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
 
     missed = await follower.take(5, within=GENEROUS)
     assert [e.data["n"] for e in missed] == [1, 2, 3, 4, 5]
     # Exactly once: the next event read is the next one appended.
-    await writer.append(stream, note(6), expected_version=6)
+    await writer.append(stream, note(6), expected_version=6, stream_type="note")
     [after] = await follower.take(1, within=GENEROUS)
     assert after.data == {"n": 6}
     assert follower.events.empty()
@@ -242,7 +244,7 @@ async def test_without_notifications_the_poll_delivers_every_event_once(
                 await connection.execute(
                     "INSERT INTO execution_events (stream_id, version, stream_type, "
                     "event_id, type, schema_version, data, metadata, occurred_at, "
-                    "hash) VALUES ($1, $2, 'execution', gen_random_uuid(), 'Note', 1, "
+                    "hash) VALUES ($1, $2, 'note', gen_random_uuid(), 'Note', 1, "
                     "$3::jsonb, '{}', now(), '\\x00')",
                     stream,
                     n + 1,
@@ -274,7 +276,9 @@ async def test_a_wake_up_behind_the_horizon_is_read_again_soon(
         await transaction.start()
         await blocker.fetchval("SELECT pg_current_xact_id()")  # holds the horizon
         before = reader.wakeups.generation
-        await writer.append(uuid.uuid4(), note(1), expected_version=0)
+        await writer.append(
+            uuid.uuid4(), note(1), expected_version=0, stream_type="note"
+        )
         await eventually(lambda: reader.wakeups.generation > before, within=PROMPTLY)
         await transaction.rollback()
     finally:
@@ -323,8 +327,12 @@ async def test_sqlite_subscribe_and_wait_work_by_signal_and_poll(
     ):
         refs = await make_references(store)
         follower = Follower(store)
-        await store.append(uuid.uuid4(), note(1))  # in process: the signal
-        await other.append(uuid.uuid4(), note(2))  # another store: the poll
+        await store.append(
+            uuid.uuid4(), note(1), stream_type="note"
+        )  # in process: the signal
+        await other.append(
+            uuid.uuid4(), note(2), stream_type="note"
+        )  # another store: the poll
         got = await follower.take(2, within=GENEROUS)
         assert [e.data["n"] for e in got] == [1, 2]
         assert not store.wakeups.listening

@@ -33,7 +33,7 @@ async def test_append_to_a_new_stream_and_read_it_back(store: EventStore) -> Non
         metadata={"actor": "tester", "correlation_id": "c-1", "tenant": "acme"},
         occurred_at=occurred,
     )
-    result = await store.append(stream, [event], expected_version=0)
+    result = await store.append(stream, [event], expected_version=0, stream_type="note")
     assert result.version == 1
     assert len(result.positions) == 1
 
@@ -43,7 +43,7 @@ async def test_append_to_a_new_stream_and_read_it_back(store: EventStore) -> Non
     assert recorded.position == result.positions[0]
     assert recorded.event_id == event.event_id
     assert recorded.type == "Note"
-    assert recorded.stream_type == "execution"
+    assert recorded.stream_type == "note"
     assert recorded.data == {"text": "hello", "nested": {"a": [1, 2.5], "b": 1}}
     assert recorded.metadata.actor == "tester"
     assert recorded.metadata.correlation_id == "c-1"
@@ -55,7 +55,9 @@ async def test_append_to_a_new_stream_and_read_it_back(store: EventStore) -> Non
 
 async def test_several_events_append_atomically_in_order(store: EventStore) -> None:
     stream = uuid.uuid4()
-    result = await store.append(stream, [note(1), note(2), note(3)], expected_version=0)
+    result = await store.append(
+        stream, [note(1), note(2), note(3)], expected_version=0, stream_type="note"
+    )
     assert result.version == 3
     assert list(result.positions) == sorted(result.positions)
     events = [e async for e in store.read_stream(stream)]
@@ -67,16 +69,18 @@ async def test_expected_version_mismatch_raises_and_writes_nothing(
     store: EventStore,
 ) -> None:
     stream = uuid.uuid4()
-    await store.append(stream, [note(1), note(2)], expected_version=0)
+    await store.append(
+        stream, [note(1), note(2)], expected_version=0, stream_type="note"
+    )
     before = await count_events(store)
     with pytest.raises(ConcurrencyError) as caught:
-        await store.append(stream, [note(3)], expected_version=1)
+        await store.append(stream, [note(3)], expected_version=1, stream_type="note")
     assert caught.value.stream_id == stream
     assert caught.value.expected == 1
     assert caught.value.actual == 2
     assert str(stream) in str(caught.value)
     with pytest.raises(ConcurrencyError):
-        await store.append(stream, [note(3)], expected_version=0)
+        await store.append(stream, [note(3)], expected_version=0, stream_type="note")
     assert await count_events(store) == before
 
 
@@ -85,11 +89,15 @@ async def test_expected_version_zero_on_a_new_stream_and_none_for_any(
 ) -> None:
     stream = uuid.uuid4()
     with pytest.raises(ConcurrencyError) as caught:
-        await store.append(stream, [note(1)], expected_version=3)
+        await store.append(stream, [note(1)], expected_version=3, stream_type="note")
     assert caught.value.actual == 0
-    assert (await store.append(stream, [note(1)], expected_version=None)).version == 1
-    assert (await store.append(stream, [note(2)])).version == 2
-    assert (await store.append(stream, [note(3)], expected_version=2)).version == 3
+    assert (
+        await store.append(stream, [note(1)], expected_version=None, stream_type="note")
+    ).version == 1
+    assert (await store.append(stream, [note(2)], stream_type="note")).version == 2
+    assert (
+        await store.append(stream, [note(3)], expected_version=2, stream_type="note")
+    ).version == 3
 
 
 async def test_reappending_recorded_events_returns_the_original_result(
@@ -97,11 +105,11 @@ async def test_reappending_recorded_events_returns_the_original_result(
 ) -> None:
     stream = uuid.uuid4()
     events = [note(1), note(2)]
-    first = await store.append(stream, events, expected_version=0)
-    await store.append(stream, [note(3)], expected_version=2)
+    first = await store.append(stream, events, expected_version=0, stream_type="note")
+    await store.append(stream, [note(3)], expected_version=2, stream_type="note")
     before = await count_events(store)
     # Checked before expected_version: the stale expectation does not matter.
-    again = await store.append(stream, events, expected_version=0)
+    again = await store.append(stream, events, expected_version=0, stream_type="note")
     assert again == first
     assert again.duplicate
     assert not first.duplicate
@@ -113,17 +121,17 @@ async def test_an_event_id_reused_for_other_content_is_refused(
 ) -> None:
     stream = uuid.uuid4()
     original = note(1)
-    await store.append(stream, [original], expected_version=0)
+    await store.append(stream, [original], expected_version=0, stream_type="note")
     before = await count_events(store)
     forged = NewEvent(type="Note", data={"n": 2}, event_id=original.event_id)
     with pytest.raises(IdempotencyConflict) as caught:
-        await store.append(stream, [forged])
+        await store.append(stream, [forged], stream_type="note")
     assert caught.value.event_id == original.event_id
     assert "content differs" in str(caught.value)
     with pytest.raises(IdempotencyConflict, match="belongs to stream"):
-        await store.append(uuid.uuid4(), [original])
+        await store.append(uuid.uuid4(), [original], stream_type="note")
     with pytest.raises(IdempotencyConflict, match="only some"):
-        await store.append(stream, [original, note(5)])
+        await store.append(stream, [original, note(5)], stream_type="note")
     assert isinstance(caught.value, ValidationError)
     assert await count_events(store) == before
 
@@ -139,7 +147,7 @@ async def test_malformed_appends_are_refused(
     store: EventStore, events: list[NewEvent], message: str
 ) -> None:
     with pytest.raises(ValidationError, match=message):
-        await store.append(uuid.uuid4(), events)
+        await store.append(uuid.uuid4(), events, stream_type="note")
     assert await count_events(store) == 0
 
 
@@ -148,11 +156,13 @@ async def test_bad_arguments_are_refused_and_nothing_is_written(
 ) -> None:
     event = note(1)
     with pytest.raises(ValidationError, match="UUID"):
-        await store.append("not-a-uuid", [event])
+        await store.append("not-a-uuid", [event], stream_type="note")
     with pytest.raises(ValidationError, match="twice"):
-        await store.append(uuid.uuid4(), [event, event])
+        await store.append(uuid.uuid4(), [event, event], stream_type="note")
     with pytest.raises(ValidationError, match="expected_version"):
-        await store.append(uuid.uuid4(), [event], expected_version=-1)
+        await store.append(
+            uuid.uuid4(), [event], expected_version=-1, stream_type="note"
+        )
     with pytest.raises(ValidationError, match="stream type"):
         await store.append(uuid.uuid4(), [event], stream_type="Bad Type")
     assert await count_events(store) == 0
@@ -187,7 +197,7 @@ async def test_read_all_is_in_global_order_and_resumes_after_a_checkpoint(
     streams = [uuid.uuid4() for _ in range(3)]
     for round_ in range(3):
         for stream in streams:
-            await store.append(stream, [note(round_)])
+            await store.append(stream, [note(round_)], stream_type="note")
     events = [e async for e in store.read_all(batch_size=2)]
     assert len(events) == 9
     assert [e.checkpoint for e in events] == sorted(e.checkpoint for e in events)
@@ -204,13 +214,16 @@ async def test_read_stream_of_an_unknown_stream_is_empty(store: EventStore) -> N
     assert [e async for e in store.read_stream(uuid.uuid4())] == []
 
 
-async def test_system_streams_are_marked(store: EventStore) -> None:
+async def test_system_streams_are_the_stores_own(store: EventStore) -> None:
     stream = uuid.uuid4()
-    await store.append(stream, [note(1)], stream_type="system")
+    with pytest.raises(ValidationError, match="system streams"):
+        await store.append(stream, [note(1)], stream_type="system")
+    assert [e async for e in store.read_stream(stream)] == []
+    await store.log.append_system(stream, [note(1)], expected_version=0)
     [event] = [e async for e in store.read_stream(stream)]
     assert event.stream_type == "system"
 
 
 async def test_append_result_is_a_value(store: EventStore) -> None:
-    result = await store.append(uuid.uuid4(), [note(1)])
+    result = await store.append(uuid.uuid4(), [note(1)], stream_type="note")
     assert result == AppendResult(version=1, positions=result.positions)

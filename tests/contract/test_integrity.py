@@ -48,8 +48,8 @@ async def test_awkward_payloads_survive_the_round_trip_and_verify(
         NewEvent(type="Odd", data={"wrapped": data}, occurred_at=occurred),
         NewEvent(type="Odd", data={}),
     ]
-    await store.append(stream, events[:2], expected_version=0)
-    await store.append(stream, events[2:], expected_version=2)
+    await store.append(stream, events[:2], expected_version=0, stream_type="note")
+    await store.append(stream, events[2:], expected_version=2, stream_type="note")
     head = await verify_stream(store.backend, stream)
     recorded = [e async for e in store.read_stream(stream)]
     assert recorded[-1].hash == head
@@ -68,7 +68,7 @@ async def test_the_chain_is_the_documented_sha256_of_the_canonical_form(
         metadata={"actor": "auditor"},
         occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
-    await store.append(stream, [event])
+    await store.append(stream, [event], stream_type="note")
     [recorded] = [e async for e in store.read_stream(stream)]
     canonical = (
         '{"data":{"a":"x","b":1},"event_id":"' + str(event.event_id) + '",'
@@ -98,7 +98,9 @@ async def test_a_changed_event_breaks_the_chain_at_its_position(url: str) -> Non
     stream = uuid.uuid4()
     async with EventStore.open(url) as store:
         await store.append(
-            stream, [NewEvent(type="Note", data={"n": n}) for n in range(3)]
+            stream,
+            [NewEvent(type="Note", data={"n": n}) for n in range(3)],
+            stream_type="note",
         )
         second = [e async for e in store.read_stream(stream)][1]
         await store.aclose()
@@ -132,7 +134,9 @@ async def test_a_changed_event_breaks_the_chain_at_its_position(url: str) -> Non
 async def test_postgres_refuses_update_delete_and_truncate(
     pg_store: EventStore, pg_url: str
 ) -> None:
-    await pg_store.append(uuid.uuid4(), [NewEvent(type="Note", data={"n": 1})])
+    await pg_store.append(
+        uuid.uuid4(), [NewEvent(type="Note", data={"n": 1})], stream_type="note"
+    )
     connection = await raw_pg(pg_url)
     try:
         for statement in (
@@ -152,7 +156,9 @@ async def test_postgres_refuses_update_delete_and_truncate(
 
 async def test_sqlite_refuses_update_and_delete(sqlite_url: str) -> None:
     async with EventStore.open(sqlite_url) as store:
-        await store.append(uuid.uuid4(), [NewEvent(type="Note", data={"n": 1})])
+        await store.append(
+            uuid.uuid4(), [NewEvent(type="Note", data={"n": 1})], stream_type="note"
+        )
     connection = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
     try:
         for statement in (
@@ -176,7 +182,9 @@ async def test_the_store_reports_a_refused_change_as_an_integrity_error(
     store: EventStore,
 ) -> None:
     """Through the store's own connections the refusal is translated, not leaked."""
-    await store.append(uuid.uuid4(), [NewEvent(type="Note", data={"n": 1})])
+    await store.append(
+        uuid.uuid4(), [NewEvent(type="Note", data={"n": 1})], stream_type="note"
+    )
     with pytest.raises(IntegrityError, match="append-only"):
         async with store.backend.begin_write() as connection:
             await connection.exec_driver_sql("DELETE FROM execution_events")
@@ -187,7 +195,9 @@ async def test_numbers_come_back_by_value_alike_on_both_backends(
 ) -> None:
     stream = uuid.uuid4()
     data = {"int": 10**30, "odd": 10**30 + 1, "tenth": 0.1, "one": 1.0, "e": 1.5e-7}
-    await store.append(stream, [NewEvent(type="Numbers", data=data)])
+    await store.append(
+        stream, [NewEvent(type="Numbers", data=data)], stream_type="note"
+    )
     [event] = [e async for e in store.read_stream(stream)]
     assert event.data == {
         "int": 10**30,
@@ -209,8 +219,14 @@ async def test_stored_data_that_cannot_be_canonical_is_a_break_not_a_crash(
     url: str, store: EventStore
 ) -> None:
     stream, other = uuid.uuid4(), uuid.uuid4()
-    await store.append(stream, [NewEvent(type="Note", data={"n": n}) for n in range(3)])
-    await store.append(other, [NewEvent(type="Note", data={"n": 1})])
+    await store.append(
+        stream,
+        [NewEvent(type="Note", data={"n": n}) for n in range(3)],
+        stream_type="note",
+    )
+    await store.append(
+        other, [NewEvent(type="Note", data={"n": 1})], stream_type="note"
+    )
     second = [e async for e in store.read_stream(stream)][1]
     too_deep = "[" * 70 + "]" * 70  # JSON, but deeper than the canonical form allows
     await tamper(

@@ -10,8 +10,8 @@ from eventstore import EventStore, NewEvent, RecordedEvent
 
 async def test_catch_up_then_live_with_filters(store: EventStore, url: str) -> None:
     first, second = uuid.uuid4(), uuid.uuid4()
-    await store.append(first, [NewEvent(type="A", data={"n": 0})])
-    await store.append(second, [NewEvent(type="B", data={"n": 1})])
+    await store.append(first, [NewEvent(type="A", data={"n": 0})], stream_type="note")
+    await store.append(second, [NewEvent(type="B", data={"n": 1})], stream_type="note")
 
     received: list[RecordedEvent] = []
     only_first: list[RecordedEvent] = []
@@ -31,9 +31,11 @@ async def test_catch_up_then_live_with_filters(store: EventStore, url: str) -> N
     ]
     await asyncio.sleep(0.05)
     # Live: one append through this store, one through another (polled).
-    await store.append(first, [NewEvent(type="A", data={"n": 2})])
+    await store.append(first, [NewEvent(type="A", data={"n": 2})], stream_type="note")
     async with EventStore.open(url) as other:
-        await other.append(second, [NewEvent(type="B", data={"n": 3})])
+        await other.append(
+            second, [NewEvent(type="B", data={"n": 3})], stream_type="note"
+        )
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
 
     assert [e.data["n"] for e in received] == [0, 1, 2, 3]
@@ -45,7 +47,11 @@ async def test_subscribe_resumes_after_a_checkpoint_or_position(
     store: EventStore,
 ) -> None:
     stream = uuid.uuid4()
-    await store.append(stream, [NewEvent(type="A", data={"n": n}) for n in range(5)])
+    await store.append(
+        stream,
+        [NewEvent(type="A", data={"n": n}) for n in range(5)],
+        stream_type="note",
+    )
     events = [e async for e in store.read_stream(stream)]
     for after in (events[2].checkpoint, events[2].position):
         subscription = store.subscribe(after=after)

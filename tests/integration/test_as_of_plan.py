@@ -35,7 +35,7 @@ async def test_postgres_answers_as_of_with_an_index_only_scan(pg_url: str) -> No
             """
             INSERT INTO execution_events (stream_id, version, stream_type, event_id,
                 type, schema_version, data, metadata, occurred_at, hash)
-            SELECT md5(s::text)::uuid, v, 'execution', gen_random_uuid(),
+            SELECT md5(s::text)::uuid, v, 'plan', gen_random_uuid(),
                 ($2::text[])[v], 1, '{}', '{}',
                 timestamptz '2026-10-01' + (s * 5 + v) * interval '1 second',
                 sha256(s::text::bytea)
@@ -70,10 +70,10 @@ async def test_sqlite_answers_as_of_from_the_covering_index(sqlite_url: str) -> 
                 v(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM v WHERE k < 5)
             INSERT INTO execution_events (stream_id, version, stream_type, event_id,
                 type, schema_version, data, metadata, occurred_at, recorded_at, hash)
-            SELECT printf('%032x', n), k, 'execution', lower(hex(randomblob(16))),
+            SELECT printf('%032x', n), k, 'plan', lower(hex(randomblob(16))),
                 json_extract(?, '$[' || (k - 1) || ']'), 1, '{{}}', '{{}}',
                 datetime('2026-10-01', '+' || (n * 5 + k) || ' seconds'),
-                datetime('2026-10-01', '+' || (n * 5 + k) || ' seconds'),
+                strftime('%Y-%m-%d %H:%M:%f', 'now'),
                 randomblob(32)
             FROM s, v ORDER BY n, k
             """,
@@ -91,3 +91,35 @@ async def test_sqlite_answers_as_of_from_the_covering_index(sqlite_url: str) -> 
         assert f"USING COVERING INDEX {INDEX}" in plan, plan
     finally:
         connection.close()
+
+
+async def test_postgres_reads_the_log_in_order_from_one_index_range(
+    pg_url: str,
+) -> None:
+    """The epoch-led order (migration 0006) is one index range scan, no sort."""
+    connection = await raw_pg(pg_url)
+    try:
+        await connection.execute(
+            """
+            INSERT INTO execution_events (stream_id, version, stream_type, event_id,
+                type, schema_version, data, metadata, occurred_at, hash)
+            SELECT md5(s::text)::uuid, v, 'plan', gen_random_uuid(), 'Tick', 1,
+                '{}', '{}', now(), sha256(s::text::bytea)
+            FROM generate_series(1, $1::int) AS s, generate_series(1, 5) AS v
+            ORDER BY s, v
+            """,
+            STREAMS,
+        )
+        await connection.execute("VACUUM (ANALYZE) execution_events")
+        plan = "\n".join(
+            row[0]
+            for row in await connection.fetch(
+                f"EXPLAIN {postgres.READ_ALL_SQL}", 0, 0, 100, 500
+            )
+        )
+        assert (
+            "Index Scan using ix_execution_events_epoch_transaction_id_position" in plan
+        ), plan
+        assert "Sort" not in plan, plan
+    finally:
+        await connection.close()

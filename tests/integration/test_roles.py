@@ -30,10 +30,13 @@ from eventstore import (
     EventStoreError,
     ExecutionStatus,
     IntegrityError,
+    InvalidTransition,
+    ValidationError,
 )
 from eventstore.anchors import create_anchor, verify_anchors
 from eventstore.archiving import archive_finished_before, verify_archive
 from eventstore.audit import AsOf, statuses_as_of, verify_stream
+from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
 from eventstore.integrity import verify_log
 from eventstore.migrating import SCHEMA_HEAD, run_migration
 from eventstore.reaper import reap
@@ -71,6 +74,8 @@ KEY: Final = b"the operator's anchor key"
 REFUSALS: Final[dict[str, type[EventStoreError]]] = {
     "42501": DatabaseError,
     "ZE001": IntegrityError,
+    "ZE002": InvalidTransition,
+    "ZE003": ValidationError,
 }
 SNAPSHOT_SQL: Final = (
     "SELECT count(*), coalesce(max(position), 0) FROM execution_events",
@@ -331,6 +336,83 @@ async def _anchor(d: Deployment, role: str) -> list[Outcome]:
             report = await verify_anchors(store.backend, key=KEY)
             assert report.ok
             assert report.anchors == report.signatures_checked >= 1
+
+    return [await d.attempt(operation)]
+
+
+@line(
+    "a system-stream row by hand (a forged receipt or anchor, `INSERT` without the "
+    "guard row)"
+)
+async def _forge_a_system_row(d: Deployment, role: str) -> list[Outcome]:
+    async def operation() -> None:
+        await d.sql(
+            role,
+            "INSERT INTO execution_events (stream_id, version, stream_type, event_id, "
+            "type, schema_version, data, metadata, occurred_at, hash) VALUES "
+            f"('{ARCHIVE_RECEIPTS_STREAM}', 1, 'system', gen_random_uuid(), "
+            "'ArchiveReceipt', 1, '{}', '{}', now(), '\\x00')",
+            commit=True,
+        )
+
+    return [await d.attempt(operation)]
+
+
+@line(
+    "an event by hand with its own `recorded_at`, `transaction_id` and `epoch` "
+    "(`INSERT`)"
+)
+async def _backdate(d: Deployment, role: str) -> list[Outcome]:
+    async with d.store("owner") as store:
+        refs = await make_references(store)
+        run = await execution_in(store, refs, ExecutionStatus.RUNNING)
+
+    async def operation() -> None:
+        # Rolled back: the row's hash is not a chain's, only its stamps matter.
+        connection = await raw_pg(d.logins[role])
+        try:
+            async with connection.transaction():
+                row = await connection.fetchrow(
+                    "INSERT INTO execution_events (stream_id, version, stream_type, "
+                    "event_id, type, schema_version, data, metadata, occurred_at, "
+                    "hash, recorded_at, transaction_id, epoch) VALUES ($1, 3, "
+                    "'execution', gen_random_uuid(), 'ExecutionProgressed', 1, "
+                    "'{\"step\": \"s\"}', '{}', now(), '\\x00', '2020-01-01', "
+                    "'5', 9) RETURNING recorded_at, "
+                    "transaction_id::text::bigint AS xid, epoch",
+                    run,
+                )
+                assert row is not None
+                assert row["recorded_at"].year > 2020
+                assert row["xid"] > 5
+                assert row["epoch"] == 0
+                raise _Rollback
+        except _Rollback:
+            pass
+        finally:
+            await connection.close()
+
+    return [await d.attempt(operation)]
+
+
+@line(
+    "an event by hand against the lifecycle (`INSERT` of `ExecutionStarted` after "
+    "`ExecutionCompleted`)"
+)
+async def _against_the_lifecycle(d: Deployment, role: str) -> list[Outcome]:
+    async with d.store("owner") as store:
+        refs = await make_references(store)
+        run = await execution_in(store, refs, ExecutionStatus.COMPLETED)
+
+    async def operation() -> None:
+        await d.sql(
+            role,
+            "INSERT INTO execution_events (stream_id, version, stream_type, event_id, "
+            "type, schema_version, data, metadata, occurred_at, hash) VALUES "
+            f"('{run}', 4, 'execution', gen_random_uuid(), 'ExecutionStarted', 1, "
+            "'{\"worker_id\": \"w\"}', '{}', now(), '\\x00')",
+            commit=True,
+        )
 
     return [await d.attempt(operation)]
 

@@ -35,6 +35,7 @@ from projections.queries import ExecutionsView
 from projections.rebuild import rebuild
 from projections.verify import verify_executions
 from tests.cli.runner import run_cli
+from tests.helpers import append_guards_lifted
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -107,6 +108,7 @@ async def insert_stored(
         )
         rows.append(
             {
+                "recorded_at": occurred,  # as the old release's clock stamped it
                 "stream_id": stream_id,
                 "version": version,
                 "stream_type": "execution",
@@ -116,11 +118,13 @@ async def insert_stored(
                 "data": event.data,
                 "metadata": metadata,
                 "occurred_at": occurred,
-                "recorded_at": occurred,
                 "hash": previous,
             }
         )
-    async with store.backend.engine.begin() as connection:
+    async with (
+        store.backend.engine.begin() as connection,
+        append_guards_lifted(connection, store.backend.name),
+    ):
         await connection.execute(schema.execution_events.insert(), rows)
 
 

@@ -55,16 +55,22 @@ async def test_downgrade_then_upgrade(empty_url: str) -> None:
         assert await store.schema_revision() is None
         store.backend.forget_schema()
         with pytest.raises(SchemaNotMigrated):
-            await store.append("0b6cc1a4-6cf6-4a53-a1a3-55d58b1b3c71", [_event()])
+            await store.append(
+                "0b6cc1a4-6cf6-4a53-a1a3-55d58b1b3c71", [_event()], stream_type="note"
+            )
         await store.migrate()
         assert await drift_of(store) == []
-        result = await store.append("0b6cc1a4-6cf6-4a53-a1a3-55d58b1b3c71", [_event()])
+        result = await store.append(
+            "0b6cc1a4-6cf6-4a53-a1a3-55d58b1b3c71", [_event()], stream_type="note"
+        )
         assert result.version == 1
 
 
 async def test_migrate_is_idempotent(url: str) -> None:
     async with EventStore.open(url) as store:
-        await store.append("0b6cc1a4-6cf6-4a53-a1a3-55d58b1b3c71", [_event()])
+        await store.append(
+            "0b6cc1a4-6cf6-4a53-a1a3-55d58b1b3c71", [_event()], stream_type="note"
+        )
         await store.migrate()
         assert await store.schema_revision() == SCHEMA_HEAD
         assert len([e async for e in store.read_all()]) == 1
@@ -74,7 +80,9 @@ async def test_an_unmigrated_database_says_so(empty_url: str) -> None:
     async with EventStore.open(empty_url) as store:
         assert await store.schema_revision() is None
         with pytest.raises(SchemaNotMigrated, match="eventstore migrate") as caught:
-            await store.append("0b6cc1a4-6cf6-4a53-a1a3-55d58b1b3c71", [_event()])
+            await store.append(
+                "0b6cc1a4-6cf6-4a53-a1a3-55d58b1b3c71", [_event()], stream_type="note"
+            )
         assert caught.value.current is None
         assert caught.value.head == SCHEMA_HEAD
         with pytest.raises(SchemaNotMigrated):
