@@ -54,6 +54,7 @@ from eventstore.schema import (
     projection_checkpoints,
 )
 from eventstore.status import RESULTING_STATUS
+from eventstore.times import as_utc
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -97,10 +98,7 @@ async def archive_finished_before(
         IntegrityError: a chain to archive, or the written file, does not
             verify: nothing was removed.
     """
-    if finished_before.utcoffset() is None:
-        raise errors.ValidationError(
-            "invalid archive cutoff: the time needs an offset (e.g. +00:00 or Z)"
-        )
+    finished_before = as_utc(finished_before, "archive cutoff")
     if not directory.is_dir():  # noqa: ASYNC240 - one stat, before any I/O
         raise errors.ValidationError(f"no directory at {directory}")
     backend = store.backend

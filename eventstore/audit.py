@@ -13,6 +13,7 @@ from eventstore import errors, hashing
 from eventstore.fold import ExecutionState, fold_events
 from eventstore.log import as_stream_id
 from eventstore.status import SETS_STATUS, ExecutionStatus
+from eventstore.times import as_utc
 
 if TYPE_CHECKING:
     from eventstore.backends.base import Backend
@@ -49,7 +50,7 @@ class AsOf(BaseModel):
             raise errors.ValidationError(
                 f"invalid --as-of {text!r}: the time needs an offset (e.g. +00:00 or Z)"
             )
-        return cls(time=moment)
+        return cls(time=as_utc(moment, f"--as-of {text!r}"))
 
     def includes(self, event: RecordedEvent) -> bool:
         """Whether the event was in the log at this moment (recorded_at for times).

@@ -318,8 +318,15 @@ class ExecutionService:
             InvalidTransition: it is not running (event type ``heartbeat``).
             ValidationError: an empty worker id.
         """
-        if not isinstance(worker_id, str) or not worker_id:
-            raise errors.ValidationError("worker_id must be a non-empty string")
+        if (
+            not isinstance(worker_id, str)
+            or not worker_id
+            or len(worker_id) > payloads.WORKER_ID_MAX
+        ):
+            raise errors.ValidationError(
+                "invalid worker_id: a string of 1 to "
+                f"{payloads.WORKER_ID_MAX} characters is required"
+            )
         state = await self.get(execution_id)
         if state.status is not ExecutionStatus.RUNNING:
             raise errors.InvalidTransition(

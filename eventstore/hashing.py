@@ -25,14 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final, cast
 
 from eventstore import errors
+from eventstore.times import utc_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from datetime import datetime
     from uuid import UUID
 
     from eventstore.events.envelope import (
@@ -274,7 +275,7 @@ _ENCODER: Final = json.JSONEncoder(
 
 def format_occurred_at(moment: datetime) -> str:
     """The canonical text of a timestamp: UTC, microseconds, a trailing Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_text(moment) + "Z"
 
 
 def canonical_event(

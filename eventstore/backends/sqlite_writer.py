@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
 from eventstore import errors, hashing
 from eventstore.backends.base import AppendOutcome
 from eventstore.status import RESULTING_STATUS, ExecutionStatus, is_allowed
+from eventstore.times import utc_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from datetime import datetime
 
     from eventstore.events.envelope import NewEvent
 
@@ -64,7 +65,7 @@ LAST_STATUS_SQL: Final = (
 
 def to_db_time(moment: datetime) -> str:
     """A UTC datetime as SQLAlchemy's SQLite DateTime stores it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return utc_text(moment, sep=" ")
 
 
 def configure(connection: sqlite3.Connection, busy_timeout_ms: int) -> None:

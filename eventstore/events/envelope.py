@@ -14,6 +14,7 @@ from typing_extensions import TypeAliasType
 
 from eventstore import errors, hashing
 from eventstore.events import payloads
+from eventstore.times import as_utc
 from eventstore.trusted import construct
 
 JSONValue = TypeAliasType(
@@ -183,12 +184,11 @@ class NewEvent(BaseModel):
             raise errors.ValidationError(
                 f"invalid event type {type!r}: letters, digits and _ . : - only"
             )
-        if occurred_at is not None and (
-            not isinstance(occurred_at, datetime) or occurred_at.utcoffset() is None
-        ):
-            raise errors.ValidationError(
-                "invalid occurred_at: a timezone-aware datetime is required"
-            )
+        occurred = (
+            datetime.now(UTC)
+            if occurred_at is None
+            else as_utc(occurred_at, "occurred_at")
+        )
         checked_data, version = _validated_data(type, data, schema_version)
         try:
             super().__init__(
@@ -196,9 +196,7 @@ class NewEvent(BaseModel):
                 data=checked_data,
                 metadata=coerce_metadata(metadata),
                 event_id=event_id if event_id is not None else uuid4(),
-                occurred_at=occurred_at.astimezone(UTC)
-                if occurred_at
-                else datetime.now(UTC),
+                occurred_at=occurred,
                 schema_version=version,
             )
         except pydantic.ValidationError as exc:

@@ -34,6 +34,9 @@ Metrics = Annotated[dict[str, Number], AfterValidator(_check_metrics)]
 """Usage deltas: names to numbers (bools and strings are refused)."""
 
 
+WORKER_ID_MAX: Final = 200  # the projection's and the lease's worker_id column
+
+
 class EventPayload(BaseModel):
     """Base of every registered payload: frozen, strict about unknown keys."""
 
@@ -157,7 +160,7 @@ class ExecutionStarted(EventPayload):
 
     event_type: ClassVar[str] = "ExecutionStarted"
 
-    worker_id: str = Field(min_length=1)
+    worker_id: str = Field(min_length=1, max_length=WORKER_ID_MAX)
 
 
 @register_payload
