@@ -7,6 +7,7 @@ import functools
 import importlib.util
 import json
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,13 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from eventstore import ExecutionStatus, schema
+from eventstore import (
+    ExecutionCreated,
+    ExecutionProgressed,
+    ExecutionStatus,
+    NewEvent,
+    schema,
+)
 from eventstore.integrity import verify_log
 from eventstore.migrating import migrations_path
 from projections.queries import ExecutionsView
@@ -24,7 +31,14 @@ if TYPE_CHECKING:
     from types import ModuleType
     from uuid import UUID
 
-    from eventstore import EventStore, ExecutionState, Graph, Message, Thread
+    from eventstore import (
+        AppendResult,
+        EventStore,
+        ExecutionState,
+        Graph,
+        Message,
+        Thread,
+    )
 
 
 @dataclass(frozen=True)
@@ -336,3 +350,60 @@ def assert_cli_names_break(url: str, stream_id: UUID, position: int) -> None:
         f"error: integrity violation in stream {stream_id} at position {position}: "
     ), checked.stderr
     assert len(checked.stderr.strip().splitlines()) == 1, checked.stderr
+
+
+# Poison events: what the fold or the executions projection cannot apply.
+BIG_METRIC = 2**1023  # twice it is beyond the largest float
+
+
+@dataclass(frozen=True)
+class Poison:
+    """An event in the log that no projection of executions can apply."""
+
+    stream_id: UUID
+    position: int
+    event_id: UUID
+
+
+async def append_unchecked(
+    store: EventStore,
+    stream_id: UUID,
+    events: list[NewEvent],
+    *,
+    expected_version: int | None = None,
+) -> AppendResult:
+    """Append events as they are, past any check the store makes at append time.
+
+    The one place the poison tests write their poison: `store.append` takes
+    these events today; should it refuse them one day, write the rows here
+    with SQL instead (as the table owner), and every poison test keeps going.
+    """
+    return await store.append(stream_id, events, expected_version=expected_version)
+
+
+async def poison_unknown_message(store: EventStore, refs: References) -> Poison:
+    """A run whose ExecutionCreated names a message that does not exist."""
+    created = NewEvent.of(
+        ExecutionCreated(
+            message_id=uuid.uuid4(), graph_id=refs.graph.id, thread_id=refs.thread.id
+        )
+    )
+    stream_id = uuid.uuid4()
+    result = await append_unchecked(store, stream_id, [created], expected_version=0)
+    return Poison(stream_id, result.positions[0], created.event_id)
+
+
+async def poison_metric_overflow(store: EventStore, refs: References) -> Poison:
+    """A running run whose metric sums beyond the largest float (issue 10's recipe).
+
+    Progress with x = 2**1023 (accepted), again (the poison: the total leaves
+    the range of a float), then x = 0.5.
+    """
+    stream_id = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    await store.executions.progress(stream_id, step="a", metrics={"x": BIG_METRIC})
+    poison, after = (
+        NewEvent.of(ExecutionProgressed(step="b", metrics={"x": BIG_METRIC})),
+        NewEvent.of(ExecutionProgressed(step="c", metrics={"x": 0.5})),
+    )
+    result = await append_unchecked(store, stream_id, [poison, after])
+    return Poison(stream_id, result.positions[0], poison.event_id)
