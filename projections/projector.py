@@ -7,7 +7,8 @@ each is read gap-safe after the slot's checkpoint, then applied in one
 transaction that first moves the checkpoint forward by compare-and-set. A
 crash leaves the whole batch or none of it, and a batch two processes race
 for is applied once (DESIGN §4). Processes share the slots evenly: each
-leads at most its fair share, and takes over slots whose leader died.
+leads at most its fair share of each projection's slots, counted among the
+processes that run that projection, and takes over slots whose leader died.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class Projector:
         self._poll_interval = poll_interval
         self._partitions = partitions
         self._slots = slots.slots_of(self._projections, partitions)
+        self._groups: dict[str, list[Slot]] = {}
+        for slot in self._slots:
+            self._groups.setdefault(slot.group, []).append(slot)
         self._locks: LeaderLocks | None = None
         self._led: list[Slot] = []
         self._ready = False
@@ -259,21 +263,31 @@ class Projector:
         self._ready = True
 
     async def _share(self) -> None:
-        """Lead this process's fair share of the slots; give up any beyond it."""
+        """Lead this process's fair share of each projection's slots; give up any beyond it.
+
+        The share is counted among the processes that run the projection
+        (with the same partition count), not among every projector of the
+        database: a process that runs a projection alone leads all of it.
+        """
         if self._locks is None:
             self._locks = self._store.backend.leader_locks()
         locks = self._locks
         if self._led and not await locks.alive():
             self._led = []  # the lock connection died: the server freed them all
-        fair = math.ceil(len(self._slots) / max(1, await locks.members()))
-        while len(self._led) > fair:
-            slot = self._led.pop()
-            await locks.release(slot.lock_name)
-        for slot in self._slots:
-            if len(self._led) >= fair:
-                break
-            if slot not in self._led and await locks.try_acquire(slot.lock_name):
-                self._led.append(slot)
+        members = await locks.members(list(self._groups))
+        for group, group_slots in self._groups.items():
+            fair = math.ceil(len(group_slots) / max(1, members.get(group, 1)))
+            led = [slot for slot in self._led if slot in group_slots]
+            while len(led) > fair:
+                slot = led.pop()
+                self._led.remove(slot)
+                await locks.release(slot.lock_name)
+            for slot in group_slots:
+                if len(led) >= fair:
+                    break
+                if slot not in led and await locks.try_acquire(slot.lock_name):
+                    led.append(slot)
+                    self._led.append(slot)
 
     async def _checkpoint(self, slot: Slot) -> Checkpoint:
         async with self._store.backend.connect_read() as connection:

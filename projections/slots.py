@@ -32,6 +32,11 @@ class Slot:
     partition: Partition
 
     @property
+    def group(self) -> str:
+        """The slots it is shared with: its projection split the same number of ways."""
+        return f"{self.projection.name}/{self.partition.count}"
+
+    @property
     def lock_name(self) -> str:
         """The name of the slot's leader lock."""
         return lock_name(self.projection.name, self.partition)
