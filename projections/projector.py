@@ -328,7 +328,7 @@ class Projector:
             await self._commit_before(slot, start, events, exc.event_id)
             raise
         except Exception as exc:
-            if isinstance(exc, errors.DatabaseError) and exc.transient:
+            if _blames_no_event(exc):
                 raise
             # A bug in a projection or a permanent database error: find the
             # event to blame, apply what comes before it, and stop there.
@@ -434,11 +434,9 @@ class Projector:
                     try:
                         async with backend.translate_errors():
                             await projection.apply(connection, piece)
-                    except errors.DatabaseError as exc:
-                        if exc.transient:
+                    except Exception as exc:
+                        if _blames_no_event(exc):
                             raise
-                        raise _Found(index, exc) from exc
-                    except Exception as exc:  # any failure names the event
                         raise _Found(index, exc) from exc
                 raise _Found(None, None)  # nothing failed: roll it all back
         except _Found as found:
@@ -455,6 +453,19 @@ def retry_delay(base: float, failures: int) -> float:
     """
     ceiling = min(MAX_RETRY_DELAY, base * 2.0 ** min(failures, 32))
     return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
+
+
+def _blames_no_event(exc: Exception) -> bool:
+    """Whether a failure lies with the database, whatever events were applied.
+
+    A transient error is retried; a schema that is not (or no longer) the
+    one this code needs, or a login the server refuses, stops the projector
+    as it is. Anything else a batch raises may be an event's doing.
+    """
+    return isinstance(exc, errors.DatabaseError) and (
+        exc.transient
+        or isinstance(exc, errors.SchemaNotMigrated | errors.DatabaseUnavailable)
+    )
 
 
 class _Found(Exception):

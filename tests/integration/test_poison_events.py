@@ -24,6 +24,7 @@ from eventstore import (
     ExecutionNotFound,
     ExecutionStatus,
     ProjectionError,
+    SchemaNotMigrated,
 )
 from projections import ExecutionsProjection, Projector
 from projections.projector import MAX_RETRY_DELAY, retry_delay
@@ -304,3 +305,28 @@ def test_project_exits_1_with_one_line_naming_the_poison(
 async def poisoned(url: str, make_poison: PoisonMaker, refs: References) -> Poison:
     async with EventStore.open(url) as store:
         return await make_poison(store, refs)
+
+
+class Unmigrated:
+    """Reads a table that does not exist: the database's fault, not an event's."""
+
+    name = "unmigrated"
+
+    async def apply(
+        self, connection: AsyncConnection, events: Sequence[RecordedEvent]
+    ) -> None:
+        del events
+        await connection.exec_driver_sql("SELECT * FROM no_such_table")
+
+    async def reset(self, connection: AsyncConnection) -> None:
+        del connection
+
+
+@pytest.mark.postgres
+async def test_a_missing_table_is_not_blamed_on_an_event(
+    pg_store: EventStore, pg_refs: References
+) -> None:
+    await execution_in(pg_store, pg_refs, ExecutionStatus.COMPLETED)
+    await wait_for_horizon(pg_store)
+    with pytest.raises(SchemaNotMigrated):
+        await Projector(pg_store, [Unmigrated()]).run_until_caught_up()
