@@ -25,16 +25,48 @@ class ConfigurationError(EventStoreError, ValueError):
 
 
 class DatabaseError(EventStoreError):
-    """The database failed in a way the store does not classify further."""
+    """The database (or its driver, or the operating system under it) failed.
+
+    `transient` says whether trying again may succeed: True for a lost or
+    refused connection, a serialization failure, a deadlock, a busy
+    database; False for what another try repeats (a constraint violation,
+    a value out of range, a missing privilege). Only driver and operating
+    system errors become database errors; a bug is never one.
+    """
+
+    transient: bool = False
+
+    def __init__(self, *args: object, transient: bool | None = None) -> None:
+        super().__init__(*args)
+        if transient is not None:
+            self.transient = transient
+
+
+class DatabaseConflict(DatabaseError):
+    """Concurrent work made the database refuse an operation that may succeed if retried.
+
+    A serialization failure, a deadlock, a lock not had in time, a busy or
+    locked SQLite file. Always transient.
+    """
+
+    transient = True
 
 
 class DatabaseUnavailable(DatabaseError, ConnectionError):
-    """The database cannot be reached (refused, unknown host, lost connection)."""
+    """The database cannot be reached (refused, unknown host, lost connection).
 
-    def __init__(self, *, url: str, reason: str) -> None:
+    Transient, except where the server answered that this login or database
+    is wrong (failed authentication, no such database): `transient` False.
+    """
+
+    transient = True
+
+    def __init__(self, *, url: str, reason: str, transient: bool = True) -> None:
         self.url = url
         self.reason = reason
-        super().__init__(f"cannot reach the database at {url}: {reason}")
+        super().__init__(
+            f"cannot reach the database at {url}: {reason}", transient=transient
+        )
 
 
 class SchemaNotMigrated(DatabaseError):

@@ -7,6 +7,7 @@ durations come from the producers' `occurred_at`.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -64,6 +65,10 @@ class ExecutionState(BaseModel):
 
 
 _ONE_MS = timedelta(milliseconds=1)
+_LARGEST_FLOAT = sys.float_info.max
+# What reading an event's data can raise when the data is not what the fold
+# expects (a missing key, a string where a number belongs, a sum out of range).
+_UNREADABLE = (LookupError, TypeError, ValueError, ArithmeticError)
 _TERMINAL_TYPES = frozenset(
     ("ExecutionCompleted", "ExecutionFailed", "ExecutionCancelled")
 )
@@ -151,7 +156,15 @@ def _advance(fields: dict[str, Any], event: RecordedEvent) -> None:
     if isinstance(delta, dict):
         metrics = fields["metrics"]
         for name, value in delta.items():
-            metrics[name] = metrics.get(name, 0) + value
+            total = metrics.get(name, 0) + value
+            # Totals are JSON numbers that both databases and the statistics
+            # read as doubles: a sum beyond them (or NaN) cannot be stored.
+            if not -_LARGEST_FLOAT <= total <= _LARGEST_FLOAT:
+                raise errors.ValidationError(
+                    f"stream {event.stream_id} v{event.version}: metric {name!r} "
+                    f"sums beyond the largest float ({_LARGEST_FLOAT:.3g})"
+                )
+            metrics[name] = total
 
 
 def _not_applicable(event: RecordedEvent, exc: Exception) -> errors.EventNotApplicable:
@@ -176,8 +189,9 @@ def apply_event(state: ExecutionState | None, event: RecordedEvent) -> Execution
     Raises:
         EventNotApplicable: the event cannot be applied here: an unknown
             type, a stream that does not start with ExecutionCreated, a
-            version that does not follow the state's, or data the fold
-            cannot read. `state` is left as it was.
+            version that does not follow the state's, data the fold cannot
+            read, or a metric whose total leaves the range of a float. Never
+            a bare Python error. `state` is left as it was.
     """
     try:
         if state is None:
@@ -185,7 +199,7 @@ def apply_event(state: ExecutionState | None, event: RecordedEvent) -> Execution
         else:
             fields = _own_fields(state)
             _advance(fields, event)
-    except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+    except _UNREADABLE as exc:  # ValidationError is a ValueError
         raise _not_applicable(event, exc) from exc
     return construct(ExecutionState, fields)
 
@@ -208,6 +222,6 @@ def fold_events(
                 fields = _created(event)
             else:
                 _advance(fields, event)
-    except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+    except _UNREADABLE as exc:  # ValidationError is a ValueError
         raise _not_applicable(event, exc) from exc  # the event being folded
     return None if fields is None else construct(ExecutionState, fields)

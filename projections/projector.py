@@ -7,7 +7,8 @@ each is read gap-safe after the slot's checkpoint, then applied in one
 transaction that first moves the checkpoint forward by compare-and-set. A
 crash leaves the whole batch or none of it, and a batch two processes race
 for is applied once (DESIGN §4). Processes share the slots evenly: each
-leads at most its fair share, and takes over slots whose leader died.
+leads at most its fair share of each projection's slots, counted among the
+processes that run that projection, and takes over slots whose leader died.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Self
 
@@ -29,6 +31,7 @@ from projections.executions import ExecutionsProjection
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from uuid import UUID
 
     from eventstore import Checkpoint, EventStore, RecordedEvent
     from eventstore.backends.leadership import LeaderLocks
@@ -79,6 +82,9 @@ class Projector:
         self._poll_interval = poll_interval
         self._partitions = partitions
         self._slots = slots.slots_of(self._projections, partitions)
+        self._groups: dict[str, list[Slot]] = {}
+        for slot in self._slots:
+            self._groups.setdefault(slot.group, []).append(slot)
         self._locks: LeaderLocks | None = None
         self._led: list[Slot] = []
         self._ready = False
@@ -145,29 +151,35 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         """Run as a daemon until `stop` is set; the batch in hand is finished first.
 
-        A lost connection (a restarted or unreachable server, a terminated
-        backend) is waited out with backoff: the batch in flight rolled back,
-        so the projector resumes at its checkpoint. A poison event ends it.
+        A transient database error (a lost connection, a restarted server,
+        a terminated backend, a serialization failure, a deadlock) is waited
+        out with capped, jittered exponential backoff: the batch in flight
+        rolled back, so the projector resumes at its checkpoint. A poison
+        event or a permanent database error ends it.
 
         Raises:
-            ProjectionError: a projection cannot apply an event.
+            ProjectionError: a projection cannot apply an event (every event
+                before it is applied).
+            DatabaseError: a permanent database error no event is to blame
+                for (a missing privilege, an unmigrated schema).
         """
-        delay = self._poll_interval
+        failures = 0
         try:
             while not stop.is_set():
                 # Taken before the read: an append committed during it wakes the wait.
                 seen = self._store.wakeups.generation
                 try:
                     report = await self.run_once()
-                except errors.SchemaNotMigrated:
-                    raise
                 except errors.DatabaseError as exc:
+                    if not exc.transient:
+                        raise  # another try fails alike: stop and say why
+                    delay = retry_delay(self._poll_interval, failures)
+                    failures += 1
                     logger.warning("projector: %s; retrying in %.1f s", exc, delay)
                     await self._drop_locks()
                     await self._pause(stop, delay)
-                    delay = min(delay * 2, MAX_RETRY_DELAY)
                     continue
-                delay = self._poll_interval
+                failures = 0
                 if report.caught_up:
                     # Woken by appends (LISTEN/NOTIFY on PostgreSQL); the
                     # timeout is the poll that covers a missed notification.
@@ -251,21 +263,31 @@ class Projector:
         self._ready = True
 
     async def _share(self) -> None:
-        """Lead this process's fair share of the slots; give up any beyond it."""
+        """Lead this process's fair share of each projection's slots; give up any beyond it.
+
+        The share is counted among the processes that run the projection
+        (with the same partition count), not among every projector of the
+        database: a process that runs a projection alone leads all of it.
+        """
         if self._locks is None:
             self._locks = self._store.backend.leader_locks()
         locks = self._locks
         if self._led and not await locks.alive():
             self._led = []  # the lock connection died: the server freed them all
-        fair = math.ceil(len(self._slots) / max(1, await locks.members()))
-        while len(self._led) > fair:
-            slot = self._led.pop()
-            await locks.release(slot.lock_name)
-        for slot in self._slots:
-            if len(self._led) >= fair:
-                break
-            if slot not in self._led and await locks.try_acquire(slot.lock_name):
-                self._led.append(slot)
+        members = await locks.members(list(self._groups))
+        for group, group_slots in self._groups.items():
+            fair = math.ceil(len(group_slots) / max(1, members.get(group, 1)))
+            led = [slot for slot in self._led if slot in group_slots]
+            while len(led) > fair:
+                slot = led.pop()
+                self._led.remove(slot)
+                await locks.release(slot.lock_name)
+            for slot in group_slots:
+                if len(led) >= fair:
+                    break
+                if slot not in led and await locks.try_acquire(slot.lock_name):
+                    led.append(slot)
+                    self._led.append(slot)
 
     async def _checkpoint(self, slot: Slot) -> Checkpoint:
         async with self._store.backend.connect_read() as connection:
@@ -297,23 +319,171 @@ class Projector:
         if not events:
             return BatchReport(events=0, position=None, caught_up=True)
         try:
-            async with backend.begin_write() as connection:
-                await checkpoints.advance(
-                    connection,
-                    projection.name,
-                    expected=start,
-                    new=events[-1].checkpoint,
-                    partition=slot.partition.index,
-                )
-                await projection.apply(connection, events)
+            await self._commit(slot, start, events)
         except errors.CheckpointConflict:
             # Another projector applied this batch; go on from where it is.
             return BatchReport(events=0, position=None, caught_up=False)
+        except errors.ProjectionError as exc:
+            # The projection named the event itself: apply what precedes it.
+            await self._commit_before(slot, start, events, exc.event_id)
+            raise
+        except Exception as exc:
+            if _blames_no_event(exc):
+                raise
+            # A bug in a projection or a permanent database error: find the
+            # event to blame, apply what comes before it, and stop there.
+            await self._stop_at_poison(slot, start, events, exc)
+            raise
         return BatchReport(
             events=len(events),
             position=events[-1].position,
             caught_up=len(events) < self._batch_size,
         )
+
+    async def _commit(
+        self, slot: Slot, start: Checkpoint, events: Sequence[RecordedEvent]
+    ) -> None:
+        """Apply events and move the slot's checkpoint past them, in one transaction."""
+        async with self._store.backend.begin_write() as connection:
+            await checkpoints.advance(
+                connection,
+                slot.projection.name,
+                expected=start,
+                new=events[-1].checkpoint,
+                partition=slot.partition.index,
+            )
+            await slot.projection.apply(connection, events)
+
+    async def _stop_at_poison(
+        self,
+        slot: Slot,
+        start: Checkpoint,
+        events: Sequence[RecordedEvent],
+        failure: Exception,
+    ) -> None:
+        """Raise ProjectionError for the first event of a failed batch that fails alone.
+
+        The batch is tried again in pieces, in transactions that are rolled
+        back: first in runs of about sqrt(n) events, then event by event in
+        the run that failed, so a batch of n events costs about 2 sqrt(n)
+        applies. The events before the culprit are then applied for good, so
+        the checkpoint stops right before it. Returns (the caller re-raises
+        `failure`) when no event fails alone: the failure did not depend on
+        the batch.
+
+        Raises:
+            ProjectionError: naming the projection, the event's position and id.
+            DatabaseError: a transient error while searching (retried by `run`).
+        """
+        step = max(1, math.isqrt(len(events)))
+        runs = [events[i : i + step] for i in range(0, len(events), step)]
+        found = await self._first_failing(slot.projection, [], runs)
+        if found is None:
+            return
+        index, _ = found
+        before = [event for run in runs[:index] for event in run]
+        found = await self._first_failing(
+            slot.projection, before, [[event] for event in runs[index]]
+        )
+        if found is None:
+            return
+        offset, cause = found
+        culprit = runs[index][offset]
+        await self._commit_before(slot, start, events, culprit.event_id)
+        raise errors.ProjectionError(
+            projection=slot.projection.name,
+            position=culprit.position,
+            event_id=culprit.event_id,
+            reason=_reason(cause),
+        ) from failure
+
+    async def _commit_before(
+        self,
+        slot: Slot,
+        start: Checkpoint,
+        events: Sequence[RecordedEvent],
+        culprit: UUID,
+    ) -> None:
+        """Apply the events of a batch that precede the culprit, if any.
+
+        The slot's checkpoint then stands right before the poison event, so
+        the projection is exact up to it whatever the batch size.
+        """
+        before = next(
+            (events[:i] for i, event in enumerate(events) if event.event_id == culprit),
+            None,
+        )
+        if before:
+            # Another projector may have applied them first: it stops alike.
+            with contextlib.suppress(errors.CheckpointConflict):
+                await self._commit(slot, start, before)
+
+    async def _first_failing(
+        self,
+        projection: Projection,
+        applied: Sequence[RecordedEvent],
+        pieces: Sequence[Sequence[RecordedEvent]],
+    ) -> tuple[int, Exception] | None:
+        """Which piece fails first when applied in turn after `applied`; all rolled back."""
+        backend = self._store.backend
+        try:
+            async with backend.begin_write() as connection:
+                if applied:
+                    await projection.apply(connection, applied)
+                for index, piece in enumerate(pieces):
+                    try:
+                        async with backend.translate_errors():
+                            await projection.apply(connection, piece)
+                    except Exception as exc:
+                        if _blames_no_event(exc):
+                            raise
+                        raise _Found(index, exc) from exc
+                raise _Found(None, None)  # nothing failed: roll it all back
+        except _Found as found:
+            if found.index is None or found.cause is None:
+                return None
+            return found.index, found.cause
+
+
+def retry_delay(base: float, failures: int) -> float:
+    """How long to wait after `failures` failures in a row: capped, jittered backoff.
+
+    Exponential from `base` up to MAX_RETRY_DELAY, then a random point in its
+    upper half, so projectors cut off together do not come back together.
+    """
+    ceiling = min(MAX_RETRY_DELAY, base * 2.0 ** min(failures, 32))
+    return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
+
+
+def _blames_no_event(exc: Exception) -> bool:
+    """Whether a failure lies with the database, whatever events were applied.
+
+    A transient error is retried; a schema that is not (or no longer) the
+    one this code needs, or a login the server refuses, stops the projector
+    as it is. Anything else a batch raises may be an event's doing.
+    """
+    return isinstance(exc, errors.DatabaseError) and (
+        exc.transient
+        or isinstance(exc, errors.SchemaNotMigrated | errors.DatabaseUnavailable)
+    )
+
+
+class _Found(Exception):
+    """Ends a search's transaction (rolling it back) carrying what it found."""
+
+    def __init__(self, index: int | None, cause: Exception | None) -> None:
+        super().__init__(index)
+        self.index = index
+        self.cause = cause
+
+
+def _reason(exc: Exception) -> str:
+    """One line for why an event could not be applied."""
+    if isinstance(exc, errors.EventStoreError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return (text.strip() or type(exc).__name__).splitlines()[0]
 
 
 def _upcast(projection: Projection, event: RecordedEvent) -> RecordedEvent:

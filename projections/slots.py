@@ -32,9 +32,14 @@ class Slot:
     partition: Partition
 
     @property
+    def group(self) -> str:
+        """The slots it is shared with: its projection split the same number of ways."""
+        return f"{self.projection.name}/{self.partition.count}"
+
+    @property
     def lock_name(self) -> str:
         """The name of the slot's leader lock."""
-        return f"{self.projection.name}:{self.partition.index}/{self.partition.count}"
+        return lock_name(self.projection.name, self.partition)
 
     def __str__(self) -> str:
         if self.partition.count == 1:
@@ -43,6 +48,11 @@ class Slot:
             f"{self.projection.name} partition {self.partition.index}"
             f"/{self.partition.count}"
         )
+
+
+def lock_name(projection: str, partition: Partition) -> str:
+    """The name of the leader lock of a projection's partition."""
+    return f"{projection}:{partition.index}/{partition.count}"
 
 
 def slots_of(projections: list[Projection], partitions: int) -> list[Slot]:

@@ -11,12 +11,20 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol
+
+from sqlalchemy import exc as sa_exc
 
 from eventstore import errors
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import (
+        AsyncIterator,
+        Callable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
     from datetime import datetime
     from uuid import UUID
 
@@ -454,11 +462,22 @@ class Backend(ABC):
 
     @abstractmethod
     def classify(self, exc: BaseException) -> errors.EventStoreError | None:
-        """The store's error for a driver or SQLAlchemy error, or None if unknown."""
+        """The store's error for a driver, SQLAlchemy or operating system error.
+
+        Sorted by SQLSTATE, SQLite error code or exception class, never by
+        message text: transient (`DatabaseUnavailable`, `DatabaseConflict`)
+        or permanent (any other `DatabaseError`, `IntegrityError`,
+        `SchemaNotMigrated`). None when `exc` is none of those, so a bug or
+        a bad event is never dressed up as a database error.
+        """
 
     @contextlib.asynccontextmanager
     async def translate_errors(self) -> AsyncIterator[None]:
-        """Re-raise driver errors as the store's own (the one place that does)."""
+        """Re-raise driver errors as the store's own (the one place that does).
+
+        Any other exception (a bug, a projection that cannot apply an
+        event) passes through unchanged.
+        """
         try:
             yield
         except errors.EventStoreError:
@@ -466,9 +485,7 @@ class Backend(ABC):
         except Exception as exc:
             translated = self.classify(exc)
             if translated is None:
-                translated = errors.DatabaseError(
-                    f"database error: {type(exc).__name__}: {exc}".splitlines()[0]
-                )
+                raise
             raise translated from exc
 
     @contextlib.asynccontextmanager
@@ -493,3 +510,33 @@ class Backend(ABC):
         """A read-only connection on the engine for portable Core statements."""
         async with self.translate_errors(), self.engine.connect() as connection:
             yield connection
+
+
+# The SQLAlchemy errors that stand for the database or its connections (a
+# DBAPIError wraps the driver's own error; the others come from the pool). The
+# rest of SQLAlchemy's tree (InvalidRequestError, a StatementError wrapping a
+# Python error raised while binding a value) means a bug, not a database fault.
+SQLALCHEMY_DRIVER_ERRORS: Final = (
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
+    sa_exc.DisconnectionError,
+)
+
+
+def driver_causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps: a DBAPIError's driver error, then each `__cause__`."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        if isinstance(seen, sa_exc.DBAPIError) and seen.orig is not None:
+            seen = seen.orig
+        else:
+            seen = seen.__cause__
+
+
+def generic_database_error(
+    exc: BaseException, *, transient: bool = False
+) -> errors.DatabaseError:
+    """A DatabaseError for a driver error the backend does not sort further."""
+    text = f"database error: {type(exc).__name__}: {exc}".strip().splitlines()[0]
+    return errors.DatabaseError(text, transient=transient)

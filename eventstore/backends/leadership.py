@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
 PROJECTOR_APPLICATION: Final = "eventstore-projector"
@@ -62,8 +63,15 @@ class LeaderLocks(ABC):
         """Whether the locks taken are still held; False: all were lost, start over."""
 
     @abstractmethod
-    async def members(self) -> int:
-        """How many projector processes share this database now, this one included."""
+    async def members(self, groups: Sequence[str]) -> dict[str, int]:
+        """How many projector processes run each group now, this one included.
+
+        A group is the set of slots one projection is split into (its name
+        and partition count): a slot's fair share is counted among the
+        processes that run its projection, not among every projector of
+        the database. Asking joins this process to the groups; it leaves
+        them when it closes (or dies).
+        """
 
     @abstractmethod
     async def aclose(self) -> None:

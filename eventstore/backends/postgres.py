@@ -24,7 +24,6 @@ from uuid import UUID
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -73,9 +72,6 @@ if TYPE_CHECKING:
     from eventstore.settings import StoreSettings
 
 IMMUTABLE_LOG_SQLSTATE: Final = "ZE001"  # raised by the log's immutability triggers
-UNAVAILABLE_SQLSTATES: Final = frozenset(
-    {"57P01", "57P02", "57P03", "3D000", "28000", "28P01", "53300"}
-)
 UNMIGRATED_SQLSTATES: Final = frozenset({"42P01", "42883"})  # no table / no function
 APPEND_RACE_RETRIES: Final = 8
 NOTIFY_COALESCE: Final = 0.005  # seconds: at most ~200 NOTIFY/s per process
@@ -757,35 +753,18 @@ class PostgresBackend(Backend):
 
     @override
     def classify(self, exc: BaseException) -> errors.EventStoreError | None:
-        code = _sqlstate(exc)
+        from eventstore.backends import postgres_errors
+
+        if not isinstance(exc, postgres_errors.DRIVER_ERRORS):
+            return None  # a bug or a bad event: not the database's doing
+        code = postgres_errors.sqlstate(exc)
         if code == IMMUTABLE_LOG_SQLSTATE:
             return errors.IntegrityError(
                 stream_id=None, position=None, reason="execution_events is append-only"
             )
         if code in UNMIGRATED_SQLSTATES:
             return errors.SchemaNotMigrated(url=self.url, current=None, head="head")
-        if code is not None and (
-            code.startswith("08") or code in UNAVAILABLE_SQLSTATES
-        ):
-            return errors.DatabaseUnavailable(url=self.url, reason=_first_line(exc))
-        unreachable = (
-            OSError,
-            asyncio.TimeoutError,
-            asyncpg.InterfaceError,
-            asyncpg.ConnectionDoesNotExistError,
-        )
-        cause: BaseException | None = exc
-        while cause is not None:
-            if isinstance(cause, unreachable):
-                return errors.DatabaseUnavailable(
-                    url=self.url, reason=_first_line(cause)
-                )
-            if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
-                return errors.DatabaseUnavailable(
-                    url=self.url, reason=_first_line(cause)
-                )
-            cause = cause.__cause__
-        return None
+        return postgres_errors.classify(exc, url=self.url)
 
 
 async def _check_epoch(connection: asyncpg.Connection) -> None:

@@ -30,11 +30,24 @@ if TYPE_CHECKING:
 
 # One 64-bit advisory lock key per slot, from its name.
 KEY_SQL: Final = "hashtextextended('eventstore-projection:' || $1, 0)"
-MEMBERS_SQL: Final = (
-    "SELECT count(*) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND application_name LIKE $1"
+# Each process holds a shared advisory lock per group it runs (shared locks
+# never wait for each other); the holders of that key are the group's members.
+JOIN_SQL: Final = (
+    "SELECT pg_try_advisory_lock_shared("
+    "hashtextextended('eventstore-projection-group:' || g, 0)) "
+    "FROM unnest($1::text[]) AS g"
 )
 # pg_locks splits a bigint key into classid (high half) and objid (low half).
+MEMBERS_SQL: Final = """
+SELECT g, count(l.pid)
+FROM unnest($1::text[]) AS g
+LEFT JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.mode = 'ShareLock'
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND ((l.classid::bigint << 32) | l.objid::bigint)
+        = hashtextextended('eventstore-projection-group:' || g, 0)
+GROUP BY g
+"""
 HOLDERS_SQL: Final = """
 SELECT s.slot, a.application_name, a.pid, a.backend_start
 FROM unnest($1::text[]) AS s(slot)
@@ -62,9 +75,11 @@ class PostgresLeaderLocks(LeaderLocks):
         self._timeout = connect_timeout
         self._connection: asyncpg.Connection | None = None
         self._identity = f"{PROJECTOR_APPLICATION} {process_identity()}"[:63]
+        self._joined: set[str] = set()  # groups joined on the current connection
 
     async def _connected(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
+            self._joined = set()  # a new session holds no membership yet
             with self._unavailable():
                 self._connection = await asyncpg.connect(
                     self._dsn,
@@ -83,8 +98,13 @@ class PostgresLeaderLocks(LeaderLocks):
             TimeoutError,
             asyncpg.PostgresError,
             asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
         ) as exc:
+            if self._connection is not None:
+                # Never leave a session behind that may still hold locks.
+                self._connection.terminate()
             self._connection = None
+            self._joined = set()
             raise errors.DatabaseUnavailable(
                 url=make_url(self._dsn).render_as_string(hide_password=True),
                 reason=f"the projector's lock connection: {exc}".splitlines()[0],
@@ -121,24 +141,28 @@ class PostgresLeaderLocks(LeaderLocks):
         return True
 
     @override
-    async def members(self) -> int:
+    async def members(self, groups: Sequence[str]) -> dict[str, int]:
         connection = await self._connected()
         with self._unavailable():
-            count: int = await connection.fetchval(
-                MEMBERS_SQL, f"{PROJECTOR_APPLICATION} %"
-            )
-        return count
+            joining = [group for group in groups if group not in self._joined]
+            if joining:
+                await connection.execute(JOIN_SQL, joining)
+                self._joined.update(joining)
+            rows = await connection.fetch(MEMBERS_SQL, list(groups))
+        return {row[0]: int(row[1]) for row in rows}
 
     @override
     async def aclose(self) -> None:
         if self._connection is not None:
             await self._connection.close()  # ends the session: every lock goes
         self._connection = None
+        self._joined = set()
 
     async def _drop(self) -> None:
         if self._connection is not None:
             self._connection.terminate()
         self._connection = None
+        self._joined = set()
 
 
 async def slot_holders(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -21,7 +20,6 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -61,9 +59,6 @@ if TYPE_CHECKING:
     from eventstore.settings import StoreSettings
 
 IMMUTABLE_LOG_MESSAGE: Final = "execution_events is append-only"
-UNAVAILABLE_ERRORS: Final = frozenset(
-    {"SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_IOERR", "SQLITE_READONLY"}
-)
 _COLUMNS: Final = (
     "position, stream_id, version, stream_type, event_id, type, schema_version, "
     "data, metadata, occurred_at, recorded_at, hash"
@@ -430,22 +425,11 @@ class SqliteBackend(Backend):
 
     @override
     def classify(self, exc: BaseException) -> errors.EventStoreError | None:
-        cause: BaseException | None = exc
-        while cause is not None:
-            if isinstance(cause, sqlite3.Error):
-                name = getattr(cause, "sqlite_errorname", "")
-                if name == "SQLITE_CONSTRAINT_TRIGGER":
-                    return errors.IntegrityError(
-                        stream_id=None, position=None, reason=IMMUTABLE_LOG_MESSAGE
-                    )
-                if name in UNAVAILABLE_ERRORS:
-                    return errors.DatabaseUnavailable(url=self.url, reason=str(cause))
-                return None
-            if isinstance(cause, sa_exc.DBAPIError) and cause.orig is not None:
-                cause = cause.orig
-                continue
-            cause = cause.__cause__
-        return None
+        from eventstore.backends import sqlite_errors
+
+        return sqlite_errors.classify(
+            exc, url=self.url, immutable_reason=IMMUTABLE_LOG_MESSAGE
+        )
 
 
 def _interpolate(ordered: Sequence[float], fraction: float) -> float:

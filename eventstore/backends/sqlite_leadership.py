@@ -3,7 +3,8 @@
 SQLite lives on one machine, so the operating system's `flock` serves: it
 is released when the holding process dies, SIGKILL included. Each slot has
 a lock file holding its leader's ``host:pid``; each projector process also
-holds a member lock file, so processes can count each other.
+holds a member lock file per group of slots it runs (a projection split N
+ways), so the processes running a projection can count each other.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ MEMBER_PREFIX: Final = "member-"
 def lock_directory(database: Path) -> Path:
     """Where the lock files of a database live."""
     return database.with_name(database.name + ".projectors")
+
+
+def _member_prefix(group: str) -> str:
+    """The start of the names of a group's member lock files."""
+    digest = hashlib.sha256(group.encode()).hexdigest()[:16]
+    return f"{MEMBER_PREFIX}{digest}-"
 
 
 def _slot_file(directory: Path, slot: str) -> Path:
@@ -58,22 +65,21 @@ class SqliteLeaderLocks(LeaderLocks):
     def __init__(self, database: Path) -> None:
         self._directory = lock_directory(database)
         self._held: dict[str, int] = {}
-        self._member: int | None = None
-        self._member_path: Path | None = None
+        self._members: dict[str, tuple[int, Path]] = {}  # group -> its member lock
 
-    def _join(self) -> None:
-        if self._member is None:
+    def _join(self, group: str) -> None:
+        if group not in self._members:
             self._directory.mkdir(exist_ok=True)
-            path = (
-                self._directory
-                / f"{MEMBER_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.lock"
+            path = self._directory / (
+                f"{_member_prefix(group)}{os.getpid()}-{uuid.uuid4().hex}.lock"
             )
-            self._member = _try_lock(path)
-            self._member_path = path
+            descriptor = _try_lock(path)
+            if descriptor is not None:  # a name of its own: nobody else holds it
+                self._members[group] = (descriptor, path)
 
     @override
     async def try_acquire(self, slot: str) -> bool:
-        self._join()
+        self._directory.mkdir(exist_ok=True)
         if slot in self._held:
             return True
         descriptor = _try_lock(_slot_file(self._directory, slot))
@@ -95,28 +101,30 @@ class SqliteLeaderLocks(LeaderLocks):
         return True  # a process cannot lose its own file locks
 
     @override
-    async def members(self) -> int:
-        self._join()
-        count = 0
-        for path in self._directory.glob(f"{MEMBER_PREFIX}*.lock"):
-            descriptor = _try_lock(path)
-            if descriptor is None:
-                count += 1  # held by a live process (this one included)
-            else:
-                os.close(descriptor)
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()  # a dead process's file
-        return count
+    async def members(self, groups: Sequence[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for group in groups:
+            self._join(group)
+            count = 0
+            for path in self._directory.glob(f"{_member_prefix(group)}*.lock"):
+                descriptor = _try_lock(path)
+                if descriptor is None:
+                    count += 1  # held by a live process (this one included)
+                else:
+                    os.close(descriptor)
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()  # a dead process's file
+            counts[group] = count
+        return counts
 
     @override
     async def aclose(self) -> None:
         for slot in list(self._held):
             await self.release(slot)
-        if self._member is not None:
-            if self._member_path is not None:  # unique to this instance: safe to go
-                self._member_path.unlink(missing_ok=True)
-            os.close(self._member)
-            self._member = None
+        for descriptor, path in self._members.values():
+            path.unlink(missing_ok=True)  # unique to this instance: safe to go
+            os.close(descriptor)
+        self._members = {}
 
 
 def slot_holders(database: Path, slots: Sequence[str]) -> dict[str, Holder]:

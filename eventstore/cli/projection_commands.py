@@ -69,8 +69,10 @@ def project(
     Without --until-caught-up it runs as a daemon until SIGINT or SIGTERM,
     finishing the batch in hand. Several daemons on one database share the
     work: one leads each projection (or partition), the others stand by.
-    A poison event stops the projector with its position and id; fix the
-    code and start it again: it resumes at that batch.
+    A poison event stops the projector (exit 1) with its position and id,
+    after every event before it is applied; fix the code and start it
+    again: it resumes at that event. Transient database errors (a lost
+    connection, a deadlock) are retried with backoff.
     """
     if status:
         _print_status(run(lambda: _status(url), debug=debug), json_output=json_output)

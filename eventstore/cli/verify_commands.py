@@ -21,7 +21,7 @@ from eventstore.cli.app import (
     stdout,
 )
 from eventstore.integrity import verify_log
-from projections.verify import verify_executions
+from projections.verify import verify_backlog, verify_executions
 
 KeyFileOption = Annotated[
     Path | None,
@@ -130,6 +130,7 @@ def verify(
                 )
             anchors = await verify_anchors(store.backend, key=key)
             divergences = [] if log_only else await verify_executions(store)
+            backlog = None if log_only else await verify_backlog(store)
         return {
             "events": log.events,
             "streams": log.streams,
@@ -157,6 +158,24 @@ def verify(
                 {"execution_id": str(d.execution_id), "reason": d.reason}
                 for d in divergences
             ],
+            "projection_behind": backlog.behind if backlog else 0,
+            "projection_unapplicable": [
+                {
+                    "position": u.position,
+                    "event_id": str(u.event_id),
+                    "execution_id": str(u.execution_id),
+                    "reason": u.reason,
+                }
+                for u in (backlog.unapplicable if backlog else [])
+            ],
+            "projection_stalled": [
+                {
+                    "partition": s.partition,
+                    "partitions": s.partitions,
+                    "behind": s.behind,
+                }
+                for s in (backlog.stalled if backlog else [])
+            ],
         }
 
     result = run(command, debug=debug)
@@ -164,6 +183,8 @@ def verify(
         result["chain_problems"]
         or result["anchor_problems"]
         or result["projection_divergences"]
+        or result["projection_unapplicable"]
+        or result["projection_stalled"]
     )
     if json_output:
         print_json({**result, "ok": not problems})
@@ -184,6 +205,24 @@ def verify(
             stdout.print(
                 f"projection diverges: execution {divergence['execution_id']}: "
                 f"{divergence['reason']}"
+            )
+        for stuck in result["projection_unapplicable"]:
+            stdout.print(
+                f"projection stuck: position {stuck['position']} (event "
+                f"{stuck['event_id']}, execution {stuck['execution_id']}) cannot be "
+                f"applied: {stuck['reason']}",
+                markup=False,
+                soft_wrap=True,  # one line per event, however long
+            )
+        for stalled in result["projection_stalled"]:
+            slot = (
+                f" partition {stalled['partition']}/{stalled['partitions']}"
+                if stalled["partitions"] > 1
+                else ""
+            )
+            stdout.print(
+                f"projection stalled: executions{slot} is behind the log by "
+                f"{stalled['behind']} events with nobody projecting"
             )
         if not problems:
             checked = "hash chains" + (
@@ -207,5 +246,10 @@ def verify(
                     )
                 )
             stdout.print(f"ok: {checked} verified")
+            if result["projection_behind"]:
+                stdout.print(
+                    f"the executions projection is {result['projection_behind']} "
+                    "events behind the log; a projector leads it"
+                )
     if problems:
         raise typer.Exit(EXIT_PROBLEM)
