@@ -25,7 +25,9 @@ from eventstore import (
     NewEvent,
     schema,
 )
-from eventstore.hashing import GENESIS_HASH, canonical_for, chain_hash
+from eventstore.events.envelope import EventMetadata, JSONObject
+from eventstore.events.payloads import PAYLOAD_TYPES
+from eventstore.hashing import GENESIS_HASH, canonical_for, canonical_json, chain_hash
 from eventstore.integrity import verify_log
 from eventstore.migrating import migrations_path
 from projections.queries import ExecutionsView
@@ -468,6 +470,24 @@ class Poison:
     event_id: UUID
 
 
+def unchecked_event(event_type: str, data: JSONObject) -> NewEvent:
+    """A NewEvent whose data its payload model would refuse (as old releases wrote).
+
+    Built without validation, with the canonical texts the append stores.
+    """
+    event = NewEvent.model_construct(
+        type=event_type,
+        data=data,
+        metadata=EventMetadata(),
+        event_id=uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        schema_version=PAYLOAD_TYPES[event_type].schema_version,
+    )
+    event._data_json = canonical_json(data)
+    event._metadata_json = "{}"
+    return event
+
+
 async def append_unchecked(
     store: EventStore,
     stream_id: UUID,
@@ -507,8 +527,12 @@ async def poison_metric_overflow(store: EventStore, refs: References) -> Poison:
     """
     stream_id = await execution_in(store, refs, ExecutionStatus.RUNNING)
     first, poison, after = (
-        NewEvent.of(ExecutionProgressed(step="a", metrics={"x": BIG_METRIC})),
-        NewEvent.of(ExecutionProgressed(step="b", metrics={"x": BIG_METRIC})),
+        unchecked_event(
+            "ExecutionProgressed", {"step": "a", "metrics": {"x": BIG_METRIC}}
+        ),
+        unchecked_event(
+            "ExecutionProgressed", {"step": "b", "metrics": {"x": BIG_METRIC}}
+        ),
         NewEvent.of(ExecutionProgressed(step="c", metrics={"x": 0.5})),
     )
     result = await append_unchecked(store, stream_id, [first, poison, after])

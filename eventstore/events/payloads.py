@@ -16,10 +16,21 @@ from eventstore import errors, hashing
 USAGE_METRICS: Final = ("prompt_tokens", "completion_tokens", "cost_usd")
 
 
+METRIC_MAX: Final = 2**53
+"""The largest magnitude of one metric delta: every integer up to it is exact
+as a float (I-JSON), and no sum of deltas so bounded can leave the range of
+a float, so the fold can always add them up."""
+
+
 def _check_metrics(metrics: dict[str, int | float]) -> dict[str, int | float]:
     for name, value in metrics.items():
-        if not math.isfinite(value):
+        # Compared before any float conversion: 2**2000 overflows one.
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"metric {name!r} must be a finite number")
+        if abs(value) > METRIC_MAX:
+            raise ValueError(
+                f"metric {name!r} is beyond ±2**53 (the exact range of a float)"
+            )
         if name in USAGE_METRICS and value < 0:
             raise ValueError(f"metric {name!r} is a usage delta and cannot be negative")
         if name in ("prompt_tokens", "completion_tokens") and not isinstance(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 import zipfile
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,7 +16,15 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from eventstore import EventStore, NewEvent, SchemaNotMigrated, schema
+from eventstore.events.system_payloads import (
+    ARCHIVE_RECEIPTS_STREAM,
+    ArchiveReceipt,
+    StreamHead,
+)
+from eventstore.hashing import GENESIS_HASH, canonical_for, chain_hash
+from eventstore.integrity import verify_log
 from eventstore.migrating import SCHEMA_HEAD, alembic_config, run_migration
+from eventstore.receipts import tombstones, verify_receipts
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -160,3 +170,75 @@ async def test_the_drift_check_sees_a_difference(url: str) -> None:
     ):
         differences = await connection.run_sync(drift)
     assert [d[0] for d in differences if isinstance(d, tuple)] == ["add_column"]
+
+
+async def test_upgrade_to_0006_keeps_checkpoints_and_tombstones_old_archives(
+    empty_url: str,
+) -> None:
+    """Revision 0006 with data in it: checkpoints keep their place, and every
+    stream an earlier archive's receipt names gets its tombstone (so `verify`
+    finds the receipts and tombstones agree)."""
+    archived = uuid.uuid4()
+    receipt = ArchiveReceipt(
+        file="archive-old.jsonl.gz",
+        file_sha256="a" * 64,
+        manifest_sha256="b" * 64,
+        finished_before=datetime(2026, 1, 1, tzinfo=UTC),
+        events=4,
+        streams=[StreamHead(stream_id=archived, version=4, hash="c" * 64)],
+    )
+    event = NewEvent.of(receipt, metadata={"actor": "archivist"})
+    async with EventStore.open(empty_url) as store:
+        await run_migration(store.backend, direction="upgrade", revision="0005")
+        async with store.backend.engine.begin() as connection:
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO projection_checkpoints (name, partition, "
+                    "transaction_id, position) VALUES ('executions', 0, '12345', 67)"
+                )
+            )
+            await connection.execute(
+                sa.text(
+                    "INSERT INTO execution_events (stream_id, version, stream_type, "
+                    "event_id, type, schema_version, data, metadata, occurred_at, hash) "
+                    "VALUES (:stream, 1, 'system', :event, 'ArchiveReceipt', 1, :data, "
+                    ":metadata, :occurred, :hash)"
+                ).bindparams(
+                    sa.bindparam("data", type_=schema.execution_events.c.data.type),
+                    sa.bindparam(
+                        "metadata", type_=schema.execution_events.c.metadata.type
+                    ),
+                    sa.bindparam(
+                        "occurred", type_=schema.execution_events.c.occurred_at.type
+                    ),
+                    sa.bindparam("stream", type_=sa.Uuid()),
+                    sa.bindparam("event", type_=sa.Uuid()),
+                ),
+                {
+                    "stream": ARCHIVE_RECEIPTS_STREAM,
+                    "event": event.event_id,
+                    "data": event.data,
+                    "metadata": event.metadata.as_json(),
+                    "occurred": event.occurred_at,
+                    "hash": chain_hash(
+                        GENESIS_HASH, canonical_for(ARCHIVE_RECEIPTS_STREAM, 1, event)
+                    ),
+                },
+            )
+        store.backend.forget_schema()
+        await store.migrate()
+        async with store.backend.engine.connect() as connection:
+            stored = (
+                await connection.execute(
+                    sa.select(
+                        schema.projection_checkpoints.c.transaction_id,
+                        schema.projection_checkpoints.c.position,
+                    )
+                )
+            ).one()
+        assert (int(stored[0]), stored[1]) == (12345, 67)
+        assert await tombstones(store.backend) == {
+            archived: (4, bytes.fromhex("c" * 64), "archive-old.jsonl.gz")
+        }
+        assert await verify_receipts(store.backend) == []
+        assert (await verify_log(store.backend)).ok
