@@ -16,10 +16,11 @@ from eventstore import errors, hashing
 USAGE_METRICS: Final = ("prompt_tokens", "completion_tokens", "cost_usd")
 
 
-METRIC_MAX: Final = 2**53
-"""The largest magnitude of one metric delta: every integer up to it is exact
-as a float (I-JSON), and no sum of deltas so bounded can leave the range of
-a float, so the fold can always add them up."""
+METRIC_MAX: Final = 2**992
+"""The largest magnitude of one metric delta. A stream holds at most 2**31
+versions (its version column), and 2**31 deltas so bounded still sum to a
+finite float (below 2**1024), so the fold can always add them up, whatever
+mix of integers and floats it meets; integers stay exact (JSON keeps them)."""
 
 
 def _check_metrics(metrics: dict[str, int | float]) -> dict[str, int | float]:
@@ -29,7 +30,8 @@ def _check_metrics(metrics: dict[str, int | float]) -> dict[str, int | float]:
             raise ValueError(f"metric {name!r} must be a finite number")
         if abs(value) > METRIC_MAX:
             raise ValueError(
-                f"metric {name!r} is beyond ±2**53 (the exact range of a float)"
+                f"metric {name!r} is beyond ±2**992 (sums of such deltas would "
+                "leave the range of a float)"
             )
         if name in USAGE_METRICS and value < 0:
             raise ValueError(f"metric {name!r} is a usage delta and cannot be negative")

@@ -43,6 +43,7 @@ from tests.helpers import (
     execution_in,
     make_references,
     raw_pg,
+    wait_for_horizon,
 )
 
 if TYPE_CHECKING:
@@ -405,6 +406,7 @@ async def test_verify_reports_a_backdated_event(url: str) -> None:
         [position] = await append_behind_the_guards(
             store, url, run, [progressed], recorded_at=datetime(2020, 1, 1, tzinfo=UTC)
         )
+        await wait_for_horizon(store)
         report = await verify_log(store.backend)
         assert [(p.stream_id, p.position) for p in report.problems] == [(run, position)]
         assert "recorded before" in report.problems[0].reason
