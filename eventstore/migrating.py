@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 
 from eventstore import errors
+from eventstore.backends import begin_migration
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -45,6 +46,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
 async def run_migration(backend: Backend, *, direction: str, revision: str) -> None:
     """Upgrade or downgrade the database to `revision` in one transaction.
 
+    Concurrent runners (processes or tasks) wait for each other: the ones
+    after the first find nothing left to do.
+
     Raises:
         DatabaseUnavailable: the database cannot be reached.
         DatabaseError: a migration failed (nothing of it was applied).
@@ -57,7 +61,7 @@ async def run_migration(backend: Backend, *, direction: str, revision: str) -> N
         else:
             command.downgrade(config, revision)
 
-    async with backend.begin_write() as connection:
+    async with begin_migration(backend) as connection:
         await connection.run_sync(run)
 
 

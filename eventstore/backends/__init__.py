@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Final
 
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -11,12 +14,29 @@ from eventstore import errors
 from eventstore.backends.base import AppendOutcome, Backend
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from eventstore.settings import StoreSettings
 
-__all__ = ["AppendOutcome", "Backend", "backend_for", "normalize_url"]
+__all__ = [
+    "AppendOutcome",
+    "Backend",
+    "backend_for",
+    "begin_migration",
+    "normalize_url",
+]
 
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 _SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite")
+# A session advisory lock: the server frees it if the migrating process dies.
+_MIGRATION_LOCK_SQL: Final = sa.text(
+    "SELECT pg_advisory_lock(hashtextextended('eventstore-migrate', 0))"
+)
+_MIGRATION_UNLOCK_SQL: Final = sa.text(
+    "SELECT pg_advisory_unlock(hashtextextended('eventstore-migrate', 0))"
+)
 
 
 def normalize_url(url: str) -> str:
@@ -57,3 +77,34 @@ def backend_for(url: str, settings: StoreSettings) -> Backend:
     from eventstore.backends.sqlite import SqliteBackend
 
     return SqliteBackend(url=normalized, settings=settings)
+
+
+@contextlib.asynccontextmanager
+async def begin_migration(backend: Backend) -> AsyncIterator[AsyncConnection]:
+    """The write transaction of a migration, which one runner at a time gets.
+
+    Two migrations at once on an empty database would both find no schema
+    and collide creating it. Here the others wait, then find it at head.
+    PostgreSQL: a session advisory lock on the migration's own connection,
+    taken before its transaction and released after it commits. SQLite: the
+    write transaction (BEGIN IMMEDIATE) is already the database's write
+    lock, which every other runner's waits for.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    if backend.name != "postgresql":
+        async with backend.begin_write() as connection:
+            yield connection
+        return
+    async with backend.translate_errors(), backend.engine.connect() as connection:
+        await connection.execute(_MIGRATION_LOCK_SQL)
+        await connection.commit()  # the lock outlives the statement's transaction
+        try:
+            async with connection.begin():
+                yield connection
+        finally:
+            # A broken connection has lost its session, and with it the lock.
+            with contextlib.suppress(sa_exc.DBAPIError):
+                await connection.execute(_MIGRATION_UNLOCK_SQL)
+                await connection.commit()
