@@ -136,7 +136,14 @@ def _print_status(result: ProjectionStatus, *, json_output: bool) -> None:
     if horizon is None:
         stdout.print("no transaction holds the log back")
     else:
+        # PostgreSQL hides the start of another role's transaction from a
+        # role without pg_read_all_stats: its age is unknown, not zero.
+        age = (
+            "age unknown (another role's session)"
+            if horizon.age_seconds is None
+            else f"{horizon.age_seconds:.1f} s old"
+        )
         stdout.print(
             f"oldest transaction in flight: pid {horizon.pid} on {horizon.database}, "
-            f"{horizon.state}, {horizon.age_seconds:.1f} s old"
+            f"{horizon.state or 'state unknown'}, {age}"
         )
