@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eventstore.redaction import redact_url, scrub
+
 if TYPE_CHECKING:
     from uuid import UUID
 
@@ -27,13 +29,17 @@ class ConfigurationError(EventStoreError, ValueError):
 class DatabaseError(EventStoreError):
     """The database failed in a way the store does not classify further."""
 
+    def __init__(self, message: str) -> None:
+        # A driver's text may quote the URL's secrets (options=, password=).
+        super().__init__(scrub(message))
+
 
 class DatabaseUnavailable(DatabaseError, ConnectionError):
     """The database cannot be reached (refused, unknown host, lost connection)."""
 
     def __init__(self, *, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
+        self.url = url = redact_url(url)
+        self.reason = reason = scrub(reason)
         super().__init__(f"cannot reach the database at {url}: {reason}")
 
 
@@ -41,7 +47,7 @@ class SchemaNotMigrated(DatabaseError):
     """The database has no schema, or an older one: run `eventstore migrate`."""
 
     def __init__(self, *, url: str, current: str | None, head: str) -> None:
-        self.url = url
+        self.url = url = redact_url(url)
         self.current = current
         self.head = head
         found = f"revision {current}" if current else "no schema"

@@ -59,6 +59,7 @@ from eventstore.hashing import (
     parse_json,
     parse_json_object,
 )
+from eventstore.redaction import redact_url
 from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ class PostgresBackend(Backend):
                 "timeout": settings.connect_timeout,
             },
         )
-        super().__init__(url=parsed.render_as_string(hide_password=True), engine=engine)
+        super().__init__(url=redact_url(parsed), engine=engine)
         self._dsn = parsed.set(drivername="postgresql").render_as_string(
             hide_password=False
         )

@@ -22,6 +22,7 @@ from eventstore.cli.app import (
     stderr,
     stdout,
 )
+from eventstore.cli.display import safe
 from projections.gc_tuning import gc_for_batches
 from projections.projector import Projector
 from projections.status import ProjectionStatus, projection_status
@@ -90,7 +91,7 @@ def project(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
-            stderr.print(f"projecting {store.url}; stop with Ctrl-C or SIGTERM")
+            stderr.print(safe(f"projecting {store.url}; stop with Ctrl-C or SIGTERM"))
             await projector.run(stop)
             return 0
 
@@ -123,13 +124,14 @@ def _print_status(result: ProjectionStatus, *, json_output: bool) -> None:
             column, justify="left" if column in ("projection", "leader") else "right"
         )
     for slot in result.slots:
+        # A leader's name is its application_name: any client can set it.
         table.add_row(
-            slot.projection,
+            safe(slot.projection),
             f"{slot.partition}/{slot.partitions}",
             str(slot.checkpoint_position),
             str(slot.lag_events),
             f"{slot.lag_seconds:.1f}",
-            f"{slot.leader} (pid {slot.leader_pid})" if slot.leader else "none",
+            safe(f"{slot.leader} (pid {slot.leader_pid})" if slot.leader else "none"),
         )
     stdout.print(table)
     horizon = result.horizon
@@ -144,6 +146,8 @@ def _print_status(result: ProjectionStatus, *, json_output: bool) -> None:
             else f"{horizon.age_seconds:.1f} s old"
         )
         stdout.print(
-            f"oldest transaction in flight: pid {horizon.pid} on {horizon.database}, "
-            f"{horizon.state or 'state unknown'}, {age}"
+            safe(
+                f"oldest transaction in flight: pid {horizon.pid} on "
+                f"{horizon.database}, {horizon.state or 'state unknown'}, {age}"
+            )
         )
