@@ -52,7 +52,9 @@ def project(
         int, typer.Option(min=1, max=100_000, help="events per batch")
     ] = 1000,
     poll_interval: Annotated[
-        float, typer.Option(min=0.01, help="seconds between polls when idle")
+        # At most an hour: `inf` would leave an idle daemon asleep for good.
+        float,
+        typer.Option(min=0.01, max=3600, help="seconds between polls when idle"),
     ] = 0.5,
     status: Annotated[
         bool,

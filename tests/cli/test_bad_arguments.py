@@ -76,6 +76,8 @@ BAD_ARGUMENTS = [
     ),
     # Click's own checks: one line too, not a box with the usage above it.
     (["project", "--partitions", "0"], "--partitions"),
+    (["project", "--poll-interval", "inf"], "--poll-interval"),
+    (["project", "--poll-interval", "nan"], "--poll-interval"),
     (["demo", "--show", "1001"], "--show"),
     (["audit", "--no-such-option"], "--no-such-option"),
 ]
