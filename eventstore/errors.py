@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eventstore.redaction import redact_url, scrub
+
 if TYPE_CHECKING:
     from uuid import UUID
 
@@ -36,8 +38,9 @@ class DatabaseError(EventStoreError):
 
     transient: bool = False
 
-    def __init__(self, *args: object, transient: bool | None = None) -> None:
-        super().__init__(*args)
+    def __init__(self, message: str, *, transient: bool | None = None) -> None:
+        # A driver's text may quote the URL's secrets (options=, password=).
+        super().__init__(scrub(message))
         if transient is not None:
             self.transient = transient
 
@@ -62,8 +65,8 @@ class DatabaseUnavailable(DatabaseError, ConnectionError):
     transient = True
 
     def __init__(self, *, url: str, reason: str, transient: bool = True) -> None:
-        self.url = url
-        self.reason = reason
+        self.url = url = redact_url(url)
+        self.reason = reason = scrub(reason)
         super().__init__(
             f"cannot reach the database at {url}: {reason}", transient=transient
         )
@@ -73,7 +76,7 @@ class SchemaNotMigrated(DatabaseError):
     """The database has no schema, or an older one: run `eventstore migrate`."""
 
     def __init__(self, *, url: str, current: str | None, head: str) -> None:
-        self.url = url
+        self.url = url = redact_url(url)
         self.current = current
         self.head = head
         found = f"revision {current}" if current else "no schema"

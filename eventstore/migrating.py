@@ -47,6 +47,9 @@ async def run_migration(backend: Backend, *, direction: str, revision: str) -> N
 
     Each revision is one transaction (on SQLite the whole run is one).
 
+    Concurrent runners (processes or tasks) wait for each other: the ones
+    after the first find nothing left to do.
+
     Raises:
         DatabaseUnavailable: the database cannot be reached.
         DatabaseError: a migration failed (nothing of it was applied).

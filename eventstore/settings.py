@@ -18,6 +18,8 @@ class StoreSettings(BaseSettings):
     url: str | None = Field(
         default=None,
         description="database URL; unset: an SQLite file in the current directory",
+        # It may hold a password: a logged or printed settings object must not.
+        repr=False,
     )
     sqlite_file: str = Field(
         default=DEFAULT_SQLITE_FILE, description="the embedded default's file"

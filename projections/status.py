@@ -41,7 +41,9 @@ class HorizonStatus(BaseModel):
     pid: int
     database: str | None
     state: str | None
-    age_seconds: float
+    age_seconds: float | None
+    """None when PostgreSQL hides it: another role's session, seen by a role
+    without pg_read_all_stats."""
     query: str | None
 
 

@@ -43,7 +43,8 @@ class HorizonHolder:
     pid: int
     database: str | None
     state: str | None
-    age_seconds: float
+    age_seconds: float | None
+    """None when the server hides it (another role's session)."""
     query: str | None
 
 

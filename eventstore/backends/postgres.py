@@ -24,6 +24,7 @@ from uuid import UUID
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -59,6 +60,7 @@ from eventstore.hashing import (
     parse_json,
     parse_json_object,
 )
+from eventstore.redaction import redact_url
 from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:
@@ -173,6 +175,12 @@ HEAD_CHECKPOINT_SQL: Final = (
     f"WHERE {_HORIZON} "
     "ORDER BY epoch DESC, transaction_id DESC, position DESC LIMIT 1"
 )
+MIGRATION_LOCK_SQL: Final = (
+    "SELECT pg_advisory_lock(hashtextextended('eventstore-migrate', 0))"
+)
+MIGRATION_UNLOCK_SQL: Final = (
+    "SELECT pg_advisory_unlock(hashtextextended('eventstore-migrate', 0))"
+)
 # Run by every new connection: starts a new epoch after a restore (0006).
 CHECK_EPOCH_SQL: Final = "SELECT eventstore_check_epoch()"
 HAS_EPOCHS_SQL: Final = "SELECT to_regprocedure('eventstore_check_epoch()') IS NOT NULL"
@@ -264,7 +272,7 @@ class PostgresBackend(Backend):
                 "timeout": settings.connect_timeout,
             },
         )
-        super().__init__(url=parsed.render_as_string(hide_password=True), engine=engine)
+        super().__init__(url=redact_url(parsed), engine=engine)
         self._dsn = parsed.set(drivername="postgresql").render_as_string(
             hide_password=False
         )
@@ -313,10 +321,21 @@ class PostgresBackend(Backend):
     async def migration_connection(self) -> AsyncIterator[AsyncConnection]:
         # Each revision runs in its own transaction (migrations/env.py), and
         # a revision may step outside it to build an index concurrently, so
-        # appends are not held back while it builds.
+        # appends are not held back while it builds. Two migrations at once
+        # on an empty database would both find no schema and collide
+        # creating it: a session advisory lock (freed by the server if this
+        # process dies) makes the others wait, then find nothing to do.
         async with self.translate_errors(), self.engine.connect() as connection:
-            yield connection
-            await connection.commit()
+            await connection.execute(sa.text(MIGRATION_LOCK_SQL))
+            await connection.commit()  # the lock outlives the statement
+            try:
+                yield connection
+                await connection.commit()
+            finally:
+                # A broken connection has lost its session, and the lock.
+                with contextlib.suppress(sa_exc.DBAPIError):
+                    await connection.execute(sa.text(MIGRATION_UNLOCK_SQL))
+                    await connection.commit()
 
     @override
     async def listen(self, on_notify: Callable[[], None]) -> PostgresListener:

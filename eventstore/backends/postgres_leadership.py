@@ -189,10 +189,12 @@ async def horizon_holder(
     row = await connection.fetchrow(HORIZON_SQL)
     if row is None:
         return None
+    # Without pg_read_all_stats, another role's session shows no xact_start
+    # (nor state or query): the age is unknown, not 0.
     return HorizonHolder(
         pid=row[0],
         database=row[1],
         state=row[2],
-        age_seconds=float(row[3] or 0),
+        age_seconds=None if row[3] is None else float(row[3]),
         query=row[4],
     )

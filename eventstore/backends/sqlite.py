@@ -42,6 +42,7 @@ from eventstore.events.envelope import (
     stored_metadata_parser,
 )
 from eventstore.hashing import dump_json, parse_json_object
+from eventstore.redaction import redact_url
 from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ class SqliteBackend(Backend):
             mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
             connection.exec_driver_sql(f"BEGIN {mode}")
 
-        super().__init__(url=parsed.render_as_string(hide_password=True), engine=engine)
+        super().__init__(url=redact_url(parsed), engine=engine)
         self._write_lock = asyncio.Lock()
         self._database = Path(parsed.database or "")
         self._writer = writer.Writer(

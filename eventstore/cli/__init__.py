@@ -8,6 +8,10 @@ Errors are one line on stderr; `--debug` shows the traceback.
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import TextIO
+
+import typer
 
 from eventstore.cli import (
     audit_commands,
@@ -18,7 +22,7 @@ from eventstore.cli import (
     store_commands,
     verify_commands,
 )
-from eventstore.cli.app import app
+from eventstore.cli.app import EXIT_PROBLEM, app, error_line, stdout, warning_line
 
 for module in (
     store_commands,
@@ -33,8 +37,39 @@ for module in (
 
 
 def main() -> None:
-    """The console script's entry point."""
-    sys.exit(app())
+    """The console script's entry point.
+
+    Click's usage errors (an unknown option, a value out of its range) end
+    like the commands' own: one line on stderr and exit code 2, not a box
+    with the usage above it.
+    """
+    warnings.showwarning = _warning_line
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # Bare `eventstore`: the help, as before (click names no class for it).
+            stdout.out(exc.format_message(), highlight=False)
+        else:
+            error_line(exc.format_message())
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        error_line("aborted")
+        sys.exit(EXIT_PROBLEM)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _warning_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A library's warning as one line on stderr, like an error, not two with code."""
+    del category, filename, lineno, file, line
+    warning_line(str(message))
 
 
 __all__ = ["app", "main"]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import typer
 from rich.console import Console
 
 from eventstore import errors
+from eventstore.cli.display import safe
+from eventstore.redaction import scrub
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -18,6 +22,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 EXIT_PROBLEM: Final = 1
 EXIT_USAGE: Final = 2
+SQLITE_THREAD: Final = "_connection_worker_thread"
+THREAD_SETTLE_SECONDS: Final = 2.0
 
 app = typer.Typer(
     name="eventstore",
@@ -31,6 +37,15 @@ PIPED_WIDTH: Final = 160
 stdout = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
+
+def _given_url(value: str | None) -> str | None:
+    # An empty $EVENTSTORE_URL counts as unset; an empty --url (say, of an
+    # unset variable) must not quietly open ./eventstore.db instead.
+    if value is not None and not value.strip():
+        raise typer.BadParameter("the database URL is empty", param_hint="--url")
+    return value
+
+
 # typer takes options as keyword defaults, so they are annotated aliases here.
 UrlOption = Annotated[
     str | None,
@@ -39,6 +54,7 @@ UrlOption = Annotated[
         envvar="EVENTSTORE_URL",
         help="database URL (default: $EVENTSTORE_URL, else ./eventstore.db)",
         show_default=False,
+        callback=_given_url,
     ),
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
@@ -72,14 +88,45 @@ def exit_code_for(exc: errors.EventStoreError) -> int:
 def run(command: Callable[[], Coroutine[Any, Any, T]], *, debug: bool) -> T:
     """Run an async command behind the error boundary: one line, an exit code."""
     try:
-        return asyncio.run(command())
+        return asyncio.run(_settled(command()))
     except errors.EventStoreError as exc:
         if debug:
             raise
-        stderr.print(f"error: {exc}", markup=False)
+        error_line(str(exc))
         raise typer.Exit(exit_code_for(exc)) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+async def _settled(command: Coroutine[Any, Any, T]) -> T:
+    """The command, then a moment for the SQLite threads to end before the loop does.
+
+    aiosqlite stops a connection that failed to open (a file that cannot be
+    created) without waiting; its thread then reports to the event loop,
+    and if asyncio.run has closed it, prints a RuntimeError traceback.
+    """
+    try:
+        return await command
+    finally:
+        deadline = time.monotonic() + THREAD_SETTLE_SECONDS
+        for thread in threading.enumerate():
+            if (
+                SQLITE_THREAD in thread.name
+                and thread is not threading.current_thread()
+            ):
+                await asyncio.to_thread(
+                    thread.join, max(0.0, deadline - time.monotonic())
+                )
+
+
+def error_line(message: str) -> None:
+    """`error: MESSAGE` on stderr: one line, no secret, no control character."""
+    stderr.print(safe(f"error: {scrub(message)}"))
+
+
+def warning_line(message: str) -> None:
+    """`warning: MESSAGE` on stderr, as safe as `error_line`."""
+    stderr.print(safe(f"warning: {scrub(message)}"))
 
 
 def print_json(value: Any) -> None:

@@ -20,17 +20,19 @@ from rich.table import Table
 
 from eventstore import EventStore, errors, fold_events
 from eventstore.archiving import VerifiedArchive, verify_archive
-from eventstore.audit import AsOf, StatusAt, prefix_as_of, statuses_as_of, verify_stream
+from eventstore.audit import StatusAt, prefix_as_of, statuses_as_of, verify_stream
 from eventstore.cli.app import (
     EXIT_USAGE,
     DebugOption,
     JsonOption,
     UrlOption,
+    error_line,
     print_json,
     run,
-    stderr,
     stdout,
 )
+from eventstore.cli.display import clean, safe
+from eventstore.cli.parsing import parse_as_of
 from eventstore.exporting import event_line
 from eventstore.log import as_stream_id
 from eventstore.reports import render_timeline
@@ -38,6 +40,7 @@ from eventstore.status import ExecutionStatus
 
 if TYPE_CHECKING:
     from eventstore import ExecutionState, RecordedEvent
+    from eventstore.audit import AsOf
 
 
 def register(app: typer.Typer) -> None:
@@ -106,7 +109,7 @@ def audit(
     """
 
     async def command() -> _Audit:
-        moment = AsOf.parse(as_of) if as_of is not None else None
+        moment = parse_as_of(as_of) if as_of is not None else None
         if execution_id is None:
             if (
                 (verify_chain and archive is None)
@@ -121,7 +124,8 @@ def audit(
                     "give an execution id, --as-of TIME for the whole store, "
                     "or --archive FILE"
                 )
-        identifier = as_stream_id(execution_id) if execution_id else None
+        # `audit ''` is an id that is not one, not "no id": the whole store.
+        identifier = as_stream_id(execution_id) if execution_id is not None else None
         verified = None
         async with EventStore.open(url) as store:
             if archive is not None:
@@ -160,7 +164,7 @@ def audit(
         _report_archive(result.archive, json_output=json_output)
         return
     if result.archive is not None and not json_output:
-        stdout.out(_archive_line(result.archive), highlight=False)
+        stdout.out(clean(_archive_line(result.archive)), highlight=False)
     if result.statuses is not None:
         _report_statuses(result.statuses, result.moment, json_output=json_output)
         return
@@ -244,9 +248,11 @@ def _report_execution(
     if written:
         # out(), not print(): a long path must stay on its one line.
         if html is not None:
-            stdout.out(f"timeline written to {html}", highlight=False)
+            stdout.out(clean(f"timeline written to {html}"), highlight=False)
         if export is not None:
-            stdout.out(f"{len(stored)} events exported to {export}", highlight=False)
+            stdout.out(
+                clean(f"{len(stored)} events exported to {export}"), highlight=False
+            )
         return
     _print_timeline(execution_id, events, moment)
     if not events or _is_execution(events):  # a system stream has no state
@@ -265,7 +271,9 @@ def _report_statuses(
         )
         return
     counts = Counter(status.status for status in statuses)
-    summary = Table(title=f"executions by status as of {_moment_text(moment) or 'now'}")
+    summary = Table(
+        title=safe(f"executions by status as of {_moment_text(moment) or 'now'}")
+    )
     for name in ExecutionStatus:
         summary.add_column(name.value, justify="right")
     summary.add_row(*(str(counts[name]) for name in ExecutionStatus))
@@ -275,8 +283,8 @@ def _report_statuses(
         table.add_column(column, overflow="fold")
     for row in statuses:
         table.add_row(
-            str(row.execution_id),
-            row.status.value,
+            safe(row.execution_id),
+            safe(row.status.value),
             row.since.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
             str(row.version),
         )
@@ -309,7 +317,7 @@ def _report_archive(verified: VerifiedArchive, *, json_output: bool) -> None:
             }
         )
         return
-    stdout.out(_archive_line(verified), highlight=False)
+    stdout.out(clean(_archive_line(verified)), highlight=False)
     table = Table()
     for column in ("execution", "status", "finished (UTC)", "events"):
         table.add_column(column, overflow="fold")
@@ -317,8 +325,8 @@ def _report_archive(verified: VerifiedArchive, *, json_output: bool) -> None:
     for stream_id, state in sorted(states.items(), key=lambda item: str(item[0])):
         finished = state.finished_at
         table.add_row(
-            str(stream_id),
-            state.status.value,
+            safe(stream_id),
+            safe(state.status.value),
             finished.strftime("%Y-%m-%d %H:%M:%S") if finished else "",
             str(counts[stream_id]),
         )
@@ -349,7 +357,7 @@ def _write(path: Path, text: str, *, debug: bool) -> None:
     except OSError as exc:
         if debug:
             raise
-        stderr.print(f"error: cannot write {path}: {exc.strerror or exc}", markup=False)
+        error_line(f"cannot write {path}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -403,7 +411,7 @@ def _print_timeline(
         title += (
             f" as of {moment.position if moment.position is not None else moment.time}"
         )
-    table = Table(title=title)
+    table = Table(title=safe(title))
     for column in (
         "position",
         "version",
@@ -421,13 +429,14 @@ def _print_timeline(
             if previous is None
             else f"{(event.occurred_at - previous).total_seconds() * 1000:.0f}"
         )
+        # The type, the actor and the summary are whatever was recorded.
         table.add_row(
             str(event.position),
             str(event.version),
             event.occurred_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-            event.type,
-            event.metadata.actor or "",
-            summarize(event),
+            safe(event.type),
+            safe(event.metadata.actor or ""),
+            safe(summarize(event)),
             delta,
         )
         previous = event.occurred_at
@@ -442,5 +451,5 @@ def _print_state(state: ExecutionState | None) -> None:
     table.add_column("field")
     table.add_column("value", overflow="fold")
     for name, value in state.model_dump(mode="json").items():
-        table.add_row(name, "" if value is None else str(value))
+        table.add_row(name, safe("" if value is None else value))
     stdout.print(table)

@@ -18,6 +18,7 @@ from rich.table import Table
 from eventstore import EventStore, StoreSettings
 from eventstore.cli.app import DebugOption, UrlOption, run, stdout
 from eventstore.cli.demo_workload import Tally, run_workload
+from eventstore.cli.display import safe
 from eventstore.cli.store_commands import print_stats
 from projections.projector import Projector
 from projections.queries import ExecutionsView
@@ -40,7 +41,8 @@ def demo(
     ] = 8,
     seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 7,
     show: Annotated[
-        int, typer.Option(min=0, help="rows of the executions table to print")
+        int,
+        typer.Option(min=0, max=1000, help="rows of the executions table to print"),
     ] = 15,
     debug: DebugOption = False,
 ) -> None:
@@ -79,7 +81,7 @@ def demo(
                 )
             projected = await Projector(store).run_until_caught_up()
             page = await ExecutionsView(store).list(limit=max(show, 1))
-            table = Table(title=f"executions (newest {show}) in {store.url}")
+            table = Table(title=safe(f"executions (newest {show}) in {store.url}"))
             for column in (
                 "id",
                 "status",
@@ -106,7 +108,7 @@ def demo(
                         else ""
                     ),
                     str(state.attempt),
-                    state.worker_id or "-",
+                    safe(state.worker_id or "-"),
                     str(state.steps_completed),
                     "-" if state.run_ms is None else str(state.run_ms),
                     str(tokens),

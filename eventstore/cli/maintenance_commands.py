@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import typer
 
@@ -19,43 +18,10 @@ from eventstore.cli.app import (
     run,
     stdout,
 )
+from eventstore.cli.display import safe
+from eventstore.cli.parsing import parse_duration, parse_time
 from eventstore.reaper import ReapReport, reap
 from eventstore.settings import StoreSettings
-
-_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str, option: str) -> timedelta:
-    """`90`, `90s`, `15m`, `2h`, `1d` or `250ms` as a timedelta.
-
-    Raises:
-        ValidationError: anything else, or zero.
-    """
-    match = _DURATION.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise errors.ValidationError(
-            f"invalid {option} {text!r}: a positive duration such as 90s, 15m, 2h or 1d"
-        )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
-
-
-def parse_time(text: str, option: str) -> datetime:
-    """An ISO 8601 time with an offset.
-
-    Raises:
-        ValidationError: anything else.
-    """
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        moment = None
-    if moment is None or moment.utcoffset() is None:
-        raise errors.ValidationError(
-            f"invalid {option} {text!r}: an ISO 8601 time with offset, "
-            "e.g. 2026-01-31T00:00:00Z"
-        )
-    return moment
 
 
 def register(app: typer.Typer) -> None:
@@ -90,8 +56,9 @@ def cleanup(
             "and the projection, with a receipt in the log",
         ),
     ] = None,
+    # A string, not a Path: typer would read an empty --to as ".".
     to: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--to", help="the directory for the archive file and its manifest"
         ),
@@ -111,15 +78,25 @@ def cleanup(
     async def command() -> tuple[ReapReport | None, ArchiveResult | None, bool]:
         if (archive_before is None) != (to is None):
             raise errors.ValidationError("--archive-before and --to go together")
-        stale = parse_duration(stale_after, "--stale-after") if stale_after else None
+        if to is not None and not to.strip():
+            raise errors.ValidationError("--to is empty: give the archive's directory")
+        stale = (
+            parse_duration(stale_after, "--stale-after")
+            if stale_after is not None
+            else None
+        )
         if stale_after is None and pending_after is None and archive_before is None:
             # The SPEC's bare `cleanup`: fail stale runs, with the configured timeout.
             stale = timedelta(seconds=StoreSettings().stale_after_seconds)
         pending = (
-            parse_duration(pending_after, "--pending-after") if pending_after else None
+            parse_duration(pending_after, "--pending-after")
+            if pending_after is not None
+            else None
         )
         cutoff = (
-            parse_time(archive_before, "--archive-before") if archive_before else None
+            parse_time(archive_before, "--archive-before")
+            if archive_before is not None
+            else None
         )
         async with EventStore.open(url) as store:
             report = None
@@ -127,7 +104,7 @@ def cleanup(
                 report = await reap(store, stale_after=stale, pending_after=pending)
             archived = None
             if cutoff is not None and to is not None:
-                archived = await archive_finished_before(store, cutoff, to)
+                archived = await archive_finished_before(store, cutoff, Path(to))
         return report, archived, cutoff is not None
 
     report, archived, archiving = run(command, debug=debug)
@@ -136,18 +113,21 @@ def cleanup(
         return
     if report is not None:
         for execution_id in report.stale:
-            stdout.print(f"failed stale execution {execution_id}")
+            stdout.print(safe(f"failed stale execution {execution_id}"))
         for execution_id in report.expired_pending:
-            stdout.print(f"failed expired pending execution {execution_id}")
+            stdout.print(safe(f"failed expired pending execution {execution_id}"))
         stdout.print(
             f"cleanup: {len(report.stale)} stale and {len(report.expired_pending)} "
             "expired pending executions failed"
         )
     if archived is not None:
+        # The path is the user's --to: `[/x]` in it is not markup.
         stdout.print(
-            f"archived {len(archived.manifest.streams)} executions "
-            f"({archived.manifest.events} events) to {archived.data_path}; "
-            f"receipt at position {archived.receipt_position}"
+            safe(
+                f"archived {len(archived.manifest.streams)} executions "
+                f"({archived.manifest.events} events) to {archived.data_path}; "
+                f"receipt at position {archived.receipt_position}"
+            )
         )
     elif archiving:
         stdout.print("archive: no execution finished before that time")

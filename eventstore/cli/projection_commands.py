@@ -22,6 +22,7 @@ from eventstore.cli.app import (
     stderr,
     stdout,
 )
+from eventstore.cli.display import safe
 from projections.gc_tuning import gc_for_batches
 from projections.projector import Projector
 from projections.status import ProjectionStatus, projection_status
@@ -51,7 +52,9 @@ def project(
         int, typer.Option(min=1, max=100_000, help="events per batch")
     ] = 1000,
     poll_interval: Annotated[
-        float, typer.Option(min=0.01, help="seconds between polls when idle")
+        # At most an hour: `inf` would leave an idle daemon asleep for good.
+        float,
+        typer.Option(min=0.01, max=3600, help="seconds between polls when idle"),
     ] = 0.5,
     status: Annotated[
         bool,
@@ -92,7 +95,7 @@ def project(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
-            stderr.print(f"projecting {store.url}; stop with Ctrl-C or SIGTERM")
+            stderr.print(safe(f"projecting {store.url}; stop with Ctrl-C or SIGTERM"))
             await projector.run(stop)
             return 0
 
@@ -125,20 +128,30 @@ def _print_status(result: ProjectionStatus, *, json_output: bool) -> None:
             column, justify="left" if column in ("projection", "leader") else "right"
         )
     for slot in result.slots:
+        # A leader's name is its application_name: any client can set it.
         table.add_row(
-            slot.projection,
+            safe(slot.projection),
             f"{slot.partition}/{slot.partitions}",
             str(slot.checkpoint_position),
             str(slot.lag_events),
             f"{slot.lag_seconds:.1f}",
-            f"{slot.leader} (pid {slot.leader_pid})" if slot.leader else "none",
+            safe(f"{slot.leader} (pid {slot.leader_pid})" if slot.leader else "none"),
         )
     stdout.print(table)
     horizon = result.horizon
     if horizon is None:
         stdout.print("no transaction holds the log back")
     else:
+        # PostgreSQL hides the start of another role's transaction from a
+        # role without pg_read_all_stats: its age is unknown, not zero.
+        age = (
+            "age unknown (another role's session)"
+            if horizon.age_seconds is None
+            else f"{horizon.age_seconds:.1f} s old"
+        )
         stdout.print(
-            f"oldest transaction in flight: pid {horizon.pid} on {horizon.database}, "
-            f"{horizon.state}, {horizon.age_seconds:.1f} s old"
+            safe(
+                f"oldest transaction in flight: pid {horizon.pid} on "
+                f"{horizon.database}, {horizon.state or 'state unknown'}, {age}"
+            )
         )

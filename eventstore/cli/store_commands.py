@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from eventstore import EventStore, ExecutionStatus
 from eventstore.cli.app import (
@@ -16,6 +18,7 @@ from eventstore.cli.app import (
     run,
     stdout,
 )
+from eventstore.cli.display import safe
 from projections.stats import DURATIONS, execution_stats
 
 if TYPE_CHECKING:
@@ -66,6 +69,11 @@ def stats(
     print_stats(result)
 
 
+def _cost(value: float | None) -> str:
+    # None: a sum no float holds; say so rather than print inf.
+    return f"{value:.2f}" if value is not None else f"over {sys.float_info.max:.1e}"
+
+
 def print_stats(result: Stats) -> None:
     """The stats as rich tables."""
     counts = Table(title="executions by status")
@@ -90,18 +98,19 @@ def print_stats(result: Stats) -> None:
             column, justify="left" if column in ("graph", "duration") else "right"
         )
     for graph in result.graphs:
-        name = f"{graph.graph_name} v{graph.graph_version}"
+        # Graph names and versions are whatever a service registered.
+        name = safe(f"{graph.graph_name} v{graph.graph_version}")
         usage.add_row(
             name,
             str(sum(graph.counts.values())),
             *(str(graph.counts[s]) for s in TERMINAL_ORDER),
             str(graph.prompt_tokens + graph.completion_tokens),
-            f"{graph.cost_usd:.2f}",
+            _cost(graph.cost_usd),
         )
         for duration in DURATIONS:
             p = getattr(graph, duration)
             durations.add_row(
-                name if duration == DURATIONS[0] else "",
+                name if duration == DURATIONS[0] else Text(),
                 duration,
                 *("-" if v is None else f"{v:.0f}" for v in (p.p50, p.p95, p.p99)),
             )

@@ -20,6 +20,7 @@ from eventstore.cli.app import (
     stderr,
     stdout,
 )
+from eventstore.cli.display import safe
 from eventstore.integrity import verify_log
 from projections.verify import verify_backlog, verify_executions
 
@@ -192,19 +193,25 @@ def verify(
         stdout.print(f"read {result['events']} events in {result['streams']} streams")
         for problem in result["chain_problems"]:
             stdout.print(
-                f"broken chain: execution {problem['stream_id']} at position "
-                f"{problem['position']}: {problem['reason']}"
+                safe(
+                    f"broken chain: execution {problem['stream_id']} at position "
+                    f"{problem['position']}: {problem['reason']}"
+                )
             )
         for problem in result["anchor_problems"]:
             where = f" at position {problem['position']}" if problem["position"] else ""
             stdout.print(
-                f"anchor mismatch: stream {problem['stream_id']}{where}: "
-                f"{problem['reason']}"
+                safe(
+                    f"anchor mismatch: stream {problem['stream_id']}{where}: "
+                    f"{problem['reason']}"
+                )
             )
         for divergence in result["projection_divergences"]:
             stdout.print(
-                f"projection diverges: execution {divergence['execution_id']}: "
-                f"{divergence['reason']}"
+                safe(
+                    f"projection diverges: execution {divergence['execution_id']}: "
+                    f"{divergence['reason']}"
+                )
             )
         for stuck in result["projection_unapplicable"]:
             stdout.print(

@@ -20,6 +20,7 @@ from tests.helpers import (
     execution_in,
     project_everything,
     tamper,
+    wait_for_horizon,
 )
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ async def _two_interleaved(store: EventStore, refs: References) -> tuple[UUID, U
         await lifecycle.progress(execution_id, step="read", metrics={"tokens": 3})
     for execution_id in ids:
         await lifecycle.complete(execution_id, result={"ok": True})
+    # verify_log reads below the read horizon, which any transaction still
+    # open on the server (another test's) holds back for a moment.
+    await wait_for_horizon(store)
     return ids[0], ids[1]
 
 
