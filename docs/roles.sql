@@ -42,6 +42,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON execution_events_epochs, archived_streams, execution_events_archive_guard
     TO eventstore_app;
 GRANT EXECUTE ON FUNCTION eventstore_check_epoch() TO eventstore_app;
+GRANT SELECT ON SEQUENCE execution_events_epoch_seq TO eventstore_app;
 
 -- The archivist, on top: the archive path. The guard row opens the
 -- immutability trigger for its own transaction; DELETE on the log also

@@ -140,7 +140,7 @@ READ_STREAM_SQL: Final = (
 # was committed on the cluster it came from, so the horizon bounds only the
 # current epoch (migration 0006).
 _HORIZON: Final = (
-    "(epoch, transaction_id) < ((SELECT max(epoch) FROM execution_events_epochs), "
+    "(epoch, transaction_id) < (pg_sequence_last_value('execution_events_epoch_seq'), "
     "pg_snapshot_xmin(pg_current_snapshot()))"
 )
 _AFTER: Final = "(epoch, transaction_id, position) > ($1, $2::xid8, $3)"

@@ -108,6 +108,13 @@ def upgrade() -> None:
             type_=sa.Numeric(40, 0),
             postgresql_using="transaction_id::text::numeric",
         )
+        # The current epoch, read by every append: a sequence's last value
+        # costs a function call, a table would cost a query (and pg_dump
+        # carries its value over like the table's).
+        op.execute(
+            "CREATE SEQUENCE execution_events_epoch_seq AS integer MINVALUE 0 START 0"
+        )
+        op.execute("SELECT setval('execution_events_epoch_seq', 0, true)")
         for statement in POSTGRES_UPGRADE:
             op.execute(statement)
         with op.get_context().autocommit_block():
@@ -205,10 +212,9 @@ POSTGRES_UPGRADE = [
     CREATE FUNCTION eventstore_check_epoch() RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     DECLARE
-        v_epoch integer;
+        v_epoch integer := pg_sequence_last_value('execution_events_epoch_seq');
         v_last xid8;
     BEGIN
-        SELECT max(epoch) INTO v_epoch FROM execution_events_epochs;
         SELECT e.transaction_id INTO v_last FROM execution_events e
         WHERE e.epoch = v_epoch ORDER BY e.transaction_id DESC LIMIT 1;
         IF v_last IS NULL OR pg_snapshot_xmax(pg_current_snapshot()) > v_last THEN
@@ -218,20 +224,29 @@ POSTGRES_UPGRADE = [
         -- the database was restored into another cluster. One connection
         -- starts the next epoch; the others wait here, then find it started.
         PERFORM pg_advisory_xact_lock(hashtextextended('eventstore_check_epoch', 0));
-        INSERT INTO execution_events_epochs (epoch, previous_transaction_id)
-        SELECT v_epoch + 1, v_last::text
-        WHERE NOT EXISTS (SELECT FROM execution_events_epochs WHERE epoch > v_epoch);
-        SELECT max(epoch) INTO v_epoch FROM execution_events_epochs;
-        RETURN v_epoch;
+        IF pg_sequence_last_value('execution_events_epoch_seq') = v_epoch THEN
+            v_epoch := nextval('execution_events_epoch_seq');
+            INSERT INTO execution_events_epochs (epoch, previous_transaction_id)
+            VALUES (v_epoch, v_last::text);
+        END IF;
+        RETURN pg_sequence_last_value('execution_events_epoch_seq');
     END
     $$
     """,
+    # One query at most per row on the hot path (the previous event, or
+    # the checks of a new stream together): each query a trigger runs
+    # costs more than the simple expressions around it.
     """
     CREATE FUNCTION eventstore_guard_append() RETURNS trigger
     LANGUAGE plpgsql AS $$
     DECLARE
         v_previous record;
         v_status text;
+        v_creates boolean := NEW.stream_type = 'execution'
+            AND NEW.type = 'ExecutionCreated';
+        v_archived boolean;
+        v_message boolean;
+        v_graph boolean;
     BEGIN
         -- Columns the database decides, whatever the writer sent.
         IF NEW.position IS DISTINCT FROM currval('execution_events_position_seq') THEN
@@ -239,7 +254,7 @@ POSTGRES_UPGRADE = [
                 NEW.position USING ERRCODE = 'ZE007';
         END IF;
         NEW.transaction_id := pg_current_xact_id();
-        NEW.epoch := (SELECT max(epoch) FROM execution_events_epochs);
+        NEW.epoch := pg_sequence_last_value('execution_events_epoch_seq');
         IF NEW.version > 1 THEN
             SELECT e.type, e.recorded_at INTO v_previous FROM execution_events e
             WHERE e.stream_id = NEW.stream_id AND e.version = NEW.version - 1;
@@ -251,7 +266,15 @@ POSTGRES_UPGRADE = [
             NEW.recorded_at := greatest(statement_timestamp(), v_previous.recorded_at);
         ELSE
             NEW.recorded_at := statement_timestamp();
-            IF EXISTS (SELECT FROM archived_streams a WHERE a.stream_id = NEW.stream_id) THEN
+            SELECT EXISTS (SELECT FROM archived_streams a WHERE a.stream_id = NEW.stream_id),
+                CASE WHEN v_creates THEN EXISTS (
+                    SELECT FROM messages m
+                    WHERE m.id = (NEW.data->>'message_id')::uuid
+                      AND m.thread_id = (NEW.data->>'thread_id')::uuid) END,
+                CASE WHEN v_creates THEN EXISTS (
+                    SELECT FROM graphs g WHERE g.id = (NEW.data->>'graph_id')::uuid) END
+            INTO v_archived, v_message, v_graph;
+            IF v_archived THEN
                 RAISE EXCEPTION 'stream % was archived: its id cannot be used again',
                     NEW.stream_id USING ERRCODE = 'ZE004', DETAIL = NEW.stream_id::text;
             END IF;
@@ -273,19 +296,13 @@ POSTGRES_UPGRADE = [
                 RAISE EXCEPTION 'execution % not found: its stream must start with ExecutionCreated',
                     NEW.stream_id USING ERRCODE = 'ZE008', DETAIL = NEW.stream_id::text;
             END IF;
-            IF NOT EXISTS (
-                SELECT FROM messages m
-                WHERE m.id = (NEW.data->>'message_id')::uuid
-                  AND m.thread_id = (NEW.data->>'thread_id')::uuid
-            ) THEN
+            IF NOT v_message THEN
                 RAISE EXCEPTION 'message % of thread % not found',
                     NEW.data->>'message_id', NEW.data->>'thread_id'
                     USING ERRCODE = 'ZE005',
                     DETAIL = json_build_object('entity', 'message', 'id', NEW.data->>'message_id')::text;
             END IF;
-            IF NOT EXISTS (
-                SELECT FROM graphs g WHERE g.id = (NEW.data->>'graph_id')::uuid
-            ) THEN
+            IF NOT v_graph THEN
                 RAISE EXCEPTION 'graph % not found', NEW.data->>'graph_id'
                     USING ERRCODE = 'ZE005',
                     DETAIL = json_build_object('entity', 'graph', 'id', NEW.data->>'graph_id')::text;
@@ -346,6 +363,7 @@ POSTGRES_DOWNGRADE = [
     "DROP TRIGGER execution_events_guard_append ON execution_events",
     "DROP FUNCTION eventstore_guard_append()",
     "DROP FUNCTION eventstore_check_epoch()",
+    "DROP SEQUENCE execution_events_epoch_seq",
 ]
 
 # SQLite: no roles and no epochs (one writer at a time: position order is
