@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
@@ -175,9 +176,11 @@ HEAD_CHECKPOINT_SQL: Final = (
     f"WHERE {_HORIZON} "
     "ORDER BY epoch DESC, transaction_id DESC, position DESC LIMIT 1"
 )
-MIGRATION_LOCK_SQL: Final = (
-    "SELECT pg_advisory_lock(hashtextextended('eventstore-migrate', 0))"
+MIGRATION_TRY_LOCK_SQL: Final = (
+    "SELECT pg_try_advisory_lock(hashtextextended('eventstore-migrate', 0))"
 )
+# How often a migration runner waiting for another one asks for the lock again.
+MIGRATION_LOCK_POLL: Final = 0.05
 MIGRATION_UNLOCK_SQL: Final = (
     "SELECT pg_advisory_unlock(hashtextextended('eventstore-migrate', 0))"
 )
@@ -326,8 +329,7 @@ class PostgresBackend(Backend):
         # creating it: a session advisory lock (freed by the server if this
         # process dies) makes the others wait, then find nothing to do.
         async with self.translate_errors(), self.engine.connect() as connection:
-            await connection.execute(sa.text(MIGRATION_LOCK_SQL))
-            await connection.commit()  # the lock outlives the statement
+            await _take_migration_lock(connection)
             try:
                 yield connection
                 await connection.commit()
@@ -887,3 +889,18 @@ def _outcome(rows: Sequence[asyncpg.Record]) -> AppendOutcome:
         versions=tuple(row["version"] for row in rows),
         positions=tuple(row["position"] for row in rows),
     )
+
+
+async def _take_migration_lock(connection: AsyncConnection) -> None:
+    """Wait for the migration lock, asking again between short transactions.
+
+    Not `pg_advisory_lock`: a session blocked in it holds a snapshot, and a
+    running migration's CREATE INDEX CONCURRENTLY waits for every older
+    snapshot to end, so the two would deadlock (each waiting on the other).
+    """
+    while True:
+        acquired = (await connection.execute(sa.text(MIGRATION_TRY_LOCK_SQL))).scalar()
+        await connection.commit()  # a session lock outlives the transaction
+        if acquired:
+            return
+        await asyncio.sleep(MIGRATION_LOCK_POLL * (0.5 + random.random()))  # noqa: S311 - jitter
