@@ -101,12 +101,16 @@ class ConcurrencyError(EventStoreError):
 class InvalidTransition(EventStoreError):
     """A lifecycle command is not allowed in the execution's current status."""
 
-    def __init__(self, *, execution_id: UUID, status: str, event_type: str) -> None:
+    def __init__(
+        self, *, execution_id: UUID, status: str, event_type: str, reason: str = ""
+    ) -> None:
         self.execution_id = execution_id
         self.status = status
         self.event_type = event_type
+        self.reason = reason
         super().__init__(
             f"execution {execution_id} is {status}: {event_type} is not allowed"
+            + (f" ({reason})" if reason else "")
         )
 
 

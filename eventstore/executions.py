@@ -315,7 +315,8 @@ class ExecutionService:
 
         Raises:
             ExecutionNotFound: no such execution.
-            InvalidTransition: it is not running (event type ``heartbeat``).
+            InvalidTransition: it is not running (event type ``heartbeat``),
+                or the reaper has claimed its stale lease and is failing it.
             ValidationError: an empty worker id.
         """
         if (
@@ -332,7 +333,13 @@ class ExecutionService:
             raise errors.InvalidTransition(
                 execution_id=state.id, status=state.status.value, event_type="heartbeat"
             )
-        await self._leases.beat(state.id, worker_id)
+        if not await self._leases.beat(state.id, worker_id):
+            raise errors.InvalidTransition(
+                execution_id=state.id,
+                status=state.status.value,
+                event_type="heartbeat",
+                reason="the reaper found its lease stale and is failing it",
+            )
         return state
 
     async def get(self, execution_id: UUID | str) -> ExecutionState:

@@ -196,4 +196,6 @@ execution_leases: Final = sa.Table(
     sa.Column("execution_id", _uuid, primary_key=True),
     sa.Column("worker_id", sa.String(200), nullable=False),
     sa.Column("heartbeat_at", UTCDateTime, nullable=False, index=True),
+    # Set when a reaper claims the run: no heartbeat renews it after that.
+    sa.Column("reaped_at", UTCDateTime, nullable=True),
 )

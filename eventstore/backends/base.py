@@ -89,7 +89,7 @@ class AppendOutcome:
     reason: str = ""
 
 
-class _ConflictInsert(Protocol):
+class ConflictInsert(Protocol):
     """What PostgreSQL's and SQLite's dialect INSERTs have in common."""
 
     @property
@@ -98,11 +98,12 @@ class _ConflictInsert(Protocol):
 
     def on_conflict_do_update(
         self, *, index_elements: Any, set_: Any, where: Any
-    ) -> sa.Executable: ...
+    ) -> sa.Insert:
+        """`INSERT ... ON CONFLICT (index_elements) DO UPDATE SET ... WHERE ...`."""
 
 
 def forward_only_upsert(
-    statement: _ConflictInsert, table: sa.Table, *, guard: str
+    statement: ConflictInsert, table: sa.Table, *, guard: str
 ) -> sa.Executable:
     """INSERT, or UPDATE the row of the same key when its `guard` is lower."""
     keys = {column.name for column in table.primary_key.columns}
@@ -375,6 +376,14 @@ class Backend(ABC):
         """
 
     @abstractmethod
+    async def open_executions(self) -> list[StatusEvent]:
+        """The last status-changing event of every pending or running execution.
+
+        Read from the log, not a projection, so it is exact however far the
+        projectors lag: one scan of the status-history index.
+        """
+
+    @abstractmethod
     async def backlog(
         self, after: Checkpoint, partition: Partition | None = None
     ) -> tuple[int, datetime | None]:
@@ -426,6 +435,9 @@ class Backend(ABC):
         """
 
     @abstractmethod
+    def insert(self, table: sa.Table) -> ConflictInsert:
+        """The dialect's INSERT into `table`, which can say what to do on conflict."""
+
     def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
         """An INSERT of one row that UPDATEs the existing row when its `guard` is lower.
 
@@ -433,6 +445,7 @@ class Backend(ABC):
         (by `guard`) is left as it is. Execute it with a list of rows (an
         executemany), so the statement is compiled once.
         """
+        return forward_only_upsert(self.insert(table), table, guard=guard)
 
     @abstractmethod
     def clock(self) -> sa.ColumnElement[Any]:

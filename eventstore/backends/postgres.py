@@ -36,9 +36,9 @@ from eventstore.backends import postgres_leadership as leadership
 from eventstore.backends.base import (
     AppendOutcome,
     Backend,
+    ConflictInsert,
     StatusEvent,
     StoredEvent,
-    forward_only_upsert,
 )
 from eventstore.backends.leadership import process_identity
 from eventstore.backends.postgres_driver import driver_connection
@@ -209,6 +209,10 @@ FROM execution_events
 WHERE {STATUS_EVENTS_CONDITION} AND position <= $1 AND recorded_at <= $2
 ORDER BY stream_id DESC, version DESC
 """  # noqa: S608 - constant condition
+OPEN_EXECUTIONS_SQL: Final = f"""
+SELECT * FROM ({STATUS_EVENTS_SQL}) AS last
+WHERE type IN ('ExecutionCreated', 'ExecutionStarted')
+"""  # noqa: S608 - constant query
 EXCLUDE_APPENDS_SQL: Final = "LOCK TABLE execution_events IN SHARE ROW EXCLUSIVE MODE"
 CHECKPOINT_AT_SQL: Final = (
     "SELECT epoch, transaction_id FROM execution_events WHERE position = $1"
@@ -654,6 +658,12 @@ class PostgresBackend(Backend):
         return [StatusEvent(*row) for row in rows]
 
     @override
+    async def open_executions(self) -> list[StatusEvent]:
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            rows = await connection.fetch(OPEN_EXECUTIONS_SQL, MAX_POSITION, FAR_FUTURE)
+        return [StatusEvent(*row) for row in rows]
+
+    @override
     async def backlog(
         self, after: Checkpoint, partition: Partition | None = None
     ) -> tuple[int, datetime | None]:
@@ -700,8 +710,8 @@ class PostgresBackend(Backend):
         return Checkpoint.of(epoch=row[0], transaction_id=row[1], position=position)
 
     @override
-    def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
-        return forward_only_upsert(postgresql.insert(table), table, guard=guard)
+    def insert(self, table: sa.Table) -> ConflictInsert:
+        return postgresql.insert(table)
 
     @override
     async def exclude_appends(self, connection: AsyncConnection) -> None:

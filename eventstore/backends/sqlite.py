@@ -31,9 +31,9 @@ from eventstore.backends import sqlite_writer as writer
 from eventstore.backends.base import (
     AppendOutcome,
     Backend,
+    ConflictInsert,
     StatusEvent,
     StoredEvent,
-    forward_only_upsert,
 )
 from eventstore.backends.sqlite_leadership import SqliteLeaderLocks
 from eventstore.events.envelope import (
@@ -100,6 +100,10 @@ FROM execution_events
 WHERE {STATUS_EVENTS_CONDITION} AND position <= ? AND recorded_at <= ?
 GROUP BY stream_id
 """  # noqa: S608 - constant condition
+OPEN_EXECUTIONS_SQL: Final = f"""
+SELECT * FROM ({STATUS_EVENTS_SQL}) AS last
+WHERE type IN ('ExecutionCreated', 'ExecutionStarted')
+"""  # noqa: S608 - constant query
 MAX_POSITION: Final = 2**63 - 1
 FAR_FUTURE: Final = "9999-12-31 23:59:59.999999"
 
@@ -312,13 +316,24 @@ class SqliteBackend(Backend):
     async def status_events(
         self, *, position: int | None = None, time: datetime | None = None
     ) -> list[StatusEvent]:
-        rows = await self._fetch(
-            STATUS_EVENTS_SQL,
-            (
-                MAX_POSITION if position is None else position,
-                FAR_FUTURE if time is None else writer.to_db_time(time),
-            ),
+        return self._status_events(
+            await self._fetch(
+                STATUS_EVENTS_SQL,
+                (
+                    MAX_POSITION if position is None else position,
+                    FAR_FUTURE if time is None else writer.to_db_time(time),
+                ),
+            )
         )
+
+    @override
+    async def open_executions(self) -> list[StatusEvent]:
+        return self._status_events(
+            await self._fetch(OPEN_EXECUTIONS_SQL, (MAX_POSITION, FAR_FUTURE))
+        )
+
+    @staticmethod
+    def _status_events(rows: list[Sequence[Any]]) -> list[StatusEvent]:
         return [
             StatusEvent(
                 stream_id=UUID(hex=row[0]),
@@ -378,8 +393,8 @@ class SqliteBackend(Backend):
         """Nothing to do: a write transaction (BEGIN IMMEDIATE) already excludes them."""
 
     @override
-    def upsert(self, table: sa.Table, *, guard: str) -> sa.Executable:
-        return forward_only_upsert(sqlite.insert(table), table, guard=guard)
+    def insert(self, table: sa.Table) -> ConflictInsert:
+        return sqlite.insert(table)
 
     @override
     def clock(self) -> sa.ColumnElement[Any]:

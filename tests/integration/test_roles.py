@@ -317,12 +317,14 @@ async def _reap(d: Deployment, role: str) -> list[Outcome]:
                 assert history[-1].metadata.actor == "reaper"
         connection = await raw_pg(d.admin)
         try:
-            leases = await connection.fetchval(
-                "SELECT count(*) FROM execution_leases WHERE execution_id = $1", running
+            claimed = await connection.fetchval(
+                "SELECT reaped_at IS NOT NULL FROM execution_leases "
+                "WHERE execution_id = $1",
+                running,
             )
         finally:
             await connection.close()
-        assert leases == 0
+        assert claimed  # kept, so a late heartbeat is refused
 
     return [await d.attempt(operation)]
 

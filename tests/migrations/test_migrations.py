@@ -6,7 +6,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,7 +15,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from eventstore import EventStore, NewEvent, SchemaNotMigrated, schema
+from eventstore import (
+    EventStore,
+    ExecutionCreated,
+    ExecutionStarted,
+    ExecutionStatus,
+    NewEvent,
+    SchemaNotMigrated,
+    schema,
+)
 from eventstore.events.system_payloads import (
     ARCHIVE_RECEIPTS_STREAM,
     ArchiveReceipt,
@@ -23,9 +31,11 @@ from eventstore.events.system_payloads import (
 )
 from eventstore.hashing import GENESIS_HASH, canonical_for, chain_hash
 from eventstore.integrity import verify_log
+from eventstore.leases import Leases
 from eventstore.migrating import SCHEMA_HEAD, alembic_config, run_migration
+from eventstore.reaper import reap
 from eventstore.receipts import tombstones, verify_receipts
-from tests.helpers import wait_for_horizon
+from tests.helpers import make_references, wait_for_horizon
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -244,3 +254,64 @@ async def test_upgrade_to_0006_keeps_checkpoints_and_tombstones_old_archives(
         }
         assert await verify_receipts(store.backend) == []
         assert (await verify_log(store.backend)).ok
+
+
+async def test_upgrade_to_0007_keeps_leases_and_the_reaper_claims_them(
+    empty_url: str,
+) -> None:
+    """Revision 0007 with leases in it: they stay unclaimed, heartbeats renew
+    them, and the reaper claims and fails a stale one."""
+    async with EventStore.open(empty_url) as store:
+        await store.migrate()
+        refs = await make_references(store)
+        stale, beating = uuid.uuid4(), uuid.uuid4()
+        long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+        for execution_id in (stale, beating):
+            await store.append(
+                execution_id,
+                [
+                    NewEvent.of(
+                        ExecutionCreated(
+                            message_id=refs.message.id,
+                            graph_id=refs.graph.id,
+                            thread_id=refs.thread.id,
+                        ),
+                        occurred_at=long_ago,
+                    ),
+                    NewEvent.of(ExecutionStarted(worker_id="w"), occurred_at=long_ago),
+                ],
+                expected_version=0,
+            )
+        # The runs were written at head; the leases go in at 0006.
+        await run_migration(store.backend, direction="downgrade", revision="0006")
+        async with store.backend.engine.begin() as connection:
+            for execution_id, at in (
+                (stale, datetime(2026, 1, 1, tzinfo=UTC)),
+                (beating, datetime(2026, 1, 2, tzinfo=UTC)),
+            ):
+                await connection.execute(
+                    sa.text(
+                        "INSERT INTO execution_leases (execution_id, worker_id, "
+                        "heartbeat_at) VALUES (:id, 'w', :at)"
+                    ).bindparams(
+                        sa.bindparam("id", type_=sa.Uuid()),
+                        sa.bindparam(
+                            "at", type_=schema.execution_leases.c.heartbeat_at.type
+                        ),
+                    ),
+                    {"id": execution_id, "at": at},
+                )
+        store.backend.forget_schema()
+        await store.migrate()
+        leases = Leases(store.backend)
+        for execution_id in (stale, beating):
+            lease = await leases.get(execution_id)
+            assert lease is not None
+            assert lease.reaped_at is None
+        await store.executions.heartbeat(beating, worker_id="w")
+        report = await reap(store, stale_after=timedelta(minutes=5))
+        assert report.stale == [stale]
+        claimed = await leases.get(stale)
+        assert claimed is not None
+        assert claimed.reaped_at is not None
+        assert (await store.executions.get(beating)).status is ExecutionStatus.RUNNING
