@@ -15,13 +15,14 @@ decision, and a stale memory only costs a re-read.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
-from eventstore import errors
+from eventstore import arguments, errors
 from eventstore.cache import BoundedCache
 from eventstore.events import payloads
 from eventstore.events.envelope import (
@@ -106,10 +107,8 @@ class ExecutionService:
             ValidationError: bad inputs or metadata.
             IdempotencyConflict: the key was used for other content.
         """
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not idempotency_key
-        ):
-            raise errors.ValidationError("idempotency_key must be a non-empty string")
+        if idempotency_key is not None:
+            arguments.checked_text("idempotency_key", idempotency_key)
         message = as_stream_id(message_id)
         graph = as_stream_id(graph_id)
         meta = coerce_metadata(metadata)
@@ -170,7 +169,7 @@ class ExecutionService:
             payloads.ExecutionProgressed,
             step=step,
             detail=detail,
-            metrics=dict(metrics or {}),
+            metrics=dict(arguments.checked_mapping("metrics", metrics)),
         )
         return await self._command(execution_id, metadata, lambda _: [event])
 
@@ -189,7 +188,9 @@ class ExecutionService:
             InvalidTransition: it is not running.
         """
         event = payloads.build(
-            payloads.ExecutionCompleted, result=result, metrics=dict(metrics or {})
+            payloads.ExecutionCompleted,
+            result=result,
+            metrics=dict(arguments.checked_mapping("metrics", metrics)),
         )
         return await self._command(execution_id, metadata, lambda _: [event])
 
@@ -216,7 +217,7 @@ class ExecutionService:
         event = payloads.build(
             payloads.ExecutionFailed,
             error=payloads.ErrorInfo.coerce(error),
-            metrics=dict(metrics or {}),
+            metrics=dict(arguments.checked_mapping("metrics", metrics)),
         )
         return await self._command(execution_id, metadata, lambda _: [event])
 
@@ -319,15 +320,9 @@ class ExecutionService:
                 or the reaper has claimed its stale lease and is failing it.
             ValidationError: an empty worker id.
         """
-        if (
-            not isinstance(worker_id, str)
-            or not worker_id
-            or len(worker_id) > payloads.WORKER_ID_MAX
-        ):
-            raise errors.ValidationError(
-                "invalid worker_id: a string of 1 to "
-                f"{payloads.WORKER_ID_MAX} characters is required"
-            )
+        arguments.checked_text(
+            "worker_id", worker_id, max_length=payloads.WORKER_ID_MAX
+        )
         state = await self.get(execution_id)
         if state.status is not ExecutionStatus.RUNNING:
             raise errors.InvalidTransition(
@@ -391,7 +386,7 @@ class ExecutionService:
 
         Args:
             execution_id: the execution.
-            timeout: seconds; None waits for ever.
+            timeout: seconds (>= 0); None or infinity waits for ever.
 
         Returns:
             The terminal state.
@@ -399,8 +394,14 @@ class ExecutionService:
         Raises:
             ExecutionNotFound: no such execution.
             WaitTimeout: it is still active after `timeout` seconds.
+            ValidationError: a timeout that is not a number >= 0.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        timeout = arguments.checked_timeout(timeout)
+        deadline = (
+            None
+            if timeout is None or math.isinf(timeout)
+            else time.monotonic() + timeout
+        )
         delay = min(self._poll_interval, 0.01)
         while True:
             # Appends through this store wake the wait at once, and on
@@ -458,7 +459,9 @@ class ExecutionService:
         fresh = state is None
         if state is None:
             state = await self.get(stream)
-        for _ in range(self._retries + 1):
+        lost = 0  # races lost on a freshly read head; a stale memory is not one
+        expected = state.version
+        while True:
             chosen = decide(state)
             refused = next(
                 (p for p in chosen if not is_allowed(state.status, p.event_type)), None
@@ -473,23 +476,27 @@ class ExecutionService:
                     status=state.status.value,
                     event_type=refused.event_type,
                 )
+            if lost > self._retries:
+                # The command is still possible on the newest head, but every
+                # try of it lost the race.
+                raise errors.ConcurrencyError(
+                    stream_id=stream, expected=expected, actual=state.version
+                )
             events = [NewEvent.of(payload, metadata=meta) for payload in chosen]
+            expected = state.version
             try:
                 result = await self._log.append(
-                    stream, events, expected_version=state.version
+                    stream, events, expected_version=expected
                 )
             except errors.ConcurrencyError:
                 # Someone else moved the execution on: decide again on the new head.
+                if fresh:
+                    lost += 1
                 state, fresh = await self.get(stream), True
                 continue
             new_state = _applied(state, just_recorded(stream, events, result))
             self._remember(new_state)
             return new_state
-        raise errors.ConcurrencyError(
-            stream_id=stream,
-            expected=state.version,
-            actual=(await self.get(stream)).version,
-        )
 
 
 def _applied(

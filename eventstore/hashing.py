@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final, cast
 
@@ -51,26 +52,29 @@ MAX_DEPTH: Final = 64
 _quote: Final = json.encoder.encode_basestring  # the C implementation when available
 
 
-def canonical_json(value: object) -> str:
+def canonical_json(value: object, *, what: str | None = None) -> str:
     """Encode a JSON value in the canonical form.
 
     Args:
         value: dicts with str keys, lists or tuples, str, int, finite float,
             bool or None, nested at most 64 deep.
+        what: the argument's name, for the error's message.
 
     Returns:
         The canonical text.
 
     Raises:
         ValidationError: the value is not JSON (a set, a datetime, a NaN, a
-            non-str key, a NUL character or a lone surrogate in a string).
+            non-str key, a NUL character or a lone surrogate in a string,
+            an integer of more digits than Python prints).
     """
     parts: list[str] = []
     try:
         _encode(value, parts, 0)
     except _NotJSON as exc:
+        where = f"${''.join(reversed(exc.path))}: {exc.reason}"
         raise errors.ValidationError(
-            f"${''.join(reversed(exc.path))}: {exc.reason}"
+            where if what is None else f"invalid {what}: {where}"
         ) from None
     return "".join(parts)
 
@@ -188,10 +192,20 @@ def _encode_int(number: int) -> str:
     try:
         nearest = float(number)
     except OverflowError:
-        return str(number)
+        return _digits(number)
     if Decimal(repr(nearest)) == number:
         return _encode_float(nearest)
-    return str(number)
+    return _digits(number)
+
+
+def _digits(number: int) -> str:
+    try:
+        return str(number)
+    except ValueError:  # beyond sys.get_int_max_str_digits(): nobody could read it back
+        raise _NotJSON(
+            f"an integer of {number.bit_length()} bits has more digits than "
+            f"JSON readers accept ({sys.get_int_max_str_digits()})"
+        ) from None
 
 
 def _encode_float(number: float) -> str:

@@ -11,6 +11,13 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from eventstore import errors, schema
+from eventstore.arguments import (
+    BATCH_MAX,
+    INT32_MAX,
+    INT64_MAX,
+    ORDER_KEY_MAX,
+    checked_int,
+)
 from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
 from eventstore.events.upcasting import upcast
 from eventstore.hashing import parse_json_object
@@ -146,15 +153,11 @@ class EventLog:
             raise errors.ValidationError("events must be NewEvent instances")
         if len({event.event_id for event in batch}) != len(batch):
             raise errors.ValidationError("an event id appears twice in one append")
-        if expected_version is not None and (
-            isinstance(expected_version, bool)
-            or not isinstance(expected_version, int)
-            or expected_version < 0
+        if expected_version is not None:
+            checked_int("expected_version", expected_version, low=0, high=INT32_MAX)
+        if not isinstance(stream_type, str) or not STREAM_TYPE_PATTERN.match(
+            stream_type
         ):
-            raise errors.ValidationError(
-                f"invalid expected_version {expected_version!r}: None or an integer >= 0"
-            )
-        if not STREAM_TYPE_PATTERN.match(stream_type):
             raise errors.ValidationError(f"invalid stream type {stream_type!r}")
         await self._backend.ensure_schema()
         outcome = await self._backend.append(
@@ -186,6 +189,7 @@ class EventLog:
     ) -> list[RecordedEvent]:
         """Every event of a stream after `after_version`, in version order."""
         stream = as_stream_id(stream_id)
+        checked_int("after_version", after_version, low=0, high=INT32_MAX)
         await self._backend.ensure_schema()
         events = await self._backend.read_stream(stream, after_version=after_version)
         return [upcast_event(event) for event in events]
@@ -215,16 +219,19 @@ class EventLog:
         if isinstance(after, bool):
             raise errors.ValidationError("after must be a checkpoint or a position")
         if isinstance(after, int):
+            checked_int("after", after, low=-INT64_MAX, high=INT64_MAX)
             if after <= 0:
                 return None
             await self._backend.ensure_schema()
             return await self._backend.checkpoint_at(after)
-        if (
-            isinstance(after, tuple)
-            and len(after) == 2
-            and all(isinstance(part, int) for part in after)
-        ):
-            return Checkpoint(*after)
+        if isinstance(after, tuple) and len(after) == 2:
+            transaction_id, position = after
+            return Checkpoint(
+                checked_int(
+                    "after's transaction id", transaction_id, low=0, high=ORDER_KEY_MAX
+                ),
+                checked_int("after's position", position, low=0, high=INT64_MAX),
+            )
         raise errors.ValidationError(
             f"after must be a checkpoint or a position, not {after!r}"
         )
@@ -241,7 +248,12 @@ class EventLog:
     async def iterate_all(
         self, after: Checkpoint | None, *, batch_size: int = DEFAULT_BATCH
     ) -> AsyncIterator[RecordedEvent]:
-        """The global log from `after` to the current head, batch by batch."""
+        """The global log from `after` to the current head, batch by batch.
+
+        Raises:
+            ValidationError: a batch size that is not from 1 to BATCH_MAX.
+        """
+        checked_int("batch_size", batch_size, low=1, high=BATCH_MAX)
         while True:
             batch = await self.read_batch(after, limit=batch_size)
             for event in batch:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from eventstore import errors, hashing, schema
+from eventstore.arguments import StoredText
 from eventstore.cache import BoundedCache
 from eventstore.log import as_stream_id
 
@@ -26,7 +27,7 @@ class Thread(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: UUID
-    title: str
+    title: StoredText
     created_at: datetime
 
 
@@ -37,8 +38,8 @@ class Message(BaseModel):
 
     id: UUID
     thread_id: UUID
-    role: str = Field(min_length=1, max_length=64)
-    content: str
+    role: StoredText = Field(min_length=1, max_length=64)
+    content: StoredText
     created_at: datetime
 
 
@@ -48,8 +49,8 @@ class Graph(BaseModel):
     model_config = ConfigDict(frozen=True, coerce_numbers_to_str=True)
 
     id: UUID
-    name: str = Field(min_length=1, max_length=200)
-    version: str = Field(min_length=1, max_length=64)
+    name: StoredText = Field(min_length=1, max_length=200)
+    version: StoredText = Field(min_length=1, max_length=64)
     definition: Any
     created_at: datetime
 
@@ -96,7 +97,8 @@ class Threads(_Table):
         """Create a thread.
 
         Raises:
-            ValidationError: the title is not a string.
+            ValidationError: the title is not a string, or holds a NUL or a
+                lone surrogate.
         """
         thread = _validated(
             Thread, "thread", id=uuid4(), title=title, created_at=datetime.now(UTC)
@@ -193,7 +195,7 @@ class Graphs(_Table):
             definition=definition,
             created_at=datetime.now(UTC),
         )
-        hashing.canonical_json(graph.definition)
+        hashing.canonical_json(graph.definition, what="graph definition")
         await self._backend.ensure_schema()
         async with self._backend.begin_write() as connection:
             await connection.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
+from eventstore.arguments import BATCH_MAX, checked_int
 from eventstore.backends import backend_for
 from eventstore.executions import ExecutionService
 from eventstore.log import DEFAULT_BATCH, AppendResult, EventLog, as_stream_id
@@ -177,8 +178,12 @@ class EventStore:
         Args:
             after: None for the start, or an event's `checkpoint` to resume
                 after it (a bare position is looked up).
-            batch_size: events per query.
+            batch_size: events per query, 1 to 100,000.
+
+        Raises:
+            ValidationError: a bad `after` or `batch_size`.
         """
+        checked_int("batch_size", batch_size, low=1, high=BATCH_MAX)
         resolved = await self.log.resolve_after(after)
         async for event in self.log.iterate_all(resolved, batch_size=batch_size):
             yield event

@@ -9,10 +9,14 @@ never skips an event committed out of position order.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Final, Self
 
+from eventstore import errors
+from eventstore.arguments import BATCH_MAX, checked_int
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Collection
+    from collections.abc import AsyncGenerator
     from types import TracebackType
     from uuid import UUID
 
@@ -47,9 +51,9 @@ class Subscription:
         self._requested_after = after
         self._after: Checkpoint | None = None
         self._stream_id = stream_id
-        self._types = frozenset(types) if types is not None else None
+        self._types = _checked_types(types)
         self._poll_interval = poll_interval
-        self._batch_size = batch_size
+        self._batch_size = checked_int("batch_size", batch_size, low=1, high=BATCH_MAX)
         self._events = self._run()
 
     @property
@@ -105,3 +109,16 @@ class Subscription:
                 recheck = RECHECK_MIN
             elif recheck is not None:
                 recheck = recheck * 2 if recheck * 2 < self._poll_interval else None
+
+
+def _checked_types(types: Collection[str] | None) -> frozenset[str] | None:
+    # A bare string is a collection of its letters: refused, not read as one type.
+    if types is None:
+        return None
+    if isinstance(types, str | bytes) or not isinstance(types, Collection):
+        raise errors.ValidationError(
+            f"invalid types: a collection of event type names is required, not {types!r}"
+        )
+    if not all(isinstance(name, str) for name in types):
+        raise errors.ValidationError("invalid types: every event type name is a string")
+    return frozenset(types)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 from uuid import UUID
@@ -12,13 +13,12 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
 from eventstore import ExecutionState, ExecutionStatus, errors
+from eventstore.arguments import checked_moment
 from eventstore.log import as_stream_id
 from eventstore.schema import executions as table
 from projections.executions import row_to_state
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
-
     from eventstore import EventStore
 
 MAX_LIMIT: Final = 1000
@@ -39,6 +39,10 @@ def _encode_cursor(state: ExecutionState) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    if not isinstance(cursor, str):
+        raise errors.ValidationError(
+            f"invalid cursor {cursor!r}: the next_cursor of a page is required"
+        )
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, _, identifier = raw.partition("|")
@@ -50,10 +54,21 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise errors.ValidationError(f"invalid cursor {cursor!r}") from exc
 
 
-def _aware(name: str, moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.utcoffset() is None:
-        raise errors.ValidationError(f"{name} must be a timezone-aware datetime")
-    return moment
+def _statuses(status: object) -> list[str]:
+    # One status or any iterable of them; a bare string is one status.
+    given = (
+        list(status)
+        if isinstance(status, Iterable) and not isinstance(status, str)
+        else [status]
+    )
+    known = {s.value for s in ExecutionStatus}
+    values = [s.value if isinstance(s, ExecutionStatus) else s for s in given]
+    if not all(isinstance(v, str) and v in known for v in values):
+        raise errors.ValidationError(
+            f"unknown status in {status!r}: one or more of "
+            f"{', '.join(sorted(known))} is required"
+        )
+    return [str(v) for v in values]
 
 
 class ExecutionsView:
@@ -88,7 +103,7 @@ class ExecutionsView:
     async def list(
         self,
         *,
-        status: ExecutionStatus | str | Collection[ExecutionStatus | str] | None = None,
+        status: ExecutionStatus | str | Iterable[ExecutionStatus | str] | None = None,
         graph_id: UUID | str | None = None,
         message_id: UUID | str | None = None,
         thread_id: UUID | str | None = None,
@@ -120,12 +135,7 @@ class ExecutionsView:
             raise errors.ValidationError(f"limit must be between 1 and {MAX_LIMIT}")
         conditions: list[sa.ColumnElement[bool]] = []
         if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            try:
-                values = [ExecutionStatus(s).value for s in statuses]
-            except ValueError as exc:
-                raise errors.ValidationError(f"unknown status in {status!r}") from exc
-            conditions.append(table.c.status.in_(values))
+            conditions.append(table.c.status.in_(_statuses(status)))
         for column, value in (
             (table.c.graph_id, graph_id),
             (table.c.message_id, message_id),
@@ -133,9 +143,9 @@ class ExecutionsView:
         ):
             if value is not None:
                 conditions.append(column == as_stream_id(value))
-        if (after := _aware("created_after", created_after)) is not None:
+        if (after := checked_moment("created_after", created_after)) is not None:
             conditions.append(table.c.created_at > after)
-        if (before := _aware("created_before", created_before)) is not None:
+        if (before := checked_moment("created_before", created_before)) is not None:
             conditions.append(table.c.created_at < before)
         if cursor is not None:
             created, identifier = _decode_cursor(cursor)

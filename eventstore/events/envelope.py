@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 from typing_extensions import TypeAliasType
 
 from eventstore import errors, hashing
+from eventstore.arguments import INT32_MAX, StoredText, checked_int, checked_mapping
 from eventstore.events import payloads
 from eventstore.times import as_utc
 from eventstore.trusted import construct
@@ -67,7 +68,7 @@ def _id_to_str(value: object) -> object:
     return str(value) if isinstance(value, UUID) else value
 
 
-OptionalId = Annotated[str | None, pydantic.BeforeValidator(_id_to_str)]
+OptionalId = Annotated[StoredText | None, pydantic.BeforeValidator(_id_to_str)]
 
 
 class EventMetadata(BaseModel):
@@ -75,7 +76,7 @@ class EventMetadata(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    actor: str | None = Field(default=None, description="who caused the event")
+    actor: StoredText | None = Field(default=None, description="who caused the event")
     correlation_id: OptionalId = Field(
         default=None, description="the id shared by everything one request caused"
     )
@@ -140,11 +141,14 @@ def coerce_metadata(
         metadata = value
     else:
         try:
-            metadata = EventMetadata.model_validate(dict(value or {}))
+            metadata = EventMetadata.model_validate(
+                dict(checked_mapping("metadata", value))
+            )
         except pydantic.ValidationError as exc:
             raise errors.ValidationError.from_pydantic(exc, "metadata") from exc
     if metadata.model_extra:
-        hashing.canonical_json(metadata.model_extra)  # extras must already be JSON
+        # Extras must already be JSON.
+        hashing.canonical_json(metadata.model_extra, what="metadata")
     return metadata
 
 
@@ -189,6 +193,8 @@ class NewEvent(BaseModel):
             if occurred_at is None
             else as_utc(occurred_at, "occurred_at")
         )
+        if schema_version is not None:
+            checked_int("schema_version", schema_version, low=1, high=INT32_MAX)
         checked_data, version = _validated_data(type, data, schema_version)
         try:
             super().__init__(

@@ -12,6 +12,7 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 from eventstore import errors, hashing
+from eventstore.arguments import INT32_MAX
 
 USAGE_METRICS: Final = ("prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -163,7 +164,7 @@ class ExecutionCreated(EventPayload):
     graph_id: UUID
     thread_id: UUID
     inputs: JSONData = None
-    attempt: int = Field(default=1, ge=1)
+    attempt: int = Field(default=1, ge=1, le=INT32_MAX)  # the projection's column
     retry_of: UUID | None = None
 
 
