@@ -34,7 +34,7 @@ from projections.queries import ExecutionsView
 from tests.cli.runner import run_cli
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from types import ModuleType
     from uuid import UUID
 
@@ -343,6 +343,26 @@ async def project_everything(store: EventStore, *, within: float = 30) -> None:
             if (position or 0) >= newest:
                 return
             await asyncio.sleep(0.05)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool],
+    what: str = "held",
+    *,
+    within: float = 30,
+) -> None:
+    """Wait until `check()` holds, polling, or fail naming `what` after `within` s.
+
+    Tests wait for a condition instead of sleeping a guessed while and then
+    asserting: a busy machine only makes them slower, never wrong.
+    """
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        outcome = check()
+        if outcome if isinstance(outcome, bool) else await outcome:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"never {what}"
+        await asyncio.sleep(0.02)
 
 
 async def count_positions(store: EventStore) -> int:

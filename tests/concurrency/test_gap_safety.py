@@ -13,12 +13,16 @@ import itertools
 import random
 import uuid
 from collections import Counter, defaultdict
+from typing import TYPE_CHECKING
 
 import pytest
 
 from eventstore import Checkpoint, EventStore, ExecutionStatus, NewEvent, StoreSettings
 from projections import ExecutionsView, Projector
-from tests.helpers import execution_in, make_references, raw_pg
+from tests.helpers import eventually, execution_in, make_references, raw_pg
+
+if TYPE_CHECKING:
+    from projections.projector import BatchReport
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -106,6 +110,17 @@ async def test_a_tailing_reader_sees_every_event_exactly_once(pg_url: str) -> No
     assert overtaken > 0
 
 
+class CountingProjector(Projector):
+    """A projector that counts the batches it ran."""
+
+    batches = 0
+
+    async def run_once(self) -> BatchReport:
+        report = await super().run_once()
+        self.batches += 1
+        return report
+
+
 async def test_caught_up_waits_for_events_behind_an_open_transaction(
     pg_url: str, pg_store: EventStore
 ) -> None:
@@ -118,9 +133,12 @@ async def test_caught_up_waits_for_events_behind_an_open_transaction(
     await blocker.fetchval("SELECT pg_current_xact_id()")
     try:
         done = await execution_in(pg_store, refs, ExecutionStatus.COMPLETED)
-        catching_up = asyncio.create_task(Projector(pg_store).run_until_caught_up())
-        await asyncio.sleep(0.5)
-        assert not catching_up.done()  # a short, empty batch is not "caught up"
+        projector = CountingProjector(pg_store)
+        catching_up = asyncio.create_task(projector.run_until_caught_up())
+        # Several short batches read (a fixed sleep could pass before the
+        # first on a busy machine), and still not "caught up".
+        await eventually(lambda: projector.batches >= 3, "read 3 batches")
+        assert not catching_up.done()
     finally:
         await transaction.rollback()
         await blocker.close()

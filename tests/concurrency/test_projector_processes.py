@@ -25,12 +25,15 @@ from tests.helpers import (
     assert_projection_equals_fold,
     count_events,
     event_token_sum,
+    eventually,
     raw_pg,
 )
 from tests.processes.projector_process import LEDGER, create_ledger
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    import asyncpg
 
 pytestmark = pytest.mark.postgres
 
@@ -133,11 +136,30 @@ async def assert_exactly_once(url: str) -> None:
         )
 
 
-async def leader_pid(url: str, slot: str) -> int:
+async def leader_pid(url: str, slot: str) -> int | None:
     async with EventStore.open(url) as store:
         holders = await store.backend.slot_holders([slot])
-    identity = holders[slot].identity
-    return int(identity.rpartition(":")[2])
+    holder = holders.get(slot)
+    return None if holder is None else int(holder.identity.rpartition(":")[2])
+
+
+async def wait_for_leader(url: str, slot: str, pid: int) -> None:
+    """Wait until the process `pid` leads `slot`."""
+
+    async def leads() -> bool:
+        return await leader_pid(url, slot) == pid
+
+    await eventually(leads, f"led {slot} from process {pid}", within=60)
+
+
+async def backends_of(admin: asyncpg.Connection, pid: int) -> int:
+    # Its pools and its lock connection: application_name ends with host:pid.
+    count: int = await admin.fetchval(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name LIKE $1",
+        f"%:{pid}",
+    )
+    return count
 
 
 @pytest.mark.parametrize(
@@ -165,7 +187,7 @@ async def test_a_standby_takes_over_when_the_leader_is_killed(
     pg_url: str, processes: Processes
 ) -> None:
     first = processes.start(1)
-    await asyncio.sleep(0.5)  # let the first one lead
+    await wait_for_leader(pg_url, "executions:0/1", first.pid)
     standby = processes.start(1)
     async with EventStore.open(pg_url, settings=StoreSettings(pool_size=10)) as store:
         await workload(store, executions=30, seed=1)
@@ -200,19 +222,21 @@ async def test_terminated_backends_are_reconnected(
     process = processes.start(2)
     async with EventStore.open(pg_url, settings=StoreSettings(pool_size=10)) as store:
         writing = asyncio.create_task(workload(store, executions=60, seed=4))
-        await asyncio.sleep(0.5)
         admin = await raw_pg(pg_url)
         try:
             for _ in range(3):
-                # Every backend of the projector process: its pools and its
-                # lock connection (application_name ends with host:pid).
+                # Every backend of the projector process, once it has (again)
+                # a pool connection and its lock connection.
+                async def connected() -> bool:
+                    return await backends_of(admin, process.pid) >= 2
+
+                await eventually(connected, "reconnected", within=60)
                 terminated = await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND application_name LIKE $1",
                     f"%:{process.pid}",
                 )
                 assert terminated >= 2
-                await asyncio.sleep(0.4)
         finally:
             await admin.close()
         await writing

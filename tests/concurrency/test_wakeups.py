@@ -21,10 +21,10 @@ from eventstore import EventStore, ExecutionStatus, NewEvent, StoreSettings
 from eventstore.backends.postgres_listener import APPLICATION_NAME
 from projections import ExecutionsView, Projector
 from tests.conftest import ADMIN_URL
-from tests.helpers import make_references, raw_pg
+from tests.helpers import eventually, make_references, raw_pg
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
     from contextlib import AbstractAsyncContextManager
 
     from eventstore import RecordedEvent
@@ -38,15 +38,6 @@ def open_store(
     url: str, *, poll_interval: float = LONG_POLL
 ) -> AbstractAsyncContextManager[EventStore]:
     return EventStore.open(url, settings=StoreSettings(poll_interval=poll_interval))
-
-
-async def eventually(condition: Callable[[], bool], *, within: float) -> None:
-    """Wait until `condition()` holds, checking every few milliseconds."""
-    async with asyncio.timeout(within):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def listener_pids(url: str) -> set[int]:

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 from eventstore import EventStore, NewEvent, RecordedEvent
+from tests.helpers import eventually
 
 
 async def test_catch_up_then_live_with_filters(store: EventStore, url: str) -> None:
@@ -29,7 +30,11 @@ async def test_catch_up_then_live_with_filters(store: EventStore, url: str) -> N
         asyncio.create_task(collect(only_first, 2, stream_id=first)),
         asyncio.create_task(collect(only_b, 2, types=["B"])),
     ]
-    await asyncio.sleep(0.05)
+    # Every subscriber has read the log so far: what follows reaches it live.
+    await eventually(
+        lambda: (len(received), len(only_first), len(only_b)) == (2, 1, 1),
+        "caught up",
+    )
     # Live: one append through this store, one through another (polled).
     await store.append(first, [NewEvent(type="A", data={"n": 2})], stream_type="note")
     async with EventStore.open(url) as other:
