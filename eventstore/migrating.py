@@ -45,14 +45,18 @@ def alembic_config(connection: Connection | None = None) -> Config:
 async def run_migration(backend: Backend, *, direction: str, revision: str) -> None:
     """Upgrade or downgrade the database to `revision`.
 
-    Each revision is one transaction (on SQLite the whole run is one).
+    Each revision is one transaction (on SQLite the whole run is one),
+    except that on PostgreSQL an index over the log is built concurrently,
+    outside it, so appends go on meanwhile; a revision whose build failed
+    cleans up after it when run again.
 
     Concurrent runners (processes or tasks) wait for each other: the ones
     after the first find nothing left to do.
 
     Raises:
         DatabaseUnavailable: the database cannot be reached.
-        DatabaseError: a migration failed (nothing of it was applied).
+        DatabaseError: a migration failed (nothing of its transaction was
+            applied; run it again).
     """
 
     def run(connection: Connection) -> None:

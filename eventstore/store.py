@@ -107,7 +107,7 @@ class EventStore:
         await self.aclose()
 
     async def migrate(self, revision: str = "head") -> None:
-        """Create or upgrade the schema (alembic upgrade), in one transaction.
+        """Create or upgrade the schema (alembic upgrade), a transaction per revision.
 
         Raises:
             DatabaseUnavailable: the database cannot be reached.

@@ -34,19 +34,13 @@ _STATUS_EVENTS = (
 
 
 def upgrade() -> None:
+    _create_status_history_index()
     op.create_table(
         "execution_events_archive_guard",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_execution_events_archive_guard"),
         sa.CheckConstraint("id = 1", name="ck_execution_events_archive_guard_one_row"),
-    )
-    op.create_index(
-        "ix_execution_events_status_history",
-        "execution_events",
-        ["stream_id", "version", "recorded_at"],
-        postgresql_where=sa.text(_STATUS_EVENTS),
-        sqlite_where=sa.text(_STATUS_EVENTS),
     )
     statements = (
         POSTGRES_UPGRADE
@@ -55,6 +49,28 @@ def upgrade() -> None:
     )
     for statement in statements:
         op.execute(statement)
+
+
+def _create_status_history_index() -> None:
+    # On PostgreSQL built concurrently, outside the revision's transaction,
+    # so appends go on while it builds; first, before anything of the
+    # transaction, and after dropping what a failed earlier build left
+    # (an invalid index), so running the revision again finishes the job.
+    name = "ix_execution_events_status_history"
+    if op.get_bind().dialect.name != "postgresql":
+        op.create_index(
+            name,
+            "execution_events",
+            ["stream_id", "version", "recorded_at"],
+            sqlite_where=sa.text(_STATUS_EVENTS),
+        )
+        return
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        op.execute(
+            f"CREATE INDEX CONCURRENTLY {name} ON execution_events "
+            f"(stream_id, version, recorded_at) WHERE {_STATUS_EVENTS}"
+        )
 
 
 def downgrade() -> None:

@@ -10,8 +10,12 @@ sequential scan of the whole log (measured at 1,000,000 events,
 bench/AUDIT_RESULTS.md). With every column it reads in the index, the query
 is one index-only scan of the status-changing events, in index order.
 
-The index is rebuilt in the migration's transaction, which holds back
-appends while it builds (about a second per million events).
+On PostgreSQL the new index is built concurrently under a temporary name,
+outside the revision's transaction, so appends go on while it builds (in
+the revision's transaction it held them back about a second per million
+events); then the old one is dropped and the new one takes its name. An
+earlier build that failed left an invalid index under the temporary name:
+it is dropped first, so running the revision again finishes the job.
 
 Frozen: literal DDL only, no imports from the live package.
 """
@@ -33,21 +37,29 @@ _STATUS_EVENTS = (
 )
 
 
-def _create(columns: list[str]) -> None:
-    op.create_index(
-        _NAME,
-        "execution_events",
-        columns,
-        postgresql_where=sa.text(_STATUS_EVENTS),
-        sqlite_where=sa.text(_STATUS_EVENTS),
-    )
+_BUILDING = f"{_NAME}_building"
+
+
+def _rebuild(columns: list[str]) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        op.drop_index(_NAME, table_name="execution_events")
+        op.create_index(
+            _NAME, "execution_events", columns, sqlite_where=sa.text(_STATUS_EVENTS)
+        )
+        return
+    with op.get_context().autocommit_block():
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_BUILDING}")
+        op.execute(
+            f"CREATE INDEX CONCURRENTLY {_BUILDING} ON execution_events "
+            f"({', '.join(columns)}) WHERE {_STATUS_EVENTS}"
+        )
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_NAME}")
+        op.execute(f"ALTER INDEX {_BUILDING} RENAME TO {_NAME}")
 
 
 def upgrade() -> None:
-    op.drop_index(_NAME, table_name="execution_events")
-    _create(["stream_id", "version", "type", "position", "recorded_at", "occurred_at"])
+    _rebuild(["stream_id", "version", "type", "position", "recorded_at", "occurred_at"])
 
 
 def downgrade() -> None:
-    op.drop_index(_NAME, table_name="execution_events")
-    _create(["stream_id", "version", "recorded_at"])
+    _rebuild(["stream_id", "version", "recorded_at"])
