@@ -21,6 +21,7 @@ from eventstore.backends.base import (
     driver_causes,
     generic_database_error,
 )
+from eventstore.redaction import redact_url
 
 # The exceptions of the driver and of the operating system under it.
 DRIVER_ERRORS: Final = (
@@ -73,7 +74,14 @@ def classify(exc: BaseException, *, url: str) -> errors.EventStoreError | None:
         if isinstance(cause, asyncpg.OutdatedSchemaCacheError):
             # A table changed under a prepared statement (a rebuild's swap).
             return errors.DatabaseConflict(_described(cause))
-        if isinstance(cause, asyncpg.ClientConfigurationError | asyncpg.DataError):
+        if isinstance(cause, asyncpg.ClientConfigurationError):
+            # A connection option of the URL is wrong (?sslmode=bogus): the
+            # user fixes the URL, no retry helps.
+            return errors.ConfigurationError(
+                f"invalid option in the database URL {redact_url(url)}: "
+                f"{_first_line(cause)}"
+            )
+        if isinstance(cause, asyncpg.DataError):
             return generic_database_error(cause)
         # A connection lost mid-protocol surfaces as a plain InterfaceError
         # ("connection is closed") or an InternalClientError ("cannot switch

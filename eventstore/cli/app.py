@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+import traceback
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import typer
@@ -57,7 +58,9 @@ UrlOption = Annotated[
         callback=_given_url,
     ),
 ]
-DebugOption = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="show the traceback of an error (no secrets)")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON for machines")]
 
 USER_ERRORS: Final = (
@@ -91,7 +94,9 @@ def run(command: Callable[[], Coroutine[Any, Any, T]], *, debug: bool) -> T:
         return asyncio.run(_settled(command()))
     except errors.EventStoreError as exc:
         if debug:
-            raise
+            # Through `scrub`: a driver's message may quote the URL's secrets.
+            trace = "".join(traceback.format_exception(exc))
+            sys.stderr.write(scrub(trace))
         error_line(str(exc))
         raise typer.Exit(exit_code_for(exc)) from None
     except KeyboardInterrupt:

@@ -38,6 +38,7 @@ def _admin_with(**query: str) -> str:
 SHAPES = [
     ("postgresql:/u:s3cr3tpw@h/db", 2),
     ("postgresql://u:s3cr3tpw@h:notaport/x", 2),
+    ("postgresql://u:s3cr3tpw@127.0.0.1:1/x?sslmode=bogus", 2),
     ("postgresql://u:s3cr3tpw@127.0.0.1:99999/x", 2),
     ("postgresql://u:s3cr3t@pw@127.0.0.1:1/x", 2),
     ("mysql://u:s3cr3tpw@h/x", 2),
@@ -65,6 +66,16 @@ def test_no_command_shows_the_password(url: str, code: int) -> None:
         assert MARK not in done.stdout + done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) <= 2, done.stderr  # a warning
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("url", "code"), SHAPES)
+def test_a_debug_traceback_shows_no_password_and_keeps_the_exit_code(
+    url: str, code: int
+) -> None:
+    done = run_cli("stats", "--url", url, "--debug")
+    assert done.returncode == code, done.stderr
+    assert "Traceback" in done.stderr
+    assert MARK not in done.stdout + done.stderr, done.stderr
 
 
 # SQLAlchemy warns that SQLite ignores ?password= (naming the key, not the value).
