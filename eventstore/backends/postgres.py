@@ -44,6 +44,7 @@ from eventstore.backends.leadership import process_identity
 from eventstore.backends.postgres_driver import driver_connection
 from eventstore.backends.postgres_leadership import PostgresLeaderLocks
 from eventstore.backends.postgres_listener import CHANNEL, PostgresListener
+from eventstore.backends.postgres_options import split_options
 from eventstore.backends.postgres_shadow import PostgresShadowTables
 from eventstore.backends.postgres_upsert import BulkUpsert
 from eventstore.cache import BoundedCache
@@ -258,8 +259,10 @@ class PostgresBackend(Backend):
     """PostgreSQL through asyncpg (hot path) and SQLAlchemy Core (the rest)."""
 
     def __init__(self, *, url: str, settings: StoreSettings) -> None:
-        parsed = make_url(url)
+        # The URL's ?options= settings go to every connection (see the module).
+        parsed, session_settings = split_options(make_url(url))
         server_settings = {
+            **session_settings,
             "idle_in_transaction_session_timeout": str(
                 settings.idle_in_transaction_timeout_ms
             ),
@@ -684,7 +687,9 @@ class PostgresBackend(Backend):
     @override
     def leader_locks(self) -> LeaderLocks:
         return PostgresLeaderLocks(
-            self._dsn, connect_timeout=self._settings.connect_timeout
+            self._dsn,
+            connect_timeout=self._settings.connect_timeout,
+            server_settings=self._server_settings,
         )
 
     @override

@@ -26,7 +26,7 @@ from eventstore.backends.leadership import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
 # One 64-bit advisory lock key per slot, from its name.
 KEY_SQL: Final = "hashtextextended('eventstore-projection:' || $1, 0)"
@@ -70,11 +70,18 @@ LIMIT 1
 class PostgresLeaderLocks(LeaderLocks):
     """Advisory locks held on one connection of their own."""
 
-    def __init__(self, dsn: str, *, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout: float,
+        server_settings: Mapping[str, str],
+    ) -> None:
         self._dsn = dsn
         self._timeout = connect_timeout
         self._connection: asyncpg.Connection | None = None
         self._identity = f"{PROJECTOR_APPLICATION} {process_identity()}"[:63]
+        self._server_settings = {**server_settings, "application_name": self._identity}
         self._joined: set[str] = set()  # groups joined on the current connection
 
     async def _connected(self) -> asyncpg.Connection:
@@ -84,7 +91,7 @@ class PostgresLeaderLocks(LeaderLocks):
                 self._connection = await asyncpg.connect(
                     self._dsn,
                     timeout=self._timeout,
-                    server_settings={"application_name": self._identity},
+                    server_settings=self._server_settings,
                 )
         return self._connection
 

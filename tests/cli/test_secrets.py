@@ -52,8 +52,9 @@ SHAPES = [
     ("postgresql://u@127.0.0.1:1/x?sslpassword=s3cr3tpw&sslmode=disable", 1),
     ("postgresql://u@/x?host=/nonexistent&password=s3cr3tpw", 1),
     ("sqlite:////nonexistent/dir/x.db?password=s3cr3tpw", 1),
-    # A reachable server that quotes the options back in its error.
-    (_admin_with(options="s3cr3tpw"), 1),
+    # Options that are no setting: refused before connecting, unquoted.
+    (_admin_with(options="s3cr3tpw"), 2),
+    # A reachable server that quotes the setting's name back in its error.
     (_admin_with(options="-c s3cr3tpw=1"), 1),
 ]
 
