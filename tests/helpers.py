@@ -109,7 +109,10 @@ _SQLITE_TRIGGER_MIGRATIONS = (
     "0001_event_log",
     "0003_archive_path",
     "0006_guarded_appends",
+    "0008_fixed_stream_types",
 )
+# The append guards among them (the others keep the log immutable).
+_SQLITE_GUARD_MIGRATIONS = ("0006_guarded_appends", "0008_fixed_stream_types")
 _LOG_TRIGGERS_SQL = (
     "SELECT name, sql FROM sqlite_master "
     "WHERE type = 'trigger' AND tbl_name = 'execution_events' ORDER BY name"
@@ -250,12 +253,14 @@ async def append_guards_lifted(
             "ALTER TABLE execution_events ENABLE TRIGGER execution_events_guard_append"
         )
         return
-    guards = _migration("0006_guarded_appends")
-    for statement in guards.SQLITE_DOWNGRADE:
-        await connection.exec_driver_sql(statement)
+    guards = [_migration(name) for name in _SQLITE_GUARD_MIGRATIONS]
+    for guard in guards:
+        for statement in guard.SQLITE_DOWNGRADE:
+            await connection.exec_driver_sql(statement)
     yield
-    for statement in guards.SQLITE_UPGRADE:
-        await connection.exec_driver_sql(statement)
+    for guard in guards:
+        for statement in guard.SQLITE_UPGRADE:
+            await connection.exec_driver_sql(statement)
 
 
 def _tamper_sqlite(path: str, statements: list[str]) -> None:

@@ -553,3 +553,13 @@ def generic_database_error(
     """A DatabaseError for a driver error the backend does not sort further."""
     text = f"database error: {type(exc).__name__}: {exc}".strip().splitlines()[0]
     return errors.DatabaseError(text, transient=transient)
+
+
+def stream_type_refused(
+    stream_id: UUID, held: str, given: str
+) -> errors.ValidationError:
+    """The append guard's refusal of a row not of its stream's type (migration 0008)."""
+    return errors.ValidationError(
+        f"stream {stream_id} holds {held} events: it cannot take {given} events "
+        "(a stream keeps the type of its first event)"
+    )

@@ -39,6 +39,7 @@ from eventstore.backends.base import (
     ConflictInsert,
     StatusEvent,
     StoredEvent,
+    stream_type_refused,
 )
 from eventstore.backends.leadership import process_identity
 from eventstore.backends.postgres_driver import driver_connection
@@ -817,7 +818,7 @@ async def _check_epoch(connection: asyncpg.Connection) -> None:
 def append_refusal(
     stream_id: UUID, sqlstate: str | None, detail: str | None
 ) -> errors.EventStoreError | None:
-    """The typed error for a rule of the append trigger (migration 0006), if one.
+    """The typed error for a rule of the append trigger (migrations 0006, 0008), if one.
 
     The trigger's SQLSTATE says which rule refused the row; its DETAIL holds
     the facts (a JSON object, or the stream id).
@@ -854,6 +855,10 @@ def append_refusal(
             )
         case "ZE008":
             return errors.ExecutionNotFound(execution_id=stream_id)
+        case "ZE009":
+            return stream_type_refused(
+                stream_id, str(facts.get("stream_type")), str(facts.get("given"))
+            )
     return None
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
 from eventstore import errors, hashing
-from eventstore.backends.base import AppendOutcome
+from eventstore.backends.base import AppendOutcome, stream_type_refused
 from eventstore.status import RESULTING_STATUS, ExecutionStatus, is_allowed
 from eventstore.times import utc_text
 
@@ -52,6 +52,10 @@ OPEN_GUARD_SQL: Final = (
 CLOSE_GUARD_SQL: Final = "DELETE FROM execution_events_archive_guard"
 # The append trigger's messages (RAISE takes only a constant text).
 REFUSAL_PREFIX: Final = "eventstore: "
+STREAM_TYPE_SQL: Final = (
+    "SELECT stream_type FROM execution_events WHERE stream_id = ? "
+    "ORDER BY version DESC LIMIT 1"
+)
 TOMBSTONE_SQL: Final = (
     "SELECT 1 FROM archived_streams WHERE stream_id = ?1 "
     "AND NOT EXISTS (SELECT 1 FROM execution_events WHERE stream_id = ?1)"
@@ -138,7 +142,7 @@ def append(
     except sqlite3.IntegrityError as exc:
         # Explained inside the transaction, so the facts are the ones the
         # trigger saw.
-        refusal = _refusal(connection, stream_id, events, str(exc))
+        refusal = _refusal(connection, stream_id, events, stream_type, str(exc))
         connection.execute("ROLLBACK")
         if refusal is None:
             raise
@@ -208,9 +212,10 @@ def _refusal(
     connection: sqlite3.Connection,
     stream_id: UUID,
     events: Sequence[NewEvent],
+    stream_type: str,
     message: str,
 ) -> errors.EventStoreError | None:
-    """The typed error for a rule of the append trigger (migration 0006), if one."""
+    """The typed error for a rule of the append triggers (migrations 0006, 0008), if one."""
     if not message.startswith(REFUSAL_PREFIX):
         return None
     rule = message.removeprefix(REFUSAL_PREFIX)
@@ -243,6 +248,10 @@ def _refusal(
                     return missing
     if rule == "archived stream":
         return errors.StreamArchived(stream_id=stream_id)
+    if rule == "stream type":
+        row = connection.execute(STREAM_TYPE_SQL, (stream_id.hex,)).fetchone()
+        held = "unknown" if row is None else str(row[0])
+        return stream_type_refused(stream_id, held, stream_type)
     if rule == "system stream":
         return errors.ValidationError(
             f"stream {stream_id} is a system stream: only the store's archive "

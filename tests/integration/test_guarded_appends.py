@@ -160,7 +160,13 @@ async def test_streams_start_with_a_valid_creation(url: str) -> None:
         assert await count_events(store) == 2  # the running execution's
 
 
-async def _raw_insert(url: str, stream: UUID, version: int, event_type: str) -> None:
+async def _raw_insert(
+    url: str,
+    stream: UUID,
+    version: int,
+    event_type: str,
+    stream_type: str = "execution",
+) -> None:
     """A plain INSERT of a lifecycle event with a well-formed chain hash slot."""
     if url.startswith("sqlite"):
         connection = sqlite3.connect(url.removeprefix("sqlite:///"))
@@ -169,9 +175,9 @@ async def _raw_insert(url: str, stream: UUID, version: int, event_type: str) -> 
                 connection.execute(
                     "INSERT INTO execution_events (stream_id, version, stream_type, "
                     "event_id, type, schema_version, data, metadata, occurred_at, "
-                    "recorded_at, hash) VALUES (?, ?, 'execution', ?, ?, 1, '{}', '{}', "
+                    "recorded_at, hash) VALUES (?, ?, ?, ?, ?, 1, '{}', '{}', "
                     f"'2026-01-01 00:00:00.000000', {SQLITE_NOW}, zeroblob(32))",
-                    (stream.hex, version, uuid.uuid4().hex, event_type),
+                    (stream.hex, version, stream_type, uuid.uuid4().hex, event_type),
                 )
         finally:
             connection.close()
@@ -181,14 +187,48 @@ async def _raw_insert(url: str, stream: UUID, version: int, event_type: str) -> 
         await pg.execute(
             "INSERT INTO execution_events (stream_id, version, stream_type, event_id, "
             "type, schema_version, data, metadata, occurred_at, hash) VALUES "
-            "($1, $2, 'execution', gen_random_uuid(), $3, 1, '{}', '{}', now(), "
+            "($1, $2, $4, gen_random_uuid(), $3, 1, '{}', '{}', now(), "
             "'\\x00')",
             stream,
             version,
             event_type,
+            stream_type,
         )
     finally:
         await pg.close()
+
+
+async def test_a_stream_keeps_the_type_of_its_first_event(url: str) -> None:
+    """Migration 0008: a note appended to a run broke its fold (found by tests/properties)."""
+    async with EventStore.open(url) as store:
+        refs = await make_references(store)
+        run = await execution_in(store, refs, ExecutionStatus.RUNNING)
+        note = uuid.uuid4()
+        await store.append(note, [NewEvent(type="Note", data={})], stream_type="note")
+        before = await count_events(store)
+        with pytest.raises(ValidationError, match="holds execution events") as caught:
+            await store.append(
+                run,
+                [NewEvent.of(LIFECYCLE_EVENTS["ExecutionCompleted"])],
+                stream_type="note",
+            )
+        assert f"stream {run} holds execution events: it cannot take note" in str(
+            caught.value
+        )
+        with pytest.raises(ValidationError, match="holds note events"):
+            await store.append(
+                note, [NewEvent.of(LIFECYCLE_EVENTS["ExecutionStarted"])]
+            )
+        assert await count_events(store) == before
+        assert (await store.executions.get(run)).status is ExecutionStatus.RUNNING
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.PostgresError)) as raw:
+        await _raw_insert(url, run, 3, "ExecutionCompleted", stream_type="note")
+    if isinstance(raw.value, asyncpg.PostgresError):
+        assert raw.value.sqlstate == "ZE009"
+    else:
+        assert "stream type" in str(raw.value)
+    async with EventStore.open(url) as store:
+        assert await count_events(store) == before
 
 
 async def test_a_raw_insert_meets_the_same_lifecycle(url: str) -> None:

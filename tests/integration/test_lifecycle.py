@@ -461,10 +461,14 @@ async def test_the_state_a_command_returns_equals_a_fresh_fold_elsewhere(
     store: EventStore, refs: References, url: str
 ) -> None:
     execution_id = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    # 2.0**63 is written as 9223372036854776000 (its shortest digits), which
+    # every reader reads back as that integer: the command returns it so too.
     returned = await store.executions.complete(
         execution_id,
-        result={"huge": 1.5e300, "one": 1.0, "big": 10**30},
+        result={"huge": 1.5e300, "one": 1.0, "big": 10**30, "float": 2.0**63},
         metrics={"cost_usd": 1e-7, "prompt_tokens": 2**60},
     )
+    assert returned.result is not None
+    assert returned.result["float"] == 9223372036854776000
     async with EventStore.open(url) as other:
         assert await other.executions.get(execution_id) == returned

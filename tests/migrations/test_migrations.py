@@ -22,6 +22,7 @@ from eventstore import (
     ExecutionStatus,
     NewEvent,
     SchemaNotMigrated,
+    ValidationError,
     schema,
 )
 from eventstore.events.system_payloads import (
@@ -315,3 +316,48 @@ async def test_upgrade_to_0007_keeps_leases_and_the_reaper_claims_them(
         assert claimed is not None
         assert claimed.reaped_at is not None
         assert (await store.executions.get(beating)).status is ExecutionStatus.RUNNING
+
+
+async def test_0008_fixes_stream_types_and_its_downgrade_restores_0006s_guard(
+    empty_url: str,
+) -> None:
+    """Up and down: the guard function (PostgreSQL) or trigger (SQLite) of each revision."""
+    async with EventStore.open(empty_url) as store:
+        await store.migrate()
+        refs = await make_references(store)
+        run = uuid.uuid4()
+        created = NewEvent.of(
+            ExecutionCreated(
+                message_id=refs.message.id,
+                graph_id=refs.graph.id,
+                thread_id=refs.thread.id,
+            )
+        )
+        await store.append(run, [created], expected_version=0)
+        note = NewEvent(type="Note", data={})
+        with pytest.raises(ValidationError, match="holds execution events"):
+            await store.append(run, [note], stream_type="note")
+        await run_migration(store.backend, direction="downgrade", revision="0007")
+        assert not await _guards_stream_types(store)
+        await run_migration(store.backend, direction="upgrade", revision="head")
+        store.backend.forget_schema()
+        assert await _guards_stream_types(store)
+        with pytest.raises(ValidationError, match="holds execution events"):
+            await store.append(run, [note], stream_type="note")
+        started = NewEvent.of(ExecutionStarted(worker_id="w"))
+        await store.append(run, [started], expected_version=1)
+        assert (await store.executions.get(run)).status is ExecutionStatus.RUNNING
+        assert await drift_of(store) == []
+
+
+async def _guards_stream_types(store: EventStore) -> bool:
+    """Whether 0008's check is in the database (PostgreSQL's function, SQLite's trigger)."""
+    sql = (
+        "SELECT count(*) FROM pg_proc WHERE proname = 'eventstore_guard_append' "
+        "AND prosrc LIKE '%ZE009%'"
+        if store.backend.name == "postgresql"
+        else "SELECT count(*) FROM sqlite_master "
+        "WHERE name = 'execution_events_guard_stream_type'"
+    )
+    async with store.backend.engine.connect() as connection:
+        return bool(await connection.scalar(sa.text(sql)))
