@@ -111,16 +111,17 @@ def checked_timeout(value: object) -> float | None:
     """
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or math.isnan(value)
-        or value < 0
-    ):
+    seconds = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond the floats: as long as infinity
+            seconds = math.inf if value > 0 else -math.inf
+    if math.isnan(seconds) or seconds < 0:
         raise errors.ValidationError(
             f"invalid timeout {_shown(value)}: None or a number of seconds >= 0 is required"
         )
-    return float(value)
+    return seconds
 
 
 def checked_moment(name: str, value: object) -> datetime | None:

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from eventstore import errors
 from eventstore.log import upcast_event
 from eventstore.schema import execution_events
+from eventstore.subscriptions import RECHECK_MIN
 from projections import checkpoints, slots
 from projections.executions import ExecutionsProjection
 
@@ -164,6 +165,7 @@ class Projector:
                 for (a missing privilege, an unmigrated schema).
         """
         failures = 0
+        recheck: float | None = None
         try:
             while not stop.is_set():
                 # Taken before the read: an append committed during it wakes the wait.
@@ -180,10 +182,20 @@ class Projector:
                     await self._pause(stop, delay)
                     continue
                 failures = 0
-                if report.caught_up:
-                    # Woken by appends (LISTEN/NOTIFY on PostgreSQL); the
-                    # timeout is the poll that covers a missed notification.
-                    await self._store.wakeups.wait(seen, self._poll_interval, stop=stop)
+                if not report.caught_up:
+                    continue
+                if report.events:
+                    recheck = None
+                # Woken by appends (LISTEN/NOTIFY on PostgreSQL); the timeout
+                # is the poll that covers a missed notification. A wake-up
+                # whose read found nothing means an older transaction holds
+                # the read horizon back: look again soon, backing off, rather
+                # than a whole poll interval later (as subscriptions do).
+                delay = self._poll_interval if recheck is None else recheck
+                if await self._store.wakeups.wait(seen, delay, stop=stop):
+                    recheck = RECHECK_MIN
+                elif recheck is not None:
+                    recheck = recheck * 2 if recheck * 2 < self._poll_interval else None
         finally:
             await self.aclose()
 

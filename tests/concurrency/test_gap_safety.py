@@ -19,7 +19,13 @@ import pytest
 
 from eventstore import Checkpoint, EventStore, ExecutionStatus, NewEvent, StoreSettings
 from projections import ExecutionsView, Projector
-from tests.helpers import eventually, execution_in, make_references, raw_pg
+from tests.helpers import (
+    eventually,
+    execution_in,
+    make_references,
+    raw_pg,
+    wait_for_horizon,
+)
 
 if TYPE_CHECKING:
     from projections.projector import BatchReport
@@ -89,6 +95,9 @@ async def test_a_tailing_reader_sees_every_event_exactly_once(pg_url: str) -> No
 
         tail = asyncio.create_task(reader())
         written_lists = await asyncio.gather(*(writer(n) for n in range(WRITERS)))
+        # Any transaction on the server (another test's) may hold the horizon
+        # back a while: "done" only once it passed every append.
+        await wait_for_horizon(store, within=60)
         done.set()
         await asyncio.wait_for(tail, timeout=60)
 

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from eventstore import EventStore, ExecutionStatus, NewEvent, StoreSettings
+from eventstore.backends.postgres import PostgresBackend
 from eventstore.backends.postgres_listener import APPLICATION_NAME
 from projections import ExecutionsView, Projector
 from tests.conftest import ADMIN_URL
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from eventstore import RecordedEvent
+    from projections.projector import BatchReport
 
 LONG_POLL = 30.0
 PROMPTLY = 5.0  # well under LONG_POLL: only a wake-up delivers this fast
@@ -199,6 +201,12 @@ async def test_appends_missed_while_disconnected_arrive_once_in_order(
         stream, note(0), expected_version=0, stream_type="note"
     )  # also warms its pool
     await follower.take(1, within=PROMPTLY)
+    # Connections enough for the appends below and their NOTIFY, which may
+    # overlap: no new session can open while the database refuses them.
+    assert isinstance(writer.backend, PostgresBackend)
+    pool = writer.backend.pool
+    async with pool.acquire(), pool.acquire(), pool.acquire():
+        pass
 
     await admin(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
     try:
@@ -303,6 +311,59 @@ async def test_the_projector_daemon_wakes_on_another_stores_append(
                     break
         assert row.status is ExecutionStatus.PENDING
     finally:
+        stop.set()
+        async with asyncio.timeout(GENEROUS):
+            await daemon
+
+
+class CountingProjector(Projector):
+    """A projector that counts the batches it ran."""
+
+    batches = 0
+
+    async def run_once(self) -> BatchReport:
+        report = await super().run_once()
+        self.batches += 1
+        return report
+
+
+@pytest.mark.postgres
+async def test_the_projector_daemon_looks_again_soon_behind_a_held_horizon(
+    pg_url: str, reader: EventStore, writer: EventStore
+) -> None:
+    """A wake-up whose read finds nothing (an older transaction holds the read
+    horizon) is followed by a quick re-read, not by a whole poll interval."""
+    refs = await make_references(writer)
+    projector = CountingProjector(reader, poll_interval=LONG_POLL)
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(projector.run(stop))
+    blocker = await raw_pg(pg_url)
+    try:
+        await eventually(lambda: reader.wakeups.listening, within=GENEROUS)
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.fetchval("SELECT pg_current_xact_id()")
+        woken_at = reader.wakeups.generation
+        execution_id = await writer.executions.create(
+            message_id=refs.message.id, graph_id=refs.graph.id
+        )
+        await eventually(lambda: reader.wakeups.generation > woken_at, within=PROMPTLY)
+        ran = projector.batches
+        # The woken read ran and found nothing behind the blocker.
+        await eventually(lambda: projector.batches > ran, within=PROMPTLY)
+        await transaction.rollback()
+        view = ExecutionsView(reader)
+
+        async def projected() -> bool:
+            try:
+                await view.get(execution_id)
+            except LookupError:
+                return False
+            return True
+
+        await eventually(projected, "projected", within=PROMPTLY)
+    finally:
+        await blocker.close()
         stop.set()
         async with asyncio.timeout(GENEROUS):
             await daemon

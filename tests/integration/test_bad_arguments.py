@@ -162,6 +162,10 @@ CASES: dict[str, tuple[Call, str]] = {
         lambda s, r, run: s.executions.wait(run, timeout=-1),
         "timeout -1",
     ),
+    "wait with a timeout below the floats": (
+        lambda s, r, run: s.executions.wait(run, timeout=-(10**400)),
+        "timeout .*bits",
+    ),
     "list by status 5": (
         lambda s, r, run: ExecutionsView(s).list(status=untyped(5)),
         "unknown status in 5",
