@@ -94,9 +94,7 @@ def run(command: Callable[[], Coroutine[Any, Any, T]], *, debug: bool) -> T:
         return asyncio.run(_settled(command()))
     except errors.EventStoreError as exc:
         if debug:
-            # Through `scrub`: a driver's message may quote the URL's secrets.
-            trace = "".join(traceback.format_exception(exc))
-            sys.stderr.write(scrub(trace))
+            debug_traceback(exc)
         error_line(str(exc))
         raise typer.Exit(exit_code_for(exc)) from None
     except KeyboardInterrupt:
@@ -122,6 +120,15 @@ async def _settled(command: Coroutine[Any, Any, T]) -> T:
                 await asyncio.to_thread(
                     thread.join, max(0.0, deadline - time.monotonic())
                 )
+
+
+def debug_traceback(exc: BaseException) -> None:
+    """`--debug`: the traceback on stderr, through `scrub`.
+
+    A driver's message may quote the URL's secrets. The one-line error and
+    the exit code follow it as without `--debug`.
+    """
+    sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
 
 
 def error_line(message: str) -> None:

@@ -26,6 +26,7 @@ from eventstore.cli.app import (
     DebugOption,
     JsonOption,
     UrlOption,
+    debug_traceback,
     error_line,
     print_json,
     run,
@@ -356,7 +357,7 @@ def _write(path: Path, text: str, *, debug: bool) -> None:
             path.write_text(text, encoding="utf-8")
     except OSError as exc:
         if debug:
-            raise
+            debug_traceback(exc)
         error_line(f"cannot write {path}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USAGE) from None
 
