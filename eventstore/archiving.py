@@ -284,7 +284,8 @@ async def _check_projections_folded(
 
     The checkpoint rows stay locked until the archive commits, so no
     projector commits a batch (which could write an archived row back) in
-    between.
+    between. They are locked in key order, as a rebuild's swap and a
+    starting projector lock them (docs/PROJECTIONS.md, "Lock order").
     """
     rows = await connection.execute(
         sa.select(
@@ -292,7 +293,9 @@ async def _check_projections_folded(
             projection_checkpoints.c.partition,
             projection_checkpoints.c.transaction_id,
             projection_checkpoints.c.position,
-        ).with_for_update()
+        )
+        .order_by(projection_checkpoints.c.name, projection_checkpoints.c.partition)
+        .with_for_update()
     )
     for name, partition, transaction_id, position in rows:
         if Checkpoint(int(transaction_id or 0), int(position)) < newest:

@@ -231,6 +231,18 @@ class CheckpointConflict(EventStoreError):
         )
 
 
+class RebuildInProgress(EventStoreError):
+    """A rebuild holds the projection (its swap, or an in-place replay): nothing was done.
+
+    A projector's slot waits and tries again; `eventstore project --status`
+    shows it waiting.
+    """
+
+    def __init__(self, *, projection: str) -> None:
+        self.projection = projection
+        super().__init__(f"a rebuild holds projection {projection}: its slots wait")
+
+
 class ArchiveError(EventStoreError):
     """An archive was refused or failed: nothing was removed from the log."""
 

@@ -1,9 +1,17 @@
-"""Projection checkpoints, moved forward by compare-and-set in the projection's transaction."""
+"""Projection checkpoints, moved forward by compare-and-set in the projection's transaction.
+
+Whoever locks several checkpoint rows takes them in key order, (name,
+partition), with `lock`: the second step of the one lock order
+(docs/PROJECTIONS.md, "Lock order"). A statement's own scan order is not
+that order: once the table has statistics the planner scans it
+sequentially, and rows stand in the heap in the order they were last
+updated.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import sqlalchemy as sa
 
@@ -11,6 +19,8 @@ from eventstore import Checkpoint, errors
 from eventstore.schema import projection_checkpoints as table
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 START: Final = Checkpoint(0, 0)
@@ -35,6 +45,42 @@ async def ensure(connection: AsyncConnection, name: str, partition: int = 0) -> 
             ).where(~sa.exists().where(_row(name, partition))),
         )
     )
+
+
+class LockedCheckpoint(NamedTuple):
+    """A checkpoint row locked by `lock`."""
+
+    name: str
+    partition: int
+    checkpoint: Checkpoint
+
+
+async def lock(
+    connection: AsyncConnection, names: Sequence[str] | None = None
+) -> list[LockedCheckpoint]:
+    """Lock the checkpoint rows of `names` (None: every row) until the transaction ends.
+
+    Rows are locked one by one in key order (the sort runs below the lock),
+    the order every transaction takes them in, so two such transactions
+    never wait for each other in a cycle. SQLite ignores FOR UPDATE: its
+    write transactions already run one at a time.
+    """
+    query = sa.select(
+        table.c.name, table.c.partition, table.c.transaction_id, table.c.position
+    )
+    if names is not None:
+        query = query.where(table.c.name.in_(sorted(set(names))))
+    rows = await connection.execute(
+        query.order_by(table.c.name, table.c.partition).with_for_update()
+    )
+    return [
+        LockedCheckpoint(
+            row.name,
+            int(row.partition),
+            Checkpoint(int(row.transaction_id or 0), int(row.position)),
+        )
+        for row in rows
+    ]
 
 
 async def load(

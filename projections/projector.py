@@ -9,6 +9,11 @@ crash leaves the whole batch or none of it, and a batch two processes race
 for is applied once (DESIGN §4). Processes share the slots evenly: each
 leads at most its fair share of each projection's slots, counted among the
 processes that run that projection, and takes over slots whose leader died.
+
+While a rebuild holds a projection (its swap, or a replay in place) no
+transaction on it starts here: each one enters the projection's gate first
+(`Backend.projection_write`), and a slot turned away waits, with jittered
+backoff, outside the database (docs/PROJECTIONS.md, "Lock order").
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Self
 
@@ -42,6 +48,10 @@ if TYPE_CHECKING:
 DEFAULT_BATCH: Final = 1000
 WAIT_POLL: Final = 0.05
 MAX_RETRY_DELAY: Final = 10.0
+# A slot a rebuild holds tries again after this, doubling up to the cap: a
+# swap holds the projection for about a second, a replay in place longer.
+REBUILD_POLL: Final = 0.05
+MAX_REBUILD_POLL: Final = 2.0
 logger: Final = logging.getLogger(__name__)
 
 
@@ -52,6 +62,16 @@ class BatchReport:
     events: int
     position: int | None
     caught_up: bool
+    waiting: tuple[str, ...] = ()
+    """The led slots (lock names) that wait for a rebuild of their projection."""
+
+
+@dataclass(slots=True)
+class _Hold:
+    """A projection a rebuild held when last tried: when to try again."""
+
+    tries: int
+    retry_at: float  # time.monotonic()
 
 
 class Projector:
@@ -88,7 +108,8 @@ class Projector:
             self._groups.setdefault(slot.group, []).append(slot)
         self._locks: LeaderLocks | None = None
         self._led: list[Slot] = []
-        self._ready = False
+        self._prepared: set[str] = set()  # projections whose slots have rows
+        self._held: dict[str, _Hold] = {}  # projections a rebuild holds
 
     @property
     def projections(self) -> list[Projection]:
@@ -100,12 +121,22 @@ class Projector:
         """The slots this process leads now (their lock names)."""
         return [slot.lock_name for slot in self._led]
 
+    @property
+    def waiting(self) -> list[str]:
+        """The led slots that wait for a rebuild of their projection (lock names)."""
+        return [
+            slot.lock_name for slot in self._led if slot.projection.name in self._held
+        ]
+
     async def run_once(self) -> BatchReport:
         """Apply at most one batch to each slot this process leads.
 
+        A slot whose projection a rebuild holds applies nothing: it is
+        reported waiting (not caught up) and tried again after a backoff.
+
         Returns:
-            How many events were applied, the last position reached, and
-            whether every led slot is caught up.
+            How many events were applied, the last position reached,
+            whether every led slot is caught up, and which ones wait.
 
         Raises:
             ProjectionError: a projection cannot apply an event (a poison
@@ -113,12 +144,14 @@ class Projector:
         """
         await self._prepare()
         await self._share()
-        reports = [await self._apply_batch(slot) for slot in self._led]
+        reports = [await self._apply_slot(slot) for slot in self._led]
         positions = [r.position for r in reports if r.position is not None]
+        waiting = tuple(self.waiting)
         return BatchReport(
             events=sum(r.events for r in reports),
             position=max(positions) if positions else None,
-            caught_up=all(r.caught_up for r in reports),
+            caught_up=all(r.caught_up for r in reports) and not waiting,
+            waiting=waiting,
         )
 
     async def run_until_caught_up(
@@ -146,6 +179,8 @@ class Projector:
                     on_batch(report)
                 if report.caught_up:
                     await asyncio.sleep(WAIT_POLL)
+                elif report.waiting and not report.events:
+                    await asyncio.sleep(self._until_retry())
         finally:
             await self.aclose()
 
@@ -183,6 +218,8 @@ class Projector:
                     continue
                 failures = 0
                 if not report.caught_up:
+                    if report.waiting and not report.events:
+                        await self._pause(stop, self._until_retry())
                     continue
                 if report.events:
                     recheck = None
@@ -266,13 +303,42 @@ class Projector:
         self._led = []
 
     async def _prepare(self) -> None:
-        if self._ready:
-            return
-        await self._store.backend.ensure_schema()
-        async with self._store.backend.begin_write() as connection:
-            for projection in self._projections:
-                await slots.prepare(connection, projection, self._partitions)
-        self._ready = True
+        """Give each projection its checkpoint rows, unless a rebuild holds it."""
+        backend = self._store.backend
+        await backend.ensure_schema()
+        for projection in self._projections:
+            name = projection.name
+            if name in self._prepared or not self._due(name):
+                continue
+            try:
+                async with backend.projection_write(name) as connection:
+                    await slots.prepare(connection, projection, self._partitions)
+            except errors.RebuildInProgress:
+                self._hold(name)  # its slots do not start: they wait
+                continue
+            self._prepared.add(name)
+            self._held.pop(name, None)
+
+    def _due(self, projection: str) -> bool:
+        """Whether a projection is to be tried now (False: a rebuild held it just now)."""
+        hold = self._held.get(projection)
+        return hold is None or time.monotonic() >= hold.retry_at
+
+    def _hold(self, projection: str) -> None:
+        """Note that a rebuild holds the projection: try again after a jittered backoff."""
+        hold = self._held.get(projection)
+        tries = 0 if hold is None else hold.tries + 1
+        if hold is None:
+            logger.info("projector: a rebuild holds %s; its slots wait", projection)
+        delay = retry_delay(REBUILD_POLL, tries, cap=MAX_REBUILD_POLL)
+        self._held[projection] = _Hold(tries, time.monotonic() + delay)
+
+    def _until_retry(self) -> float:
+        """Seconds until the first held projection is to be tried again."""
+        now = time.monotonic()
+        return max(
+            0.0, min((hold.retry_at - now for hold in self._held.values()), default=0)
+        )
 
     async def _share(self) -> None:
         """Lead this process's fair share of each projection's slots; give up any beyond it.
@@ -320,6 +386,21 @@ class Projector:
                 return False
         return True
 
+    async def _apply_slot(self, slot: Slot) -> BatchReport:
+        """Apply a batch to the slot, unless a rebuild holds its projection."""
+        name = slot.projection.name
+        if name not in self._prepared or not self._due(name):
+            return BatchReport(events=0, position=None, caught_up=False)
+        try:
+            report = await self._apply_batch(slot)
+        except errors.RebuildInProgress:
+            # Nothing was applied: the batch is read again after the rebuild,
+            # from the checkpoint the swap (or the replay) left.
+            self._hold(name)
+            return BatchReport(events=0, position=None, caught_up=False)
+        self._held.pop(name, None)
+        return report
+
     async def _apply_batch(self, slot: Slot) -> BatchReport:
         backend = self._store.backend
         projection = slot.projection
@@ -335,6 +416,8 @@ class Projector:
         except errors.CheckpointConflict:
             # Another projector applied this batch; go on from where it is.
             return BatchReport(events=0, position=None, caught_up=False)
+        except errors.RebuildInProgress:
+            raise  # the slot waits (_apply_slot); no event is to blame
         except errors.ProjectionError as exc:
             # The projection named the event itself: apply what precedes it.
             await self._commit_before(slot, start, events, exc.event_id)
@@ -356,7 +439,9 @@ class Projector:
         self, slot: Slot, start: Checkpoint, events: Sequence[RecordedEvent]
     ) -> None:
         """Apply events and move the slot's checkpoint past them, in one transaction."""
-        async with self._store.backend.begin_write() as connection:
+        async with self._store.backend.projection_write(
+            slot.projection.name
+        ) as connection:
             await checkpoints.advance(
                 connection,
                 slot.projection.name,
@@ -439,7 +524,7 @@ class Projector:
         """Which piece fails first when applied in turn after `applied`; all rolled back."""
         backend = self._store.backend
         try:
-            async with backend.begin_write() as connection:
+            async with backend.projection_write(projection.name) as connection:
                 if applied:
                     await projection.apply(connection, applied)
                 for index, piece in enumerate(pieces):
@@ -457,13 +542,13 @@ class Projector:
             return found.index, found.cause
 
 
-def retry_delay(base: float, failures: int) -> float:
+def retry_delay(base: float, failures: int, *, cap: float = MAX_RETRY_DELAY) -> float:
     """How long to wait after `failures` failures in a row: capped, jittered backoff.
 
-    Exponential from `base` up to MAX_RETRY_DELAY, then a random point in its
-    upper half, so projectors cut off together do not come back together.
+    Exponential from `base` up to `cap`, then a random point in its upper
+    half, so projectors cut off together do not come back together.
     """
-    ceiling = min(MAX_RETRY_DELAY, base * 2.0 ** min(failures, 32))
+    ceiling = min(cap, base * 2.0 ** min(failures, 32))
     return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
 
 

@@ -6,20 +6,25 @@ gap-safe after the shadow's own checkpoint, folded in memory by the
 projection's own `apply` (aimed at the shadow) and committed together with
 that checkpoint. Memory is bounded by one batch, and a rebuild that
 crashed resumes where it stopped. Then the shadow gets its other indexes
-and statistics, catches up, and one transaction swaps it in:
+and statistics, catches up, and one transaction swaps it in, taking its
+locks in the one order (docs/PROJECTIONS.md, "Lock order"):
 
-1. it locks the projection's checkpoint rows: a projector's batch
-   transaction moves its checkpoint first, so projectors wait here;
-2. it folds what the log gained meanwhile into the shadow;
-3. it renames the shadow into the live table's place, indexes and
+1. it holds the projection's gate: no projector transaction on the
+   projection starts until the swap commits (the slots wait and
+   `project --status` says so), and those in flight are waited for;
+2. it locks the projection's checkpoint rows and the shadow's, in key
+   order;
+3. it folds what the log gained meanwhile into the shadow;
+4. it renames the shadow into the live table's place, indexes and
    constraints back to their canonical names (readers wait for these
    renames only, and never see a half-built table);
-4. it moves the projection's checkpoints to the shadow's and deletes the
+5. it moves the projection's checkpoints to the shadow's and deletes the
    shadow's.
 
-A projector whose batch waited finds its checkpoint moved
-(CheckpointConflict), drops the batch and goes on from the new checkpoint.
-The retired table is dropped afterwards, in a transaction of its own.
+A projector started meanwhile, even one that changes the partition count,
+reads its checkpoint after the swap, so it never applies a batch to the
+table being swapped nor one the shadow already folded. The retired table
+is dropped afterwards, in a transaction of its own.
 
 The shadow's checkpoint is a row of `projection_checkpoints` like any
 other (SPEC §4's shape), named ``<projection>:rebuild``, partition 0; no
@@ -29,8 +34,8 @@ removes after the shadow folded them are taken out of the shadow when the
 rebuild meets the archive's receipt in the log.
 
 Elsewhere (SQLite: one writer at a time) the rebuild empties the table and
-replays the log in one transaction; readers (WAL) keep the old rows until
-it commits.
+replays the log in one transaction, holding the projection's gate like the
+swap; readers (WAL) keep the old rows until it commits.
 """
 
 from __future__ import annotations
@@ -62,10 +67,11 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH: Final = 10_000
 CHECKPOINT_SUFFIX: Final = ":rebuild"
-# Each try at the swap's locks waits this long at most: readers that queue
-# behind a waiting swap wait no longer than that. The tries are bounded as
-# a whole too: meanwhile the swap holds the projector back, and its open
-# transaction holds back every gap-safe reader of the log.
+# Each try at the swap's locks (the gate, the live table) waits this long at
+# most: readers that queue behind a waiting swap wait no longer than that.
+# The tries are bounded as a whole too: meanwhile the swap holds the
+# projector back, and its open transaction holds back every gap-safe reader
+# of the log.
 SWAP_LOCK_TIMEOUT: Final = 0.5
 SWAP_ATTEMPTS: Final = 20
 # Ids per DELETE ... IN: below both drivers' limits on bound parameters.
@@ -182,8 +188,9 @@ async def run_rebuild(
         on_batch: called with (events folded so far by this run, last
             position) after each batch; an exception raised there stops the
             rebuild, which a later run resumes.
-        swap_lock_timeout: seconds one try at the swap's locks may wait.
-        swap_attempts: tries at the swap's locks before giving up.
+        swap_lock_timeout: seconds one try at the swap's locks (and at the
+            gate of a rebuild in place) may wait.
+        swap_attempts: tries at those locks before giving up.
 
     Returns:
         What was done.
@@ -201,7 +208,12 @@ async def run_rebuild(
     shadows = _shadow_tables(store, projection)
     if shadows is None or not isinstance(projection, TableProjection):
         report = await _rebuild_in_place(
-            store, projection, batch_size=batch_size, on_batch=on_batch
+            store,
+            projection,
+            batch_size=batch_size,
+            on_batch=on_batch,
+            lock_timeout=swap_lock_timeout,
+            attempts=swap_attempts,
         )
     else:
         report = await _ShadowRebuild(
@@ -320,15 +332,6 @@ class _ShadowRebuild:
     async def _prepare(self, *, restart: bool) -> Checkpoint:
         """Resume the shadow left by an earlier run, or create one at START."""
         async with self._backend.begin_write() as connection:
-            # The live projection gets its checkpoint row now, so the swap
-            # has a row to lock even if no projector ever ran.
-            rows = await connection.scalar(
-                sa.select(sa.func.count())
-                .select_from(checkpoint_table)
-                .where(checkpoint_table.c.name == self._projection.name)
-            )
-            if not rows:
-                await checkpoints.ensure(connection, self._projection.name)
             exists = await self._shadows.exists(connection, self._shadow_name)
             stored = (
                 await connection.execute(
@@ -388,7 +391,12 @@ class _ShadowRebuild:
     async def _swap(self, after: Checkpoint) -> tuple[int, float]:
         """Fold the rest and swap the shadow in, in one transaction."""
         name = self._projection.name
-        async with self._backend.begin_write() as connection:
+        async with self._backend.rebuild_write(
+            name, lock_timeout=self._lock_timeout, attempts=self._attempts
+        ) as connection:
+            # A projection no projector ever ran gets its checkpoint row
+            # now, so that it starts after the swap, not from the start.
+            await checkpoints.ensure(connection, name)
             live = await self._lock_checkpoints(connection)
             while events := await self._store.log.read_batch(
                 after, limit=self._batch_size
@@ -424,22 +432,15 @@ class _ShadowRebuild:
     ) -> dict[int, Checkpoint]:
         """Lock the projection's and the shadow's checkpoint rows, in key order.
 
+        Under the gate no projector holds them, and none re-creates them
+        (a change of partition count) before the swap commits.
+
         Returns:
             The projection's checkpoint per partition.
         """
-        rows = await connection.execute(
-            sa.select(
-                checkpoint_table.c.name,
-                checkpoint_table.c.partition,
-                checkpoint_table.c.transaction_id,
-                checkpoint_table.c.position,
-            )
-            .where(checkpoint_table.c.name.in_([self._projection.name, self._marker]))
-            .order_by(checkpoint_table.c.name, checkpoint_table.c.partition)
-            .with_for_update()
-        )
+        rows = await checkpoints.lock(connection, [self._projection.name, self._marker])
         return {
-            row.partition: Checkpoint(int(row.transaction_id or 0), int(row.position))
+            row.partition: row.checkpoint
             for row in rows
             if row.name == self._projection.name
         }
@@ -501,15 +502,20 @@ async def _rebuild_in_place(
     *,
     batch_size: int,
     on_batch: Callable[[int, int], None] | None,
+    lock_timeout: float,
+    attempts: int,
 ) -> RebuildReport:
     """Empty the projection and replay the log, in one transaction."""
     backend = store.backend
     replayed = 0
     after: Checkpoint = checkpoints.START
-    async with backend.begin_write() as connection:
+    async with backend.rebuild_write(
+        projection.name, lock_timeout=lock_timeout, attempts=attempts
+    ) as connection:
         await checkpoints.ensure(connection, projection.name)
-        # Taking the checkpoint rows first makes a running projector wait for
-        # this transaction, then find its checkpoint moved and skip its batch.
+        # The gate, then the checkpoint rows in key order, then the tables:
+        # the order of the swap and of every projector transaction.
+        await checkpoints.lock(connection, [projection.name])
         await _place(connection, projection.name, checkpoints.START)
         await projection.reset(connection)
         while events := await store.log.read_batch(after, limit=batch_size):

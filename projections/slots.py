@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from eventstore import Checkpoint, errors
+from eventstore import errors
 from eventstore.partitions import Partition
 from eventstore.schema import projection_checkpoints as table
 from projections import checkpoints
@@ -73,29 +73,28 @@ async def prepare(
     checkpoint (an unpartitioned projection always does); otherwise only
     a rebuild changes it.
 
+    Run it in a `projection_write` transaction: a slot starts only while
+    no rebuild holds its projection.
+
     Raises:
         ConfigurationError: the partitions stand apart under another count.
     """
-    rows = (
-        await connection.execute(
-            sa.select(table.c.partition, table.c.transaction_id, table.c.position)
-            .where(table.c.name == projection.name)
-            .with_for_update()
-        )
-    ).all()
+    # In key order, as the rebuild's swap locks them: scanned in heap order
+    # instead, this deadlocked with the swap (issue 11).
+    rows = await checkpoints.lock(connection, [projection.name])
     existing = {row.partition for row in rows}
     wanted = set(range(partitions))
     if existing and existing != wanted:
         # Every partition may start where all of them stand together: the
         # log up to that checkpoint is folded whichever way it is split.
-        places = {(int(row.transaction_id or 0), int(row.position)) for row in rows}
+        places = {row.checkpoint for row in rows}
         if len(places) != 1:
             raise errors.ConfigurationError(
                 f"projection {projection.name} is split {len(existing)} ways here "
                 f"and its partitions stand at different places: changing to "
                 f"{partitions} means a rebuild (`eventstore rebuild`)"
             )
-        place = Checkpoint(*places.pop())
+        place = places.pop()
         await connection.execute(
             sa.delete(table).where(table.c.name == projection.name)
         )

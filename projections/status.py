@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 from eventstore import Checkpoint
 from eventstore.partitions import Partition
 from eventstore.schema import projection_checkpoints as table
+
+SlotState = Literal["projecting", "waiting for rebuild", "no leader"]
 
 
 class SlotStatus(BaseModel):
@@ -31,6 +33,13 @@ class SlotStatus(BaseModel):
     leader: str | None
     leader_pid: int | None
     updated_at: datetime | None
+    state: SlotState
+    """``waiting for rebuild``: a rebuild holds the projection (its swap,
+    or a replay in place), so the slot applies nothing until it is done."""
+    rebuild_holder: str | None = None
+    """``host:pid`` of the rebuild the slot waits for."""
+    rebuild_holder_pid: int | None = None
+    """Its PostgreSQL backend pid (on SQLite, its process id)."""
 
 
 class HorizonStatus(BaseModel):
@@ -57,6 +66,13 @@ class ProjectionStatus(BaseModel):
     horizon: HorizonStatus | None
 
 
+def _state(*, rebuild: bool, led: bool) -> SlotState:
+    # A rebuild's hold comes first: a leader applies nothing meanwhile.
+    if rebuild:
+        return "waiting for rebuild"
+    return "projecting" if led else "no leader"
+
+
 async def projection_status(store: EventStore) -> ProjectionStatus:
     """Read every checkpoint row and measure its lag against the log."""
     backend = store.backend
@@ -78,12 +94,14 @@ async def projection_status(store: EventStore) -> ProjectionStatus:
         slot_rows.append((row, partition, checkpoint))
     lock_names = [f"{row.name}:{p.index}/{p.count}" for row, p, _ in slot_rows]
     holders = await backend.slot_holders(lock_names)
+    rebuilds = await backend.rebuild_holders(sorted(counts))
     slots = []
     for (row, partition, checkpoint), lock_name in zip(
         slot_rows, lock_names, strict=True
     ):
         lag, oldest = await backend.backlog(Checkpoint(*checkpoint), partition)
         holder = holders.get(lock_name)
+        rebuild = rebuilds.get(row.name)
         slots.append(
             SlotStatus(
                 projection=row.name,
@@ -96,6 +114,9 @@ async def projection_status(store: EventStore) -> ProjectionStatus:
                 leader=holder.identity if holder else None,
                 leader_pid=holder.pid if holder else None,
                 updated_at=row.updated_at,
+                state=_state(rebuild=rebuild is not None, led=holder is not None),
+                rebuild_holder=rebuild.identity if rebuild else None,
+                rebuild_holder_pid=rebuild.pid if rebuild else None,
             )
         )
     head = await backend.head_checkpoint()

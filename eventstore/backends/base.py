@@ -398,6 +398,41 @@ class Backend(ABC):
         """Who leads each slot now; slots without a leader are left out."""
 
     @abstractmethod
+    def projection_write(
+        self, projection: str
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction for a projector's work on `projection`.
+
+        It enters the projection's gate first, the first lock of the one
+        order (docs/PROJECTIONS.md, "Lock order"): then come the checkpoint
+        rows, in key order, then the projection's tables.
+
+        Raises:
+            RebuildInProgress: a rebuild holds the projection; nothing was done.
+        """
+
+    @abstractmethod
+    def rebuild_write(
+        self, projection: str, *, lock_timeout: float, attempts: int
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction that holds `projection`'s gate until it ends.
+
+        No projector work on the projection starts meanwhile
+        (`projection_write` raises RebuildInProgress); work already in
+        flight is waited for, each try at most `lock_timeout` seconds.
+
+        Raises:
+            DatabaseError: the gate was not had within `attempts` tries.
+        """
+
+    @abstractmethod
+    async def rebuild_holders(self, projections: Sequence[str]) -> dict[str, Holder]:
+        """Who holds (or is about to hold) each projection's gate for a rebuild.
+
+        Projections no rebuild holds are left out.
+        """
+
+    @abstractmethod
     async def horizon_holder(self) -> HorizonHolder | None:
         """The oldest transaction in flight, which holds gap-safe reads back."""
 

@@ -46,7 +46,10 @@ from eventstore.backends.postgres_driver import driver_connection
 from eventstore.backends.postgres_leadership import PostgresLeaderLocks
 from eventstore.backends.postgres_listener import CHANNEL, PostgresListener
 from eventstore.backends.postgres_options import split_options
-from eventstore.backends.postgres_shadow import PostgresShadowTables
+from eventstore.backends.postgres_shadow import (
+    PostgresShadowTables,
+    with_lock_retries,
+)
 from eventstore.backends.postgres_upsert import BulkUpsert
 from eventstore.cache import BoundedCache
 from eventstore.events.envelope import (
@@ -697,6 +700,43 @@ class PostgresBackend(Backend):
     async def slot_holders(self, slots: Sequence[str]) -> dict[str, Holder]:
         async with self.translate_errors(), self.pool.acquire() as connection:
             return await leadership.slot_holders(connection, slots)
+
+    @override
+    @contextlib.asynccontextmanager
+    async def projection_write(self, projection: str) -> AsyncIterator[AsyncConnection]:
+        async with self.begin_write() as connection:
+            driver = await driver_connection(connection)
+            # Tried, never waited for: a batch waits outside the database,
+            # holding nothing, so it cannot close a cycle with the rebuild.
+            if not await driver.fetchval(leadership.ENTER_GATE_SQL, projection):
+                raise errors.RebuildInProgress(projection=projection)
+            yield connection
+
+    @override
+    @contextlib.asynccontextmanager
+    async def rebuild_write(
+        self, projection: str, *, lock_timeout: float, attempts: int
+    ) -> AsyncIterator[AsyncConnection]:
+        async with self.begin_write() as connection:
+            driver = await driver_connection(connection)
+
+            async def hold() -> None:
+                await driver.execute(leadership.HOLD_GATE_SQL, projection)
+
+            # Bounded waits for the batches in flight, so a stuck one makes
+            # the rebuild give up rather than hold the projection for good.
+            if not await with_lock_retries(driver, hold, lock_timeout, attempts):
+                raise errors.DatabaseError(
+                    f"could not hold projection {projection} for the rebuild within "
+                    f"{attempts} tries of {lock_timeout:g} s (a projector's "
+                    "transaction on it lasted that long); run the rebuild again"
+                )
+            yield connection
+
+    @override
+    async def rebuild_holders(self, projections: Sequence[str]) -> dict[str, Holder]:
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            return await leadership.gate_holders(connection, projections)
 
     @override
     async def horizon_holder(self) -> HorizonHolder | None:

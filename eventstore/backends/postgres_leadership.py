@@ -57,6 +57,28 @@ JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
         = hashtextextended('eventstore-projection:' || s.slot, 0)
 JOIN pg_stat_activity a ON a.pid = l.pid
 """
+# A projection's gate (docs/PROJECTIONS.md, "Lock order"): a rebuild holds
+# it exclusively while it swaps the projection's table in; every projector
+# transaction on the projection enters it shared, first. Transaction-level,
+# so the server frees it at commit, at rollback, and when a session dies. A
+# rebuild waiting for it already turns new entrants away (PostgreSQL queues
+# a lock request behind the waiters it conflicts with), so batches cannot
+# starve it.
+GATE_KEY_SQL: Final = "hashtextextended('eventstore-projection-gate:' || $1, 0)"
+ENTER_GATE_SQL: Final = f"SELECT pg_try_advisory_xact_lock_shared({GATE_KEY_SQL})"
+HOLD_GATE_SQL: Final = f"SELECT pg_advisory_xact_lock({GATE_KEY_SQL})"
+GATE_HOLDERS_SQL: Final = """
+SELECT DISTINCT ON (p.projection) p.projection, a.application_name, a.pid,
+    a.xact_start
+FROM unnest($1::text[]) AS p(projection)
+JOIN pg_locks l ON l.locktype = 'advisory' AND l.objsubid = 1
+    AND l.mode = 'ExclusiveLock'
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND ((l.classid::bigint << 32) | l.objid::bigint)
+        = hashtextextended('eventstore-projection-gate:' || p.projection, 0)
+JOIN pg_stat_activity a ON a.pid = l.pid
+ORDER BY p.projection, l.granted DESC
+"""
 HORIZON_SQL: Final = """
 SELECT pid, datname, state, extract(epoch FROM clock_timestamp() - xact_start),
     left(query, 200)
@@ -184,6 +206,24 @@ async def slot_holders(
             ),
             pid=row["pid"],
             since=row["backend_start"],
+        )
+        for row in rows
+    }
+
+
+async def gate_holders(
+    connection: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+    projections: Sequence[str],
+) -> dict[str, Holder]:
+    """Who holds, or waits to hold, each projection's gate (the others are left out)."""
+    rows = await connection.fetch(GATE_HOLDERS_SQL, list(projections))
+    return {
+        row["projection"]: Holder(
+            # The store's connections are named ``eventstore host:pid``.
+            identity=str(row["application_name"]).partition(" ")[2]
+            or str(row["application_name"]),
+            pid=row["pid"],
+            since=row["xact_start"],
         )
         for row in rows
     }

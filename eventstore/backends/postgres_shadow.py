@@ -226,7 +226,7 @@ class PostgresShadowTables(ShadowTables):
                     f"RENAME TO {_quote(name)}"
                 )
 
-        if not await _retrying(driver, swap_once, lock_timeout, attempts):
+        if not await with_lock_retries(driver, swap_once, lock_timeout, attempts):
             raise errors.DatabaseError(
                 f"could not lock {live} for the swap within {attempts} tries of "
                 f"{lock_timeout:g} s (a long transaction is using it); the shadow "
@@ -247,7 +247,7 @@ class PostgresShadowTables(ShadowTables):
         async def drop_once() -> None:
             await driver.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
 
-        return await _retrying(driver, drop_once, lock_timeout, attempts)
+        return await with_lock_retries(driver, drop_once, lock_timeout, attempts)
 
     async def _check_same_shape(
         self, driver: asyncpg.Connection, live: str, shadow: str
@@ -272,7 +272,7 @@ class PostgresShadowTables(ShadowTables):
             )
 
 
-async def _retrying(
+async def with_lock_retries(
     driver: asyncpg.Connection,
     work: Callable[[], Awaitable[None]],
     lock_timeout: float,

@@ -232,16 +232,69 @@ class SqliteBackend(Backend):
     @override
     @contextlib.asynccontextmanager
     async def begin_write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._begin_immediate() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def _begin_immediate(
+        self, check: Callable[[], None] | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; `check` runs once this process's writers are passed."""
         # Take the lock up front (and queue behind this process's writers)
         # rather than upgrade a read lock later, which WAL may refuse.
-        async with (
-            self.translate_errors(),
-            self._write_lock,
-            self.engine.connect() as connection,
-        ):
-            immediate = await connection.execution_options(sqlite_begin="IMMEDIATE")
-            async with immediate.begin():
-                yield immediate
+        async with self.translate_errors(), self._write_lock:
+            if check is not None:
+                check()
+            async with self.engine.connect() as connection:
+                immediate = await connection.execution_options(sqlite_begin="IMMEDIATE")
+                async with immediate.begin():
+                    yield immediate
+
+    @override
+    @contextlib.asynccontextmanager
+    async def projection_write(self, projection: str) -> AsyncIterator[AsyncConnection]:
+        # The writer lock alone keeps a batch out of a rebuild's transaction
+        # (the rebuild replays in one); the gate turns the batch away before
+        # it queues for that lock for as long as the rebuild lasts, and tells
+        # `project --status` why it waits. Peeked before and after this
+        # process's own writers, one of which may be the rebuild.
+        def check() -> None:
+            if leadership.gate_holders(self._database, [projection]):
+                raise errors.RebuildInProgress(projection=projection)
+
+        check()
+        async with self._begin_immediate(check) as connection:
+            yield connection
+
+    @override
+    @contextlib.asynccontextmanager
+    async def rebuild_write(
+        self, projection: str, *, lock_timeout: float, attempts: int
+    ) -> AsyncIterator[AsyncConnection]:
+        # Only another rebuild holds the gate for long (a peek lasts
+        # microseconds); the gate comes before the writer lock, as on
+        # PostgreSQL it comes before the checkpoint rows.
+        descriptor = leadership.hold_gate(self._database, projection)
+        for _ in range(attempts - 1):
+            if descriptor is not None:
+                break
+            await asyncio.sleep(lock_timeout)
+            descriptor = leadership.hold_gate(self._database, projection)
+        if descriptor is None:
+            raise errors.DatabaseError(
+                f"could not hold projection {projection} for the rebuild within "
+                f"{attempts} tries of {lock_timeout:g} s: another rebuild of it "
+                "is running"
+            )
+        try:
+            async with self.begin_write() as connection:
+                yield connection
+        finally:
+            leadership.release_gate(descriptor)
+
+    @override
+    async def rebuild_holders(self, projections: Sequence[str]) -> dict[str, Holder]:
+        return leadership.gate_holders(self._database, projections)
 
     @override
     async def read_stream(

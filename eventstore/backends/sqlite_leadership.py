@@ -5,6 +5,10 @@ is released when the holding process dies, SIGKILL included. Each slot has
 a lock file holding its leader's ``host:pid``; each projector process also
 holds a member lock file per group of slots it runs (a projection split N
 ways), so the processes running a projection can count each other.
+
+A projection's gate (docs/PROJECTIONS.md, "Lock order") is a lock file too:
+a rebuild holds it exclusively; a projector peeks at it with a shared lock
+before it queues for the database's writer lock.
 """
 
 from __future__ import annotations
@@ -145,4 +149,51 @@ def slot_holders(database: Path, slots: Sequence[str]) -> dict[str, Holder]:
         holders[slot] = Holder(
             identity=identity, pid=int(pid) if pid.isdigit() else None
         )
+    return holders
+
+
+def _gate_file(directory: Path, projection: str) -> Path:
+    digest = hashlib.sha256(projection.encode()).hexdigest()[:16]
+    return directory / f"gate-{digest}.lock"
+
+
+def hold_gate(database: Path, projection: str) -> int | None:
+    """An open descriptor holding `projection`'s gate, or None if it is held or peeked at."""
+    directory = lock_directory(database)
+    directory.mkdir(exist_ok=True)
+    descriptor = _try_lock(_gate_file(directory, projection))
+    if descriptor is not None:
+        _write(descriptor, f"{projection}\n{process_identity()}\n")
+    return descriptor
+
+
+def release_gate(descriptor: int) -> None:
+    """Give a gate taken by `hold_gate` up."""
+    _write(descriptor, "")
+    os.close(descriptor)  # closing drops the flock
+
+
+def gate_holders(database: Path, projections: Sequence[str]) -> dict[str, Holder]:
+    """Who holds each projection's gate now (projections nobody holds are left out).
+
+    Peeks with a shared lock, which other peekers never turn away.
+    """
+    directory = lock_directory(database)
+    holders = {}
+    for projection in projections:
+        try:
+            descriptor = os.open(_gate_file(directory, projection), os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # never held
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lines = os.pread(descriptor, 4096, 0).decode(errors="replace").splitlines()
+            identity = lines[1] if len(lines) > 1 else "unknown"
+            pid = identity.rpartition(":")[2]
+            holders[projection] = Holder(
+                identity=identity, pid=int(pid) if pid.isdigit() else None
+            )
+        finally:
+            os.close(descriptor)  # drops the peek's shared lock
     return holders

@@ -123,9 +123,11 @@ def _print_status(result: ProjectionStatus, *, json_output: bool) -> None:
         "lag events",
         "lag s",
         "leader",
+        "state",
     ):
         table.add_column(
-            column, justify="left" if column in ("projection", "leader") else "right"
+            column,
+            justify="left" if column in ("projection", "leader", "state") else "right",
         )
     for slot in result.slots:
         # A leader's name is its application_name: any client can set it.
@@ -136,6 +138,12 @@ def _print_status(result: ProjectionStatus, *, json_output: bool) -> None:
             str(slot.lag_events),
             f"{slot.lag_seconds:.1f}",
             safe(f"{slot.leader} (pid {slot.leader_pid})" if slot.leader else "none"),
+            safe(
+                f"waiting for rebuild by {slot.rebuild_holder} "
+                f"(pid {slot.rebuild_holder_pid})"
+                if slot.state == "waiting for rebuild"
+                else slot.state
+            ),
         )
     stdout.print(table)
     horizon = result.horizon
