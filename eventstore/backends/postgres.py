@@ -83,6 +83,7 @@ IMMUTABLE_LOG_SQLSTATE: Final = "ZE001"  # raised by the log's immutability trig
 UNMIGRATED_SQLSTATES: Final = frozenset({"42P01", "42883"})  # no table / no function
 APPEND_RACE_RETRIES: Final = 8
 NOTIFY_COALESCE: Final = 0.005  # seconds: at most ~200 NOTIFY/s per process
+ANNOUNCE_ON_CLOSE: Final = 2.0  # seconds a closing store waits to send its NOTIFY
 NOTIFY_SQL: Final = f"SELECT pg_notify('{CHANNEL}', '')"
 logger: Final = logging.getLogger(__name__)
 MAX_POSITION: Final = 2**63 - 1
@@ -321,9 +322,10 @@ class PostgresBackend(Backend):
     @override
     async def aclose(self) -> None:
         if self._announcer is not None:
-            self._announcer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._announcer
+            # The last appends' NOTIFY is sent before the pool closes: other
+            # processes' readers would otherwise wait for their poll. Briefly.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._announcer, ANNOUNCE_ON_CLOSE)
             self._announcer = None
         if self._pool is not None:
             await self._pool.close()
