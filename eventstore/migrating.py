@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from eventstore.backends.base import Backend
 
-SCHEMA_HEAD: Final = "0008"
+SCHEMA_HEAD: Final = "0009"
 """The revision this version of the code needs (a test keeps it equal to alembic's head)."""
 
 

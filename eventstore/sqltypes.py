@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 from typing_extensions import override
@@ -75,10 +75,31 @@ Position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 """A JSON document: jsonb on PostgreSQL, text on SQLite."""
 
-NullableJSONDocument = sa.JSON(none_as_null=True).with_variant(
+
+class TextJSON(sa.JSON):
+    """JSON that SQLite keeps as text: declared JSON_TEXT, so of TEXT affinity.
+
+    A column declared JSON has NUMERIC affinity in SQLite: a document that
+    is a bare number is stored as a number, and one beyond 64 bits or
+    written with an exponent comes back as a float of another value
+    (9223372036854776000 as 9.223372036854776e+18). Objects and arrays were
+    never affected; the executions' inputs and result may be bare numbers.
+    """
+
+
+@compiles(TextJSON, "sqlite")
+def _text_json_sqlite(element: TextJSON, compiler: Any, **kw: Any) -> str:
+    return "JSON_TEXT"
+
+
+# Reflected as itself (the migration drift check compares the types).
+sqlite.base.ischema_names["JSON_TEXT"] = TextJSON
+
+NullableJSONDocument = TextJSON(none_as_null=True).with_variant(
     postgresql.JSONB(none_as_null=True), "postgresql"
 )
-"""A JSON document where Python None is SQL NULL (so `IS NULL` finds it)."""
+"""A JSON document where Python None is SQL NULL (so `IS NULL` finds it), any
+JSON value kept exactly on both databases (see TextJSON)."""
 
 Hash = sa.LargeBinary(32)
 """A sha256 digest."""

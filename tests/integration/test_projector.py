@@ -29,6 +29,7 @@ from tests.helpers import (
     assert_projection_equals_fold,
     event_token_sum,
     execution_in,
+    project_everything,
 )
 
 
@@ -144,3 +145,25 @@ async def test_a_poison_event_stops_the_projection_at_its_position(
     with pytest.raises(ProjectionError):
         await Projector(store, batch_size=1).run_until_caught_up()
     assert (await ExecutionsView(store).get(good)).status is ExecutionStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    "value",
+    [9223372036854776000, 2.0**63, 1.5e300, 10**30, -(2**64), 0.1, 42, "42"],
+)
+async def test_bare_numbers_in_inputs_and_results_are_projected_exactly(
+    store: EventStore, refs: References, value: object
+) -> None:
+    """SQLite's NUMERIC affinity turned a JSON column holding a bare number
+    into a float of another value (migration 0009; found by tests/properties)."""
+    run = await store.executions.create(
+        message_id=refs.message.id, graph_id=refs.graph.id, inputs=value
+    )
+    await store.executions.start(run, worker_id="w")
+    await store.executions.complete(run, result=value)
+    await project_everything(store)
+    row = await ExecutionsView(store).get(run)
+    assert row == await store.executions.get(run)
+    assert type(row.result) is type(row.inputs)
+    await rebuild(store, ExecutionsProjection(store.backend))
+    assert await ExecutionsView(store).get(run) == row

@@ -36,7 +36,12 @@ from eventstore.leases import Leases
 from eventstore.migrating import SCHEMA_HEAD, alembic_config, run_migration
 from eventstore.reaper import reap
 from eventstore.receipts import tombstones, verify_receipts
-from tests.helpers import make_references, wait_for_horizon
+from tests.helpers import (
+    all_rows,
+    make_references,
+    project_everything,
+    wait_for_horizon,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -361,3 +366,28 @@ async def _guards_stream_types(store: EventStore) -> bool:
     )
     async with store.backend.engine.connect() as connection:
         return bool(await connection.scalar(sa.text(sql)))
+
+
+async def test_upgrade_to_0009_keeps_the_projected_rows(empty_url: str) -> None:
+    """SQLite copies the executions table to retype three columns: rows stay."""
+    async with EventStore.open(empty_url) as store:
+        await store.migrate()
+        refs = await make_references(store)
+        runs = [
+            await store.executions.create(
+                message_id=refs.message.id, graph_id=refs.graph.id, inputs=value
+            )
+            for value in (42, "text", {"a": [1, 2.5]}, None, 10**30)
+        ]
+        await store.executions.fail(runs[0], error={"type": "E", "message": "m"})
+        await project_everything(store)
+        before = await all_rows(store)
+        await run_migration(store.backend, direction="downgrade", revision="0008")
+        store.backend.forget_schema()
+        await run_migration(store.backend, direction="upgrade", revision="head")
+        store.backend.forget_schema()
+        after = await all_rows(store)
+        assert set(after) == set(runs)
+        for run in runs[:4]:  # exact through 0008's NUMERIC column as well
+            assert after[run] == before[run]
+        assert await drift_of(store) == []
