@@ -146,6 +146,33 @@ async def migrated_store(url: str, *, pool_size: int) -> AsyncIterator[EventStor
         yield store
 
 
+async def disable_guard_postgres(dsn: str) -> None:
+    """Switch off the log's append guard (migration 0006), to measure what it costs.
+
+    Only the trigger: the columns it stamps fall back to their defaults
+    (the statement's time, the transaction's id, epoch 0).
+    """
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "ALTER TABLE execution_events DISABLE TRIGGER execution_events_guard_append"
+        )
+    finally:
+        await connection.close()
+
+
+async def drop_guard_sqlite(path: Path) -> None:
+    """Drop the log's guard triggers (migrations 0006, 0008), to measure what they cost."""
+    async with aiosqlite.connect(path) as connection:
+        rows = await connection.execute_fetchall(
+            "SELECT name FROM sqlite_master "
+            "WHERE type = 'trigger' AND name LIKE 'execution\\_events\\_guard\\_%' ESCAPE '\\'"
+        )
+        for (name,) in rows:
+            await connection.execute(f'DROP TRIGGER "{name}"')
+        await connection.commit()
+
+
 HISTORY_TYPE: Final = "BenchHistory"
 HISTORY_TOPIC: Final = "bench.events:BenchHistory"
 # History: 4-event streams of ~300-byte payloads, written in one statement.

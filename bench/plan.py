@@ -28,6 +28,8 @@ class Subject:
         target: the ratio to its baseline it should reach at the most writers.
         run: runs one measurement (setup, warm-up, timed section, teardown).
         empty_log: start from an empty log even when the run preloads history.
+        guard_of: for a diagnostic run with the log's append guard (migration
+            0006) switched off, the key of the guarded subject it measures.
     """
 
     key: str
@@ -37,21 +39,22 @@ class Subject:
     target: float | None
     run: Callable[[Server, Workload], Sample]
     empty_log: bool = False
+    guard_of: str | None = None
 
 
 def _store_append(
-    backend: Literal["postgresql", "sqlite"],
+    backend: Literal["postgresql", "sqlite"], *, guarded: bool = True
 ) -> Callable[[Server, Workload], Sample]:
     return lambda server, workload: asyncio.run(
-        subjects.store_append(backend, server, workload)
+        subjects.store_append(backend, server, workload, guarded=guarded)
     )
 
 
 def _lifecycle(
-    backend: Literal["postgresql", "sqlite"],
+    backend: Literal["postgresql", "sqlite"], *, guarded: bool = True
 ) -> Callable[[Server, Workload], Sample]:
     return lambda server, workload: asyncio.run(
-        subjects.lifecycle(backend, server, workload)
+        subjects.lifecycle(backend, server, workload, guarded=guarded)
     )
 
 
@@ -107,6 +110,24 @@ SUBJECTS: Final = (
         empty_log=True,
     ),
     Subject(
+        "store_append_unguarded",
+        "`store_append` with the log's append guard switched off (its cost)",
+        "postgresql",
+        "raw_asyncpg",
+        None,
+        _store_append("postgresql", guarded=False),
+        guard_of="store_append",
+    ),
+    Subject(
+        "lifecycle_unguarded",
+        "`lifecycle` with the log's append guard switched off (its cost)",
+        "postgresql",
+        "raw_asyncpg",
+        None,
+        _lifecycle("postgresql", guarded=False),
+        guard_of="lifecycle",
+    ),
+    Subject(
         "raw_aiosqlite",
         "raw aiosqlite: BEGIN IMMEDIATE; INSERT; COMMIT per event (WAL)",
         "sqlite",
@@ -130,11 +151,31 @@ SUBJECTS: Final = (
         None,
         _lifecycle("sqlite"),
     ),
+    Subject(
+        "store_append_sqlite_unguarded",
+        "`store_append_sqlite` with the log's guard triggers dropped (their cost)",
+        "sqlite",
+        "raw_aiosqlite",
+        None,
+        _store_append("sqlite", guarded=False),
+        guard_of="store_append_sqlite",
+    ),
+    Subject(
+        "lifecycle_sqlite_unguarded",
+        "`lifecycle_sqlite` with the log's guard triggers dropped (their cost)",
+        "sqlite",
+        "raw_aiosqlite",
+        None,
+        _lifecycle("sqlite", guarded=False),
+        guard_of="lifecycle_sqlite",
+    ),
 )
 BY_KEY: Final = {subject.key: subject for subject in SUBJECTS}
-# The empty-log variants are diagnostics, run on request (--subjects).
+# The empty-log and unguarded variants are diagnostics, run on request (--subjects).
 DEFAULT_SUBJECTS: Final = tuple(
-    subject.key for subject in SUBJECTS if not subject.empty_log
+    subject.key
+    for subject in SUBJECTS
+    if not subject.empty_log and subject.guard_of is None
 )
 
 

@@ -170,6 +170,79 @@ def _targets(results: Results) -> list[str]:
     return lines
 
 
+def _guard_rows(results: Results) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for writers in results.config.writers:
+        for key in results.config.subjects:
+            guarded = BY_KEY[key].guard_of
+            if guarded is None:
+                continue
+            on, off = results.runs(guarded, writers), results.runs(key, writers)
+            if not on or not off:
+                continue
+            by_round = {m.round: m.events_per_second for m in off}
+            per_round = [
+                m.events_per_second / by_round[m.round]
+                for m in on
+                if m.round in by_round
+            ]
+            cpu_on, cpu_off = (
+                statistics.median(
+                    m.cpu_us_per_event + m.server_us_per_event for m in runs
+                )
+                for runs in (on, off)
+            )
+            median_on, median_off = (
+                results.median(guarded, writers),
+                results.median(key, writers),
+            )
+            rows.append(
+                [
+                    f"`{guarded}`",
+                    str(writers),
+                    _num(median_on),
+                    _num(median_off),
+                    f"{_num(median_on / median_off if median_on and median_off else None, 3)}x",
+                    ", ".join(f"{r:.3f}" for r in per_round),
+                    _num(statistics.median(per_round), 3) + "x" if per_round else "n/a",
+                    _num(cpu_on),
+                    _num(cpu_off),
+                    f"{cpu_on - cpu_off:+.0f}",
+                ]
+            )
+    return rows
+
+
+def _guard_section(results: Results) -> list[str]:
+    """Each subject against itself with the log's append guard off, round by round."""
+    rows = _guard_rows(results)
+    if not rows:
+        return []
+    headers = [
+        "subject",
+        "writers",
+        "guarded events/s (median)",
+        "unguarded events/s (median)",
+        "ratio of medians",
+        "per-round ratios",
+        "median per-round ratio",
+        "guarded CPU µs/event (client + server)",
+        "unguarded",
+        "difference",
+    ]
+    return [
+        "## The append guard's cost",
+        "",
+        "The same subject with the log's append guard (migration 0006) switched off "
+        "in its fresh database (`*_unguarded`: PostgreSQL's trigger disabled, SQLite's "
+        "guard triggers dropped), measured in the same rounds. A ratio is guarded "
+        "over unguarded events/s: 1 means the guard costs nothing.",
+        "",
+        *_table(headers, rows),
+        "",
+    ]
+
+
 def _per_run(measurements: list[Measurement]) -> list[str]:
     rows = [
         [
@@ -465,6 +538,7 @@ def render(results: Results, *, command: str, notes: str = "") -> str:
         "",
         *(_targets(results) or ["- none measured"]),
         "",
+        *_guard_section(results),
     ]
     if results.failures:
         lines += ["## Failures", ""]

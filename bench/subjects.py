@@ -32,18 +32,26 @@ BackendName = Literal["postgresql", "sqlite"]
 
 @contextlib.asynccontextmanager
 async def fresh_store(
-    backend: BackendName, server: Server, *, pool_size: int, history: int
+    backend: BackendName,
+    server: Server,
+    *,
+    pool_size: int,
+    history: int,
+    guarded: bool = True,
 ) -> AsyncIterator[tuple[EventStore, Callable[[], Awaitable[float]]]]:
     """A migrated store on a throwaway database, and a probe of its mean payload size.
 
     On PostgreSQL, `history` events are bulk-loaded into `execution_events`
     first and the database is analyzed (see `databases.preload_history`).
+    `guarded=False` switches the log's append guard off, to measure its cost.
     """
     if backend == "postgresql":
         async with (
             databases.throwaway_database(server) as dsn,
             databases.migrated_store(dsn, pool_size=pool_size) as store,
         ):
+            if not guarded:
+                await databases.disable_guard_postgres(dsn)
             await databases.preload_history(dsn, "execution_events", history)
             yield (
                 store,
@@ -54,6 +62,8 @@ async def fresh_store(
             async with databases.migrated_store(
                 databases.sqlite_url(path), pool_size=pool_size
             ) as store:
+                if not guarded:
+                    await databases.drop_guard_sqlite(path)
                 yield (
                     store,
                     lambda: databases.mean_size_sqlite(
@@ -93,10 +103,15 @@ async def store_append(
     workload: Workload,
     *,
     timer: AsyncTimer = time_writers,
+    guarded: bool = True,
 ) -> Sample:
     """`store.append`: one event per append, expected_version = the previous version."""
     async with fresh_store(
-        backend, server, pool_size=workload.writers, history=workload.history
+        backend,
+        server,
+        pool_size=workload.writers,
+        history=workload.history,
+        guarded=guarded,
     ) as (store, size):
         await time_writers(
             [_append_writer(store, streams) for streams in workload.warmup().payloads]
@@ -170,10 +185,15 @@ async def lifecycle(
     workload: Workload,
     *,
     timer: AsyncTimer = time_writers,
+    guarded: bool = True,
 ) -> Sample:
     """`store.executions`: create, start, progress, complete (4 events) per execution."""
     async with fresh_store(
-        backend, server, pool_size=workload.writers, history=workload.history
+        backend,
+        server,
+        pool_size=workload.writers,
+        history=workload.history,
+        guarded=guarded,
     ) as (store, size):
         await time_writers(
             await _lifecycle_writers(store, workload.warmup().lifecycles)
