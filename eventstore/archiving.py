@@ -12,7 +12,7 @@
    exported events, or the transaction rolls back.
 
 Nothing is removed if any step fails, and the files of a failed archive are
-deleted again (DESIGN §6).
+deleted again (ARCHITECTURE §6).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ appends with `expected_version` set to the version it decided on. When a
 concurrent command won the race, the loser folds the new head and decides
 again (a bounded number of times), so it gets `InvalidTransition` when the
 winner made its command impossible, or `ConcurrencyError` if it still cannot
-win (DESIGN §3).
+win (ARCHITECTURE §3).
 
 States of recently commanded executions are remembered (a bounded LRU), so a
 worker that drives an execution through its lifecycle appends without

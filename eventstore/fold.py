@@ -1,4 +1,4 @@
-"""The one pure fold from an execution's events to its state (DESIGN §3).
+"""The one pure fold from an execution's events to its state (ARCHITECTURE §3).
 
 `executions.get()`, the executions projection and the audit all call
 `fold_events`/`apply_event`, so they can never disagree. Timestamps and

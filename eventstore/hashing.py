@@ -1,4 +1,4 @@
-"""Canonical JSON and the per-stream hash chain (DESIGN §6), pure code.
+"""Canonical JSON and the per-stream hash chain (ARCHITECTURE §6), pure code.
 
 The canonical form of a JSON value is RFC 8785 (JCS), widened for integers
 beyond the doubles: keys sorted by their UTF-16 code units, strings escaping

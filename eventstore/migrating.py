@@ -1,4 +1,4 @@
-"""Run the alembic revision tree that ships with the package (SPEC §2)."""
+"""Run the alembic revision tree that ships with the package (ARCHITECTURE §8)."""
 
 from __future__ import annotations
 

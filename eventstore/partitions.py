@@ -1,4 +1,4 @@
-"""Partitions of the log for scale-out projection (DESIGN §7).
+"""Partitions of the log for scale-out projection (ARCHITECTURE §7).
 
 A stream belongs to partition ``(last 32 bits of its UUID) mod count``: the
 same rule in Python and in each backend's SQL, cheap to compute, and even,

@@ -1,4 +1,4 @@
-"""The one SQLAlchemy MetaData of the store: table and column names of SPEC §3-4.
+"""The one SQLAlchemy MetaData of the store: table and column names of ARCHITECTURE §9.
 
 Migrations build the same schema from literal DDL; the migration test proves
 that `upgrade head` equals this MetaData.
@@ -84,7 +84,7 @@ execution_events: Final = sa.Table(
     sa.Column("occurred_at", UTCDateTime, nullable=False),
     sa.Column("recorded_at", UTCDateTime, nullable=False, server_default=WriteTime()),
     # PostgreSQL: pg_current_xact_id() of the writer; orders the log with the
-    # position (DESIGN §1). NULL on SQLite, whose position order is commit order.
+    # position (ARCHITECTURE §1). NULL on SQLite, whose position order is commit order.
     sa.Column("transaction_id", TransactionId, nullable=True),
     sa.Column("hash", Hash, nullable=False),
     # PostgreSQL: the restore epoch the row was written in; the log is
@@ -111,7 +111,7 @@ execution_events: Final = sa.Table(
 )
 
 # Written and removed inside an archive transaction: the row opens the
-# immutability trigger for that transaction's DELETEs only (DESIGN §6).
+# immutability trigger for that transaction's DELETEs only (ARCHITECTURE §6).
 execution_events_archive_guard: Final = sa.Table(
     "execution_events_archive_guard",
     metadata,

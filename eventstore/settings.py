@@ -30,7 +30,7 @@ class StoreSettings(BaseSettings):
         default=5000,
         ge=0,
         description="ends our own sessions left idle in a transaction, which "
-        "would hold back the read horizon of every reader (DESIGN §1)",
+        "would hold back the read horizon of every reader (ARCHITECTURE §1)",
     )
     sqlite_busy_timeout_ms: int = Field(
         default=30000, ge=0, description="how long an SQLite writer waits for the lock"

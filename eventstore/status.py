@@ -1,4 +1,4 @@
-"""Execution statuses and the transition table of SPEC §3, as pure data."""
+"""Execution statuses and the transition table of ARCHITECTURE §3, as pure data."""
 
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ class EventStore:
             expected_version: 0 for a new stream, the current version to
                 guard against concurrent writers, None for any.
             stream_type: ``execution`` (the default: lifecycle events in
-                the order of SPEC §3, checked by the database) or a type of
+                the order of ARCHITECTURE §3, checked by the database) or a type of
                 your own; ``system`` streams are the store's own records.
 
         Returns:

@@ -6,7 +6,7 @@ any other store process commits an append (each sends a coalesced NOTIFY). A
 wake-up is only a hint: readers always wait with a timeout and read again,
 so a lost notification, a listener reconnecting after a server restart, or a
 PgBouncer in transaction mode (which does not pass LISTEN) costs latency,
-never an event (DESIGN §4).
+never an event (ARCHITECTURE §4).
 
 The listener starts lazily, with the first wait: a store that only appends
 holds no extra connection.

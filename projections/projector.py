@@ -1,12 +1,12 @@
 """The projector: folds the log into read models, batch by batch, exactly once.
 
 Work is split into slots: each projection, or each partition of it
-(``hash(stream_id) mod N``, DESIGN §7), with its own checkpoint and leader.
+(``hash(stream_id) mod N``, ARCHITECTURE §7), with its own checkpoint and leader.
 A process leads the slots whose lock it holds and applies their batches:
 each is read gap-safe after the slot's checkpoint, then applied in one
 transaction that first moves the checkpoint forward by compare-and-set. A
 crash leaves the whole batch or none of it, and a batch two processes race
-for is applied once (DESIGN §4). Processes share the slots evenly: each
+for is applied once (ARCHITECTURE §4). Processes share the slots evenly: each
 leads at most its fair share of each projection's slots, counted among the
 processes that run that projection, and takes over slots whose leader died.
 

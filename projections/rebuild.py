@@ -1,4 +1,4 @@
-"""Rebuild a projection from the log while readers keep reading it (DESIGN §5).
+"""Rebuild a projection from the log while readers keep reading it (ARCHITECTURE §5).
 
 Where the backend has shadow tables (PostgreSQL), the log is folded into a
 shadow table beside the live one, in large batches: each batch is read
@@ -27,7 +27,7 @@ table being swapped nor one the shadow already folded. The retired table
 is dropped afterwards, in a transaction of its own.
 
 The shadow's checkpoint is a row of `projection_checkpoints` like any
-other (SPEC §4's shape), named ``<projection>:rebuild``, partition 0; no
+other (the shape of ARCHITECTURE §9), named ``<projection>:rebuild``, partition 0; no
 projector reads that name. While it exists the archive refuses to remove
 events the shadow has not folded, as for any projection behind; events it
 removes after the shadow folded them are taken out of the shadow when the

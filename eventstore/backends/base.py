@@ -119,7 +119,7 @@ def forward_only_upsert(
 
 
 class ShadowTables(ABC):
-    """The DDL of a zero-downtime rebuild (DESIGN §5): build beside, then swap in.
+    """The DDL of a zero-downtime rebuild (ARCHITECTURE §5): build beside, then swap in.
 
     The shadow of table ``t`` is ``t_rebuild``, its indexes and constraints
     are named after ``t``'s with the same suffix; the swap gives the
@@ -277,7 +277,7 @@ class Backend(ABC):
 
         Returns at once: the listener connects (and reconnects) in the
         background, calling `on_notify` after each connection too. Readers
-        must poll as well: a notification is only a hint (DESIGN §4).
+        must poll as well: a notification is only a hint (ARCHITECTURE §4).
 
         Returns:
             The running listener, to close with the store; None when the
@@ -391,7 +391,7 @@ class Backend(ABC):
 
     @abstractmethod
     def leader_locks(self) -> LeaderLocks:
-        """A new set of slot locks for one projector process (DESIGN §4)."""
+        """A new set of slot locks for one projector process (ARCHITECTURE §4)."""
 
     @abstractmethod
     async def slot_holders(self, slots: Sequence[str]) -> dict[str, Holder]:

@@ -4,7 +4,7 @@ A slot is a projection, or one partition of it. Its leader holds a lock
 that the database (or the operating system) releases when the holder dies,
 even by SIGKILL, so a standby takes over on its next try. The lock only
 saves wasted work: exactly-once comes from the checkpoint's compare-and-set,
-which also fences a leader that lost its lock without noticing (DESIGN §4).
+which also fences a leader that lost its lock without noticing (ARCHITECTURE §4).
 """
 
 from __future__ import annotations

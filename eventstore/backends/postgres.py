@@ -1,4 +1,4 @@
-"""PostgreSQL: the production backend, with a raw asyncpg hot path (DESIGN §1-2).
+"""PostgreSQL: the production backend, with a raw asyncpg hot path (ARCHITECTURE §1-2).
 
 Appends call one server-side function (`eventstore_append`, created by the
 migrations) over a dedicated asyncpg pool: one round trip checks idempotency
@@ -10,7 +10,7 @@ Global order: every event carries the `pg_current_xact_id()` of its writer.
 Readers take only events of transactions below the snapshot's xmin, which
 have all committed or rolled back, in (transaction_id, position) order, and
 resume after that pair: an event whose position was drawn before another's
-but committed after it is still read, never skipped (DESIGN §1).
+but committed after it is still read, never skipped (ARCHITECTURE §1).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ READ_STREAM_SQL: Final = (
 )
 # The log is ordered by (epoch, transaction_id, position). Only transactions
 # below the snapshot's xmin are finished; their events can no longer appear
-# behind the checkpoint (DESIGN §1). Every event of an earlier restore epoch
+# behind the checkpoint (ARCHITECTURE §1). Every event of an earlier restore epoch
 # was committed on the cluster it came from, so the horizon bounds only the
 # current epoch (migration 0006).
 _HORIZON: Final = (
@@ -427,7 +427,7 @@ class PostgresBackend(Backend):
         server-wide lock through its commit, which serialised concurrent
         appenders (-25 to -35 % throughput, measured). One NOTIFY per
         NOTIFY_COALESCE seconds after the commits costs nothing measurable;
-        a lost one costs only latency, as readers also poll (DESIGN §2, §4).
+        a lost one costs only latency, as readers also poll (ARCHITECTURE §2, §4).
         """
         self._announce_pending = True
         if self._announcer is None or self._announcer.done():

@@ -1,4 +1,4 @@
-"""PostgreSQL shadow tables: the DDL of the zero-downtime rebuild (DESIGN §5).
+"""PostgreSQL shadow tables: the DDL of the zero-downtime rebuild (ARCHITECTURE §5).
 
 The shadow is created ``LIKE`` the live table, so its columns, types,
 defaults, NOT NULL and CHECK constraints are the live table's own (a

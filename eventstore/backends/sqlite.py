@@ -1,4 +1,4 @@
-"""SQLite: the embedded default, one file, one writer at a time (DESIGN §1).
+"""SQLite: the embedded default, one file, one writer at a time (ARCHITECTURE §1).
 
 Writers take the database lock up front (`BEGIN IMMEDIATE`, with WAL and a
 busy timeout for other processes; an asyncio lock for coroutines of this

@@ -1,4 +1,4 @@
-"""The `eventstore` command line: a typer app behind one error boundary (SPEC §6).
+"""The `eventstore` command line: a typer app behind one error boundary (ARCHITECTURE §9).
 
 Exit codes: 0 success; 1 the command ran and found a problem, or the
 database is unreachable; 2 a user error (bad argument, unknown id, bad time).

@@ -78,7 +78,7 @@ def _group() -> None:
 
 
 def exit_code_for(exc: errors.EventStoreError) -> int:
-    """The SPEC's exit code for an error the command could not get past.
+    """The exit code (ARCHITECTURE §9) for an error the command could not get past.
 
     An event the fold cannot apply is a ValidationError, but of what is
     stored, not of what the user typed: a problem found, like a broken chain.

@@ -86,7 +86,7 @@ def cleanup(
             else None
         )
         if stale_after is None and pending_after is None and archive_before is None:
-            # The SPEC's bare `cleanup`: fail stale runs, with the configured timeout.
+            # The bare `cleanup` (README, "Command line"): fail stale runs, with the configured timeout.
             stale = timedelta(seconds=StoreSettings().stale_after_seconds)
         pending = (
             parse_duration(pending_after, "--pending-after")

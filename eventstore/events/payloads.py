@@ -1,4 +1,4 @@
-"""The payloads of the execution lifecycle (SPEC §3) and the registry by type name."""
+"""The payloads of the execution lifecycle (ARCHITECTURE §3) and the registry by type name."""
 
 from __future__ import annotations
 

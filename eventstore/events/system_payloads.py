@@ -2,7 +2,7 @@
 
 They live in the log beside the executions, hash-chained like them, so the
 removal of archived streams and the anchored stream heads are on record
-(DESIGN §6). The projector skips system streams.
+(ARCHITECTURE §6). The projector skips system streams.
 """
 
 from __future__ import annotations

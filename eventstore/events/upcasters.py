@@ -1,4 +1,4 @@
-"""The store's own upcasters: stored old payload shapes lifted one version (DESIGN §8).
+"""The store's own upcasters: stored old payload shapes lifted one version (ARCHITECTURE §8).
 
 Imported by `eventstore.events`, so they are registered whenever the store
 is. Each upcaster is pure: it validates the stored shape of its version

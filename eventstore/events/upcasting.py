@@ -1,4 +1,4 @@
-"""Upcasters: old payload shapes are turned into the current one on read (DESIGN §8).
+"""Upcasters: old payload shapes are turned into the current one on read (ARCHITECTURE §8).
 
 The log is immutable, so an event keeps the shape it was written with; every
 reader (fold, audit, projection, archive replay) sees the current shape

@@ -196,7 +196,7 @@ POSTGRES_UPGRADE = [
         BEFORE TRUNCATE ON execution_events
         FOR EACH STATEMENT EXECUTE FUNCTION eventstore_refuse_change()
     """,
-    # One round trip per append (DESIGN §2). Idempotency is decided before the
+    # One round trip per append (ARCHITECTURE §2). Idempotency is decided before the
     # expected version. The hash of each event is sha256(previous hash ||
     # canonical JSON), the canonical text assembled from the client's
     # canonical data, metadata and time: "version" sorts last among the keys,
@@ -270,7 +270,7 @@ POSTGRES_UPGRADE = [
 
         IF p_expected_version IS NULL THEN
             -- Writers that accept any version queue per stream instead of
-            -- racing for the same version and retrying (DESIGN §2).
+            -- racing for the same version and retrying (ARCHITECTURE §2).
             PERFORM pg_advisory_xact_lock(hashtextextended(p_stream_id::text, 0));
         END IF;
         SELECT e.version, e.hash INTO v_head, v_hash

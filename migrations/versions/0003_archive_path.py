@@ -6,7 +6,7 @@ Create Date: 2026-11-26
 
 The log refuses DELETE except inside an archive transaction, which writes a
 row into `execution_events_archive_guard` and removes it again before it
-commits (DESIGN §6). The row is visible to that transaction alone, so the
+commits (ARCHITECTURE §6). The row is visible to that transaction alone, so the
 opening is transaction-local on both backends; on PostgreSQL the guard and
 DELETE are granted to the archivist role only (docs/ROLES.md).
 

@@ -39,7 +39,7 @@ branch_labels = None
 depends_on = None
 
 _LOCK = """\
-        -- Wait for an archive removing streams (DESIGN §6) before reading a head.
+        -- Wait for an archive removing streams (ARCHITECTURE §6) before reading a head.
         LOCK TABLE execution_events IN ROW EXCLUSIVE MODE;
 """
 _STAMP_VARIABLE = "        v_recorded_at timestamptz;\n"
@@ -110,7 +110,7 @@ _FUNCTION = """    CREATE OR REPLACE FUNCTION eventstore_append(
 
         IF p_expected_version IS NULL THEN
             -- Writers that accept any version queue per stream instead of
-            -- racing for the same version and retrying (DESIGN §2).
+            -- racing for the same version and retrying (ARCHITECTURE §2).
             PERFORM pg_advisory_xact_lock(hashtextextended(p_stream_id::text, 0));
         END IF;
         SELECT e.version, e.hash INTO v_head, v_hash

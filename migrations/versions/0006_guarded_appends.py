@@ -17,7 +17,7 @@ function and a plain INSERT alike (docs/AUDIT.md, "Guarded appends"):
   never running backwards within a stream (SQLite: the writer's single
   INSERT takes `'now'`, which SQLite keeps fixed within a statement, and
   the trigger refuses any other time).
-- **Lifecycle.** Execution streams hold the lifecycle events of SPEC §3 in
+- **Lifecycle.** Execution streams hold the lifecycle events of ARCHITECTURE §3 in
   the order of its transition table, without gaps; `ExecutionCreated` must
   name a message (of its thread) and a graph that exist, so a projector can
   never meet an event it cannot apply.
@@ -206,7 +206,7 @@ def downgrade() -> None:
 # the store turns each into its typed error. DETAIL carries the facts.
 POSTGRES_UPGRADE = [
     # Which epoch the log is in; a new one after a restore moved the
-    # transaction counter back (DESIGN §1). SECURITY DEFINER: the
+    # transaction counter back (ARCHITECTURE §1). SECURITY DEFINER: the
     # application role may start an epoch, not write the table.
     """
     CREATE FUNCTION eventstore_check_epoch() RETURNS integer
@@ -334,7 +334,7 @@ POSTGRES_UPGRADE = [
                              'ExecutionFailed', 'ExecutionCancelled')
             ORDER BY e.version DESC LIMIT 1;
         END IF;
-        -- SPEC §3's transition table (eventstore/status.py ALLOWED_FROM).
+        -- the transition table of ARCHITECTURE §3 (eventstore/status.py ALLOWED_FROM).
         IF NOT coalesce(CASE NEW.type
             WHEN 'ExecutionStarted' THEN v_status = 'pending'
             WHEN 'ExecutionProgressed' THEN v_status = 'running'

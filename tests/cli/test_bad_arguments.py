@@ -3,7 +3,7 @@
 Issue 11 item 4: durations and times beyond what the datetime types or the
 databases hold, positions beyond 2**63, empty strings, ports that are not
 ports, and cost sums beyond the largest float, each through the command line
-on both backends (SPEC §6: 2 for a user error, one human line).
+on both backends (ARCHITECTURE §9: 2 for a user error, one human line).
 """
 
 from __future__ import annotations

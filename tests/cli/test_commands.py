@@ -1,4 +1,4 @@
-"""audit, stats, project, rebuild and demo from the command line (SPEC §6)."""
+"""audit, stats, project, rebuild and demo from the command line (ARCHITECTURE §9)."""
 
 from __future__ import annotations
 

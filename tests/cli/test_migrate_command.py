@@ -1,4 +1,4 @@
-"""The command line: exit codes and one-line errors (SPEC §6)."""
+"""The command line: exit codes and one-line errors (ARCHITECTURE §9)."""
 
 from __future__ import annotations
 

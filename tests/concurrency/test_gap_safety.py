@@ -1,4 +1,4 @@
-"""Gap safety on PostgreSQL (DESIGN §1): commits out of position order are never skipped.
+"""Gap safety on PostgreSQL (ARCHITECTURE §1): commits out of position order are never skipped.
 
 A test-only trigger sleeps a random time after each insert, so writers draw
 their positions and then commit in a shuffled order. A reader tails the log

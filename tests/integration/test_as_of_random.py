@@ -73,7 +73,7 @@ def reporting(seed: int) -> Iterator[str]:
 
 
 def included(event: RecordedEvent, moment: AsOf) -> bool:
-    """Whether the event was in the log at the moment (the SPEC's reading)."""
+    """Whether the event was in the log at the moment (the reading of docs/AUDIT.md, "Replay any moment")."""
     if moment.position is not None:
         return event.position <= moment.position
     if moment.time is not None:

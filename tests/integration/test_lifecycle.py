@@ -1,4 +1,4 @@
-"""The lifecycle service on both backends: the transition table of SPEC §3."""
+"""The lifecycle service on both backends: the transition table of ARCHITECTURE §3."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ COMMANDS: dict[str, Command] = {
     "ExecutionCancelled": lambda s, i: s.executions.cancel(i),
 }
 
-# SPEC §3: event type -> statuses it is allowed in, and the resulting status.
+# ARCHITECTURE §3: event type -> statuses it is allowed in, and the resulting status.
 ALLOWED: dict[str, set[ExecutionStatus]] = {
     "ExecutionStarted": {ExecutionStatus.PENDING},
     "ExecutionProgressed": {ExecutionStatus.RUNNING},

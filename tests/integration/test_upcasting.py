@@ -132,7 +132,7 @@ async def until_visible(store: EventStore, count: int) -> None:
     """Wait until the global log shows `count` events.
 
     On PostgreSQL read_all stops below the oldest transaction still open on
-    the server (DESIGN §1), which sessions of other tests may hold a moment.
+    the server (ARCHITECTURE §1), which sessions of other tests may hold a moment.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30

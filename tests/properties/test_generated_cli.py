@@ -4,7 +4,7 @@ Every command but `demo` (a long simulation) runs with generated options and
 values: empty, negative, absurd and malformed durations, times and
 positions, control characters and Rich markup, paths that do not exist,
 execution ids that are short, unknown or not ids, and URLs that carry a
-password in every shape. Whatever comes: exit code 0, 1 or 2 (SPEC §6), no
+password in every shape. Whatever comes: exit code 0, 1 or 2 (ARCHITECTURE §9), no
 traceback, and the password never shown. The commands run in this process
 (typer's runner), as fast as a test needs; tests/cli run them as processes.
 """
