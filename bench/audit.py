@@ -59,12 +59,12 @@ from bench.workload import DETAIL_BYTES, INPUTS_BYTES, RESULT_BYTES, make_payloa
 from eventstore import EventStore
 from eventstore.audit import AsOf, statuses_as_of
 from eventstore.backends.postgres import MAX_POSITION, READ_ALL_SQL, STATUS_EVENTS_SQL
+from eventstore.chains import canonical_for
 from eventstore.events.envelope import NewEvent
 from eventstore.events.payloads import PAYLOAD_TYPES
 from eventstore.hashing import (
     GENESIS_HASH,
     canonical_event,
-    canonical_for,
     canonical_json,
     chain_hash,
 )
@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Sequence
 
     from bench.machine import Environment
-    from eventstore.events.envelope import JSONObject
+    from eventstore.jsonvalues import JSONObject
 
 RESULTS_PATH: Final = Path(__file__).parent / "AUDIT_RESULTS.md"
 REPOSITORY: Final = Path(__file__).parent.parent

@@ -19,7 +19,7 @@ from uuid import UUID
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from eventstore import errors, hashing
+from eventstore import chains, errors, hashing
 from eventstore.exporting import EXPORT_FORMAT, event_line, parse_event_lines
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def check_streams(manifest: ArchiveManifest, events: list[RecordedEvent]) -> Non
         )
     for stream_id, stream in listed.items():
         stream_events = sorted(by_stream.get(stream_id, []), key=lambda e: e.version)
-        head = hashing.verify_chain(stream_events)
+        head = chains.verify_chain(stream_events)
         if (
             len(stream_events) != stream.events
             or not stream_events

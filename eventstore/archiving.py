@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 import sqlalchemy as sa
 
-from eventstore import errors, hashing
+from eventstore import chains, errors, hashing
 from eventstore.archive_files import (
     DATA_SUFFIX,
     ArchivedStream,
@@ -167,7 +167,7 @@ def _manifest_for(
     streams = []
     for stream_id, stream_events in sorted(by_stream.items()):
         stream_events.sort(key=lambda e: e.version)
-        head = hashing.verify_chain(stream_events)  # never archive a broken chain
+        head = chains.verify_chain(stream_events)  # never archive a broken chain
         streams.append(
             ArchivedStream(
                 stream_id=stream_id,
@@ -361,7 +361,7 @@ async def _append_receipt(
                 recorded_at=clock,  # the database's time (the append trigger's)
                 hash=hashing.chain_hash(
                     previous,
-                    hashing.canonical_for(ARCHIVE_RECEIPTS_STREAM, version + 1, event),
+                    chains.canonical_for(ARCHIVE_RECEIPTS_STREAM, version + 1, event),
                 ),
             )
             .returning(execution_events.c.position)

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from eventstore import errors, hashing
+from eventstore import chains, errors
 from eventstore.fold import ExecutionState, fold_events
 from eventstore.log import as_stream_id
 from eventstore.status import SETS_STATUS, ExecutionStatus
@@ -95,7 +95,7 @@ async def verify_stream(backend: Backend, stream_id: UUID | str) -> bytes:
     )  # as stored: hashes cover the stored form
     if not events:
         raise errors.ExecutionNotFound(execution_id=stream)
-    return hashing.verify_chain(events)
+    return chains.verify_chain(events)
 
 
 class StatusAt(BaseModel):

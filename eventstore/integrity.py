@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from eventstore import errors, hashing
+from eventstore import chains, errors, hashing
 from eventstore.cache import BoundedCache
 
 if TYPE_CHECKING:
@@ -90,10 +90,10 @@ class _Chains:
                 row.stream_id, _GENESIS
             )
             if row.version != version + 1:
-                self._break(row, hashing.unexpected_version(row.version, version + 1))
+                self._break(row, chains.unexpected_version(row.version, version + 1))
                 continue
             if row.position < position:  # in transaction order, not position order
-                self._break(row, hashing.out_of_order(row.version))
+                self._break(row, chains.out_of_order(row.version))
                 continue
             try:
                 computed = self._hash(previous, row)
@@ -101,10 +101,10 @@ class _Chains:
                 self._break(row, f"version {row.version} is not canonical JSON: {exc}")
                 continue
             if computed != row.hash:
-                self._break(row, hashing.content_changed(row.version))
+                self._break(row, chains.content_changed(row.version))
                 continue
             if row.recorded_at < recorded_at:  # stamped by the database: backdated
-                self._break(row, hashing.recorded_before(row.version))
+                self._break(row, chains.recorded_before(row.version))
                 continue
             heads[row.stream_id] = (
                 row.version,

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
 from eventstore import errors
+from eventstore.revisions import SCHEMA_HEAD, recorded_revision
+
+__all__ = [
+    "SCHEMA_HEAD",
+    "alembic_config",
+    "current_revision",
+    "migrations_path",
+    "run_migration",
+]
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from eventstore.backends.base import Backend
-
-SCHEMA_HEAD: Final = "0009"
-"""The revision this version of the code needs (a test keeps it equal to alembic's head)."""
 
 
 def migrations_path() -> Path:
@@ -72,13 +77,5 @@ async def run_migration(backend: Backend, *, direction: str, revision: str) -> N
 
 async def current_revision(backend: Backend) -> str | None:
     """The schema revision recorded in the database, or None without a schema."""
-
-    def read(connection: Connection) -> str | None:
-        if not sa.inspect(connection).has_table("alembic_version"):
-            return None
-        return connection.execute(
-            sa.text("SELECT version_num FROM alembic_version")
-        ).scalar()
-
     async with backend.connect_read() as connection:
-        return await connection.run_sync(read)
+        return await recorded_revision(connection)

@@ -25,9 +25,10 @@ from eventstore import (
     NewEvent,
     schema,
 )
-from eventstore.events.envelope import EventMetadata, JSONObject
+from eventstore.chains import canonical_for
+from eventstore.events.envelope import EventMetadata
 from eventstore.events.payloads import PAYLOAD_TYPES
-from eventstore.hashing import GENESIS_HASH, canonical_for, canonical_json, chain_hash
+from eventstore.hashing import GENESIS_HASH, canonical_json, chain_hash
 from eventstore.integrity import verify_log
 from eventstore.migrating import migrations_path
 from projections.queries import ExecutionsView
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         Message,
         Thread,
     )
+    from eventstore.jsonvalues import JSONObject
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol
 from sqlalchemy import exc as sa_exc
 
 from eventstore import errors
+from eventstore.revisions import SCHEMA_HEAD, recorded_revision
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -227,9 +228,8 @@ class Backend(ABC):
         """
         if self._schema_ready:
             return
-        from eventstore.migrating import SCHEMA_HEAD, current_revision
-
-        revision = await current_revision(self)
+        async with self.connect_read() as connection:
+            revision = await recorded_revision(connection)
         if revision != SCHEMA_HEAD:
             raise errors.SchemaNotMigrated(
                 url=self.url, current=revision, head=SCHEMA_HEAD

@@ -52,6 +52,7 @@ from eventstore.backends.postgres_shadow import (
 )
 from eventstore.backends.postgres_upsert import BulkUpsert
 from eventstore.cache import BoundedCache
+from eventstore.chains import canonical_for
 from eventstore.events.envelope import (
     Checkpoint,
     RecordedEvent,
@@ -59,7 +60,6 @@ from eventstore.events.envelope import (
 )
 from eventstore.hashing import (
     GENESIS_HASH,
-    canonical_for,
     chain_hash,
     dump_json,
     format_occurred_at,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import asyncpg
 from typing_extensions import override
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from eventstore.backends.postgres import PostgresBackend
 
 MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1: longer names are cut silently
 TRANSIENT: Final = (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError)
@@ -111,10 +110,23 @@ def _suffixed(name: str, suffix: str) -> str:
     return named
 
 
+class PoolOwner(Protocol):
+    """What the rebuild lock needs of the backend: its pool and its error translation."""
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The asyncpg pool of the hot path."""
+        ...
+
+    def translate_errors(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Re-raise driver errors as the store's own."""
+        ...
+
+
 class PostgresShadowTables(ShadowTables):
     """Shadow tables on PostgreSQL; the lock is a session advisory lock."""
 
-    def __init__(self, backend: PostgresBackend) -> None:
+    def __init__(self, backend: PoolOwner) -> None:
         self._backend = backend
 
     @override

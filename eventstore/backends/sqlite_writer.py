@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
-from eventstore import errors, hashing
+from eventstore import chains, errors, hashing
 from eventstore.backends.base import AppendOutcome, stream_type_refused
 from eventstore.status import RESULTING_STATUS, ExecutionStatus, is_allowed
 from eventstore.times import utc_text
@@ -178,7 +178,7 @@ def _append_locked(
     for event in events:
         version += 1
         previous = hashing.chain_hash(
-            previous, hashing.canonical_for(stream_id, version, event)
+            previous, chains.canonical_for(stream_id, version, event)
         )
         rows.append(
             (

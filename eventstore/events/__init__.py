@@ -8,8 +8,6 @@ from eventstore.events import upcasters as _upcasters  # noqa: F401
 from eventstore.events.envelope import (
     Checkpoint,
     EventMetadata,
-    JSONObject,
-    JSONValue,
     NewEvent,
     RecordedEvent,
 )
@@ -27,6 +25,7 @@ from eventstore.events.payloads import (
     register_payload,
 )
 from eventstore.events.upcasting import register_upcaster, upcast
+from eventstore.jsonvalues import JSONObject, JSONValue
 
 __all__ = [
     "PAYLOAD_TYPES",

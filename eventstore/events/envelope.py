@@ -10,19 +10,13 @@ from uuid import UUID, uuid4
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
-from typing_extensions import TypeAliasType
 
 from eventstore import errors, hashing
 from eventstore.arguments import INT32_MAX, StoredText, checked_int, checked_mapping
 from eventstore.events import payloads
+from eventstore.jsonvalues import JSONObject
 from eventstore.times import as_utc
 from eventstore.trusted import construct
-
-JSONValue = TypeAliasType(
-    "JSONValue",
-    "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None",
-)
-JSONObject = dict[str, JSONValue]
 
 EVENT_TYPE_PATTERN: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 STREAM_TYPES: Final = frozenset({"execution", "system"})

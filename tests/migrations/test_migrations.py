@@ -25,12 +25,13 @@ from eventstore import (
     ValidationError,
     schema,
 )
+from eventstore.chains import canonical_for
 from eventstore.events.system_payloads import (
     ARCHIVE_RECEIPTS_STREAM,
     ArchiveReceipt,
     StreamHead,
 )
-from eventstore.hashing import GENESIS_HASH, canonical_for, chain_hash
+from eventstore.hashing import GENESIS_HASH, chain_hash
 from eventstore.integrity import verify_log
 from eventstore.leases import Leases
 from eventstore.migrating import SCHEMA_HEAD, alembic_config, run_migration

@@ -33,7 +33,7 @@ from eventstore import (
     fold_events,
     schema,
 )
-from eventstore.hashing import verify_chain
+from eventstore.chains import verify_chain
 from eventstore.integrity import verify_log
 from projections import ExecutionsView
 from tests.helpers import project_everything, wait_for_horizon

@@ -10,7 +10,7 @@ from eventstore import EventNotApplicable, JSONObject, apply_event, fold_events
 from tests.unit.test_fold import created, event
 
 if TYPE_CHECKING:
-    from eventstore.events.envelope import JSONValue
+    from eventstore.jsonvalues import JSONValue
 
 BIG = 2**1023  # a JSON integer; twice it is beyond the largest double
 

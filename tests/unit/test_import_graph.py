@@ -1,0 +1,117 @@
+"""The import graph keeps the layers of docs/ARCHITECTURE.md §10.
+
+The core (`eventstore`, but for its command line) imports neither the read
+models (`projections`) nor the command line; no two modules import each
+other, directly or in a ring, counting imports made only for type checking
+(they are a dependency of the code's meaning all the same).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grimp
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+PACKAGES = ("eventstore", "projections")
+CLI = "eventstore.cli"
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph(*PACKAGES, exclude_type_checking_imports=False)
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _core(graph: grimp.ImportGraph) -> list[str]:
+    return sorted(
+        module
+        for module in graph.modules
+        if _within(module, "eventstore") and not _within(module, CLI)
+    )
+
+
+def cycles(graph: grimp.ImportGraph, modules: Iterable[str]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    chosen = set(modules)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            if imported not in chosen:
+                continue
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            component: list[str] = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(chosen):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def _lines(graph: grimp.ImportGraph, importer: str, imported: str) -> str:
+    details = graph.get_import_details(importer=importer, imported=imported)
+    return "; ".join(
+        f"{importer}:{detail['line_number']} {detail['line_contents']}"
+        for detail in details
+    )
+
+
+def test_the_core_imports_neither_projections_nor_the_command_line(
+    graph: grimp.ImportGraph,
+) -> None:
+    upward = [
+        _lines(graph, module, imported)
+        for module in _core(graph)
+        for imported in sorted(graph.find_modules_directly_imported_by(module))
+        if _within(imported, "projections") or _within(imported, CLI)
+    ]
+    assert upward == []
+
+
+def test_no_module_imports_itself_through_others(graph: grimp.ImportGraph) -> None:
+    assert cycles(graph, graph.modules) == []
+
+
+def test_the_cycle_finder_finds_rings_and_only_them() -> None:
+    graph = grimp.ImportGraph()
+    for importer, imported in [
+        ("pkg.a", "pkg.b"),
+        ("pkg.b", "pkg.c"),
+        ("pkg.c", "pkg.a"),
+        ("pkg.c", "pkg.d"),
+        ("pkg.e", "pkg.f"),
+        ("pkg.f", "pkg.e"),
+        ("pkg.g", "pkg.d"),
+    ]:
+        graph.add_import(importer=importer, imported=imported)
+    assert sorted(cycles(graph, graph.modules)) == [
+        ["pkg.a", "pkg.b", "pkg.c"],
+        ["pkg.e", "pkg.f"],
+    ]
