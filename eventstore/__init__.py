@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import eventstore.events.system_payloads  # noqa: F401 - registers the system payloads
 from eventstore.errors import (
+    AppendOnlyViolation,
     ArchiveError,
     ConcurrencyError,
     ConfigurationError,
@@ -18,6 +19,7 @@ from eventstore.errors import (
     InvalidTransition,
     ProjectionError,
     RebuildInProgress,
+    RecordAltered,
     ReferenceNotFound,
     SchemaNotMigrated,
     StreamArchived,
@@ -54,6 +56,7 @@ from eventstore.subscriptions import Subscription
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "AppendOnlyViolation",
     "AppendResult",
     "ArchiveError",
     "Checkpoint",
@@ -89,6 +92,7 @@ __all__ = [
     "NewEvent",
     "ProjectionError",
     "RebuildInProgress",
+    "RecordAltered",
     "RecordedEvent",
     "ReferenceNotFound",
     "SchemaNotMigrated",

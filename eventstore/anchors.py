@@ -106,7 +106,7 @@ def _as_heads(heads: Iterable[StreamHead]) -> Heads:
 
 def _compare(
     anchored: Heads, actual: Heads, *, skip: set[UUID], position: int
-) -> list[errors.IntegrityError]:
+) -> list[errors.RecordAltered]:
     """The differences between anchored heads and the log's heads at the anchor."""
     problems = []
     for stream_id, (version, head) in anchored.items():
@@ -133,10 +133,10 @@ def _compare(
         else:
             continue
         problems.append(
-            errors.IntegrityError(stream_id=stream_id, position=None, reason=reason)
+            errors.RecordAltered(stream_id=stream_id, position=None, reason=reason)
         )
     problems.extend(
-        errors.IntegrityError(
+        errors.RecordAltered(
             stream_id=stream_id,
             position=None,
             reason=f"the stream lies before the anchor at position {position} "
@@ -157,7 +157,7 @@ async def create_anchor(store: EventStore, *, key: bytes | None = None) -> Chain
         The anchor as appended.
 
     Raises:
-        IntegrityError: the log no longer holds what earlier anchors recorded.
+        RecordAltered: the log no longer holds what earlier anchors recorded.
         ConcurrencyError: another anchor was appended at the same time.
     """
     backend = store.backend
@@ -177,7 +177,7 @@ async def create_anchor(store: EventStore, *, key: bytes | None = None) -> Chain
             or found[0] < version
             or (found[0] == version and found[1] != head)
         ):
-            raise errors.IntegrityError(
+            raise errors.RecordAltered(
                 stream_id=stream_id,
                 position=None,
                 reason=f"the log no longer holds version {version} of this stream as "
@@ -214,7 +214,7 @@ class AnchorReport:
     signed: int = 0
     signatures_checked: int = 0
     last_position: int | None = None
-    problems: list[errors.IntegrityError] = field(default_factory=list)
+    problems: list[errors.RecordAltered] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -244,7 +244,7 @@ async def verify_anchors(backend: Backend, *, key: bytes | None = None) -> Ancho
             anchor.hmac, signature(anchor, key)
         ):
             report.problems.append(
-                errors.IntegrityError(
+                errors.RecordAltered(
                     stream_id=CHAIN_ANCHORS_STREAM,
                     position=recorded.position,
                     reason="the anchor's signature does not verify with this key"
@@ -260,7 +260,7 @@ async def verify_anchors(backend: Backend, *, key: bytes | None = None) -> Ancho
     anchored = history.heads_after(len(history.anchors))
     if heads_digest(anchored) != anchor.digest or len(anchored) != anchor.streams:
         report.problems.append(
-            errors.IntegrityError(
+            errors.RecordAltered(
                 stream_id=CHAIN_ANCHORS_STREAM,
                 position=last.position,
                 reason="the anchors' heads do not add up to the last anchor's digest",

@@ -116,20 +116,20 @@ def read_manifest(path: Path) -> ArchiveManifest:
     """The manifest beside an archive file.
 
     Raises:
-        IntegrityError: missing, unreadable, or not a manifest of this format.
+        RecordAltered: missing, unreadable, or not a manifest of this format.
     """
     manifest_path = manifest_path_for(data_path_for(path))
     try:
         manifest = ArchiveManifest.model_validate_json(manifest_path.read_bytes())
     except (OSError, pydantic.ValidationError) as exc:
-        raise errors.IntegrityError(
+        raise errors.RecordAltered(
             stream_id=None,
             position=None,
             reason=f"cannot read the archive manifest {manifest_path}: "
             + str(exc).splitlines()[0],
         ) from exc
     if manifest.format != ARCHIVE_FORMAT:
-        raise errors.IntegrityError(
+        raise errors.RecordAltered(
             stream_id=None,
             position=None,
             reason=f"{manifest_path} is not an {ARCHIVE_FORMAT} manifest",
@@ -145,7 +145,7 @@ def read_archive(path: Path) -> tuple[ArchiveManifest, list[RecordedEvent]]:
     manifest's.
 
     Raises:
-        IntegrityError: any of these does not hold (the first problem found).
+        RecordAltered: any of these does not hold (the first problem found).
         ValidationError: the file does not exist.
     """
     data_path = data_path_for(path)
@@ -154,7 +154,7 @@ def read_archive(path: Path) -> tuple[ArchiveManifest, list[RecordedEvent]]:
     manifest = read_manifest(data_path)
     actual = file_sha256(data_path)
     if actual != manifest.file_sha256:
-        raise errors.IntegrityError(
+        raise errors.RecordAltered(
             stream_id=None,
             position=None,
             reason=f"{data_path.name}: sha256 {actual} differs from the manifest's "
@@ -164,7 +164,7 @@ def read_archive(path: Path) -> tuple[ArchiveManifest, list[RecordedEvent]]:
         with gzip.open(data_path, "rt", encoding="utf-8") as lines:
             events = list(parse_event_lines(lines))
     except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise errors.IntegrityError(
+        raise errors.RecordAltered(
             stream_id=None, position=None, reason=f"{data_path.name}: {exc}"
         ) from exc
     check_streams(manifest, events)
@@ -175,14 +175,14 @@ def check_streams(manifest: ArchiveManifest, events: list[RecordedEvent]) -> Non
     """Every stream's chain verifies and matches the manifest's count and head.
 
     Raises:
-        IntegrityError: the first stream that does not.
+        RecordAltered: the first stream that does not.
     """
     by_stream: dict[UUID, list[RecordedEvent]] = {}
     for event in events:
         by_stream.setdefault(event.stream_id, []).append(event)
     listed = {stream.stream_id: stream for stream in manifest.streams}
     for stream_id in by_stream.keys() - listed.keys():
-        raise errors.IntegrityError(
+        raise errors.RecordAltered(
             stream_id=stream_id, position=None, reason="not listed in the manifest"
         )
     for stream_id, stream in listed.items():
@@ -194,7 +194,7 @@ def check_streams(manifest: ArchiveManifest, events: list[RecordedEvent]) -> Non
             or stream_events[-1].version != stream.head_version
             or head.hex() != stream.head_hash
         ):
-            raise errors.IntegrityError(
+            raise errors.RecordAltered(
                 stream_id=stream_id,
                 position=stream_events[-1].position if stream_events else None,
                 reason=f"the archive holds {len(stream_events)} events where the "
@@ -202,7 +202,7 @@ def check_streams(manifest: ArchiveManifest, events: list[RecordedEvent]) -> Non
                 f"{stream.head_version}",
             )
     if len(events) != manifest.events:
-        raise errors.IntegrityError(
+        raise errors.RecordAltered(
             stream_id=None,
             position=None,
             reason=f"the archive holds {len(events)} events where the manifest "

@@ -95,7 +95,7 @@ async def archive_finished_before(
             not a writable directory.
         ArchiveError: a projection has not folded the executions yet, or the
             log changed during the run: nothing was removed.
-        IntegrityError: a chain to archive, or the written file, does not
+        RecordAltered: a chain to archive, or the written file, does not
             verify: nothing was removed.
     """
     finished_before = as_utc(finished_before, "archive cutoff")
@@ -415,7 +415,7 @@ async def verify_archive(store: EventStore, path: Path) -> VerifiedArchive:
 
     Raises:
         ValidationError: the file does not exist.
-        IntegrityError: the file, its manifest and the receipt disagree, or
+        RecordAltered: the file, its manifest and the receipt disagree, or
             the log holds no receipt for it.
     """
     manifest, events = await asyncio.to_thread(read_archive, path)
@@ -432,14 +432,14 @@ async def verify_archive(store: EventStore, path: Path) -> VerifiedArchive:
             for s in manifest.streams
         ]
         if receipt.manifest_sha256 != manifest_digest or receipt.streams != heads:
-            raise errors.IntegrityError(
+            raise errors.RecordAltered(
                 stream_id=ARCHIVE_RECEIPTS_STREAM,
                 position=recorded.position,
                 reason=f"the receipt for {manifest.file} does not match its manifest",
             )
         forged = receipt_problem(receipt, await tombstones(store.backend))
         if forged is not None:
-            raise errors.IntegrityError(
+            raise errors.RecordAltered(
                 stream_id=ARCHIVE_RECEIPTS_STREAM,
                 position=recorded.position,
                 reason=forged,
@@ -447,7 +447,7 @@ async def verify_archive(store: EventStore, path: Path) -> VerifiedArchive:
         return VerifiedArchive(
             manifest=manifest, events=events, receipt_position=recorded.position
         )
-    raise errors.IntegrityError(
+    raise errors.RecordAltered(
         stream_id=None,
         position=None,
         reason=f"the log holds no archive receipt for {manifest.file} "

@@ -86,7 +86,7 @@ async def verify_stream(backend: Backend, stream_id: UUID | str) -> bytes:
 
     Raises:
         ExecutionNotFound: the stream has no events.
-        IntegrityError: the chain is broken: names the stream and first bad position.
+        RecordAltered: the chain is broken: names the stream and first bad position.
     """
     stream = as_stream_id(stream_id)
     await backend.ensure_schema()

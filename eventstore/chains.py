@@ -89,7 +89,7 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
         The hash of the last event (the chain head), GENESIS_HASH for none.
 
     Raises:
-        IntegrityError: a version is missing or repeated, or a hash does not
+        RecordAltered: a version is missing or repeated, or a hash does not
             match its event: names the stream and the first bad position.
     """
     previous = GENESIS_HASH
@@ -98,7 +98,7 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
     recorded_at: datetime | None = None
     for event in sorted(events, key=lambda event: event.position):
         if event.version != expected_version:
-            raise errors.IntegrityError(
+            raise errors.RecordAltered(
                 stream_id=event.stream_id,
                 position=event.position,
                 reason=unexpected_version(event.version, expected_version),
@@ -107,20 +107,20 @@ def verify_chain(events: Iterable[RecordedEvent]) -> bytes:
         # rise with the version in an untouched stream; the database stamps
         # recorded_at, which never runs backwards within a stream.
         if event.checkpoint.transaction_id < transaction_id:
-            raise errors.IntegrityError(
+            raise errors.RecordAltered(
                 stream_id=event.stream_id,
                 position=event.position,
                 reason=out_of_order(event.version),
             )
         previous = event_hash(previous, event)
         if previous != event.hash:
-            raise errors.IntegrityError(
+            raise errors.RecordAltered(
                 stream_id=event.stream_id,
                 position=event.position,
                 reason=content_changed(event.version),
             )
         if recorded_at is not None and event.recorded_at < recorded_at:
-            raise errors.IntegrityError(
+            raise errors.RecordAltered(
                 stream_id=event.stream_id,
                 position=event.position,
                 reason=recorded_before(event.version),

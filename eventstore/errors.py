@@ -144,8 +144,12 @@ class ValidationError(EventStoreError, ValueError):
         return cls(f"invalid {what}: {problems}")
 
 
-class EventNotApplicable(ValidationError):
-    """An event the execution fold cannot apply (wrong type, order or data)."""
+class EventNotApplicable(EventStoreError):
+    """A stored event the execution fold cannot apply (wrong type, order or data).
+
+    A problem found in what is stored (the projector calls it a poison
+    event), not in what a caller passed: hence not a ValidationError.
+    """
 
     def __init__(
         self,
@@ -164,8 +168,11 @@ class EventNotApplicable(ValidationError):
         super().__init__(reason)
 
 
-class IdempotencyConflict(ValidationError):
-    """An event id (or idempotency key) was reused for different content."""
+class IdempotencyConflict(EventStoreError):
+    """An event id (or idempotency key) was reused for different content.
+
+    The request conflicts with what is recorded; it is not malformed.
+    """
 
     def __init__(self, *, event_id: UUID, stream_id: UUID, reason: str) -> None:
         self.event_id = event_id
@@ -177,7 +184,12 @@ class IdempotencyConflict(ValidationError):
 
 
 class IntegrityError(EventStoreError):
-    """The log was altered: a broken hash chain or an immutability violation."""
+    """The record's integrity is at stake: one of the two subclasses below.
+
+    `RecordAltered`: a check found the record altered (a hash chain, an
+    anchor, a receipt, an archive file). `AppendOnlyViolation`: the database
+    refused to change or remove recorded events.
+    """
 
     def __init__(
         self, *, stream_id: UUID | None, position: int | None, reason: str
@@ -191,6 +203,17 @@ class IntegrityError(EventStoreError):
         if position is not None:
             where += f" at position {position}"
         super().__init__(f"integrity violation{where}: {reason}")
+
+
+class RecordAltered(IntegrityError):
+    """A check found the record altered: a chain, anchor, receipt or archive mismatch.
+
+    Also stored text that is not what the store writes (not JSON, not an object).
+    """
+
+
+class AppendOnlyViolation(IntegrityError):
+    """The database refused to change or remove recorded events (the log is append-only)."""
 
 
 class WaitTimeout(EventStoreError, TimeoutError):

@@ -46,7 +46,7 @@ def parse_event_line(text: str, *, line_number: int = 0) -> RecordedEvent:
     """A stored event back from its line (numbers read by value, as jsonb does).
 
     Raises:
-        IntegrityError: the line is not an exported event.
+        RecordAltered: the line is not an exported event.
     """
     try:
         fields: dict[str, Any] = dict(hashing.parse_json_object(text))
@@ -66,7 +66,7 @@ def parse_event_line(text: str, *, line_number: int = 0) -> RecordedEvent:
             hash=bytes.fromhex(fields["hash"]),
         )
     except (KeyError, TypeError, ValueError, errors.IntegrityError) as exc:
-        raise errors.IntegrityError(
+        raise errors.RecordAltered(
             stream_id=None,
             position=None,
             reason=f"line {line_number} is not an exported event: {exc}",
@@ -77,7 +77,7 @@ def parse_event_lines(lines: Iterable[str]) -> Iterator[RecordedEvent]:
     """Stored events from export lines; blank lines are skipped.
 
     Raises:
-        IntegrityError: a line is not an exported event.
+        RecordAltered: a line is not an exported event.
     """
     for number, line in enumerate(lines, start=1):
         if line.strip():

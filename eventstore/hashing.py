@@ -255,11 +255,11 @@ def parse_json_object(text: str) -> JSONObject:
     """Parse a stored JSON object (data, metadata) by value.
 
     Raises:
-        IntegrityError: the stored text is not a JSON object.
+        RecordAltered: the stored text is not a JSON object.
     """
     value = parse_json(text)
     if not isinstance(value, dict):
-        raise errors.IntegrityError(
+        raise errors.RecordAltered(
             stream_id=None,
             position=None,
             reason=f"stored JSON is not an object: {text[:40]}",

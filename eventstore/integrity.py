@@ -29,7 +29,7 @@ class LogReport:
 
     events: int = 0
     streams: int = 0
-    problems: list[errors.IntegrityError] = field(default_factory=list)
+    problems: list[errors.RecordAltered] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -139,7 +139,7 @@ class _Chains:
         self._broken.add(row.stream_id)
         if len(self.report.problems) < MAX_PROBLEMS:
             self.report.problems.append(
-                errors.IntegrityError(
+                errors.RecordAltered(
                     stream_id=row.stream_id, position=row.position, reason=reason
                 )
             )

@@ -56,11 +56,11 @@ def receipt_problem(receipt: ArchiveReceipt, stones: Tombstones) -> str | None:
     return None
 
 
-async def verify_receipts(backend: Backend) -> list[errors.IntegrityError]:
+async def verify_receipts(backend: Backend) -> list[errors.RecordAltered]:
     """Every receipt against the tombstones, and every tombstone against a receipt."""
     stones = await tombstones(backend)
     named: set[UUID] = set()
-    problems: list[errors.IntegrityError] = []
+    problems: list[errors.RecordAltered] = []
     for recorded in await backend.read_stream(ARCHIVE_RECEIPTS_STREAM):
         try:
             receipt = ArchiveReceipt.model_validate(recorded.data)
@@ -71,14 +71,14 @@ async def verify_receipts(backend: Backend) -> list[errors.IntegrityError]:
             named.update(head.stream_id for head in receipt.streams)
         if reason is not None:
             problems.append(
-                errors.IntegrityError(
+                errors.RecordAltered(
                     stream_id=ARCHIVE_RECEIPTS_STREAM,
                     position=recorded.position,
                     reason=reason,
                 )
             )
     problems.extend(
-        errors.IntegrityError(
+        errors.RecordAltered(
             stream_id=stream_id,
             position=None,
             reason="archived (a tombstone) without a receipt that names it",

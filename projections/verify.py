@@ -259,7 +259,7 @@ async def _check_partition(
                 continue  # folded already (the row is further than the checkpoint)
             try:
                 folded = fold_events([upcast_event(event)], state)
-            except errors.ValidationError as exc:  # EventNotApplicable included
+            except (errors.EventNotApplicable, errors.ValidationError) as exc:
                 refused.add(stream)
                 found.append(
                     Unapplicable(event.position, event.event_id, stream, str(exc))

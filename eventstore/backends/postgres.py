@@ -532,11 +532,11 @@ class PostgresBackend(Backend):
                 last = max(rows, key=lambda row: row["version"])
                 self._heads.put(stream_id, (last["version"], last["hash"]))
             return _outcome(rows)
+        # Lost every race: a version conflict, which the log turns into its
+        # error like any other outcome.
         async with self.pool.acquire() as connection:
             actual = await connection.fetchval(HEAD_VERSION_SQL, stream_id)
-        raise errors.ConcurrencyError(
-            stream_id=stream_id, expected=expected_version, actual=actual
-        )
+        return AppendOutcome("version_conflict", actual=int(actual or 0))
 
     async def _call_append(
         self, args: Sequence[object], *, guarded: bool
@@ -838,7 +838,7 @@ class PostgresBackend(Backend):
             return None  # a bug or a bad event: not the database's doing
         code = postgres_errors.sqlstate(exc)
         if code == IMMUTABLE_LOG_SQLSTATE:
-            return errors.IntegrityError(
+            return errors.AppendOnlyViolation(
                 stream_id=None, position=None, reason="execution_events is append-only"
             )
         if code in UNMIGRATED_SQLSTATES:

@@ -60,7 +60,7 @@ def _sorted(
             return errors.ValidationError(
                 "the log refused the row: " + message.removeprefix(APPEND_GUARD_PREFIX)
             )
-        return errors.IntegrityError(
+        return errors.AppendOnlyViolation(
             stream_id=None, position=None, reason=immutable_reason
         )
     code = getattr(error, "sqlite_errorcode", None)

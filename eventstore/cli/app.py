@@ -69,6 +69,7 @@ USER_ERRORS: Final = (
     errors.ExecutionNotFound,
     errors.ReferenceNotFound,
     errors.InvalidTransition,
+    errors.IdempotencyConflict,
 )
 
 
@@ -78,13 +79,7 @@ def _group() -> None:
 
 
 def exit_code_for(exc: errors.EventStoreError) -> int:
-    """The exit code (ARCHITECTURE §9) for an error the command could not get past.
-
-    An event the fold cannot apply is a ValidationError, but of what is
-    stored, not of what the user typed: a problem found, like a broken chain.
-    """
-    if isinstance(exc, errors.EventNotApplicable):
-        return EXIT_PROBLEM
+    """The exit code (ARCHITECTURE §9) for an error the command could not get past."""
     return EXIT_USAGE if isinstance(exc, USER_ERRORS) else EXIT_PROBLEM
 
 

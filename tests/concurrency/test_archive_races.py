@@ -18,8 +18,8 @@ from eventstore import (
     EventStore,
     ExecutionNotFound,
     ExecutionStatus,
-    IntegrityError,
     NewEvent,
+    RecordAltered,
     StreamArchived,
     archive_files,
     archiving,
@@ -226,7 +226,7 @@ async def test_a_broken_chain_is_never_archived(
         f"WHERE position = {started.position}",
     )
 
-    with pytest.raises(IntegrityError) as refused:
+    with pytest.raises(RecordAltered) as refused:
         await archive_finished_before(store, _soon(), archive_dir)
 
     assert refused.value.stream_id == victim

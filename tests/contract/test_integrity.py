@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from eventstore import EventStore, IntegrityError, NewEvent
+from eventstore import (
+    AppendOnlyViolation,
+    EventStore,
+    IntegrityError,
+    NewEvent,
+    RecordAltered,
+)
 from eventstore.audit import verify_stream
 from eventstore.hashing import GENESIS_HASH, canonical_event, canonical_json, chain_hash
 from eventstore.integrity import verify_log
@@ -125,7 +131,7 @@ async def test_a_changed_event_breaks_the_chain_at_its_position(url: str) -> Non
         finally:
             await pg.close()
     async with EventStore.open(url) as store:
-        with pytest.raises(IntegrityError) as caught:
+        with pytest.raises(RecordAltered) as caught:
             await verify_stream(store.backend, stream)
     assert caught.value.stream_id == stream
     assert caught.value.position == second.position
@@ -185,9 +191,11 @@ async def test_the_store_reports_a_refused_change_as_an_integrity_error(
     await store.append(
         uuid.uuid4(), [NewEvent(type="Note", data={"n": 1})], stream_type="note"
     )
-    with pytest.raises(IntegrityError, match="append-only"):
+    with pytest.raises(AppendOnlyViolation, match="append-only") as refused:
         async with store.backend.begin_write() as connection:
             await connection.exec_driver_sql("DELETE FROM execution_events")
+    assert isinstance(refused.value, IntegrityError)
+    assert not isinstance(refused.value, RecordAltered)
 
 
 async def test_numbers_come_back_by_value_alike_on_both_backends(

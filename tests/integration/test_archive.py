@@ -12,11 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore import (
+    AppendOnlyViolation,
     ArchiveError,
     EventStore,
     ExecutionNotFound,
     ExecutionStatus,
-    IntegrityError,
+    RecordAltered,
     fold_events,
 )
 from eventstore.archive_files import (
@@ -179,7 +180,7 @@ async def test_a_corrupted_archive_is_refused(
     damaged = bytearray(original)
     damaged[len(damaged) // 2] ^= 0xFF
     result.data_path.write_bytes(bytes(damaged))
-    with pytest.raises(IntegrityError, match="differs from the manifest"):
+    with pytest.raises(RecordAltered, match="differs from the manifest"):
         await verify_archive(store, result.data_path)
 
     # A re-written file with a matching manifest: the chain gives it away.
@@ -191,7 +192,7 @@ async def test_a_corrupted_archive_is_refused(
     manifest = json.loads(result.manifest_path.read_text())
     manifest["file_sha256"] = file_sha256(result.data_path)
     result.manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(IntegrityError, match="does not match its content"):
+    with pytest.raises(RecordAltered, match="does not match its content"):
         read_archive(result.data_path)
 
     # The original file with a different manifest: the receipt disagrees.
@@ -199,7 +200,7 @@ async def test_a_corrupted_archive_is_refused(
     manifest["file_sha256"] = file_sha256(result.data_path)
     manifest["created_at"] = "2000-01-01T00:00:00Z"
     result.manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(IntegrityError, match="does not match its manifest"):
+    with pytest.raises(RecordAltered, match="does not match its manifest"):
         await verify_archive(store, result.data_path)
 
 
@@ -230,7 +231,7 @@ async def test_an_archive_without_a_receipt_is_refused(
         manifest_path_for(data_path),
     )
     assert read_archive(data_path)[1] == events  # the file itself is sound
-    with pytest.raises(IntegrityError, match="holds no archive receipt"):
+    with pytest.raises(RecordAltered, match="holds no archive receipt"):
         await verify_archive(store, data_path)
 
 
@@ -238,7 +239,7 @@ async def test_the_log_refuses_deletes_outside_the_archive_path(
     store: EventStore, refs: References
 ) -> None:
     execution_id = await execution_in(store, refs, ExecutionStatus.COMPLETED)
-    with pytest.raises(IntegrityError, match="append-only"):
+    with pytest.raises(AppendOnlyViolation, match="append-only"):
         async with store.backend.begin_write() as connection:
             await connection.execute(
                 sa.delete(execution_events).where(

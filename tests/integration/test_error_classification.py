@@ -19,13 +19,13 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore import (
+    AppendOnlyViolation,
     DatabaseConflict,
     DatabaseError,
     DatabaseUnavailable,
     EventStore,
     EventStoreError,
     ExecutionStatus,
-    IntegrityError,
     StoreSettings,
 )
 from eventstore.backends.postgres import PostgresBackend
@@ -69,7 +69,7 @@ async def raise_sqlstate(backend: Backend, code: str) -> None:
         ("22003", DatabaseError, False),  # numeric_value_out_of_range
         ("42501", DatabaseError, False),  # insufficient_privilege
         ("XX000", DatabaseError, False),  # internal_error
-        ("ZE001", IntegrityError, False),  # the log's immutability trigger
+        ("ZE001", AppendOnlyViolation, False),  # the log's immutability trigger
     ],
 )
 async def test_postgres_sorts_errors_by_sqlstate(

@@ -25,11 +25,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from eventstore import (
+    AppendOnlyViolation,
     DatabaseError,
     EventStore,
     EventStoreError,
     ExecutionStatus,
-    IntegrityError,
     InvalidTransition,
     ValidationError,
 )
@@ -73,7 +73,7 @@ KEY: Final = b"the operator's anchor key"
 # raised by the store as its own class (raw SQL: the driver's error).
 REFUSALS: Final[dict[str, type[EventStoreError]]] = {
     "42501": DatabaseError,
-    "ZE001": IntegrityError,
+    "ZE001": AppendOnlyViolation,
     "ZE002": InvalidTransition,
     "ZE003": ValidationError,
 }

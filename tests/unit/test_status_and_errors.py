@@ -9,10 +9,12 @@ import pytest
 
 from eventstore import (
     TERMINAL_STATUSES,
+    AppendOnlyViolation,
     ConcurrencyError,
     ConfigurationError,
     DatabaseError,
     DatabaseUnavailable,
+    EventNotApplicable,
     EventStoreError,
     ExecutionNotFound,
     ExecutionStatus,
@@ -21,6 +23,7 @@ from eventstore import (
     InvalidTransition,
     NewEvent,
     ProjectionError,
+    RecordAltered,
     RecordedEvent,
     ReferenceNotFound,
     SchemaNotMigrated,
@@ -70,11 +73,18 @@ def test_every_error_is_an_event_store_error_with_stdlib_mixins() -> None:
         (ExecutionNotFound(execution_id=stream), (LookupError,)),
         (ReferenceNotFound(entity="graph", entity_id=stream), (LookupError,)),
         (ValidationError("bad"), (ValueError,)),
+        (IdempotencyConflict(event_id=stream, stream_id=stream, reason="r"), ()),
+        (RecordAltered(stream_id=stream, position=3, reason="r"), (IntegrityError,)),
         (
-            IdempotencyConflict(event_id=stream, stream_id=stream, reason="r"),
-            (ValidationError,),
+            AppendOnlyViolation(stream_id=None, position=None, reason="r"),
+            (IntegrityError,),
         ),
-        (IntegrityError(stream_id=stream, position=3, reason="r"), ()),
+        (
+            EventNotApplicable(
+                stream_id=stream, version=2, position=7, event_id=stream, reason="r"
+            ),
+            (),
+        ),
         (
             WaitTimeout(execution_id=stream, timeout=1.5, status="running"),
             (TimeoutError,),
@@ -86,6 +96,13 @@ def test_every_error_is_an_event_store_error_with_stdlib_mixins() -> None:
         for mixin in mixins:
             assert isinstance(error, mixin)
         assert "\n" not in str(error)
+    # Each class means one thing: a stored event the fold cannot apply and a
+    # reused id are not malformed input, and a refusal is not a finding.
+    for error, _ in cases:
+        if isinstance(error, (EventNotApplicable, IdempotencyConflict)):
+            assert not isinstance(error, ValidationError)
+    assert not issubclass(AppendOnlyViolation, RecordAltered)
+    assert not issubclass(RecordAltered, AppendOnlyViolation)
     conflict = ConcurrencyError(stream_id=stream, expected=1, actual=2)
     assert (conflict.stream_id, conflict.expected, conflict.actual) == (stream, 1, 2)
     transition = InvalidTransition(
