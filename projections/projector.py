@@ -246,8 +246,12 @@ class Projector:
         """Forget the slots led: a new lock connection decides leadership again."""
         locks, self._locks, self._led = self._locks, None, []
         if locks is not None:
-            with contextlib.suppress(Exception):
+            # Closing a lock connection that already failed may fail again;
+            # the server frees its locks either way, so say it and go on.
+            try:
                 await locks.aclose()
+            except Exception as exc:
+                logger.warning("projector: closing its lock connection failed: %r", exc)
 
     async def wait_for(self, position: int, *, timeout: float | None = None) -> None:
         """Wait until the event at `position` is folded (read-your-writes).
