@@ -49,7 +49,7 @@ def event_hash(previous: bytes, event: RecordedEvent) -> bytes:
             event_type=event.type,
             schema_version=event.schema_version,
             data_json=canonical_json(event.data),
-            metadata_json=canonical_json(event.metadata_json_value),
+            metadata_json=canonical_json(event.stored_metadata),
             occurred_at=event.occurred_at,
         ),
     )

@@ -34,7 +34,7 @@ def event_line(event: RecordedEvent) -> str:
             "type": event.type,
             "schema_version": event.schema_version,
             "data": event.data,
-            "metadata": event.metadata_json_value,
+            "metadata": event.stored_metadata,
             "occurred_at": hashing.format_occurred_at(event.occurred_at),
             "recorded_at": event.recorded_at.isoformat(),
             "hash": event.hash.hex(),

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from uuid import UUID
 
-    from eventstore.backends.base import Backend, StoredEvent
+    from eventstore.backends.base import Backend, RawEventRow
 
 BATCH: Final = 5000
 MAX_PROBLEMS: Final = 100
@@ -79,7 +79,7 @@ class _Chains:
         # Events of one request share their metadata text: encode it once.
         self._metadata: BoundedCache[str, str] = BoundedCache(METADATA_TEXTS)
 
-    def check(self, rows: Sequence[StoredEvent]) -> None:
+    def check(self, rows: Sequence[RawEventRow]) -> None:
         """Check rows that follow the ones checked before, in global order."""
         report, heads, broken = self.report, self._heads, self._broken
         for row in rows:
@@ -118,7 +118,7 @@ class _Chains:
         self.report.streams = len(self._heads) + len(self._broken - self._heads.keys())
         return self.report
 
-    def _hash(self, previous: bytes, row: StoredEvent) -> bytes:
+    def _hash(self, previous: bytes, row: RawEventRow) -> bytes:
         metadata = self._metadata.get(row.metadata)
         if metadata is None:
             metadata = hashing.canonical_json(hashing.parse_json(row.metadata))
@@ -135,7 +135,7 @@ class _Chains:
         )
         return hashing.chain_hash(previous, canonical)
 
-    def _break(self, row: StoredEvent, reason: str) -> None:
+    def _break(self, row: RawEventRow, reason: str) -> None:
         self._broken.add(row.stream_id)
         if len(self.report.problems) < MAX_PROBLEMS:
             self.report.problems.append(

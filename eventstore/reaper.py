@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
     from uuid import UUID
 
-    from eventstore.backends.base import StatusEvent
+    from eventstore.backends.base import LastStatusChange
     from eventstore.fold import ExecutionState
     from eventstore.store import EventStore
 
@@ -128,7 +128,7 @@ async def find_candidates(
     return candidates
 
 
-def _last_sign(started: StatusEvent, lease: Lease | None) -> datetime:
+def _last_sign(started: LastStatusChange, lease: Lease | None) -> datetime:
     if lease is None:
         return started.occurred_at
     return max(started.occurred_at, lease.heartbeat_at)

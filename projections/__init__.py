@@ -7,8 +7,8 @@ from projections.executions import ExecutionsProjection
 from projections.projector import BatchReport, Projector
 from projections.queries import ExecutionsView, Page
 from projections.rebuild import RebuildReport, plan_rebuild, rebuild, run_rebuild
+from projections.slot_status import ProjectionStatus, SlotStatus, projection_status
 from projections.stats import GraphStats, Percentiles, Stats, execution_stats
-from projections.status import ProjectionStatus, SlotStatus, projection_status
 
 __all__ = [
     "BatchReport",

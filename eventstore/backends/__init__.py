@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy.exc import ArgumentError
 
 from eventstore import errors
-from eventstore.backends.base import AppendOutcome, Backend
+from eventstore.backends.base import AppendDecision, Backend
 from eventstore.redaction import parse_url, redact_url, remember_secrets, scrub
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from eventstore.settings import StoreSettings
 
 __all__ = [
-    "AppendOutcome",
+    "AppendDecision",
     "Backend",
     "backend_for",
     "normalize_url",

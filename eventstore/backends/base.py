@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusEvent:
+class LastStatusChange:
     """The last status-changing event of one execution stream (as of a moment)."""
 
     stream_id: UUID
@@ -49,7 +49,7 @@ class StatusEvent:
     recorded_at: datetime
 
 
-class StoredEvent(NamedTuple):
+class RawEventRow(NamedTuple):
     """One row of the log as stored, its JSON texts unparsed: what the chain covers.
 
     Whole-log verification reads these instead of `RecordedEvent`: it needs
@@ -71,7 +71,7 @@ class StoredEvent(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class AppendOutcome:
+class AppendDecision:
     """What the database did with an append.
 
     Attributes:
@@ -293,7 +293,7 @@ class Backend(ABC):
         stream_type: str,
         expected_version: int | None,
         guarded: bool = False,
-    ) -> AppendOutcome:
+    ) -> AppendDecision:
         """Append events atomically, chaining their hashes, or say why not.
 
         Idempotency is decided before the expected version: re-appending
@@ -331,7 +331,7 @@ class Backend(ABC):
     @abstractmethod
     async def read_stored(
         self, after: Checkpoint | None, *, limit: int
-    ) -> list[StoredEvent]:
+    ) -> list[RawEventRow]:
         """`read_all`'s rows as stored, unparsed (for verifying the whole log)."""
 
     @abstractmethod
@@ -367,7 +367,7 @@ class Backend(ABC):
     @abstractmethod
     async def status_events(
         self, *, position: int | None = None, time: datetime | None = None
-    ) -> list[StatusEvent]:
+    ) -> list[LastStatusChange]:
         """Each execution stream's last status-changing event, as of a moment.
 
         One scan of the status-history index. The moment is a position
@@ -376,7 +376,7 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    async def open_executions(self) -> list[StatusEvent]:
+    async def open_executions(self) -> list[LastStatusChange]:
         """The last status-changing event of every pending or running execution.
 
         Read from the log, not a projection, so it is exact however far the

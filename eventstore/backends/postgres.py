@@ -34,11 +34,11 @@ from typing_extensions import override
 from eventstore import errors
 from eventstore.backends import postgres_leadership as leadership
 from eventstore.backends.base import (
-    AppendOutcome,
+    AppendDecision,
     Backend,
     ConflictInsert,
-    StatusEvent,
-    StoredEvent,
+    LastStatusChange,
+    RawEventRow,
     stream_type_refused,
 )
 from eventstore.backends.leadership import process_identity
@@ -379,7 +379,7 @@ class PostgresBackend(Backend):
         stream_type: str,
         expected_version: int | None,
         guarded: bool = False,
-    ) -> AppendOutcome:
+    ) -> AppendDecision:
         async with self.translate_errors():
             try:
                 outcome = await self._append(
@@ -402,7 +402,7 @@ class PostgresBackend(Backend):
         expected_version: int | None,
         *,
         guarded: bool,
-    ) -> AppendOutcome:
+    ) -> AppendDecision:
         outcome = None
         if expected_version is not None and not guarded:
             head = (
@@ -451,7 +451,7 @@ class PostgresBackend(Backend):
         events: Sequence[NewEvent],
         stream_type: str,
         head: tuple[int, bytes],
-    ) -> AppendOutcome | None:
+    ) -> AppendDecision | None:
         """The fast path; None when the function path must decide instead."""
         version, previous = head
         versions, hashes = [], []
@@ -498,7 +498,7 @@ class PostgresBackend(Backend):
             return None  # the head moved or was never what we thought
         self._heads.put(stream_id, (version, previous))
         ordered = sorted((row["version"], row["position"]) for row in rows)
-        return AppendOutcome(
+        return AppendDecision(
             kind="appended",
             versions=tuple(v for v, _ in ordered),
             positions=tuple(p for _, p in ordered),
@@ -512,7 +512,7 @@ class PostgresBackend(Backend):
         expected_version: int | None,
         *,
         guarded: bool,
-    ) -> AppendOutcome:
+    ) -> AppendDecision:
         args = (
             stream_id,
             stream_type,
@@ -536,7 +536,7 @@ class PostgresBackend(Backend):
         # error like any other outcome.
         async with self.pool.acquire() as connection:
             actual = await connection.fetchval(HEAD_VERSION_SQL, stream_id)
-        return AppendOutcome("version_conflict", actual=int(actual or 0))
+        return AppendDecision("version_conflict", actual=int(actual or 0))
 
     async def _call_append(
         self, args: Sequence[object], *, guarded: bool
@@ -593,12 +593,12 @@ class PostgresBackend(Backend):
     @override
     async def read_stored(
         self, after: Checkpoint | None, *, limit: int
-    ) -> list[StoredEvent]:
+    ) -> list[RawEventRow]:
         after = after or Checkpoint(0, 0)
         async with self.translate_errors(), self.pool.acquire() as connection:
             rows = await connection.fetch(READ_ALL_SQL, *_after(after), limit)
         return [
-            StoredEvent(
+            RawEventRow(
                 position=row[0],
                 stream_id=row[1],
                 version=row[2],
@@ -657,20 +657,20 @@ class PostgresBackend(Backend):
     @override
     async def status_events(
         self, *, position: int | None = None, time: datetime | None = None
-    ) -> list[StatusEvent]:
+    ) -> list[LastStatusChange]:
         async with self.translate_errors(), self.pool.acquire() as connection:
             rows = await connection.fetch(
                 STATUS_EVENTS_SQL,
                 MAX_POSITION if position is None else position,
                 time or FAR_FUTURE,
             )
-        return [StatusEvent(*row) for row in rows]
+        return [LastStatusChange(*row) for row in rows]
 
     @override
-    async def open_executions(self) -> list[StatusEvent]:
+    async def open_executions(self) -> list[LastStatusChange]:
         async with self.translate_errors(), self.pool.acquire() as connection:
             rows = await connection.fetch(OPEN_EXECUTIONS_SQL, MAX_POSITION, FAR_FUTURE)
-        return [StatusEvent(*row) for row in rows]
+        return [LastStatusChange(*row) for row in rows]
 
     @override
     async def backlog(
@@ -937,16 +937,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _outcome(rows: Sequence[asyncpg.Record]) -> AppendOutcome:
+def _outcome(rows: Sequence[asyncpg.Record]) -> AppendDecision:
     first = rows[0]
     kind = first["outcome"]
     if kind == "version_conflict":
-        return AppendOutcome(kind="version_conflict", actual=first["version"])
+        return AppendDecision(kind="version_conflict", actual=first["version"])
     if kind == "id_conflict":
-        return AppendOutcome(
+        return AppendDecision(
             kind="id_conflict", event_id=first["event_id"], reason=first["detail"]
         )
-    return AppendOutcome(
+    return AppendDecision(
         kind=kind,
         versions=tuple(row["version"] for row in rows),
         positions=tuple(row["position"] for row in rows),

@@ -29,11 +29,11 @@ from eventstore import errors, hashing
 from eventstore.backends import sqlite_leadership as leadership
 from eventstore.backends import sqlite_writer as writer
 from eventstore.backends.base import (
-    AppendOutcome,
+    AppendDecision,
     Backend,
     ConflictInsert,
-    StatusEvent,
-    StoredEvent,
+    LastStatusChange,
+    RawEventRow,
 )
 from eventstore.backends.sqlite_leadership import SqliteLeaderLocks
 from eventstore.events.envelope import (
@@ -216,7 +216,7 @@ class SqliteBackend(Backend):
         stream_type: str,
         expected_version: int | None,
         guarded: bool = False,
-    ) -> AppendOutcome:
+    ) -> AppendDecision:
         async with self.translate_errors(), self._write_lock:
             return await self._writer.run(
                 lambda connection: writer.append(
@@ -326,11 +326,11 @@ class SqliteBackend(Backend):
     @override
     async def read_stored(
         self, after: Checkpoint | None, *, limit: int
-    ) -> list[StoredEvent]:
+    ) -> list[RawEventRow]:
         position = after.position if after is not None else 0
         rows = await self._fetch(READ_ALL_SQL, (position, limit))
         return [
-            StoredEvent(
+            RawEventRow(
                 position=row[0],
                 stream_id=UUID(hex=row[1]),
                 version=row[2],
@@ -368,7 +368,7 @@ class SqliteBackend(Backend):
     @override
     async def status_events(
         self, *, position: int | None = None, time: datetime | None = None
-    ) -> list[StatusEvent]:
+    ) -> list[LastStatusChange]:
         return self._status_events(
             await self._fetch(
                 STATUS_EVENTS_SQL,
@@ -380,15 +380,15 @@ class SqliteBackend(Backend):
         )
 
     @override
-    async def open_executions(self) -> list[StatusEvent]:
+    async def open_executions(self) -> list[LastStatusChange]:
         return self._status_events(
             await self._fetch(OPEN_EXECUTIONS_SQL, (MAX_POSITION, FAR_FUTURE))
         )
 
     @staticmethod
-    def _status_events(rows: list[Sequence[Any]]) -> list[StatusEvent]:
+    def _status_events(rows: list[Sequence[Any]]) -> list[LastStatusChange]:
         return [
-            StatusEvent(
+            LastStatusChange(
                 stream_id=UUID(hex=row[0]),
                 type=row[1],
                 version=row[2],

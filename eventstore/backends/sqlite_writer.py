@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
 from eventstore import chains, errors, hashing
-from eventstore.backends.base import AppendOutcome, stream_type_refused
+from eventstore.backends.base import AppendDecision, stream_type_refused
 from eventstore.status import RESULTING_STATUS, ExecutionStatus, is_allowed
 from eventstore.times import utc_text
 
@@ -124,7 +124,7 @@ def append(
     expected_version: int | None,
     *,
     guarded: bool = False,
-) -> AppendOutcome:
+) -> AppendDecision:
     """The whole append in one transaction that holds the database's write lock.
 
     A `guarded` append holds the archive guard row while it writes, as
@@ -160,7 +160,7 @@ def _append_locked(
     events: Sequence[NewEvent],
     stream_type: str,
     expected_version: int | None,
-) -> AppendOutcome:
+) -> AppendDecision:
     ids = [event.event_id.hex for event in events]
     marks = ", ".join("?" * len(ids))
     recorded = connection.execute(
@@ -173,7 +173,7 @@ def _append_locked(
     head = connection.execute(HEAD_SQL, (stream_id.hex,)).fetchone()
     version, previous = (head[0], head[1]) if head else (0, hashing.GENESIS_HASH)
     if expected_version is not None and expected_version != version:
-        return AppendOutcome(kind="version_conflict", actual=version)
+        return AppendDecision(kind="version_conflict", actual=version)
     rows: list[tuple[object, ...]] = []
     for event in events:
         version += 1
@@ -201,7 +201,7 @@ def _append_locked(
         parameters = [value for row in chunk for value in row]
         written.extend(connection.execute(sql, parameters).fetchall())
     written.sort()
-    return AppendOutcome(
+    return AppendDecision(
         kind="appended",
         versions=tuple(version for version, _ in written),
         positions=tuple(position for _, position in written),
@@ -285,18 +285,18 @@ def _missing_reference(
 
 def _duplicate_outcome(
     stream_id: UUID, events: Sequence[NewEvent], recorded: list[Any]
-) -> AppendOutcome:
+) -> AppendDecision:
     by_id = {row[0]: row for row in recorded}
     for event in events:
         row = by_id.get(event.event_id.hex)
         if row is None:
-            return AppendOutcome(
+            return AppendDecision(
                 kind="id_conflict",
                 event_id=event.event_id,
                 reason="only some of the appended events were recorded before",
             )
         if row[1] != stream_id.hex:
-            return AppendOutcome(
+            return AppendDecision(
                 kind="id_conflict",
                 event_id=event.event_id,
                 reason=f"it belongs to stream {UUID(hex=row[1])}",
@@ -306,12 +306,12 @@ def _duplicate_outcome(
             event.schema_version,
             event.data_json,
         ):
-            return AppendOutcome(
+            return AppendDecision(
                 kind="id_conflict",
                 event_id=event.event_id,
                 reason="its content differs",
             )
-    return AppendOutcome(
+    return AppendDecision(
         kind="duplicate",
         versions=tuple(row[5] for row in recorded),
         positions=tuple(row[6] for row in recorded),

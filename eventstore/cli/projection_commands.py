@@ -25,7 +25,7 @@ from eventstore.cli.app import (
 from eventstore.cli.display import safe
 from projections.gc_tuning import gc_for_batches
 from projections.projector import Projector
-from projections.status import ProjectionStatus, projection_status
+from projections.slot_status import ProjectionStatus, projection_status
 
 
 def register(app: typer.Typer) -> None:

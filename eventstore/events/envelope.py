@@ -19,7 +19,6 @@ from eventstore.times import as_utc
 from eventstore.trusted import construct
 
 EVENT_TYPE_PATTERN: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
-STREAM_TYPES: Final = frozenset({"execution", "system"})
 
 
 EPOCH_SHIFT: Final = 64  # xid8 is 64 bits wide
@@ -328,7 +327,7 @@ class RecordedEvent(BaseModel):
         )
 
     @property
-    def metadata_json_value(self) -> JSONObject:
+    def stored_metadata(self) -> JSONObject:
         """The metadata as stored (what the hash covers)."""
         return self.metadata.as_json()
 

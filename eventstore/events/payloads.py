@@ -183,7 +183,7 @@ class ExecutionProgressed(EventPayload):
 
     Version 2 nests the usage under ``metrics``; version 1 (stored by earlier
     releases) kept the three usage metrics flat beside ``step`` and is lifted
-    on read by `eventstore.events.upcasters` (docs/UPCASTING.md).
+    on read by `eventstore.events.lifecycle_upcasters` (docs/UPCASTING.md).
     """
 
     event_type: ClassVar[str] = "ExecutionProgressed"

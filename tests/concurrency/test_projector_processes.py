@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from eventstore import EventStore, StoreSettings
 from eventstore.cli.demo_workload import run_workload
-from projections.status import projection_status
+from projections.slot_status import projection_status
 from tests.helpers import (
     assert_projection_equals_fold,
     count_events,

@@ -32,7 +32,7 @@ from eventstore.cli.demo_workload import run_workload
 from projections.executions import ExecutionsProjection
 from projections.projector import Projector
 from projections.rebuild import RebuildReport, run_rebuild
-from projections.status import ProjectionStatus, projection_status
+from projections.slot_status import ProjectionStatus, projection_status
 from tests.cli.runner import run_cli
 from tests.helpers import count_positions, raw_pg, wait_for_horizon
 from tests.rebuild_support import assert_clean_schema, assert_table_is_the_fold

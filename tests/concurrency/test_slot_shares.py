@@ -22,7 +22,7 @@ import pytest
 
 from eventstore import EventStore, ExecutionStatus
 from eventstore.backends.sqlite_leadership import lock_directory
-from projections.status import ProjectionStatus, projection_status
+from projections.slot_status import ProjectionStatus, projection_status
 from tests.cli.runner import run_cli
 from tests.helpers import count_positions, execution_in, make_references, raw_pg
 from tests.processes.projector_process import create_ledger

@@ -10,7 +10,7 @@ import pytest
 from eventstore import ConfigurationError, ExecutionStatus, WaitTimeout
 from eventstore.partitions import Partition
 from projections import Projector
-from projections.status import projection_status
+from projections.slot_status import projection_status
 from tests.helpers import (
     assert_projection_equals_fold,
     execution_in,

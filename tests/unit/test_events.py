@@ -174,7 +174,7 @@ def test_an_event_read_from_the_log_equals_a_validated_one() -> None:
     assert read == validated
     assert read.model_dump() == validated.model_dump()
     assert read.metadata.model_extra == {"tenant": "t"}
-    assert read.metadata_json_value == {
+    assert read.stored_metadata == {
         "actor": "api",
         "correlation_id": "c1",
         "tenant": "t",

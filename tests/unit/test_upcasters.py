@@ -20,7 +20,7 @@ from eventstore import (
 from eventstore.chains import event_hash
 from eventstore.events import register_upcaster, upcast
 from eventstore.events.envelope import EventMetadata
-from eventstore.events.upcasters import execution_progressed_v1_to_v2
+from eventstore.events.lifecycle_upcasters import execution_progressed_v1_to_v2
 from eventstore.hashing import GENESIS_HASH, canonical_json, chain_hash
 from eventstore.hashing import canonical_event as canonical_text
 from eventstore.log import upcast_event
