@@ -58,7 +58,9 @@ from bench.databases import DEFAULT_ADMIN_DSN, Server, migrate, throwaway_databa
 from bench.workload import DETAIL_BYTES, INPUTS_BYTES, RESULT_BYTES, make_payload
 from eventstore import EventStore
 from eventstore.audit import AsOf, statuses_as_of
-from eventstore.backends.postgres import MAX_POSITION, READ_ALL_SQL, STATUS_EVENTS_SQL
+from eventstore.backends.postgres_audit import STATUS_EVENTS_SQL
+from eventstore.backends.postgres_log import READ_ALL_SQL
+from eventstore.backends.postgres_order import MAX_POSITION
 from eventstore.chains import canonical_for
 from eventstore.events.envelope import NewEvent
 from eventstore.events.payloads import PAYLOAD_TYPES

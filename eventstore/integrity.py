@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
@@ -14,13 +16,19 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from uuid import UUID
 
-    from eventstore.backends.base import Backend, RawEventRow
+    from eventstore.backends.base import Backend
+    from eventstore.backends.rows import RawEventRow
 
 BATCH: Final = 5000
 MAX_PROBLEMS: Final = 100
 _CHUNK: Final = 500  # rows checked between two turns of the event loop
 METADATA_TEXTS: Final = 10_000  # canonical metadata remembered across batches
 _GENESIS: Final = (0, hashing.GENESIS_HASH, 0, datetime.min.replace(tzinfo=UTC))
+# How long verify waits for the transactions in flight when it starts (any
+# session of the cluster) to end, so it reads every event committed before
+# it; then it verifies what it can read and says so.
+HORIZON_WAIT: Final = 30.0
+logger: Final = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +59,7 @@ async def verify_log(
         The counts and the first break of each broken stream (at most 100).
     """
     await backend.ensure_schema()
+    await _reads_see_what_committed_before(backend)
     chains = _Chains()
     reading = asyncio.ensure_future(backend.read_stored(None, limit=BATCH))
     try:
@@ -66,6 +75,28 @@ async def verify_log(
     finally:
         reading.cancel()
     return chains.finish()
+
+
+async def _reads_see_what_committed_before(backend: Backend) -> None:
+    """Wait until gap-safe reads see every event committed before now.
+
+    They stay below the transaction horizon, which any transaction still
+    running anywhere in the cluster holds back: without this wait, events
+    appended just before verify could go unread, and unverified.
+    """
+    mark = await backend.horizon_mark()
+    deadline = time.monotonic() + HORIZON_WAIT
+    delay = 0.01
+    while not await backend.horizon_reached(mark):
+        if time.monotonic() > deadline:
+            logger.warning(
+                "verify: a transaction has run for over %.0f s; events of "
+                "transactions still in flight are left for the next verify",
+                HORIZON_WAIT,
+            )
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 class _Chains:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from eventstore.backends.base import Backend, ConflictInsert
+    from eventstore.backends.base import Backend
+    from eventstore.backends.dialect import ConflictInsert
 
 
 @dataclass(frozen=True)

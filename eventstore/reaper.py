@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
     from uuid import UUID
 
-    from eventstore.backends.base import LastStatusChange
+    from eventstore.backends.rows import LastStatusChange
     from eventstore.fold import ExecutionState
     from eventstore.store import EventStore
 

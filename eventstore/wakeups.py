@@ -18,7 +18,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from eventstore.backends.base import Backend, Listener
+    from eventstore.backends.base import Backend
+    from eventstore.backends.listening import Listener
 
 
 class Wakeups:

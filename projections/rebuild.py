@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore import EventStore, RecordedEvent
-    from eventstore.backends.base import ShadowTables
+    from eventstore.backends.shadow import ShadowTables
 
 DEFAULT_BATCH: Final = 10_000
 CHECKPOINT_SUFFIX: Final = ":rebuild"

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy.exc import ArgumentError
 
 from eventstore import errors
-from eventstore.backends.base import AppendDecision, Backend
+from eventstore.backends.base import Backend
+from eventstore.backends.rows import AppendDecision
 from eventstore.redaction import parse_url, redact_url, remember_secrets, scrub
 
 if TYPE_CHECKING:

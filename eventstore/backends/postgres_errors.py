@@ -16,7 +16,7 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 
 from eventstore import errors
-from eventstore.backends.base import (
+from eventstore.backends.driver_errors import (
     SQLALCHEMY_DRIVER_ERRORS,
     driver_causes,
     generic_database_error,

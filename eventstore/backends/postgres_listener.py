@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Final
 import asyncpg
 from typing_extensions import override
 
-from eventstore.backends.base import Listener
 from eventstore.backends.leadership import process_identity
+from eventstore.backends.listening import Listener
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

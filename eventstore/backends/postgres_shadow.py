@@ -35,8 +35,8 @@ import asyncpg
 from typing_extensions import override
 
 from eventstore import errors
-from eventstore.backends.base import ShadowTables
 from eventstore.backends.postgres_driver import driver_connection
+from eventstore.backends.shadow import ShadowTables
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable

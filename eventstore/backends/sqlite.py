@@ -28,13 +28,8 @@ from typing_extensions import override
 from eventstore import errors, hashing
 from eventstore.backends import sqlite_leadership as leadership
 from eventstore.backends import sqlite_writer as writer
-from eventstore.backends.base import (
-    AppendDecision,
-    Backend,
-    ConflictInsert,
-    LastStatusChange,
-    RawEventRow,
-)
+from eventstore.backends.base import Backend
+from eventstore.backends.rows import AppendDecision, LastStatusChange, RawEventRow
 from eventstore.backends.sqlite_leadership import SqliteLeaderLocks
 from eventstore.events.envelope import (
     Checkpoint,
@@ -54,6 +49,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.pool import ConnectionPoolEntry
 
+    from eventstore.backends.dialect import ConflictInsert
     from eventstore.backends.leadership import Holder, HorizonHolder, LeaderLocks
     from eventstore.events.envelope import NewEvent
     from eventstore.partitions import Partition

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
 from eventstore import chains, errors, hashing
-from eventstore.backends.base import AppendDecision, stream_type_refused
+from eventstore.backends.driver_errors import stream_type_refused
+from eventstore.backends.rows import AppendDecision
 from eventstore.status import RESULTING_STATUS, ExecutionStatus, is_allowed
 from eventstore.times import utc_text
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -250,3 +251,34 @@ async def test_stored_data_that_cannot_be_canonical_is_a_break_not_a_crash(
     ]
     assert "not canonical JSON" in report.problems[0].reason
     assert report.events == 4
+
+
+async def test_verify_reads_what_committed_before_it_while_others_run(
+    pg_store: EventStore, pg_url: str
+) -> None:
+    """A transaction running anywhere holds the read horizon back: verify waits it out.
+
+    Otherwise the events appended just before verify lie above the horizon,
+    and verify would pass them over unchecked.
+    """
+    holder = await raw_pg(pg_url)
+    held = holder.transaction()
+    await held.start()
+    try:
+        await holder.fetchval("SELECT pg_current_xact_id()")  # now it has an id
+        stream = uuid.uuid4()
+        await pg_store.append(
+            stream,
+            [NewEvent(type="Note", data={"n": n}) for n in range(3)],
+            stream_type="note",
+        )
+        verifying = asyncio.ensure_future(verify_log(pg_store.backend))
+        # While the older transaction runs, verify cannot have read the events.
+        done, _ = await asyncio.wait({verifying}, timeout=1.0)
+        assert not done
+    finally:
+        await held.rollback()
+        await holder.close()
+    report = await asyncio.wait_for(verifying, timeout=60)
+    assert report.ok
+    assert report.events == 3

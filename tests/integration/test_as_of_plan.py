@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eventstore.backends import postgres, sqlite
+from eventstore.backends import postgres_audit, postgres_log, postgres_order, sqlite
 from tests.helpers import raw_pg
 
 pytestmark = pytest.mark.slow
@@ -47,11 +47,13 @@ async def test_postgres_answers_as_of_with_an_index_only_scan(pg_url: str) -> No
         )
         await connection.execute("VACUUM (ANALYZE) execution_events")
         # As of a time in the middle, and as of now (the archive's question).
-        for time in (datetime(2026, 10, 1, 2, tzinfo=UTC), postgres.FAR_FUTURE):
+        for time in (datetime(2026, 10, 1, 2, tzinfo=UTC), postgres_order.FAR_FUTURE):
             plan = "\n".join(
                 row[0]
                 for row in await connection.fetch(
-                    f"EXPLAIN {postgres.STATUS_EVENTS_SQL}", postgres.MAX_POSITION, time
+                    f"EXPLAIN {postgres_audit.STATUS_EVENTS_SQL}",
+                    postgres_order.MAX_POSITION,
+                    time,
                 )
             )
             assert f"Index Only Scan Backward using {INDEX}" in plan, plan
@@ -114,7 +116,7 @@ async def test_postgres_reads_the_log_in_order_from_one_index_range(
         plan = "\n".join(
             row[0]
             for row in await connection.fetch(
-                f"EXPLAIN {postgres.READ_ALL_SQL}", 0, 0, 100, 500
+                f"EXPLAIN {postgres_log.READ_ALL_SQL}", 0, 0, 100, 500
             )
         )
         assert (

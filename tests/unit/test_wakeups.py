@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, cast
 
 from typing_extensions import override
 
-from eventstore.backends.base import Listener
+from eventstore.backends.listening import Listener
 from eventstore.wakeups import Wakeups
 
 if TYPE_CHECKING:

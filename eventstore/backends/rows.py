@@ -1,0 +1,65 @@
+"""The rows the backends hand to the core: appends decided, events as stored, statuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from uuid import UUID
+
+    from eventstore.events.envelope import Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class LastStatusChange:
+    """The last status-changing event of one execution stream (as of a moment)."""
+
+    stream_id: UUID
+    type: str
+    version: int
+    position: int
+    occurred_at: datetime
+    recorded_at: datetime
+
+
+class RawEventRow(NamedTuple):
+    """One row of the log as stored, its JSON texts unparsed: what the chain covers.
+
+    Whole-log verification reads these instead of `RecordedEvent`: it needs
+    no model, and a metadata text shared by many events is encoded once.
+    """
+
+    position: int
+    stream_id: UUID
+    version: int
+    event_id: UUID
+    type: str
+    schema_version: int
+    data: str
+    metadata: str
+    occurred_at: datetime
+    recorded_at: datetime
+    hash: bytes
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class AppendDecision:
+    """What the database did with an append.
+
+    Attributes:
+        kind: ``appended``; ``duplicate`` (every event id was recorded before,
+            with the same content: versions and positions are the originals);
+            ``version_conflict`` (``actual`` holds the stream's version);
+            ``id_conflict`` (an event id is recorded with other content or in
+            another stream: ``event_id`` and ``reason`` say which and how).
+    """
+
+    kind: Literal["appended", "duplicate", "version_conflict", "id_conflict"]
+    versions: tuple[int, ...] = ()
+    positions: tuple[int, ...] = ()
+    actual: int = 0
+    event_id: UUID | None = None
+    reason: str = ""
