@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eventstore.backends import postgres_audit, postgres_log, postgres_order, sqlite
+from eventstore.backends import (
+    postgres_audit,
+    postgres_log,
+    postgres_order,
+    sqlite_audit,
+    sqlite_rows,
+)
 from tests.helpers import raw_pg
 
 pytestmark = pytest.mark.slow
@@ -86,8 +92,8 @@ async def test_sqlite_answers_as_of_from_the_covering_index(sqlite_url: str) -> 
         plan = " ".join(
             str(row[-1])
             for row in connection.execute(
-                f"EXPLAIN QUERY PLAN {sqlite.STATUS_EVENTS_SQL}",
-                (sqlite.MAX_POSITION, "2026-10-01 02:00:00.000000"),
+                f"EXPLAIN QUERY PLAN {sqlite_audit.STATUS_EVENTS_SQL}",
+                (sqlite_rows.MAX_POSITION, "2026-10-01 02:00:00.000000"),
             )
         )
         assert f"USING COVERING INDEX {INDEX}" in plan, plan

@@ -1,0 +1,130 @@
+"""An SQLite file: the engine, the writer thread, write transactions, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from typing_extensions import override
+
+from eventstore import errors, hashing
+from eventstore.backends import sqlite_writer as writer
+from eventstore.backends.database import Database
+from eventstore.backends.sqlite_rows import partition_key
+from eventstore.redaction import redact_url
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+
+    import aiosqlite
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+    from eventstore.settings import StoreSettings
+
+IMMUTABLE_LOG_MESSAGE: Final = "execution_events is append-only"
+
+
+class SqliteDatabase(Database):
+    """An SQLite file through aiosqlite, and one writer thread for appends."""
+
+    def __init__(self, *, url: str, settings: StoreSettings) -> None:
+        parsed = make_url(url).set(drivername="sqlite+aiosqlite")
+        if parsed.database in (None, "", ":memory:"):
+            raise errors.ConfigurationError(
+                "SQLite needs a file: an in-memory database is not shared "
+                "between connections"
+            )
+        engine = create_async_engine(
+            parsed,
+            pool_size=settings.pool_size,
+            max_overflow=settings.pool_size,
+            connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+            # JSON columns read numbers by value, like the log does.
+            json_serializer=hashing.dump_json,
+            json_deserializer=hashing.parse_json,
+        )
+        busy_timeout = settings.sqlite_busy_timeout_ms
+
+        @sa_event.listens_for(engine.sync_engine, "connect")
+        def _configure(
+            dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry
+        ) -> None:
+            # Take transaction control from the sqlite3 module, so that BEGIN
+            # is ours (see the "begin" hook) and DDL is transactional.
+            dbapi_connection.isolation_level = None
+            writer.configure(dbapi_connection, busy_timeout)  # type: ignore[arg-type]
+            # The partition rule of eventstore/partitions.py, for partitioned reads.
+            dbapi_connection.create_function(
+                "eventstore_partition_key", 1, partition_key, deterministic=True
+            )
+
+        @sa_event.listens_for(engine.sync_engine, "begin")
+        def _begin(connection: Connection) -> None:
+            mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+            connection.exec_driver_sql(f"BEGIN {mode}")
+
+        super().__init__(url=redact_url(parsed), engine=engine)
+        self._write_lock = asyncio.Lock()
+        self._database = Path(parsed.database or "")
+        self._writer = writer.Writer(
+            parsed.database or "", settings.sqlite_busy_timeout_ms
+        )
+
+    @override
+    @property
+    def name(self) -> str:
+        return "sqlite"
+
+    @override
+    async def connect(self) -> None:
+        async with self.translate_errors(), self.engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+
+    @override
+    async def aclose(self) -> None:
+        await self._writer.aclose()
+        await self.engine.dispose()
+
+    @override
+    @contextlib.asynccontextmanager
+    async def begin_write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._begin_immediate() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
+    async def _begin_immediate(
+        self, check: Callable[[], None] | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; `check` runs once this process's writers are passed."""
+        # Take the lock up front (and queue behind this process's writers)
+        # rather than upgrade a read lock later, which WAL may refuse.
+        async with self.translate_errors(), self._write_lock:
+            if check is not None:
+                check()
+            async with self.engine.connect() as connection:
+                immediate = await connection.execution_options(sqlite_begin="IMMEDIATE")
+                async with immediate.begin():
+                    yield immediate
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Sequence[Any]]:
+        async with self.translate_errors(), self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: aiosqlite.Connection = raw.driver_connection  # type: ignore[assignment]
+            async with driver.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+
+    @override
+    def classify(self, exc: BaseException) -> errors.EventStoreError | None:
+        from eventstore.backends import sqlite_errors
+
+        return sqlite_errors.classify(
+            exc, url=self.url, immutable_reason=IMMUTABLE_LOG_MESSAGE
+        )

@@ -1,0 +1,79 @@
+"""SQLite's SQL fragments: ON CONFLICT inserts, the clock, order, percentiles in Python."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from typing_extensions import override
+
+from eventstore.backends.dialect import Dialect
+from eventstore.backends.sqlite_database import SqliteDatabase
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from eventstore.backends.dialect import ConflictInsert
+    from eventstore.events.envelope import Checkpoint
+
+
+class SqliteDialect(SqliteDatabase, Dialect):
+    """The pieces of SQL SQLite says its own way."""
+
+    @override
+    def insert(self, table: sa.Table) -> ConflictInsert:
+        return sqlite.insert(table)
+
+    @override
+    def clock(self) -> sa.ColumnElement[Any]:
+        # SQLite's own clock, in the text form SQLAlchemy's DateTime reads.
+        return sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")
+
+    @override
+    def at_or_before(
+        self, table: sa.Table, checkpoint: Checkpoint
+    ) -> sa.ColumnElement[bool]:
+        return table.c.position <= checkpoint.position
+
+    @override
+    async def percentiles(
+        self,
+        connection: AsyncConnection,
+        table: sa.Table,
+        *,
+        group_by: str,
+        columns: Sequence[str],
+        fractions: Sequence[float],
+    ) -> dict[Any, dict[str, list[float | None]]]:
+        # SQLite has no percentile aggregate: sort each column per group and
+        # interpolate as percentile_cont does (the embedded scale allows it).
+        result: dict[Any, dict[str, list[float | None]]] = {}
+        for name in columns:
+            column = table.c[name]
+            rows = await connection.execute(
+                sa.select(table.c[group_by], column)
+                .where(column.is_not(None))
+                .order_by(table.c[group_by], column)
+            )
+            values: dict[Any, list[float]] = {}
+            for group, value in rows:
+                values.setdefault(group, []).append(float(value))
+            for group, ordered in values.items():
+                result.setdefault(group, {})[name] = [
+                    _interpolate(ordered, fraction) for fraction in fractions
+                ]
+        for per_column in result.values():
+            for name in columns:
+                per_column.setdefault(name, [None] * len(fractions))
+        return result
+
+
+def _interpolate(ordered: Sequence[float], fraction: float) -> float:
+    """percentile_cont over sorted values: linear between the nearest ranks."""
+    rank = fraction * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
