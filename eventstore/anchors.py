@@ -88,9 +88,9 @@ class _History:
 
 async def _history(backend: Backend) -> _History:
     history = _History()
-    for event in await backend.read_stream(CHAIN_ANCHORS_STREAM):
+    for event in await backend.read_stream_as_stored(CHAIN_ANCHORS_STREAM):
         history.anchors.append((event, ChainAnchor.model_validate(event.data)))
-    for event in await backend.read_stream(ARCHIVE_RECEIPTS_STREAM):
+    for event in await backend.read_stream_as_stored(ARCHIVE_RECEIPTS_STREAM):
         receipt = ArchiveReceipt.model_validate(event.data)
         history.receipts.append((event.checkpoint, receipt))
     return history

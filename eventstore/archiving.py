@@ -110,7 +110,7 @@ async def archive_finished_before(
     )
     if not chosen:
         return None
-    events = await backend.read_streams(chosen)
+    events = await backend.read_streams_as_stored(chosen)
     if not events:
         return None  # a concurrent archive removed them between the two reads
     chosen = sorted({event.stream_id for event in events})
@@ -144,7 +144,7 @@ async def _maybe_recorded(store: EventStore, data_path: Path) -> bool:
     """Whether a receipt for the file may be in the log (True when unsure)."""
     try:
         digest = file_sha256(data_path)
-        receipts = await store.backend.read_stream(ARCHIVE_RECEIPTS_STREAM)
+        receipts = await store.backend.read_stream_as_stored(ARCHIVE_RECEIPTS_STREAM)
     except FileNotFoundError:
         return False  # nothing was written, so nothing was removed
     except Exception:  # unsure: keep the files
@@ -421,7 +421,7 @@ async def verify_archive(store: EventStore, path: Path) -> VerifiedArchive:
     manifest, events = await asyncio.to_thread(read_archive, path)
     manifest_digest = file_sha256(manifest_path_for(data_path_for(path)))
     await store.backend.ensure_schema()
-    for recorded in await store.backend.read_stream(ARCHIVE_RECEIPTS_STREAM):
+    for recorded in await store.backend.read_stream_as_stored(ARCHIVE_RECEIPTS_STREAM):
         if recorded.type != ArchiveReceipt.event_type:
             continue
         receipt = ArchiveReceipt.model_validate(recorded.data)

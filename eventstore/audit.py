@@ -90,7 +90,7 @@ async def verify_stream(backend: Backend, stream_id: UUID | str) -> bytes:
     """
     stream = as_stream_id(stream_id)
     await backend.ensure_schema()
-    events = await backend.read_stream(
+    events = await backend.read_stream_as_stored(
         stream
     )  # as stored: hashes cover the stored form
     if not events:

@@ -61,11 +61,11 @@ async def verify_log(
     await backend.ensure_schema()
     await _reads_see_what_committed_before(backend)
     chains = _Chains()
-    reading = asyncio.ensure_future(backend.read_stored(None, limit=BATCH))
+    reading = asyncio.ensure_future(backend.read_rows_as_stored(None, limit=BATCH))
     try:
         while rows := await reading:
             reading = asyncio.ensure_future(
-                backend.read_stored(rows[-1].checkpoint, limit=BATCH)
+                backend.read_rows_as_stored(rows[-1].checkpoint, limit=BATCH)
             )
             for start in range(0, len(rows), _CHUNK):
                 chains.check(rows[start : start + _CHUNK])

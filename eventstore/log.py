@@ -191,7 +191,9 @@ class EventLog:
         stream = as_stream_id(stream_id)
         checked_int("after_version", after_version, low=0, high=INT32_MAX)
         await self._backend.ensure_schema()
-        events = await self._backend.read_stream(stream, after_version=after_version)
+        events = await self._backend.read_stream_as_stored(
+            stream, after_version=after_version
+        )
         return [upcast_event(event) for event in events]
 
     async def read_batch(
@@ -203,7 +205,9 @@ class EventLog:
     ) -> list[RecordedEvent]:
         """One gap-safe batch of the global log (or of a partition) after a checkpoint."""
         await self._backend.ensure_schema()
-        events = await self._backend.read_all(after, limit=limit, partition=partition)
+        events = await self._backend.read_all_as_stored(
+            after, limit=limit, partition=partition
+        )
         return [upcast_event(event) for event in events]
 
     async def resolve_after(

@@ -61,7 +61,7 @@ async def verify_receipts(backend: Backend) -> list[errors.RecordAltered]:
     stones = await tombstones(backend)
     named: set[UUID] = set()
     problems: list[errors.RecordAltered] = []
-    for recorded in await backend.read_stream(ARCHIVE_RECEIPTS_STREAM):
+    for recorded in await backend.read_stream_as_stored(ARCHIVE_RECEIPTS_STREAM):
         try:
             receipt = ArchiveReceipt.model_validate(recorded.data)
         except pydantic.ValidationError:

@@ -409,7 +409,7 @@ class Projector:
         backend = self._store.backend
         projection = slot.projection
         start = await self._checkpoint(slot)
-        stored = await backend.read_all(
+        stored = await backend.read_all_as_stored(
             start, limit=self._batch_size, partition=slot.partition
         )
         events = [_upcast(projection, event) for event in stored]

@@ -241,7 +241,9 @@ async def _check_partition(
     refused: set[UUID] = set()  # streams stopped at an event already reported
     pending = 0
     while True:
-        batch = await backend.read_all(after, limit=CHUNK, partition=partition)
+        batch = await backend.read_all_as_stored(
+            after, limit=CHUNK, partition=partition
+        )
         if not batch:
             return pending
         after = batch[-1].checkpoint

@@ -1,4 +1,4 @@
-"""The log's storage: appends, reads in stream and in global order, notifications."""
+"""The log's storage: appends, and reads as stored (never upcast; eventstore/log.py upcasts)."""
 
 from __future__ import annotations
 
@@ -46,13 +46,13 @@ class LogStorage(Database):
         """
 
     @abstractmethod
-    async def read_stream(
+    async def read_stream_as_stored(
         self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
         """The stream's events after `after_version`, in version order, as stored."""
 
     @abstractmethod
-    async def read_all(
+    async def read_all_as_stored(
         self,
         after: Checkpoint | None,
         *,
@@ -67,18 +67,20 @@ class LogStorage(Database):
         """
 
     @abstractmethod
-    async def read_stored(
+    async def read_rows_as_stored(
         self, after: Checkpoint | None, *, limit: int
     ) -> list[RawEventRow]:
-        """`read_all`'s rows as stored, unparsed (for verifying the whole log)."""
+        """`read_all_as_stored`'s rows, unparsed (for verifying the whole log)."""
 
     @abstractmethod
-    async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
+    async def read_streams_as_stored(
+        self, stream_ids: Sequence[UUID]
+    ) -> list[RecordedEvent]:
         """Every event of the given streams, in position order, as stored."""
 
     @abstractmethod
     async def head_checkpoint(self) -> Checkpoint | None:
-        """The checkpoint of the last event read_all would return now (None: empty)."""
+        """The checkpoint of the last event read_all_as_stored would return now (None: empty)."""
 
     @abstractmethod
     async def checkpoint_at(self, position: int) -> Checkpoint:
@@ -93,7 +95,7 @@ class LogStorage(Database):
         return 0
 
     async def horizon_reached(self, mark: int) -> bool:
-        """Whether read_all now sees every event committed before `mark` was taken.
+        """Whether read_all_as_stored now sees every event committed before `mark` was taken.
 
         Always, where commit order is position order (SQLite); on PostgreSQL
         once every transaction that was running at the mark has ended.

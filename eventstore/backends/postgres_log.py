@@ -138,7 +138,7 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
         self._appender.forget_streams(stream_ids)
 
     @override
-    async def read_stream(
+    async def read_stream_as_stored(
         self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
         async with self.translate_errors(), self.pool.acquire() as connection:
@@ -152,7 +152,7 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
         return _rows_to_events(rows)
 
     @override
-    async def read_all(
+    async def read_all_as_stored(
         self,
         after: Checkpoint | None,
         *,
@@ -174,7 +174,7 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
         return _rows_to_events(rows)
 
     @override
-    async def read_stored(
+    async def read_rows_as_stored(
         self, after: Checkpoint | None, *, limit: int
     ) -> list[RawEventRow]:
         after = after or Checkpoint(0, 0)
@@ -201,7 +201,9 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
         ]
 
     @override
-    async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
+    async def read_streams_as_stored(
+        self, stream_ids: Sequence[UUID]
+    ) -> list[RecordedEvent]:
         async with self.translate_errors(), self.pool.acquire() as connection:
             rows = await connection.fetch(READ_STREAMS_SQL, list(stream_ids))
         return _rows_to_events(rows)

@@ -79,7 +79,7 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
             )
 
     @override
-    async def read_stream(
+    async def read_stream_as_stored(
         self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
         rows = await self._fetch(
@@ -89,7 +89,7 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
         return rows_to_events(rows)
 
     @override
-    async def read_all(
+    async def read_all_as_stored(
         self,
         after: Checkpoint | None,
         *,
@@ -106,7 +106,7 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
         return rows_to_events(rows)
 
     @override
-    async def read_stored(
+    async def read_rows_as_stored(
         self, after: Checkpoint | None, *, limit: int
     ) -> list[RawEventRow]:
         position = after.position if after is not None else 0
@@ -130,7 +130,9 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
         ]
 
     @override
-    async def read_streams(self, stream_ids: Sequence[UUID]) -> list[RecordedEvent]:
+    async def read_streams_as_stored(
+        self, stream_ids: Sequence[UUID]
+    ) -> list[RecordedEvent]:
         ids = dump_json([stream_id.hex for stream_id in stream_ids])
         return rows_to_events(await self._fetch(READ_STREAMS_SQL, (ids,)))
 

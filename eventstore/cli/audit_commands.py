@@ -146,7 +146,7 @@ def audit(
                 if export is not None:
                     # As stored, not upcast: the hash chain covers the stored form.
                     await store.backend.ensure_schema()
-                    stored = await store.backend.read_stream(identifier)
+                    stored = await store.backend.read_stream_as_stored(identifier)
         stored.sort(key=lambda e: e.version)
         if moment is not None:
             events = prefix_as_of(events, moment)

@@ -269,7 +269,7 @@ async def test_an_export_of_awkward_data_verifies_with_the_standalone_script(
 ) -> None:
     execution_id = await awkward_execution(store, refs)
     await store.backend.ensure_schema()
-    stored = await store.backend.read_stream(execution_id)
+    stored = await store.backend.read_stream_as_stored(execution_id)
     path = tmp_path / name
     lines = export(url, execution_id, path)
     assert [parse_json_object(line)["hash"] for line in lines] == [

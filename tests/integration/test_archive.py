@@ -209,7 +209,7 @@ async def test_an_archive_without_a_receipt_is_refused(
 ) -> None:
     """A well-formed file whose removal this log never recorded is not trusted."""
     execution_id = await execution_in(store, refs, ExecutionStatus.COMPLETED)
-    events = await store.backend.read_stream(execution_id)
+    events = await store.backend.read_stream_as_stored(execution_id)
     data_path = archive_dir / "archive-unrecorded.jsonl.gz"
     write_events(data_path, events)
     write_manifest(

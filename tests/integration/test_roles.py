@@ -458,7 +458,7 @@ async def _audit(d: Deployment, role: str) -> list[Outcome]:
             ]
             await verify_stream(store.backend, live)  # --verify
             await store.backend.ensure_schema()
-            assert len(await store.backend.read_stream(live)) == 2  # --export
+            assert len(await store.backend.read_stream_as_stored(live)) == 2  # --export
             statuses = await statuses_as_of(
                 store.backend, AsOf(position=history[-1].position)
             )
@@ -487,7 +487,7 @@ async def _archive(d: Deployment, role: str) -> list[Outcome]:
             )
             assert result is not None
             assert done in {stream.stream_id for stream in result.manifest.streams}
-            assert await store.backend.read_stream(done) == []
+            assert await store.backend.read_stream_as_stored(done) == []
             await verify_archive(store, result.data_path)
 
     return [await d.attempt(operation)]

@@ -136,7 +136,7 @@ async def until_visible(store: EventStore, count: int) -> None:
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
-    while len(await store.backend.read_all(None, limit=1000)) < count:
+    while len(await store.backend.read_all_as_stored(None, limit=1000)) < count:
         assert loop.time() < deadline, f"the log never showed {count} events"
         await asyncio.sleep(0.05)
 
@@ -274,7 +274,7 @@ async def test_the_hash_chain_covers_the_stored_v1_form(
     assert report.events == 6
     await verify_stream(store.backend, old_execution)
     # The stored rows still hold v1: the log was never rewritten.
-    stored = await store.backend.read_stream(old_execution, after_version=0)
+    stored = await store.backend.read_stream_as_stored(old_execution, after_version=0)
     assert [e.schema_version for e in stored[2:5]] == [1, 1, 1]
     assert stored[2].data == RETRIEVE_V1
     await Projector(store).run_until_caught_up()
