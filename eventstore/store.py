@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Self
 
 from eventstore.arguments import BATCH_MAX, checked_int
+from eventstore.audit import Audit
 from eventstore.backends import backend_for
 from eventstore.executions import ExecutionService
 from eventstore.log import DEFAULT_BATCH, AppendResult, EventLog, as_stream_id
@@ -35,6 +36,7 @@ class EventStore:
         self._settings = settings
         self._wakeups = Wakeups(backend)
         self.log = EventLog(backend, on_append=self._wakeups.notify)
+        self.audit = Audit(self)
         self.threads = Threads(backend)
         self.messages = Messages(backend)
         self.graphs = Graphs(backend)

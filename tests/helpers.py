@@ -25,11 +25,11 @@ from eventstore import (
     NewEvent,
     schema,
 )
+from eventstore.audit.integrity import verify_log
 from eventstore.chains import canonical_for
 from eventstore.events.envelope import EventMetadata
 from eventstore.events.payloads import PAYLOAD_TYPES
 from eventstore.hashing import GENESIS_HASH, canonical_json, chain_hash
-from eventstore.integrity import verify_log
 from eventstore.migrating import migrations_path
 from projections.queries import ExecutionsView
 from tests.cli.runner import run_cli

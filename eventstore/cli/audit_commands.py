@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from eventstore import EventStore, errors, fold_events
-from eventstore.archiving import VerifiedArchive, verify_archive
-from eventstore.audit import StatusAt, prefix_as_of, statuses_as_of, verify_stream
+from eventstore import EventStore, errors
+from eventstore.audit import StatusAt
+from eventstore.audit.exporting import event_line
+from eventstore.audit.reports import render_timeline
 from eventstore.cli.app import (
     EXIT_USAGE,
     DebugOption,
@@ -34,14 +35,12 @@ from eventstore.cli.app import (
 )
 from eventstore.cli.display import clean, safe
 from eventstore.cli.parsing import parse_as_of
-from eventstore.exporting import event_line
 from eventstore.log import as_stream_id
-from eventstore.reports import render_timeline
 from eventstore.status import ExecutionStatus
 
 if TYPE_CHECKING:
     from eventstore import ExecutionState, RecordedEvent
-    from eventstore.audit import AsOf
+    from eventstore.audit import AsOf, Timeline, VerifiedArchive
 
 
 def register(app: typer.Typer) -> None:
@@ -127,38 +126,25 @@ def audit(
                 )
         # `audit ''` is an id that is not one, not "no id": the whole store.
         identifier = as_stream_id(execution_id) if execution_id is not None else None
-        verified = None
         async with EventStore.open(url) as store:
+            audit = store.audit
             if archive is not None:
-                verified = await verify_archive(store, archive)
                 if identifier is None:
+                    verified = await audit.verify_archive(archive)
                     return _Audit(moment=moment, archive=verified)
-                events = verified.history(identifier)
-                stored = [e for e in verified.events if e.stream_id == identifier]
-            elif identifier is None:
-                statuses = await statuses_as_of(store.backend, moment)
+                verified, timeline = await audit.archived_timeline(
+                    archive, identifier, as_of=moment
+                )
+                return _Audit.of(timeline, archive=verified)
+            if identifier is None:
+                statuses = await audit.statuses_as_of(moment)
                 return _Audit(moment=moment, statuses=statuses)
-            else:
-                events = await store.executions.history(identifier)
-                if verify_chain:
-                    await verify_stream(store.backend, identifier)
-                stored = []
-                if export is not None:
-                    # As stored, not upcast: the hash chain covers the stored form.
-                    await store.backend.ensure_schema()
-                    stored = await store.backend.read_stream_as_stored(identifier)
-        stored.sort(key=lambda e: e.version)
-        if moment is not None:
-            events = prefix_as_of(events, moment)
-            stored = prefix_as_of(stored, moment)
-        return _Audit(
-            moment=moment,
-            events=events,
-            # A system stream (receipts, anchors) has a timeline but no state.
-            state=fold_events(events) if _is_execution(events) else None,
-            stored=stored,
-            archive=verified if archive is not None else None,
-        )
+            if verify_chain:  # first: a broken chain is named before the fold fails
+                await audit.verify_stream(identifier)
+            timeline = await audit.timeline(
+                identifier, as_of=moment, stored=export is not None
+            )
+            return _Audit.of(timeline)
 
     result = run(command, debug=debug)
     if result.archive is not None and execution_id is None:
@@ -187,6 +173,19 @@ def _is_execution(events: list[RecordedEvent]) -> bool:
 
 class _Audit:
     """What the audit command found, for the printing half."""
+
+    @classmethod
+    def of(
+        cls, timeline: Timeline, *, archive: VerifiedArchive | None = None
+    ) -> _Audit:
+        """One stream's timeline, from the live log or an archive."""
+        return cls(
+            moment=timeline.moment,
+            events=timeline.events,
+            state=timeline.state,
+            stored=timeline.stored,
+            archive=archive,
+        )
 
     def __init__(
         self,

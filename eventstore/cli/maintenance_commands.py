@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from eventstore import EventStore, errors
-from eventstore.archiving import ArchiveResult, archive_finished_before
+from eventstore.audit import ArchiveResult
 from eventstore.cli.app import (
     DebugOption,
     JsonOption,
@@ -104,7 +104,9 @@ def cleanup(
                 report = await reap(store, stale_after=stale, pending_after=pending)
             archived = None
             if cutoff is not None and to is not None:
-                archived = await archive_finished_before(store, cutoff, Path(to))
+                archived = await store.audit.archive(
+                    finished_before=cutoff, directory=Path(to)
+                )
         return report, archived, cutoff is not None
 
     report, archived, archiving = run(command, debug=debug)

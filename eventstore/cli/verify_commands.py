@@ -9,7 +9,6 @@ import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from eventstore import EventStore, errors
-from eventstore.anchors import create_anchor, verify_anchors
 from eventstore.cli.app import (
     EXIT_PROBLEM,
     DebugOption,
@@ -21,7 +20,6 @@ from eventstore.cli.app import (
     stdout,
 )
 from eventstore.cli.display import safe
-from eventstore.integrity import verify_log
 from projections.verify import verify_backlog, verify_executions
 
 KeyFileOption = Annotated[
@@ -78,7 +76,7 @@ def anchor(
     async def command() -> dict[str, Any]:
         key = read_key(key_file)
         async with EventStore.open(url) as store:
-            recorded = await create_anchor(store, key=key)
+            recorded = await store.audit.anchor(key=key)
         return {
             "position": recorded.position,
             "streams": recorded.streams,
@@ -126,10 +124,10 @@ def verify(
                 transient=True,
             ) as progress:
                 task = progress.add_task("verify", total=None)
-                log = await verify_log(
-                    store.backend, on_batch=lambda n: progress.update(task, completed=n)
+                log = await store.audit.verify_log(
+                    on_batch=lambda n: progress.update(task, completed=n)
                 )
-            anchors = await verify_anchors(store.backend, key=key)
+            anchors = await store.audit.verify_anchors(key=key)
             divergences = [] if log_only else await verify_executions(store)
             backlog = None if log_only else await verify_backlog(store)
         return {

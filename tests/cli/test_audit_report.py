@@ -28,8 +28,8 @@ from eventstore import (
     RecordedEvent,
     fold_events,
 )
+from eventstore.audit.reports import render_timeline
 from eventstore.hashing import parse_json_object
-from eventstore.reports import render_timeline
 from tests.cli.runner import run_cli
 
 if TYPE_CHECKING:
@@ -416,8 +416,8 @@ def test_the_wheel_ships_the_report_template(tmp_path: Path) -> None:
     )  # fmt: skip
     [wheel] = tmp_path.glob("eventstore-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "eventstore/reports/timeline.html.j2" in names
-    assert "eventstore/reports/timeline.py" in names
+    assert "eventstore/audit/reports/timeline.html.j2" in names
+    assert "eventstore/audit/reports/timeline.py" in names
     requires = zipfile.ZipFile(wheel).read(
         next(name for name in names if name.endswith(".dist-info/METADATA"))
     )

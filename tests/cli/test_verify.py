@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from eventstore import EventStore, ExecutionStatus
-from eventstore.integrity import verify_log
+from eventstore.audit.integrity import verify_log
 from eventstore.schema import executions
 from projections.verify import verify_executions
 from tests.cli.runner import run_cli

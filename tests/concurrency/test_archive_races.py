@@ -21,12 +21,11 @@ from eventstore import (
     NewEvent,
     RecordAltered,
     StreamArchived,
-    archive_files,
-    archiving,
 )
-from eventstore.archiving import archive_finished_before
+from eventstore.audit import archive_files, archiving
+from eventstore.audit.archiving import archive_finished_before
+from eventstore.audit.integrity import verify_log
 from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
-from eventstore.integrity import verify_log
 from tests.helpers import (
     References,
     append_behind_the_guards,
@@ -249,7 +248,7 @@ async def test_a_failed_write_removes_nothing(
         write_events(*arguments)  # type: ignore[arg-type]
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("eventstore.archiving.write_events", write_then_fail)
+    monkeypatch.setattr("eventstore.audit.archiving.write_events", write_then_fail)
 
     with pytest.raises(OSError, match="No space left"):
         await archive_finished_before(store, _soon(), archive_dir)

@@ -16,7 +16,7 @@ from eventstore import (
     NewEvent,
     StoreSettings,
 )
-from eventstore.audit import verify_stream
+from eventstore.audit.replay import verify_stream
 from tests.helpers import References, execution_in
 
 pytestmark = pytest.mark.postgres

@@ -28,7 +28,7 @@ from eventstore import (
     StoreSettings,
     schema,
 )
-from eventstore.integrity import verify_log
+from eventstore.audit.integrity import verify_log
 from projections import ExecutionsView, Projector
 from tests.helpers import (
     assert_projection_equals_fold,

@@ -18,7 +18,7 @@ from eventstore import (
     ExecutionStatus,
     StoreSettings,
 )
-from eventstore.archiving import archive_finished_before
+from eventstore.audit.archiving import archive_finished_before
 from eventstore.cli.demo_workload import run_workload
 from projections.executions import ExecutionsProjection
 from projections.projector import Projector

@@ -17,9 +17,9 @@ from eventstore import (
     NewEvent,
     RecordAltered,
 )
-from eventstore.audit import verify_stream
+from eventstore.audit.integrity import verify_log
+from eventstore.audit.replay import verify_stream
 from eventstore.hashing import GENESIS_HASH, canonical_event, canonical_json, chain_hash
-from eventstore.integrity import verify_log
 from tests.helpers import raw_pg, tamper
 
 AWKWARD_PAYLOADS: list[dict[str, object]] = [

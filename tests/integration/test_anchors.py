@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from eventstore import ExecutionStatus, RecordAltered
-from eventstore.anchors import create_anchor, verify_anchors
-from eventstore.archiving import archive_finished_before
+from eventstore.audit.anchors import create_anchor, verify_anchors
+from eventstore.audit.archiving import archive_finished_before
+from eventstore.audit.integrity import verify_log
 from eventstore.events.system_payloads import CHAIN_ANCHORS_STREAM
-from eventstore.integrity import verify_log
 from tests.cli.runner import run_cli
 from tests.helpers import (
     assert_cli_names_break,

@@ -20,7 +20,7 @@ from eventstore import (
     RecordAltered,
     fold_events,
 )
-from eventstore.archive_files import (
+from eventstore.audit.archive_files import (
     ArchivedStream,
     ArchiveManifest,
     file_sha256,
@@ -29,9 +29,9 @@ from eventstore.archive_files import (
     write_events,
     write_manifest,
 )
-from eventstore.archiving import archive_finished_before, verify_archive
+from eventstore.audit.archiving import archive_finished_before, verify_archive
+from eventstore.audit.integrity import verify_log
 from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
-from eventstore.integrity import verify_log
 from eventstore.schema import execution_events, execution_leases, executions
 from projections.queries import ExecutionsView
 from projections.verify import verify_executions

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from eventstore import ExecutionStatus, NewEvent, fold_events
-from eventstore.audit import AsOf, state_as_of, statuses_as_of
+from eventstore.audit.replay import AsOf, state_as_of, statuses_as_of
 from tests.cli.runner import run_cli
 from tests.helpers import make_references, raw_pg
 

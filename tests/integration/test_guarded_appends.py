@@ -25,15 +25,15 @@ from eventstore import (
     StreamArchived,
     ValidationError,
 )
-from eventstore.anchors import verify_anchors
-from eventstore.archiving import archive_finished_before
+from eventstore.audit.anchors import verify_anchors
+from eventstore.audit.archiving import archive_finished_before
+from eventstore.audit.integrity import verify_log
 from eventstore.events import payloads
 from eventstore.events.system_payloads import (
     ARCHIVE_RECEIPTS_STREAM,
     ArchiveReceipt,
     StreamHead,
 )
-from eventstore.integrity import verify_log
 from eventstore.status import ALLOWED_FROM, is_allowed
 from projections import Projector
 from tests.cli.runner import run_cli

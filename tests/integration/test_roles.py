@@ -33,11 +33,11 @@ from eventstore import (
     InvalidTransition,
     ValidationError,
 )
-from eventstore.anchors import create_anchor, verify_anchors
-from eventstore.archiving import archive_finished_before, verify_archive
-from eventstore.audit import AsOf, statuses_as_of, verify_stream
+from eventstore.audit.anchors import create_anchor, verify_anchors
+from eventstore.audit.archiving import archive_finished_before, verify_archive
+from eventstore.audit.integrity import verify_log
+from eventstore.audit.replay import AsOf, statuses_as_of, verify_stream
 from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
-from eventstore.integrity import verify_log
 from eventstore.migrating import SCHEMA_HEAD, run_migration
 from eventstore.reaper import reap
 from projections import (

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from eventstore import ExecutionStatus
-from eventstore.audit import AsOf, statuses_as_of
+from eventstore.audit.replay import AsOf, statuses_as_of
 from tests.helpers import execution_in
 from tests.integration.test_as_of_random import check_premises, reference_statuses
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from eventstore import EventStore, ExecutionStatus, NewEvent, ValidationError
-from eventstore.audit import AsOf
-from eventstore.integrity import verify_log
+from eventstore.audit.integrity import verify_log
+from eventstore.audit.replay import AsOf
 from projections import ExecutionsView, Projector
 from tests.helpers import count_events, execution_in, make_references
 

@@ -25,10 +25,10 @@ from eventstore import (
     ValidationError,
     schema,
 )
-from eventstore.archiving import archive_finished_before, verify_archive
-from eventstore.audit import verify_stream
+from eventstore.audit.archiving import archive_finished_before, verify_archive
+from eventstore.audit.integrity import verify_log
+from eventstore.audit.replay import verify_stream
 from eventstore.hashing import GENESIS_HASH, canonical_event, canonical_json, chain_hash
-from eventstore.integrity import verify_log
 from projections.executions import ExecutionsProjection
 from projections.projector import Projector
 from projections.queries import ExecutionsView

@@ -25,6 +25,8 @@ from eventstore import (
     ValidationError,
     schema,
 )
+from eventstore.audit.integrity import verify_log
+from eventstore.audit.receipts import tombstones, verify_receipts
 from eventstore.chains import canonical_for
 from eventstore.events.system_payloads import (
     ARCHIVE_RECEIPTS_STREAM,
@@ -32,11 +34,9 @@ from eventstore.events.system_payloads import (
     StreamHead,
 )
 from eventstore.hashing import GENESIS_HASH, chain_hash
-from eventstore.integrity import verify_log
 from eventstore.leases import Leases
 from eventstore.migrating import SCHEMA_HEAD, alembic_config, run_migration
 from eventstore.reaper import reap
-from eventstore.receipts import tombstones, verify_receipts
 from tests.helpers import (
     all_rows,
     make_references,

@@ -33,8 +33,8 @@ from eventstore import (
     fold_events,
     schema,
 )
+from eventstore.audit.integrity import verify_log
 from eventstore.chains import verify_chain
-from eventstore.integrity import verify_log
 from projections import ExecutionsView
 from tests.helpers import project_everything, wait_for_horizon
 from tests.properties.strategies import COMMANDS, Known, ValidData

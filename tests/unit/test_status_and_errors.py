@@ -30,7 +30,7 @@ from eventstore import (
     ValidationError,
     WaitTimeout,
 )
-from eventstore.audit import AsOf
+from eventstore.audit.replay import AsOf
 from eventstore.status import ALLOWED_FROM, RESULTING_STATUS, is_allowed
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from eventstore import errors, hashing
+from eventstore.audit.receipts import verify_receipts
 from eventstore.events.envelope import Checkpoint, NewEvent
 from eventstore.events.system_payloads import (
     ARCHIVE_RECEIPTS_STREAM,
@@ -31,15 +32,14 @@ from eventstore.events.system_payloads import (
     ChainAnchor,
     StreamHead,
 )
-from eventstore.receipts import verify_receipts
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from uuid import UUID
 
+    from eventstore.audit.parts import AuditedStore
     from eventstore.backends.base import Backend
     from eventstore.events.envelope import RecordedEvent
-    from eventstore.store import EventStore
 
 ANCHORER: Final = "anchor"
 Heads = dict["UUID", tuple[int, bytes]]
@@ -147,7 +147,9 @@ def _compare(
     return problems
 
 
-async def create_anchor(store: EventStore, *, key: bytes | None = None) -> ChainAnchor:
+async def create_anchor(
+    store: AuditedStore, *, key: bytes | None = None
+) -> ChainAnchor:
     """Anchor every execution stream's head at the log's current checkpoint.
 
     The new heads are first checked against the previous anchors, so an
@@ -226,7 +228,7 @@ async def verify_anchors(backend: Backend, *, key: bytes | None = None) -> Ancho
     """Check the anchors' signatures and the log against the last anchor.
 
     The archive receipts are checked against the archive's tombstones too
-    (`eventstore.receipts`): a forged receipt is a problem here.
+    (`eventstore.audit.receipts`): a forged receipt is a problem here.
 
     Returns:
         The counts and every problem found (stream and reason).

@@ -20,7 +20,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from eventstore import chains, errors, hashing
-from eventstore.exporting import EXPORT_FORMAT, event_line, parse_event_lines
+from eventstore.audit.exporting import EXPORT_FORMAT, event_line, parse_event_lines
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

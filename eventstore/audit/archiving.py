@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 import sqlalchemy as sa
 
 from eventstore import chains, errors, hashing
-from eventstore.archive_files import (
+from eventstore.audit.archive_files import (
     DATA_SUFFIX,
     ArchivedStream,
     ArchiveManifest,
@@ -36,6 +36,7 @@ from eventstore.archive_files import (
     write_events,
     write_manifest,
 )
+from eventstore.audit.receipts import receipt_problem, tombstones
 from eventstore.events.envelope import Checkpoint, NewEvent
 from eventstore.events.system_payloads import (
     ARCHIVE_RECEIPTS_STREAM,
@@ -44,7 +45,6 @@ from eventstore.events.system_payloads import (
 )
 from eventstore.fold import fold_events
 from eventstore.log import upcast_event
-from eventstore.receipts import receipt_problem, tombstones
 from eventstore.schema import (
     archived_streams,
     execution_events,
@@ -63,9 +63,9 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from eventstore.audit.parts import AuditedStore
     from eventstore.events.envelope import RecordedEvent
     from eventstore.fold import ExecutionState
-    from eventstore.store import EventStore
 
 ARCHIVIST: Final = "archivist"
 REBUILD_SUFFIX: Final = ":rebuild"  # the shadow checkpoint of an unfinished rebuild
@@ -83,7 +83,7 @@ class ArchiveResult:
 
 
 async def archive_finished_before(
-    store: EventStore, finished_before: datetime, directory: Path
+    store: AuditedStore, finished_before: datetime, directory: Path
 ) -> ArchiveResult | None:
     """Archive every execution that finished before `finished_before` into `directory`.
 
@@ -140,7 +140,7 @@ async def archive_finished_before(
     )
 
 
-async def _maybe_recorded(store: EventStore, data_path: Path) -> bool:
+async def _maybe_recorded(store: AuditedStore, data_path: Path) -> bool:
     """Whether a receipt for the file may be in the log (True when unsure)."""
     try:
         digest = file_sha256(data_path)
@@ -218,7 +218,7 @@ def _write(
 
 
 async def _remove(
-    store: EventStore,
+    store: AuditedStore,
     written: ArchiveManifest,
     manifest_path: Path,
     events: Sequence[RecordedEvent],
@@ -410,7 +410,7 @@ class VerifiedArchive:
         return states
 
 
-async def verify_archive(store: EventStore, path: Path) -> VerifiedArchive:
+async def verify_archive(store: AuditedStore, path: Path) -> VerifiedArchive:
     """Check an archive file against its manifest and its receipt in the log.
 
     Raises:

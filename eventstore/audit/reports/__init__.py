@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from eventstore.reports.timeline import render_timeline
+from eventstore.audit.reports.timeline import render_timeline
 
 __all__ = ["render_timeline"]
