@@ -17,9 +17,9 @@ Each round then measures, in an order that shifts by one every round:
 - ``sequential_read``: raw asyncpg reading every row (all columns) in global
   order, 5000 at a time, keyset on (transaction_id, position), with the
   store's own `read_all` statement; the rows are dropped (the baseline);
-- ``verify_log``: `eventstore.integrity.verify_log(store.backend)`, what
+- ``verify_log``: `eventstore.audit.integrity.verify_log(store.backend)`, what
   `eventstore verify --log-only` runs;
-- ``as_of_mid`` / ``as_of_end``: `eventstore.audit.statuses_as_of` at the
+- ``as_of_mid`` / ``as_of_end``: `eventstore.audit.replay.statuses_as_of` at the
   middle and at the end of the recorded_at range;
 - ``replay_read_mid`` / ``replay_read_end``: raw asyncpg reading the rows
   a replay up to that moment needs (every event recorded at or before it),
@@ -57,7 +57,8 @@ from bench import cpu, machine
 from bench.databases import DEFAULT_ADMIN_DSN, Server, migrate, throwaway_database
 from bench.workload import DETAIL_BYTES, INPUTS_BYTES, RESULT_BYTES, make_payload
 from eventstore import EventStore
-from eventstore.audit import AsOf, statuses_as_of
+from eventstore.audit.integrity import BATCH, verify_log
+from eventstore.audit.replay import AsOf, statuses_as_of
 from eventstore.backends.postgres_audit import STATUS_EVENTS_SQL
 from eventstore.backends.postgres_log import READ_ALL_SQL
 from eventstore.backends.postgres_order import MAX_POSITION
@@ -70,7 +71,6 @@ from eventstore.hashing import (
     canonical_json,
     chain_hash,
 )
-from eventstore.integrity import BATCH, verify_log
 from eventstore.settings import StoreSettings
 from eventstore.status import SETS_STATUS
 

@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from eventstore import ErrorInfo, EventStore
-from eventstore.audit import verify_stream
 
 
 async def main(url: str | None) -> None:
@@ -67,7 +66,7 @@ async def main(url: str | None) -> None:
             table.add_column(column)
         for execution_id in (done, failed, retried, cancelled):
             state = await executions.get(execution_id)
-            head = await verify_stream(store.backend, execution_id)
+            head = await store.audit.verify_stream(execution_id)
             tokens = state.metrics.get("prompt_tokens", 0) + state.metrics.get(
                 "completion_tokens", 0
             )
