@@ -178,6 +178,10 @@ executions: Final = sa.Table(
     sa.Index(None, "created_at", "id"),
 )
 
+# A rebuild keeps its own checkpoint row beside the live ones while it folds
+# into the shadow table: `<projection>:rebuild`, partition 0.
+SHADOW_CHECKPOINT_SUFFIX: Final = ":rebuild"
+
 projection_checkpoints: Final = sa.Table(
     "projection_checkpoints",
     metadata,

@@ -77,7 +77,7 @@ async def lock(
         LockedCheckpoint(
             row.name,
             int(row.partition),
-            Checkpoint(int(row.transaction_id or 0), int(row.position)),
+            Checkpoint.stored(row.transaction_id, row.position),
         )
         for row in rows
     ]
@@ -96,7 +96,7 @@ async def load(
     ).first()
     if row is None:
         return START
-    return Checkpoint(int(row.transaction_id or 0), int(row.position))
+    return Checkpoint.stored(row.transaction_id, row.position)
 
 
 async def advance(

@@ -52,7 +52,7 @@ import sqlalchemy as sa
 
 from eventstore import Checkpoint, errors
 from eventstore.events.system_payloads import ArchiveReceipt
-from eventstore.schema import execution_events
+from eventstore.schema import SHADOW_CHECKPOINT_SUFFIX, execution_events
 from eventstore.schema import projection_checkpoints as checkpoint_table
 from projections import checkpoints
 from projections.base import Projection
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
     from eventstore.backends.shadow import ShadowTables
 
 DEFAULT_BATCH: Final = 10_000
-CHECKPOINT_SUFFIX: Final = ":rebuild"
 # Each try at the swap's locks (the gate, the live table) waits this long at
 # most: readers that queue behind a waiting swap wait no longer than that.
 # The tries are bounded as a whole too: meanwhile the swap holds the
@@ -262,7 +261,7 @@ def _shadow_tables(store: EventStore, projection: Projection) -> ShadowTables | 
 
 def _marker(projection: Projection) -> str:
     """The name of the shadow's checkpoint row."""
-    return projection.name + CHECKPOINT_SUFFIX
+    return projection.name + SHADOW_CHECKPOINT_SUFFIX
 
 
 class _ShadowRebuild:
@@ -341,7 +340,7 @@ class _ShadowRebuild:
                 )
             ).first()
             if exists and stored is not None and not restart:
-                return Checkpoint(int(stored.transaction_id or 0), int(stored.position))
+                return Checkpoint.stored(stored.transaction_id, stored.position)
             if exists and not await self._shadows.drop(
                 connection,
                 self._shadow_name,

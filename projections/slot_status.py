@@ -90,7 +90,7 @@ async def projection_status(store: EventStore) -> ProjectionStatus:
     slot_rows = []
     for row in rows:
         partition = Partition(row.partition, counts[row.name])
-        checkpoint = (int(row.transaction_id or 0), int(row.position))
+        checkpoint = Checkpoint.stored(row.transaction_id, row.position)
         slot_rows.append((row, partition, checkpoint))
     lock_names = [f"{row.name}:{p.index}/{p.count}" for row, p, _ in slot_rows]
     holders = await backend.slot_holders(lock_names)
@@ -99,7 +99,7 @@ async def projection_status(store: EventStore) -> ProjectionStatus:
     for (row, partition, checkpoint), lock_name in zip(
         slot_rows, lock_names, strict=True
     ):
-        lag, oldest = await backend.backlog(Checkpoint(*checkpoint), partition)
+        lag, oldest = await backend.backlog(checkpoint, partition)
         holder = holders.get(lock_name)
         rebuild = rebuilds.get(row.name)
         slots.append(
@@ -107,8 +107,8 @@ async def projection_status(store: EventStore) -> ProjectionStatus:
                 projection=row.name,
                 partition=partition.index,
                 partitions=partition.count,
-                checkpoint_position=checkpoint[1],
-                checkpoint_transaction_id=checkpoint[0],
+                checkpoint_position=checkpoint.position,
+                checkpoint_transaction_id=checkpoint.transaction_id,
                 lag_events=lag,
                 lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
                 leader=holder.identity if holder else None,

@@ -210,7 +210,7 @@ async def verify_backlog(store: EventStore, *, limit: int = 100) -> Backlog:
     places = [
         (
             Partition(row.partition, len(rows)),
-            Checkpoint(int(row.transaction_id or 0), int(row.position)),
+            Checkpoint.stored(row.transaction_id, row.position),
         )
         for row in rows
     ] or [(Partition(0, 1), checkpoints.START)]

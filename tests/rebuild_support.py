@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from eventstore.schema import executions, projection_checkpoints
+from eventstore.schema import (
+    SHADOW_CHECKPOINT_SUFFIX,
+    executions,
+    projection_checkpoints,
+)
 from projections.executions import row_to_state
-from projections.rebuild import CHECKPOINT_SUFFIX
 from tests.helpers import assert_rows_are_the_fold, event_token_sum
 from tests.migrations.test_migrations import drift_of
 
@@ -61,4 +64,4 @@ async def assert_clean_schema(store: EventStore) -> None:
                 await connection.execute(sa.select(projection_checkpoints.c.name))
             ).scalars()
         )
-    assert not any(name.endswith(CHECKPOINT_SUFFIX) for name in names)
+    assert not any(name.endswith(SHADOW_CHECKPOINT_SUFFIX) for name in names)

@@ -46,6 +46,7 @@ from eventstore.events.system_payloads import (
 from eventstore.fold import fold_events
 from eventstore.log import upcast_event
 from eventstore.schema import (
+    SHADOW_CHECKPOINT_SUFFIX,
     archived_streams,
     execution_events,
     execution_events_archive_guard,
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
     from eventstore.fold import ExecutionState
 
 ARCHIVIST: Final = "archivist"
-REBUILD_SUFFIX: Final = ":rebuild"  # the shadow checkpoint of an unfinished rebuild
 _ID_CHUNK: Final = 500  # ids per IN (...) list: well under SQLite's variable limit
 
 
@@ -298,10 +298,10 @@ async def _check_projections_folded(
         .with_for_update()
     )
     for name, partition, transaction_id, position in rows:
-        if Checkpoint(int(transaction_id or 0), int(position)) < newest:
-            if name.endswith(REBUILD_SUFFIX):
+        if Checkpoint.stored(transaction_id, position) < newest:
+            if name.endswith(SHADOW_CHECKPOINT_SUFFIX):
                 raise errors.ArchiveError(
-                    f"a rebuild of {name.removesuffix(REBUILD_SUFFIX)} is unfinished "
+                    f"a rebuild of {name.removesuffix(SHADOW_CHECKPOINT_SUFFIX)} is unfinished "
                     f"and has not folded position {newest.position}: finish it with "
                     "`eventstore rebuild` first; nothing was removed"
                 )

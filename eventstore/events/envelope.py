@@ -46,6 +46,15 @@ class Checkpoint(NamedTuple):
         """The checkpoint of an event written in `epoch` by `transaction_id`."""
         return cls((epoch << EPOCH_SHIFT) | transaction_id, position)
 
+    @classmethod
+    def stored(cls, transaction_id: object, position: object) -> Checkpoint:
+        """A checkpoint as a table keeps it (`projection_checkpoints`): the one decoder.
+
+        The transaction part is a numeric order key on PostgreSQL and NULL on
+        SQLite; the position an integer.
+        """
+        return cls(int(transaction_id or 0), int(position))  # type: ignore[call-overload]
+
     @property
     def epoch(self) -> int:
         """The restore epoch of the event at this checkpoint."""
