@@ -1,16 +1,7 @@
 """The lifecycle service (`store.executions`): decides transitions, never builds SQL.
 
-A command folds the execution's stream, checks the transition table, and
-appends with `expected_version` set to the version it decided on. When a
-concurrent command won the race, the loser folds the new head and decides
-again (a bounded number of times), so it gets `InvalidTransition` when the
-winner made its command impossible, or `ConcurrencyError` if it still cannot
-win (ARCHITECTURE §3).
-
-States of recently commanded executions are remembered (a bounded LRU), so a
-worker that drives an execution through its lifecycle appends without
-re-reading the stream first: the expected version still guards every
-decision, and a stale memory only costs a re-read.
+Each command says which event the execution's state allows; the states,
+their memory and the retry on a lost race are `eventstore.execution_states`.
 """
 
 from __future__ import annotations
@@ -18,29 +9,27 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from eventstore import arguments, errors
-from eventstore.cache import BoundedCache
 from eventstore.events import payloads
 from eventstore.events.envelope import (
-    EventMetadata,
     NewEvent,
     RecordedEvent,
     coerce_metadata,
 )
-from eventstore.fold import ExecutionState, fold_events
+from eventstore.execution_states import ExecutionStates, MetadataArg
 from eventstore.leases import Leases
-from eventstore.log import as_stream_id, just_recorded
+from eventstore.log import as_stream_id
 from eventstore.references import execution_context
-from eventstore.status import ExecutionStatus, is_allowed
+from eventstore.status import ExecutionStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Mapping, Sequence
 
     from eventstore.backends.base import Backend
+    from eventstore.fold import ExecutionState
     from eventstore.log import EventLog
     from eventstore.references import Graphs, Messages
     from eventstore.wakeups import Wakeups
@@ -48,10 +37,7 @@ if TYPE_CHECKING:
 # Ids derived from idempotency keys and retries live in this namespace, so the
 # same key always names the same execution.
 ID_NAMESPACE: Final = UUID("5b0c7c36-2f4e-4c1e-9a55-6c3f0f3d1a70")
-STATE_CACHE_SIZE: Final = 10_000
 WAIT_POLL_MAX: Final = 0.25
-
-MetadataArg = EventMetadata | Mapping[str, object] | None
 
 
 class ExecutionService:
@@ -68,18 +54,13 @@ class ExecutionService:
         poll_interval: float,
         wakeups: Wakeups,
     ) -> None:
-        self._log = log
+        self._states = ExecutionStates(log, retries=retries)
         self._backend = backend
         self._messages = messages
         self._graphs = graphs
-        self._retries = retries
         self._poll_interval = poll_interval
         self._wakeups = wakeups
         self._leases = Leases(backend)
-        # The last state each command produced (see the module docstring).
-        self._states: BoundedCache[UUID, ExecutionState] = BoundedCache(
-            STATE_CACHE_SIZE
-        )
 
     async def create(
         self,
@@ -131,7 +112,7 @@ class ExecutionService:
         else:
             execution_id = uuid.uuid5(ID_NAMESPACE, f"execution:{idempotency_key}")
             event_id = uuid.uuid5(ID_NAMESPACE, f"created:{idempotency_key}")
-        await self._create(
+        await self._states.create(
             execution_id, NewEvent.of(created, metadata=meta, event_id=event_id)
         )
         return execution_id
@@ -147,7 +128,7 @@ class ExecutionService:
             ConcurrencyError: it kept changing under us.
         """
         started = payloads.build(payloads.ExecutionStarted, worker_id=worker_id)
-        return await self._command(execution_id, metadata, lambda _: [started])
+        return await self._states.command(execution_id, metadata, lambda _: [started])
 
     async def progress(
         self,
@@ -171,7 +152,7 @@ class ExecutionService:
             detail=detail,
             metrics=dict(arguments.checked_mapping("metrics", metrics)),
         )
-        return await self._command(execution_id, metadata, lambda _: [event])
+        return await self._states.command(execution_id, metadata, lambda _: [event])
 
     async def complete(
         self,
@@ -192,7 +173,7 @@ class ExecutionService:
             result=result,
             metrics=dict(arguments.checked_mapping("metrics", metrics)),
         )
-        return await self._command(execution_id, metadata, lambda _: [event])
+        return await self._states.command(execution_id, metadata, lambda _: [event])
 
     async def fail(
         self,
@@ -219,7 +200,7 @@ class ExecutionService:
             error=payloads.ErrorInfo.coerce(error),
             metrics=dict(arguments.checked_mapping("metrics", metrics)),
         )
-        return await self._command(execution_id, metadata, lambda _: [event])
+        return await self._states.command(execution_id, metadata, lambda _: [event])
 
     async def request_cancel(
         self,
@@ -252,7 +233,7 @@ class ExecutionService:
                 return [request, cancelled]
             return [request]
 
-        return await self._command(execution_id, meta, decide)
+        return await self._states.command(execution_id, meta, decide)
 
     async def cancel(
         self,
@@ -268,7 +249,7 @@ class ExecutionService:
             InvalidTransition: it already ended.
         """
         event = payloads.build(payloads.ExecutionCancelled, reason=reason)
-        return await self._command(execution_id, metadata, lambda _: [event])
+        return await self._states.command(execution_id, metadata, lambda _: [event])
 
     async def retry(
         self, execution_id: UUID | str, *, metadata: MetadataArg = None
@@ -301,7 +282,7 @@ class ExecutionService:
         )
         new_id = uuid.uuid5(ID_NAMESPACE, f"retry:{failed.id}")
         event_id = uuid.uuid5(ID_NAMESPACE, f"retry-created:{failed.id}")
-        await self._create(
+        await self._states.create(
             new_id, NewEvent.of(created, metadata=metadata, event_id=event_id)
         )
         return new_id
@@ -344,28 +325,7 @@ class ExecutionService:
             ExecutionNotFound: no such execution.
             ValidationError: the id is not a UUID.
         """
-        stream = as_stream_id(execution_id)
-        known = self._states.get(stream)
-        state: ExecutionState | None
-        if known is None:
-            events = await self._log.read_stream(stream)
-            state = fold_events(events) if events else None
-        else:
-            # Read from the remembered head on: that it is still there proves
-            # no archive (in any process) removed the stream since.
-            events = await self._log.read_stream(
-                stream, after_version=known.version - 1
-            )
-            if events and events[0].version == known.version:
-                state = fold_events(events[1:], known) if len(events) > 1 else known
-            else:
-                self._states.discard(stream)
-                events = await self._log.read_stream(stream)
-                state = fold_events(events) if events else None
-        if state is None:
-            raise errors.ExecutionNotFound(execution_id=stream)
-        self._remember(state)
-        return state
+        return await self._states.get(execution_id)
 
     async def history(self, execution_id: UUID | str) -> list[RecordedEvent]:
         """Every event of the execution, in order.
@@ -373,11 +333,11 @@ class ExecutionService:
         Raises:
             ExecutionNotFound: no such execution.
         """
-        stream = as_stream_id(execution_id)
-        events = await self._log.read_stream(stream)
-        if not events:
-            raise errors.ExecutionNotFound(execution_id=stream)
-        return events
+        return await self._states.history(execution_id)
+
+    def forget(self, execution_ids: Sequence[UUID]) -> None:
+        """Drop remembered states of executions the archive removed."""
+        self._states.forget(execution_ids)
 
     async def wait(
         self, execution_id: UUID | str, *, timeout: float | None = None
@@ -428,80 +388,3 @@ class ExecutionService:
                 else WAIT_POLL_MAX
             )
             delay = min(delay * 2, longest)
-
-    def forget(self, execution_ids: Sequence[UUID]) -> None:
-        """Drop remembered states of executions the archive removed."""
-        for execution_id in execution_ids:
-            self._states.discard(execution_id)
-
-    def _remember(self, state: ExecutionState) -> None:
-        current = self._states.get(state.id)
-        if current is None or current.version <= state.version:
-            # Never replace a newer state that a concurrent command remembered.
-            self._states.put(state.id, state)
-
-    async def _create(self, execution_id: UUID, created: NewEvent) -> None:
-        result = await self._log.append(execution_id, [created], expected_version=0)
-        if not result.duplicate:
-            self._remember(
-                _applied(None, just_recorded(execution_id, [created], result))
-            )
-
-    async def _command(
-        self,
-        execution_id: UUID | str,
-        metadata: MetadataArg,
-        decide: Callable[[ExecutionState], Sequence[payloads.EventPayload]],
-    ) -> ExecutionState:
-        stream = as_stream_id(execution_id)
-        meta = coerce_metadata(metadata)
-        state = self._states.get(stream)
-        fresh = state is None
-        if state is None:
-            state = await self.get(stream)
-        lost = 0  # races lost on a freshly read head; a stale memory is not one
-        expected = state.version
-        while True:
-            chosen = decide(state)
-            refused = next(
-                (p for p in chosen if not is_allowed(state.status, p.event_type)), None
-            )
-            if refused is not None:
-                if not fresh:
-                    # The remembered state may be stale; refuse only on a fresh one.
-                    state, fresh = await self.get(stream), True
-                    continue
-                raise errors.InvalidTransition(
-                    execution_id=stream,
-                    status=state.status.value,
-                    event_type=refused.event_type,
-                )
-            if lost > self._retries:
-                # The command is still possible on the newest head, but every
-                # try of it lost the race.
-                raise errors.ConcurrencyError(
-                    stream_id=stream, expected=expected, actual=state.version
-                )
-            events = [NewEvent.of(payload, metadata=meta) for payload in chosen]
-            expected = state.version
-            try:
-                result = await self._log.append(
-                    stream, events, expected_version=expected
-                )
-            except errors.ConcurrencyError:
-                # Someone else moved the execution on: decide again on the new head.
-                if fresh:
-                    lost += 1
-                state, fresh = await self.get(stream), True
-                continue
-            new_state = _applied(state, just_recorded(stream, events, result))
-            self._remember(new_state)
-            return new_state
-
-
-def _applied(
-    state: ExecutionState | None, events: list[RecordedEvent]
-) -> ExecutionState:
-    folded = fold_events(events, state)
-    assert folded is not None  # noqa: S101 - an append records at least one event
-    return folded
