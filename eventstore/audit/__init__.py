@@ -6,7 +6,8 @@ do (docs/AUDIT.md). The modules beside this one hold the parts:
 
 - `replay`: timelines and states as of a moment, the store-wide "as of";
 - `integrity`: every hash chain of the log recomputed; `receipts`, `anchors`;
-- `archiving`, `archive_files`, `exporting`: the archive and its files;
+- `archiving`, `archive_reading`, `archive_files`, `exporting`: the archive
+  and its files;
 - `reports`: the HTML timeline.
 """
 
@@ -20,12 +21,8 @@ from eventstore.audit.anchors import (
     create_anchor,
     verify_anchors,
 )
-from eventstore.audit.archiving import (
-    ArchiveResult,
-    VerifiedArchive,
-    archive_finished_before,
-    verify_archive,
-)
+from eventstore.audit.archive_reading import VerifiedArchive, verify_archive
+from eventstore.audit.archiving import ArchiveResult, archive_finished_before
 from eventstore.audit.integrity import LogReport, verify_log
 from eventstore.audit.replay import (
     AsOf,

@@ -29,7 +29,8 @@ from eventstore.audit.archive_files import (
     write_events,
     write_manifest,
 )
-from eventstore.audit.archiving import archive_finished_before, verify_archive
+from eventstore.audit.archive_reading import verify_archive
+from eventstore.audit.archiving import archive_finished_before
 from eventstore.audit.integrity import verify_log
 from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
 from eventstore.schema import execution_events, execution_leases, executions

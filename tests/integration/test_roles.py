@@ -34,7 +34,8 @@ from eventstore import (
     ValidationError,
 )
 from eventstore.audit.anchors import create_anchor, verify_anchors
-from eventstore.audit.archiving import archive_finished_before, verify_archive
+from eventstore.audit.archive_reading import verify_archive
+from eventstore.audit.archiving import archive_finished_before
 from eventstore.audit.integrity import verify_log
 from eventstore.audit.replay import AsOf, statuses_as_of, verify_stream
 from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM

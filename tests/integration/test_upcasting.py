@@ -25,7 +25,8 @@ from eventstore import (
     ValidationError,
     schema,
 )
-from eventstore.audit.archiving import archive_finished_before, verify_archive
+from eventstore.audit.archive_reading import verify_archive
+from eventstore.audit.archiving import archive_finished_before
 from eventstore.audit.integrity import verify_log
 from eventstore.audit.replay import verify_stream
 from eventstore.hashing import GENESIS_HASH, canonical_event, canonical_json, chain_hash
