@@ -21,37 +21,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import random
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Self
 
 import sqlalchemy as sa
 
 from eventstore import errors
-from eventstore.log import upcast_event
 from eventstore.schema import execution_events
 from eventstore.subscriptions import RECHECK_MIN
 from projections import checkpoints, slots
+from projections.backoff import RebuildHolds, retry_delay
+from projections.batches import BatchWriter, blames_no_event, upcast_for
 from projections.executions import ExecutionsProjection
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from uuid import UUID
 
-    from eventstore import Checkpoint, EventStore, RecordedEvent
+    from eventstore import Checkpoint, EventStore
     from eventstore.backends.leadership import LeaderLocks
     from projections.base import Projection
     from projections.slots import Slot
 
 DEFAULT_BATCH: Final = 1000
 WAIT_POLL: Final = 0.05
-MAX_RETRY_DELAY: Final = 10.0
 # A slot a rebuild holds tries again after this, doubling up to the cap: a
 # swap holds the projection for about a second, a replay in place longer.
-REBUILD_POLL: Final = 0.05
-MAX_REBUILD_POLL: Final = 2.0
 logger: Final = logging.getLogger(__name__)
 
 
@@ -64,14 +58,6 @@ class BatchReport:
     caught_up: bool
     waiting: tuple[str, ...] = ()
     """The led slots (lock names) that wait for a rebuild of their projection."""
-
-
-@dataclass(slots=True)
-class _Hold:
-    """A projection a rebuild held when last tried: when to try again."""
-
-    tries: int
-    retry_at: float  # time.monotonic()
 
 
 class Projector:
@@ -94,6 +80,7 @@ class Projector:
         if partitions < 1:
             raise errors.ValidationError(f"invalid partitions {partitions}: 1 or more")
         self._store = store
+        self._batches = BatchWriter(store.backend)
         self._projections: list[Projection] = (
             list(projections)
             if projections is not None
@@ -109,7 +96,7 @@ class Projector:
         self._locks: LeaderLocks | None = None
         self._led: list[Slot] = []
         self._prepared: set[str] = set()  # projections whose slots have rows
-        self._held: dict[str, _Hold] = {}  # projections a rebuild holds
+        self._held = RebuildHolds()  # projections a rebuild holds
 
     @property
     def projections(self) -> list[Projection]:
@@ -180,7 +167,7 @@ class Projector:
                 if report.caught_up:
                     await asyncio.sleep(WAIT_POLL)
                 elif report.waiting and not report.events:
-                    await asyncio.sleep(self._until_retry())
+                    await asyncio.sleep(self._held.until_retry())
         finally:
             await self.aclose()
 
@@ -219,7 +206,7 @@ class Projector:
                 failures = 0
                 if not report.caught_up:
                     if report.waiting and not report.events:
-                        await self._pause(stop, self._until_retry())
+                        await self._pause(stop, self._held.until_retry())
                     continue
                 if report.events:
                     recheck = None
@@ -312,37 +299,16 @@ class Projector:
         await backend.ensure_schema()
         for projection in self._projections:
             name = projection.name
-            if name in self._prepared or not self._due(name):
+            if name in self._prepared or not self._held.due(name):
                 continue
             try:
                 async with backend.projection_write(name) as connection:
                     await slots.prepare(connection, projection, self._partitions)
             except errors.RebuildInProgress:
-                self._hold(name)  # its slots do not start: they wait
+                self._held.hold(name)  # its slots do not start: they wait
                 continue
             self._prepared.add(name)
-            self._held.pop(name, None)
-
-    def _due(self, projection: str) -> bool:
-        """Whether a projection is to be tried now (False: a rebuild held it just now)."""
-        hold = self._held.get(projection)
-        return hold is None or time.monotonic() >= hold.retry_at
-
-    def _hold(self, projection: str) -> None:
-        """Note that a rebuild holds the projection: try again after a jittered backoff."""
-        hold = self._held.get(projection)
-        tries = 0 if hold is None else hold.tries + 1
-        if hold is None:
-            logger.info("projector: a rebuild holds %s; its slots wait", projection)
-        delay = retry_delay(REBUILD_POLL, tries, cap=MAX_REBUILD_POLL)
-        self._held[projection] = _Hold(tries, time.monotonic() + delay)
-
-    def _until_retry(self) -> float:
-        """Seconds until the first held projection is to be tried again."""
-        now = time.monotonic()
-        return max(
-            0.0, min((hold.retry_at - now for hold in self._held.values()), default=0)
-        )
+            self._held.release(name)
 
     async def _share(self) -> None:
         """Lead this process's fair share of each projection's slots; give up any beyond it.
@@ -356,20 +322,7 @@ class Projector:
         locks = self._locks
         if self._led and not await locks.alive():
             self._led = []  # the lock connection died: the server freed them all
-        members = await locks.members(list(self._groups))
-        for group, group_slots in self._groups.items():
-            fair = math.ceil(len(group_slots) / max(1, members.get(group, 1)))
-            led = [slot for slot in self._led if slot in group_slots]
-            while len(led) > fair:
-                slot = led.pop()
-                self._led.remove(slot)
-                await locks.release(slot.lock_name)
-            for slot in group_slots:
-                if len(led) >= fair:
-                    break
-                if slot not in led and await locks.try_acquire(slot.lock_name):
-                    led.append(slot)
-                    self._led.append(slot)
+        await slots.take_fair_share(locks, self._groups, self._led)
 
     async def _checkpoint(self, slot: Slot) -> Checkpoint:
         async with self._store.backend.connect_read() as connection:
@@ -393,16 +346,16 @@ class Projector:
     async def _apply_slot(self, slot: Slot) -> BatchReport:
         """Apply a batch to the slot, unless a rebuild holds its projection."""
         name = slot.projection.name
-        if name not in self._prepared or not self._due(name):
+        if name not in self._prepared or not self._held.due(name):
             return BatchReport(events=0, position=None, caught_up=False)
         try:
             report = await self._apply_batch(slot)
         except errors.RebuildInProgress:
             # Nothing was applied: the batch is read again after the rebuild,
             # from the checkpoint the swap (or the replay) left.
-            self._hold(name)
+            self._held.hold(name)
             return BatchReport(events=0, position=None, caught_up=False)
-        self._held.pop(name, None)
+        self._held.release(name)
         return report
 
     async def _apply_batch(self, slot: Slot) -> BatchReport:
@@ -412,11 +365,11 @@ class Projector:
         stored = await backend.read_all_as_stored(
             start, limit=self._batch_size, partition=slot.partition
         )
-        events = [_upcast(projection, event) for event in stored]
+        events = [upcast_for(projection, event) for event in stored]
         if not events:
             return BatchReport(events=0, position=None, caught_up=True)
         try:
-            await self._commit(slot, start, events)
+            await self._batches.commit(slot, start, events)
         except errors.CheckpointConflict:
             # Another projector applied this batch; go on from where it is.
             return BatchReport(events=0, position=None, caught_up=False)
@@ -424,177 +377,17 @@ class Projector:
             raise  # the slot waits (_apply_slot); no event is to blame
         except errors.ProjectionError as exc:
             # The projection named the event itself: apply what precedes it.
-            await self._commit_before(slot, start, events, exc.event_id)
+            await self._batches.commit_before(slot, start, events, exc.event_id)
             raise
         except Exception as exc:
-            if _blames_no_event(exc):
+            if blames_no_event(exc):
                 raise
             # A bug in a projection or a permanent database error: find the
             # event to blame, apply what comes before it, and stop there.
-            await self._stop_at_poison(slot, start, events, exc)
+            await self._batches.stop_at_poison(slot, start, events, exc)
             raise
         return BatchReport(
             events=len(events),
             position=events[-1].position,
             caught_up=len(events) < self._batch_size,
         )
-
-    async def _commit(
-        self, slot: Slot, start: Checkpoint, events: Sequence[RecordedEvent]
-    ) -> None:
-        """Apply events and move the slot's checkpoint past them, in one transaction."""
-        async with self._store.backend.projection_write(
-            slot.projection.name
-        ) as connection:
-            await checkpoints.advance(
-                connection,
-                slot.projection.name,
-                expected=start,
-                new=events[-1].checkpoint,
-                partition=slot.partition.index,
-            )
-            await slot.projection.apply(connection, events)
-
-    async def _stop_at_poison(
-        self,
-        slot: Slot,
-        start: Checkpoint,
-        events: Sequence[RecordedEvent],
-        failure: Exception,
-    ) -> None:
-        """Raise ProjectionError for the first event of a failed batch that fails alone.
-
-        The batch is tried again in pieces, in transactions that are rolled
-        back: first in runs of about sqrt(n) events, then event by event in
-        the run that failed, so a batch of n events costs about 2 sqrt(n)
-        applies. The events before the culprit are then applied for good, so
-        the checkpoint stops right before it. Returns (the caller re-raises
-        `failure`) when no event fails alone: the failure did not depend on
-        the batch.
-
-        Raises:
-            ProjectionError: naming the projection, the event's position and id.
-            DatabaseError: a transient error while searching (retried by `run`).
-        """
-        step = max(1, math.isqrt(len(events)))
-        runs = [events[i : i + step] for i in range(0, len(events), step)]
-        found = await self._first_failing(slot.projection, [], runs)
-        if found is None:
-            return
-        index, _ = found
-        before = [event for run in runs[:index] for event in run]
-        found = await self._first_failing(
-            slot.projection, before, [[event] for event in runs[index]]
-        )
-        if found is None:
-            return
-        offset, cause = found
-        culprit = runs[index][offset]
-        await self._commit_before(slot, start, events, culprit.event_id)
-        raise errors.ProjectionError(
-            projection=slot.projection.name,
-            position=culprit.position,
-            event_id=culprit.event_id,
-            reason=_reason(cause),
-        ) from failure
-
-    async def _commit_before(
-        self,
-        slot: Slot,
-        start: Checkpoint,
-        events: Sequence[RecordedEvent],
-        culprit: UUID,
-    ) -> None:
-        """Apply the events of a batch that precede the culprit, if any.
-
-        The slot's checkpoint then stands right before the poison event, so
-        the projection is exact up to it whatever the batch size.
-        """
-        before = next(
-            (events[:i] for i, event in enumerate(events) if event.event_id == culprit),
-            None,
-        )
-        if before:
-            # Another projector may have applied them first: it stops alike.
-            with contextlib.suppress(errors.CheckpointConflict):
-                await self._commit(slot, start, before)
-
-    async def _first_failing(
-        self,
-        projection: Projection,
-        applied: Sequence[RecordedEvent],
-        pieces: Sequence[Sequence[RecordedEvent]],
-    ) -> tuple[int, Exception] | None:
-        """Which piece fails first when applied in turn after `applied`; all rolled back."""
-        backend = self._store.backend
-        try:
-            async with backend.projection_write(projection.name) as connection:
-                if applied:
-                    await projection.apply(connection, applied)
-                for index, piece in enumerate(pieces):
-                    try:
-                        async with backend.translate_errors():
-                            await projection.apply(connection, piece)
-                    except Exception as exc:
-                        if _blames_no_event(exc):
-                            raise
-                        raise _Found(index, exc) from exc
-                raise _Found(None, None)  # nothing failed: roll it all back
-        except _Found as found:
-            if found.index is None or found.cause is None:
-                return None
-            return found.index, found.cause
-
-
-def retry_delay(base: float, failures: int, *, cap: float = MAX_RETRY_DELAY) -> float:
-    """How long to wait after `failures` failures in a row: capped, jittered backoff.
-
-    Exponential from `base` up to `cap`, then a random point in its upper
-    half, so projectors cut off together do not come back together.
-    """
-    ceiling = min(cap, base * 2.0 ** min(failures, 32))
-    return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
-
-
-def _blames_no_event(exc: Exception) -> bool:
-    """Whether a failure lies with the database, whatever events were applied.
-
-    A transient error is retried; a schema that is not (or no longer) the
-    one this code needs, or a login the server refuses, stops the projector
-    as it is. Anything else a batch raises may be an event's doing.
-    """
-    return isinstance(exc, errors.DatabaseError) and (
-        exc.transient
-        or isinstance(exc, errors.SchemaNotMigrated | errors.DatabaseUnavailable)
-    )
-
-
-class _Found(Exception):
-    """Ends a search's transaction (rolling it back) carrying what it found."""
-
-    def __init__(self, index: int | None, cause: Exception | None) -> None:
-        super().__init__(index)
-        self.index = index
-        self.cause = cause
-
-
-def _reason(exc: Exception) -> str:
-    """One line for why an event could not be applied."""
-    if isinstance(exc, errors.EventStoreError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return (text.strip() or type(exc).__name__).splitlines()[0]
-
-
-def _upcast(projection: Projection, event: RecordedEvent) -> RecordedEvent:
-    """The event as the projection reads it; one that cannot be upcast is poison."""
-    try:
-        return upcast_event(event)
-    except errors.ValidationError as exc:
-        raise errors.ProjectionError(
-            projection=projection.name,
-            position=event.position,
-            event_id=event.event_id,
-            reason=str(exc),
-        ) from exc

@@ -8,6 +8,7 @@ of partition count means a rebuild).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,11 @@ from eventstore.schema import projection_checkpoints as table
 from projections import checkpoints
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from eventstore.backends.leadership import LeaderLocks
     from projections.base import Projection
 
 
@@ -111,3 +115,29 @@ async def prepare(
         return
     for index in sorted(wanted):
         await checkpoints.ensure(connection, projection.name, index)
+
+
+async def take_fair_share(
+    locks: LeaderLocks, groups: Mapping[str, Sequence[Slot]], led: list[Slot]
+) -> None:
+    """Lead this process's fair share of each group's slots; give up any beyond it.
+
+    `led` (the slots this process leads) is updated in place. The share is
+    counted among the processes in the group (those that run the projection
+    with the same partition count), not among every projector of the
+    database: a process that runs a projection alone leads all of it.
+    """
+    members = await locks.members(list(groups))
+    for group, group_slots in groups.items():
+        fair = math.ceil(len(group_slots) / max(1, members.get(group, 1)))
+        mine = [slot for slot in led if slot in group_slots]
+        while len(mine) > fair:
+            slot = mine.pop()
+            led.remove(slot)
+            await locks.release(slot.lock_name)
+        for slot in group_slots:
+            if len(mine) >= fair:
+                break
+            if slot not in mine and await locks.try_acquire(slot.lock_name):
+                mine.append(slot)
+                led.append(slot)

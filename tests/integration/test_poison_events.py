@@ -27,7 +27,7 @@ from eventstore import (
     SchemaNotMigrated,
 )
 from projections import ExecutionsProjection, Projector
-from projections.projector import MAX_RETRY_DELAY, retry_delay
+from projections.backoff import MAX_RETRY_DELAY, retry_delay
 from projections.queries import ExecutionsView
 from tests.cli.runner import run_cli
 from tests.helpers import (

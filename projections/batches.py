@@ -1,0 +1,183 @@
+"""Applying a slot's batch, and finding the poison event when a batch fails.
+
+A batch is applied in one transaction that first moves the slot's
+checkpoint forward by compare-and-set. When it fails for an event's sake,
+the batch is searched in rolled-back transactions for the first event that
+fails alone; the events before it are applied, and the projection stops
+there with a `ProjectionError` naming it (docs/PROJECTIONS.md, "Poison
+events").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING
+
+from eventstore import errors
+from eventstore.log import upcast_event
+from projections import checkpoints
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from uuid import UUID
+
+    from eventstore import Checkpoint, RecordedEvent
+    from eventstore.backends.base import Backend
+    from projections.base import Projection
+    from projections.slots import Slot
+
+
+class BatchWriter:
+    """Writes slots' batches for one projector, and finds poison events."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    async def commit(
+        self, slot: Slot, start: Checkpoint, events: Sequence[RecordedEvent]
+    ) -> None:
+        """Apply events and move the slot's checkpoint past them, in one transaction."""
+        async with self._backend.projection_write(slot.projection.name) as connection:
+            await checkpoints.advance(
+                connection,
+                slot.projection.name,
+                expected=start,
+                new=events[-1].checkpoint,
+                partition=slot.partition.index,
+            )
+            await slot.projection.apply(connection, events)
+
+    async def stop_at_poison(
+        self,
+        slot: Slot,
+        start: Checkpoint,
+        events: Sequence[RecordedEvent],
+        failure: Exception,
+    ) -> None:
+        """Raise ProjectionError for the first event of a failed batch that fails alone.
+
+        The batch is tried again in pieces, in transactions that are rolled
+        back: first in runs of about sqrt(n) events, then event by event in
+        the run that failed, so a batch of n events costs about 2 sqrt(n)
+        applies. The events before the culprit are then applied for good, so
+        the checkpoint stops right before it. Returns (the caller re-raises
+        `failure`) when no event fails alone: the failure did not depend on
+        the batch.
+
+        Raises:
+            ProjectionError: naming the projection, the event's position and id.
+            DatabaseError: a transient error while searching (retried by `run`).
+        """
+        step = max(1, math.isqrt(len(events)))
+        runs = [events[i : i + step] for i in range(0, len(events), step)]
+        found = await self._first_failing(slot.projection, [], runs)
+        if found is None:
+            return
+        index, _ = found
+        before = [event for run in runs[:index] for event in run]
+        found = await self._first_failing(
+            slot.projection, before, [[event] for event in runs[index]]
+        )
+        if found is None:
+            return
+        offset, cause = found
+        culprit = runs[index][offset]
+        await self.commit_before(slot, start, events, culprit.event_id)
+        raise errors.ProjectionError(
+            projection=slot.projection.name,
+            position=culprit.position,
+            event_id=culprit.event_id,
+            reason=_reason(cause),
+        ) from failure
+
+    async def commit_before(
+        self,
+        slot: Slot,
+        start: Checkpoint,
+        events: Sequence[RecordedEvent],
+        culprit: UUID,
+    ) -> None:
+        """Apply the events of a batch that precede the culprit, if any.
+
+        The slot's checkpoint then stands right before the poison event, so
+        the projection is exact up to it whatever the batch size.
+        """
+        before = next(
+            (events[:i] for i, event in enumerate(events) if event.event_id == culprit),
+            None,
+        )
+        if before:
+            # Another projector may have applied them first: it stops alike.
+            with contextlib.suppress(errors.CheckpointConflict):
+                await self.commit(slot, start, before)
+
+    async def _first_failing(
+        self,
+        projection: Projection,
+        applied: Sequence[RecordedEvent],
+        pieces: Sequence[Sequence[RecordedEvent]],
+    ) -> tuple[int, Exception] | None:
+        """Which piece fails first when applied in turn after `applied`; all rolled back."""
+        backend = self._backend
+        try:
+            async with backend.projection_write(projection.name) as connection:
+                if applied:
+                    await projection.apply(connection, applied)
+                for index, piece in enumerate(pieces):
+                    try:
+                        async with backend.translate_errors():
+                            await projection.apply(connection, piece)
+                    except Exception as exc:
+                        if blames_no_event(exc):
+                            raise
+                        raise _Found(index, exc) from exc
+                raise _Found(None, None)  # nothing failed: roll it all back
+        except _Found as found:
+            if found.index is None or found.cause is None:
+                return None
+            return found.index, found.cause
+
+
+def blames_no_event(exc: Exception) -> bool:
+    """Whether a failure lies with the database, whatever events were applied.
+
+    A transient error is retried; a schema that is not (or no longer) the
+    one this code needs, or a login the server refuses, stops the projector
+    as it is. Anything else a batch raises may be an event's doing.
+    """
+    return isinstance(exc, errors.DatabaseError) and (
+        exc.transient
+        or isinstance(exc, errors.SchemaNotMigrated | errors.DatabaseUnavailable)
+    )
+
+
+class _Found(Exception):
+    """Ends a search's transaction (rolling it back) carrying what it found."""
+
+    def __init__(self, index: int | None, cause: Exception | None) -> None:
+        super().__init__(index)
+        self.index = index
+        self.cause = cause
+
+
+def _reason(exc: Exception) -> str:
+    """One line for why an event could not be applied."""
+    if isinstance(exc, errors.EventStoreError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return (text.strip() or type(exc).__name__).splitlines()[0]
+
+
+def upcast_for(projection: Projection, event: RecordedEvent) -> RecordedEvent:
+    """The event as the projection reads it; one that cannot be upcast is poison."""
+    try:
+        return upcast_event(event)
+    except errors.ValidationError as exc:
+        raise errors.ProjectionError(
+            projection=projection.name,
+            position=event.position,
+            event_id=event.event_id,
+            reason=str(exc),
+        ) from exc
