@@ -1,0 +1,266 @@
+"""The shadow-table rebuild: fold beside the live table, catch up, swap in one transaction.
+
+See `projections.rebuild` for the whole procedure and its lock order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Final
+
+import sqlalchemy as sa
+
+from eventstore import Checkpoint, errors
+from eventstore.events.system_payloads import ArchiveReceipt
+from eventstore.schema import projection_checkpoints as checkpoint_table
+from projections import checkpoints
+from projections.rebuild_model import (
+    RebuildReport,
+    shadow_checkpoint_name,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from eventstore import EventStore, RecordedEvent
+    from eventstore.backends.shadow import ShadowTables
+    from projections.rebuild_model import TableProjection
+
+# Ids per DELETE ... IN: below both drivers' limits on bound parameters.
+IDS_PER_STATEMENT: Final = 500
+
+
+class ShadowRebuild:
+    """One run of the shadow-table rebuild."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        projection: TableProjection,
+        shadows: ShadowTables,
+        *,
+        batch_size: int,
+        on_batch: Callable[[int, int], None] | None,
+        lock_timeout: float,
+        attempts: int,
+    ) -> None:
+        self._store = store
+        self._backend = store.backend
+        self._projection = projection
+        self._shadows = shadows
+        self._live = projection.table.name
+        self._marker = shadow_checkpoint_name(projection)
+        self._shadow_name = shadows.shadow_name(self._live)
+        # For DML only: the DDL copies the live table itself.
+        self._shadow = projection.table.to_metadata(
+            sa.MetaData(), name=self._shadow_name
+        )
+        self._target = projection.for_table(self._shadow)
+        self._batch_size = batch_size
+        self._on_batch = on_batch
+        self._lock_timeout = lock_timeout
+        self._attempts = attempts
+        self._folded = 0
+
+    async def run(self, *, restart: bool) -> RebuildReport:
+        """Build (or resume) the shadow, catch it up, swap it in, drop the retired table."""
+        name = self._projection.name
+        async with self._shadows.lock(name) as taken:
+            if not taken:
+                raise errors.DatabaseError(
+                    f"another rebuild of {name} is running; wait for it to finish"
+                )
+            retired = self._shadows.retired_name(self._live)
+            if not await self._drop(retired):
+                raise errors.DatabaseError(
+                    f"could not lock {retired}, left by an earlier rebuild, to drop it"
+                )
+            start = await self._prepare(restart=restart)
+            after = await self._catch_up(start)
+            async with self._backend.begin_write() as connection:
+                await self._shadows.finish(connection, self._live)
+            after = await self._catch_up(after)
+            folded = self._folded
+            position, swap_seconds = await self._swap(after)
+            if self._folded > folded:  # reported once committed
+                self._report(position)
+            dropped = await self._drop(retired)
+        return RebuildReport(
+            projection=name,
+            events=self._folded,
+            resumed_from=start.position if start != checkpoints.START else None,
+            position=position,
+            swapped=True,
+            swap_seconds=swap_seconds,
+            retired_dropped=dropped,
+        )
+
+    async def _prepare(self, *, restart: bool) -> Checkpoint:
+        """Resume the shadow left by an earlier run, or create one at START."""
+        async with self._backend.begin_write() as connection:
+            exists = await self._shadows.exists(connection, self._shadow_name)
+            stored = (
+                await connection.execute(
+                    sa.select(
+                        checkpoint_table.c.transaction_id, checkpoint_table.c.position
+                    ).where(checkpoint_table.c.name == self._marker)
+                )
+            ).first()
+            if exists and stored is not None and not restart:
+                return Checkpoint.stored(stored.transaction_id, stored.position)
+            if exists and not await self._shadows.drop(
+                connection,
+                self._shadow_name,
+                lock_timeout=self._lock_timeout,
+                attempts=self._attempts,
+            ):
+                raise errors.DatabaseError(
+                    f"could not lock {self._shadow_name} to drop it"
+                )
+            await connection.execute(
+                sa.delete(checkpoint_table).where(
+                    checkpoint_table.c.name == self._marker
+                )
+            )
+            await self._shadows.create(connection, self._live)
+            await checkpoints.ensure(connection, self._marker)
+        return checkpoints.START
+
+    async def _catch_up(self, after: Checkpoint) -> Checkpoint:
+        """Fold batches, one transaction each, until a batch comes back short.
+
+        The next batch is read while this one is folded and written, so the
+        database and this process work at once; two batches at most are in
+        memory.
+        """
+        reading = asyncio.ensure_future(self._read(after))
+        try:
+            while True:
+                events = await reading
+                if len(events) == self._batch_size:
+                    reading = asyncio.ensure_future(self._read(events[-1].checkpoint))
+                if events:
+                    async with self._backend.begin_write() as connection:
+                        after = await self._apply(connection, after, events)
+                    self._report(after.position)
+                if len(events) < self._batch_size:
+                    return after
+        finally:
+            if not reading.done():
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
+
+    async def _read(self, after: Checkpoint) -> list[RecordedEvent]:
+        return await self._store.log.read_batch(after, limit=self._batch_size)
+
+    async def _swap(self, after: Checkpoint) -> tuple[int, float]:
+        """Fold the rest and swap the shadow in, in one transaction."""
+        name = self._projection.name
+        async with self._backend.rebuild_write(
+            name, lock_timeout=self._lock_timeout, attempts=self._attempts
+        ) as connection:
+            # A projection no projector ever ran gets its checkpoint row
+            # now, so that it starts after the swap, not from the start.
+            await checkpoints.ensure(connection, name)
+            live = await self._lock_checkpoints(connection)
+            while events := await self._store.log.read_batch(
+                after, limit=self._batch_size
+            ):
+                after = await self._apply(connection, after, events)
+            if any(place > after for place in live.values()):
+                # The projector read past what this transaction can see:
+                # impossible while the horizon only moves forward.
+                raise errors.DatabaseError(
+                    f"projection {name} is ahead of its rebuild; run it again"
+                )
+            started = time.monotonic()
+            await self._shadows.swap(
+                connection,
+                self._live,
+                lock_timeout=self._lock_timeout,
+                attempts=self._attempts,
+            )
+            for partition, place in live.items():
+                if place < after:
+                    await checkpoints.advance(
+                        connection, name, expected=place, new=after, partition=partition
+                    )
+            await connection.execute(
+                sa.delete(checkpoint_table).where(
+                    checkpoint_table.c.name == self._marker
+                )
+            )
+        return after.position, time.monotonic() - started
+
+    async def _lock_checkpoints(
+        self, connection: AsyncConnection
+    ) -> dict[int, Checkpoint]:
+        """Lock the projection's and the shadow's checkpoint rows, in key order.
+
+        Under the gate no projector holds them, and none re-creates them
+        (a change of partition count) before the swap commits.
+
+        Returns:
+            The projection's checkpoint per partition.
+        """
+        rows = await checkpoints.lock(connection, [self._projection.name, self._marker])
+        return {
+            row.partition: row.checkpoint
+            for row in rows
+            if row.name == self._projection.name
+        }
+
+    async def _apply(
+        self,
+        connection: AsyncConnection,
+        after: Checkpoint,
+        events: Sequence[RecordedEvent],
+    ) -> Checkpoint:
+        """Fold one batch into the shadow and move the shadow's checkpoint past it."""
+        new = events[-1].checkpoint
+        # The fold comes before the first write: a transaction holds back
+        # every gap-safe reader (the live projector too) from its first
+        # write to its commit, so that stretch is kept short. The
+        # compare-and-set still refuses a batch applied twice.
+        await self._target.apply(connection, events)
+        await self._forget_archived(connection, events)
+        await checkpoints.advance(connection, self._marker, expected=after, new=new)
+        self._folded += len(events)
+        return new
+
+    async def _forget_archived(
+        self, connection: AsyncConnection, events: Sequence[RecordedEvent]
+    ) -> None:
+        """Delete the rows of executions an archive removed after the shadow folded them.
+
+        The archive deletes them from the live table only; its receipt
+        follows their events in the log.
+        """
+        archived = [
+            stream.stream_id
+            for event in events
+            if event.stream_type == "system" and event.type == ArchiveReceipt.event_type
+            for stream in ArchiveReceipt.model_validate(event.data).streams
+        ]
+        [key] = self._shadow.primary_key.columns
+        for start in range(0, len(archived), IDS_PER_STATEMENT):
+            chunk = archived[start : start + IDS_PER_STATEMENT]
+            await connection.execute(sa.delete(self._shadow).where(key.in_(chunk)))
+
+    async def _drop(self, table: str) -> bool:
+        async with self._backend.begin_write() as connection:
+            return await self._shadows.drop(
+                connection,
+                table,
+                lock_timeout=self._lock_timeout,
+                attempts=self._attempts,
+            )
+
+    def _report(self, position: int) -> None:
+        if self._on_batch is not None:
+            self._on_batch(self._folded, position)
