@@ -31,7 +31,7 @@ from tests.helpers import (
 from tests.processes.projector_process import LEDGER, create_ledger
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Collection
 
     import asyncpg
 
@@ -152,14 +152,20 @@ async def wait_for_leader(url: str, slot: str, pid: int) -> None:
     await eventually(leads, f"led {slot} from process {pid}", within=60)
 
 
-async def backends_of(admin: asyncpg.Connection, pid: int) -> int:
-    # Its pools and its lock connection: application_name ends with host:pid.
-    count: int = await admin.fetchval(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND application_name LIKE $1",
+async def backends_of(
+    admin: asyncpg.Connection, pid: int, *, besides: Collection[int] = ()
+) -> list[int]:
+    """The server pids of a process's pools and lock connection (application_name
+    ends with host:pid), leaving out `besides`: backends already terminated,
+    which stay in pg_stat_activity until they have exited."""
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name LIKE $1 "
+        "AND pid <> ALL($2::int[])",
         f"%:{pid}",
+        list(besides),
     )
-    return count
+    return [row["pid"] for row in rows]
 
 
 @pytest.mark.parametrize(
@@ -224,18 +230,22 @@ async def test_terminated_backends_are_reconnected(
         writing = asyncio.create_task(workload(store, executions=60, seed=4))
         admin = await raw_pg(pg_url)
         try:
+            gone: set[int] = set()
             for _ in range(3):
                 # Every backend of the projector process, once it has (again)
-                # a pool connection and its lock connection.
+                # a pool connection and its lock connection: new ones, not
+                # those of the last round, which may still be exiting.
                 async def connected() -> bool:
-                    return await backends_of(admin, process.pid) >= 2
+                    return len(await backends_of(admin, process.pid, besides=gone)) >= 2
 
                 await eventually(connected, "reconnected", within=60)
+                alive = await backends_of(admin, process.pid, besides=gone)
                 terminated = await admin.fetchval(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND application_name LIKE $1",
-                    f"%:{process.pid}",
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                    "FROM unnest($1::int[]) AS pid",
+                    alive,
                 )
+                gone.update(alive)
                 assert terminated >= 2
         finally:
             await admin.close()
