@@ -27,6 +27,7 @@ from eventstore.audit.integrity import LogReport, verify_log
 from eventstore.audit.replay import (
     AsOf,
     StatusAt,
+    is_execution_stream,
     prefix_as_of,
     state_as_of,
     statuses_as_of,
@@ -55,6 +56,7 @@ __all__ = [
     "StatusAt",
     "Timeline",
     "VerifiedArchive",
+    "is_execution_stream",
     "prefix_as_of",
     "state_as_of",
     "statuses_as_of",
@@ -67,6 +69,7 @@ class Timeline:
     """One stream's events as of a moment, and the state they fold to.
 
     Attributes:
+        stream_id: the stream.
         events: the events, upcast as every reader sees them, up to the moment.
         stored: the same events as stored (what the hash chain covers), when
             asked for; empty otherwise.
@@ -109,16 +112,7 @@ class Audit:
             as_stored = sorted(
                 await backend.read_stream_as_stored(stream), key=lambda e: e.version
             )
-        if as_of is not None:
-            events = prefix_as_of(events, as_of)
-            as_stored = prefix_as_of(as_stored, as_of)
-        return Timeline(
-            stream_id=stream,
-            events=events,
-            state=fold_events(events) if _is_execution(events) else None,
-            stored=as_stored,
-            moment=as_of,
-        )
+        return _timeline(stream, events, as_stored, as_of)
 
     async def statuses_as_of(self, moment: AsOf | None = None) -> list[StatusAt]:
         """Which executions were in which status at `moment` (None: now)."""
@@ -175,17 +169,23 @@ class Audit:
             (e for e in verified.events if e.stream_id == stream),
             key=lambda e: e.version,
         )
-        if as_of is not None:
-            events = prefix_as_of(events, as_of)
-            stored = prefix_as_of(stored, as_of)
-        return verified, Timeline(
-            stream_id=stream,
-            events=events,
-            state=fold_events(events) if _is_execution(events) else None,
-            stored=stored,
-            moment=as_of,
-        )
+        return verified, _timeline(stream, events, stored, as_of)
 
 
-def _is_execution(events: list[RecordedEvent]) -> bool:
-    return bool(events) and events[0].stream_type == "execution"
+def _timeline(
+    stream: UUID,
+    events: list[RecordedEvent],
+    stored: list[RecordedEvent],
+    as_of: AsOf | None,
+) -> Timeline:
+    """The timeline of a stream's events (upcast) and stored events, cut at `as_of`."""
+    if as_of is not None:
+        events = prefix_as_of(events, as_of)
+        stored = prefix_as_of(stored, as_of)
+    return Timeline(
+        stream_id=stream,
+        events=events,
+        state=fold_events(events) if is_execution_stream(events) else None,
+        stored=stored,
+        moment=as_of,
+    )

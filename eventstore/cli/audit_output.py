@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
+from eventstore.audit import is_execution_stream
 from eventstore.audit.exporting import event_line
 from eventstore.audit.reports import render_timeline
 from eventstore.cli.app import (
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
 
     from eventstore import ExecutionState, RecordedEvent
     from eventstore.audit import AsOf, StatusAt, Timeline, VerifiedArchive
-
-
-def _is_execution(events: list[RecordedEvent]) -> bool:
-    return bool(events) and events[0].stream_type == "execution"
 
 
 class AuditFound:
@@ -117,7 +114,7 @@ def report_execution(
             )
         return
     _print_timeline(execution_id, events, moment)
-    if not events or _is_execution(events):  # a system stream has no state
+    if not events or is_execution_stream(events):  # a system stream has no state
         _print_state(state)
 
 

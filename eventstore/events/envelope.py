@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Final, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Final, NamedTuple
 from uuid import UUID, uuid4
 
 import pydantic
@@ -17,6 +17,9 @@ from eventstore.events import payloads
 from eventstore.jsonvalues import JSONObject
 from eventstore.times import as_utc
 from eventstore.trusted import construct
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 EVENT_TYPE_PATTERN: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
 
@@ -47,13 +50,13 @@ class Checkpoint(NamedTuple):
         return cls((epoch << EPOCH_SHIFT) | transaction_id, position)
 
     @classmethod
-    def stored(cls, transaction_id: object, position: object) -> Checkpoint:
+    def stored(cls, transaction_id: int | Decimal | None, position: int) -> Checkpoint:
         """A checkpoint as a table keeps it (`projection_checkpoints`): the one decoder.
 
         The transaction part is a numeric order key on PostgreSQL and NULL on
         SQLite; the position an integer.
         """
-        return cls(int(transaction_id or 0), int(position))  # type: ignore[call-overload]
+        return cls(int(transaction_id or 0), int(position))
 
     @property
     def epoch(self) -> int:
