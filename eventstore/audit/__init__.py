@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from eventstore import errors
 from eventstore.audit.anchors import (
     AnchorReport,
     create_anchor,
@@ -34,7 +35,7 @@ from eventstore.audit.replay import (
     verify_stream,
 )
 from eventstore.fold import fold_events
-from eventstore.log import as_stream_id
+from eventstore.log import as_stream_id, upcast_event
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -104,14 +105,16 @@ class Audit:
             ExecutionNotFound: the stream has no events.
         """
         stream = as_stream_id(stream_id)
-        events = await self._store.executions.history(stream)
-        as_stored: list[RecordedEvent] = []
-        if stored:
-            backend = self._store.backend
-            await backend.ensure_schema()
-            as_stored = sorted(
-                await backend.read_stream_as_stored(stream), key=lambda e: e.version
-            )
+        if not stored:
+            events = await self._store.executions.history(stream)
+            return _timeline(stream, events, [], as_of)
+        # One read: the stored events, upcast here as the log would.
+        backend = self._store.backend
+        await backend.ensure_schema()
+        as_stored = await backend.read_stream_as_stored(stream)  # in version order
+        if not as_stored:
+            raise errors.ExecutionNotFound(execution_id=stream)
+        events = [upcast_event(event) for event in as_stored]
         return _timeline(stream, events, as_stored, as_of)
 
     async def statuses_as_of(self, moment: AsOf | None = None) -> list[StatusAt]:
