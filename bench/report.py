@@ -77,13 +77,15 @@ class Results:
         """Per round: events/s over the baseline's events/s of the same round."""
         if subject.baseline is None:
             return []
-        theirs = {
-            m.round: m.events_per_second for m in self.runs(subject.baseline, writers)
-        }
+        return self.paired_ratios(subject.key, subject.baseline, writers)
+
+    def paired_ratios(self, mine: str, theirs: str, writers: int) -> list[float]:
+        """Per round: `mine`'s events/s over `theirs`' events/s of the same round."""
+        by_round = {m.round: m.events_per_second for m in self.runs(theirs, writers)}
         return [
-            m.events_per_second / theirs[m.round]
-            for m in self.runs(subject.key, writers)
-            if m.round in theirs
+            m.events_per_second / by_round[m.round]
+            for m in self.runs(mine, writers)
+            if m.round in by_round
         ]
 
 
@@ -180,12 +182,7 @@ def _guard_rows(results: Results) -> list[list[str]]:
             on, off = results.runs(guarded, writers), results.runs(key, writers)
             if not on or not off:
                 continue
-            by_round = {m.round: m.events_per_second for m in off}
-            per_round = [
-                m.events_per_second / by_round[m.round]
-                for m in on
-                if m.round in by_round
-            ]
+            per_round = results.paired_ratios(guarded, key, writers)
             cpu_on, cpu_off = (
                 statistics.median(
                     m.cpu_us_per_event + m.server_us_per_event for m in runs
