@@ -8,7 +8,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiosqlite
@@ -146,28 +146,64 @@ async def migrated_store(url: str, *, pool_size: int) -> AsyncIterator[EventStor
         yield store
 
 
-async def disable_guard_postgres(dsn: str) -> None:
-    """Switch off the log's append guard (migration 0006), to measure what it costs.
+# How much of the log's append guard (migrations 0006, 0008) a diagnostic run
+# keeps: all of it, all but the lifecycle check (issue: "at no more than 5 % of
+# append throughput"), or none.
+Guard = Literal["full", "without_lifecycle", "off"]
 
-    Only the trigger: the columns it stamps fall back to their defaults
-    (the statement's time, the transaction's id, epoch 0).
+# The lifecycle section of PostgreSQL's guard function starts here; a RETURN
+# put before it skips that section and nothing else.
+_LIFECYCLE_SECTION: Final = "        -- The status before this event"
+
+
+async def weaken_guard_postgres(dsn: str, guard: Guard) -> None:
+    """Keep only the part of the log's append guard that `guard` names.
+
+    "off" disables the trigger: the columns it stamps fall back to their
+    defaults (the statement's time, the transaction's id, epoch 0).
+    "without_lifecycle" redefines the guard function to return before its
+    lifecycle section, so every other check still runs.
     """
     connection = await asyncpg.connect(dsn)
     try:
-        await connection.execute(
-            "ALTER TABLE execution_events DISABLE TRIGGER execution_events_guard_append"
-        )
+        if guard == "off":
+            await connection.execute(
+                "ALTER TABLE execution_events DISABLE TRIGGER execution_events_guard_append"
+            )
+        elif guard == "without_lifecycle":
+            definition: str = await connection.fetchval(
+                "SELECT pg_get_functiondef('eventstore_guard_append'::regproc)"
+            )
+            if definition.count(_LIFECYCLE_SECTION) != 1:
+                raise RuntimeError("the guard function has no single lifecycle section")
+            await connection.execute(
+                definition.replace(
+                    _LIFECYCLE_SECTION,
+                    "        RETURN NEW;  -- bench: lifecycle check skipped\n"
+                    + _LIFECYCLE_SECTION,
+                )
+            )
     finally:
         await connection.close()
 
 
-async def drop_guard_sqlite(path: Path) -> None:
-    """Drop the log's guard triggers (migrations 0006, 0008), to measure what they cost."""
+async def weaken_guard_sqlite(path: Path, guard: Guard) -> None:
+    """Drop the log's guard triggers that `guard` leaves out (all, or the lifecycle one)."""
+    if guard == "full":
+        return
+    pattern = (
+        "execution\\_events\\_guard\\_%"
+        if guard == "off"
+        else "execution\\_events\\_guard\\_lifecycle"
+    )
     async with aiosqlite.connect(path) as connection:
         rows = await connection.execute_fetchall(
             "SELECT name FROM sqlite_master "
-            "WHERE type = 'trigger' AND name LIKE 'execution\\_events\\_guard\\_%' ESCAPE '\\'"
+            "WHERE type = 'trigger' AND name LIKE ? ESCAPE '\\'",
+            (pattern,),
         )
+        if not rows:
+            raise RuntimeError(f"no guard trigger matches {pattern}")
         for (name,) in rows:
             await connection.execute(f'DROP TRIGGER "{name}"')
         await connection.commit()

@@ -12,7 +12,7 @@ from bench.workload import Workload
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from bench.databases import Server
+    from bench.databases import Guard, Server
     from bench.timing import Sample
 
 
@@ -28,8 +28,9 @@ class Subject:
         target: the ratio to its baseline it should reach at the most writers.
         run: runs one measurement (setup, warm-up, timed section, teardown).
         empty_log: start from an empty log even when the run preloads history.
-        guard_of: for a diagnostic run with the log's append guard (migration
-            0006) switched off, the key of the guarded subject it measures.
+        guard_of: for a diagnostic run with less of the log's append guard
+            (migrations 0006, 0008), the key of the fully guarded subject it
+            is paired with in the report.
     """
 
     key: str
@@ -43,18 +44,18 @@ class Subject:
 
 
 def _store_append(
-    backend: Literal["postgresql", "sqlite"], *, guarded: bool = True
+    backend: Literal["postgresql", "sqlite"], *, guard: Guard = "full"
 ) -> Callable[[Server, Workload], Sample]:
     return lambda server, workload: asyncio.run(
-        subjects.store_append(backend, server, workload, guarded=guarded)
+        subjects.store_append(backend, server, workload, guard=guard)
     )
 
 
 def _lifecycle(
-    backend: Literal["postgresql", "sqlite"], *, guarded: bool = True
+    backend: Literal["postgresql", "sqlite"], *, guard: Guard = "full"
 ) -> Callable[[Server, Workload], Sample]:
     return lambda server, workload: asyncio.run(
-        subjects.lifecycle(backend, server, workload, guarded=guarded)
+        subjects.lifecycle(backend, server, workload, guard=guard)
     )
 
 
@@ -115,7 +116,7 @@ SUBJECTS: Final = (
         "postgresql",
         "raw_asyncpg",
         None,
-        _store_append("postgresql", guarded=False),
+        _store_append("postgresql", guard="off"),
         guard_of="store_append",
     ),
     Subject(
@@ -124,7 +125,16 @@ SUBJECTS: Final = (
         "postgresql",
         "raw_asyncpg",
         None,
-        _lifecycle("postgresql", guarded=False),
+        _lifecycle("postgresql", guard="off"),
+        guard_of="lifecycle",
+    ),
+    Subject(
+        "lifecycle_without_lifecycle_check",
+        "`lifecycle` with the guard's lifecycle check skipped, its other checks kept",
+        "postgresql",
+        "raw_asyncpg",
+        None,
+        _lifecycle("postgresql", guard="without_lifecycle"),
         guard_of="lifecycle",
     ),
     Subject(
@@ -157,7 +167,7 @@ SUBJECTS: Final = (
         "sqlite",
         "raw_aiosqlite",
         None,
-        _store_append("sqlite", guarded=False),
+        _store_append("sqlite", guard="off"),
         guard_of="store_append_sqlite",
     ),
     Subject(
@@ -166,7 +176,16 @@ SUBJECTS: Final = (
         "sqlite",
         "raw_aiosqlite",
         None,
-        _lifecycle("sqlite", guarded=False),
+        _lifecycle("sqlite", guard="off"),
+        guard_of="lifecycle_sqlite",
+    ),
+    Subject(
+        "lifecycle_sqlite_without_lifecycle_check",
+        "`lifecycle_sqlite` with the lifecycle guard trigger dropped, the others kept",
+        "sqlite",
+        "raw_aiosqlite",
+        None,
+        _lifecycle("sqlite", guard="without_lifecycle"),
         guard_of="lifecycle_sqlite",
     ),
 )

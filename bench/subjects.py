@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from uuid import UUID
 
-    from bench.databases import Server
+    from bench.databases import Guard, Server
     from bench.timing import AsyncTimer, AsyncWriter
     from bench.workload import Workload
     from eventstore.store import EventStore
@@ -37,21 +37,20 @@ async def fresh_store(
     *,
     pool_size: int,
     history: int,
-    guarded: bool = True,
+    guard: Guard = "full",
 ) -> AsyncIterator[tuple[EventStore, Callable[[], Awaitable[float]]]]:
     """A migrated store on a throwaway database, and a probe of its mean payload size.
 
     On PostgreSQL, `history` events are bulk-loaded into `execution_events`
     first and the database is analyzed (see `databases.preload_history`).
-    `guarded=False` switches the log's append guard off, to measure its cost.
+    `guard` keeps all of the log's append guard, or less of it, to measure its cost.
     """
     if backend == "postgresql":
         async with (
             databases.throwaway_database(server) as dsn,
             databases.migrated_store(dsn, pool_size=pool_size) as store,
         ):
-            if not guarded:
-                await databases.disable_guard_postgres(dsn)
+            await databases.weaken_guard_postgres(dsn, guard)
             await databases.preload_history(dsn, "execution_events", history)
             yield (
                 store,
@@ -62,8 +61,7 @@ async def fresh_store(
             async with databases.migrated_store(
                 databases.sqlite_url(path), pool_size=pool_size
             ) as store:
-                if not guarded:
-                    await databases.drop_guard_sqlite(path)
+                await databases.weaken_guard_sqlite(path, guard)
                 yield (
                     store,
                     lambda: databases.mean_size_sqlite(
@@ -103,7 +101,7 @@ async def store_append(
     workload: Workload,
     *,
     timer: AsyncTimer = time_writers,
-    guarded: bool = True,
+    guard: Guard = "full",
 ) -> Sample:
     """`store.append`: one event per append, expected_version = the previous version."""
     async with fresh_store(
@@ -111,7 +109,7 @@ async def store_append(
         server,
         pool_size=workload.writers,
         history=workload.history,
-        guarded=guarded,
+        guard=guard,
     ) as (store, size):
         await time_writers(
             [_append_writer(store, streams) for streams in workload.warmup().payloads]
@@ -185,7 +183,7 @@ async def lifecycle(
     workload: Workload,
     *,
     timer: AsyncTimer = time_writers,
-    guarded: bool = True,
+    guard: Guard = "full",
 ) -> Sample:
     """`store.executions`: create, start, progress, complete (4 events) per execution."""
     async with fresh_store(
@@ -193,7 +191,7 @@ async def lifecycle(
         server,
         pool_size=workload.writers,
         history=workload.history,
-        guarded=guarded,
+        guard=guard,
     ) as (store, size):
         await time_writers(
             await _lifecycle_writers(store, workload.warmup().lifecycles)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import eventstore.events.system_payloads  # noqa: F401 - registers the system payloads
 from eventstore.errors import (
     AppendOnlyViolation,
     ArchiveError,
@@ -45,9 +44,12 @@ from eventstore.events import (
     register_payload,
     register_upcaster,
 )
+from eventstore.events.system_payloads import streams_archived_by
 from eventstore.executions import ExecutionService
 from eventstore.fold import ExecutionState, apply_event, fold_events
-from eventstore.log import AppendResult
+from eventstore.log import AppendResult, as_stream_id
+from eventstore.reaper import ReapReport, reap
+from eventstore.redaction import scrub
 from eventstore.references import Graph, Message, Thread
 from eventstore.settings import StoreSettings
 from eventstore.status import TERMINAL_STATUSES, ExecutionStatus
@@ -91,6 +93,7 @@ __all__ = [
     "Message",
     "NewEvent",
     "ProjectionError",
+    "ReapReport",
     "RebuildInProgress",
     "RecordAltered",
     "RecordedEvent",
@@ -103,7 +106,11 @@ __all__ = [
     "ValidationError",
     "WaitTimeout",
     "apply_event",
+    "as_stream_id",
     "fold_events",
+    "reap",
     "register_payload",
     "register_upcaster",
+    "scrub",
+    "streams_archived_by",
 ]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from eventstore.backends.base import Backend
     from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
+    from eventstore.projecting import ProjectionContext
 
 
 class EventStore:
@@ -77,7 +78,12 @@ class EventStore:
 
     @property
     def backend(self) -> Backend:
-        """The database backend (for the projections and the CLI)."""
+        """The database backend: the store's insides, for its own tests and tools."""
+        return self._backend
+
+    @property
+    def projection_context(self) -> ProjectionContext:
+        """What projections may ask of this store's database (`eventstore.projecting`)."""
         return self._backend
 
     def forget_streams(self, stream_ids: Sequence[UUID]) -> None:

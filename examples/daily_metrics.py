@@ -150,11 +150,13 @@ async def main(url: str | None) -> None:
     async with EventStore.open(url) as store:
         await store.migrate()
         metrics = DailyMetricsProjection()
-        async with store.backend.begin_write() as connection:
+        async with store.projection_context.begin_write() as connection:
             await metrics.create_tables(connection)
-        projector = Projector(store, [ExecutionsProjection(store.backend), metrics])
+        projector = Projector(
+            store, [ExecutionsProjection(store.projection_context), metrics]
+        )
         await projector.run_until_caught_up()
-        async with store.backend.connect_read() as connection:
+        async with store.projection_context.connect_read() as connection:
             for row in await connection.execute(sa.select(daily)):
                 print(dict(row._mapping))
 

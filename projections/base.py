@@ -17,9 +17,11 @@ class Projection(Protocol):
 
     The projector calls `apply` with each batch of events in global order,
     inside the transaction that also advances the projection's checkpoint, so
-    a batch is applied entirely or not at all. `apply` should still be
-    idempotent per row (skip what a row has already folded), a second guard
-    against applying anything twice.
+    a batch is applied entirely or not at all. Batches hold the store's
+    system streams too: a projection keyed by stream forgets the streams an
+    archive receipt names (`eventstore.streams_archived_by`). `apply` should
+    still be idempotent per row (skip what a row has already folded), a
+    second guard against applying anything twice.
     """
 
     @property

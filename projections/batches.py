@@ -15,7 +15,7 @@ import math
 from typing import TYPE_CHECKING
 
 from eventstore import errors
-from eventstore.log import upcast_event
+from eventstore.projecting import upcast_event
 from projections import checkpoints
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from eventstore import Checkpoint, RecordedEvent
-    from eventstore.backends.base import Backend
+    from eventstore.projecting import ProjectionContext
     from projections.base import Projection
     from projections.slots import Slot
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 class BatchWriter:
     """Writes slots' batches for one projector, and finds poison events."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: ProjectionContext) -> None:
         self._backend = backend
 
     async def commit(

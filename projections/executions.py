@@ -7,9 +7,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
-from eventstore import ExecutionState, ExecutionStatus, errors, fold_events
+from eventstore import (
+    ExecutionState,
+    ExecutionStatus,
+    errors,
+    fold_events,
+    streams_archived_by,
+)
+from eventstore.projecting import construct
 from eventstore.schema import executions as canonical_table
-from eventstore.trusted import construct
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -18,7 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore import RecordedEvent
-    from eventstore.backends import Backend
+    from eventstore.projecting import ProjectionContext
 
 NAME: Final = "executions"
 # Ids per SELECT ... IN: below both drivers' limits on bound parameters.
@@ -53,7 +59,9 @@ class ExecutionsProjection:
 
     name = NAME
 
-    def __init__(self, backend: Backend, *, table: sa.Table = canonical_table) -> None:
+    def __init__(
+        self, backend: ProjectionContext, *, table: sa.Table = canonical_table
+    ) -> None:
         self._backend = backend
         self._table = table
 
@@ -69,10 +77,13 @@ class ExecutionsProjection:
     async def apply(
         self, connection: AsyncConnection, events: Sequence[RecordedEvent]
     ) -> None:
-        """Fold a batch into the rows of its executions; system streams are skipped.
+        """Fold a batch into the rows of its executions.
 
         Events at or below a row's version are skipped, so nothing is applied
-        twice; the upsert only moves a row forward.
+        twice; the upsert only moves a row forward. System streams fold into
+        no row, but an archive receipt deletes the rows of the executions it
+        removed: the live table's are gone already (the archive deletes them
+        with their events), a rebuild's shadow may still hold them.
 
         Raises:
             ProjectionError: an event cannot be folded (a poison event).
@@ -81,6 +92,27 @@ class ExecutionsProjection:
         for event in events:
             if event.stream_type == "execution":
                 by_stream[event.stream_id].append(event)
+        try:
+            archived = streams_archived_by(events)
+            await self._fold(connection, by_stream)
+        except errors.EventNotApplicable as exc:
+            raise errors.ProjectionError(
+                projection=NAME,
+                position=exc.position,
+                event_id=exc.event_id,
+                reason=exc.reason,
+            ) from exc
+        # After the fold: a batch never holds both a receipt and the events
+        # it removed (they leave the log in the receipt's transaction).
+        await self._delete(connection, archived)
+
+    async def reset(self, connection: AsyncConnection) -> None:
+        """Delete every row (the rebuild replays the log afterwards)."""
+        await connection.execute(sa.delete(self._table))
+
+    async def _fold(
+        self, connection: AsyncConnection, by_stream: dict[UUID, list[RecordedEvent]]
+    ) -> None:
         if not by_stream:
             return
         # A stream whose batch starts with its first event folds from
@@ -104,24 +136,18 @@ class ExecutionsProjection:
             )
             if not pending:
                 continue
-            try:
-                state = fold_events(pending, state)
-            except errors.EventNotApplicable as exc:
-                raise errors.ProjectionError(
-                    projection=NAME,
-                    position=exc.position,
-                    event_id=exc.event_id,
-                    reason=exc.reason,
-                ) from exc
+            state = fold_events(pending, state)
             if state is not None:
                 changed.append(state_to_row(state))
         await self._backend.upsert_rows(
             connection, self._table, changed, guard="version"
         )
 
-    async def reset(self, connection: AsyncConnection) -> None:
-        """Delete every row (the rebuild replays the log afterwards)."""
-        await connection.execute(sa.delete(self._table))
+    async def _delete(self, connection: AsyncConnection, ids: list[UUID]) -> None:
+        key = self._table.c.id
+        for start in range(0, len(ids), ROWS_PER_STATEMENT):
+            chunk = ids[start : start + ROWS_PER_STATEMENT]
+            await connection.execute(sa.delete(self._table).where(key.in_(chunk)))
 
     async def _load(
         self, connection: AsyncConnection, ids: list[UUID]

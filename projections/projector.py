@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Final, Self
 import sqlalchemy as sa
 
 from eventstore import errors
+from eventstore.projecting import RECHECK_MIN
 from eventstore.schema import execution_events
-from eventstore.subscriptions import RECHECK_MIN
 from projections import checkpoints, slots
 from projections.backoff import RebuildHolds, retry_delay
 from projections.batches import BatchWriter, blames_no_event, upcast_for
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from eventstore import Checkpoint, EventStore
-    from eventstore.backends.leadership import LeaderLocks
+    from eventstore.projecting import LeaderLocks
     from projections.base import Projection
     from projections.slots import Slot
 
@@ -80,11 +80,11 @@ class Projector:
         if partitions < 1:
             raise errors.ValidationError(f"invalid partitions {partitions}: 1 or more")
         self._store = store
-        self._batches = BatchWriter(store.backend)
+        self._batches = BatchWriter(store.projection_context)
         self._projections: list[Projection] = (
             list(projections)
             if projections is not None
-            else [ExecutionsProjection(store.backend)]
+            else [ExecutionsProjection(store.projection_context)]
         )
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -153,7 +153,7 @@ class Projector:
         # a short batch proves it only once the read horizon has passed the
         # transactions running now (on PostgreSQL, any long transaction on
         # the server holds it back).
-        backend = self._store.backend
+        backend = self._store.projection_context
         mark = await backend.horizon_mark()
         try:
             while True:
@@ -250,7 +250,7 @@ class Projector:
             ValidationError: no event has that position.
             WaitTimeout: not folded within `timeout` seconds.
         """
-        backend = self._store.backend
+        backend = self._store.projection_context
         await backend.ensure_schema()
         async with backend.connect_read() as connection:
             row = (
@@ -295,7 +295,7 @@ class Projector:
 
     async def _prepare(self) -> None:
         """Give each projection its checkpoint rows, unless a rebuild holds it."""
-        backend = self._store.backend
+        backend = self._store.projection_context
         await backend.ensure_schema()
         for projection in self._projections:
             name = projection.name
@@ -318,14 +318,14 @@ class Projector:
         database: a process that runs a projection alone leads all of it.
         """
         if self._locks is None:
-            self._locks = self._store.backend.leader_locks()
+            self._locks = self._store.projection_context.leader_locks()
         locks = self._locks
         if self._led and not await locks.alive():
             self._led = []  # the lock connection died: the server freed them all
         await slots.take_fair_share(locks, self._groups, self._led)
 
     async def _checkpoint(self, slot: Slot) -> Checkpoint:
-        async with self._store.backend.connect_read() as connection:
+        async with self._store.projection_context.connect_read() as connection:
             return await checkpoints.load(
                 connection, slot.projection.name, slot.partition.index
             )
@@ -359,7 +359,7 @@ class Projector:
         return report
 
     async def _apply_batch(self, slot: Slot) -> BatchReport:
-        backend = self._store.backend
+        backend = self._store.projection_context
         projection = slot.projection
         start = await self._checkpoint(slot)
         stored = await backend.read_all_as_stored(

@@ -12,9 +12,8 @@ from uuid import UUID
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
-from eventstore import ExecutionState, ExecutionStatus, errors
-from eventstore.arguments import checked_moment
-from eventstore.log import as_stream_id
+from eventstore import ExecutionState, ExecutionStatus, as_stream_id, errors
+from eventstore.projecting import checked_moment
 from eventstore.schema import executions as table
 from projections.executions import row_to_state
 
@@ -75,7 +74,7 @@ class ExecutionsView:
     """The `executions` table as the projector left it (eventually consistent)."""
 
     def __init__(self, store: EventStore) -> None:
-        self._backend = store.backend
+        self._backend = store.projection_context
 
     async def get(self, execution_id: UUID | str) -> ExecutionState:
         """One execution's row.

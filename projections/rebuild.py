@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from eventstore import EventStore
-    from eventstore.backends.shadow import ShadowTables
+    from eventstore.projecting import ShadowTables
     from projections.base import Projection
 
 __all__ = [
@@ -147,7 +147,7 @@ async def run_rebuild(
     if batch_size < 1:
         raise errors.ValidationError(f"invalid batch size {batch_size}: 1 or more")
     started = time.monotonic()
-    backend = store.backend
+    backend = store.projection_context
     await backend.ensure_schema()
     shadows = _shadow_tables(store, projection)
     if shadows is None or not isinstance(projection, TableProjection):
@@ -176,7 +176,7 @@ async def plan_rebuild(
     store: EventStore, projection: Projection, *, restart: bool = False
 ) -> RebuildPlan:
     """What `run_rebuild` would do now: how many events, resumed from where."""
-    backend = store.backend
+    backend = store.projection_context
     await backend.ensure_schema()
     shadows = _shadow_tables(store, projection)
     after: Checkpoint = checkpoints.START
@@ -203,7 +203,7 @@ async def plan_rebuild(
 def _shadow_tables(store: EventStore, projection: Projection) -> ShadowTables | None:
     if not isinstance(projection, TableProjection):
         return None
-    return store.backend.shadow_tables()
+    return store.projection_context.shadow_tables()
 
 
 async def _rebuild_in_place(
@@ -216,7 +216,7 @@ async def _rebuild_in_place(
     attempts: int,
 ) -> RebuildReport:
     """Empty the projection and replay the log, in one transaction."""
-    backend = store.backend
+    backend = store.projection_context
     replayed = 0
     after: Checkpoint = checkpoints.START
     async with backend.rebuild_write(

@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from eventstore import Checkpoint, errors
-from eventstore.events.system_payloads import ArchiveReceipt
 from eventstore.schema import projection_checkpoints as checkpoint_table
 from projections import checkpoints
 from projections.rebuild_model import (
@@ -27,11 +26,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore import EventStore, RecordedEvent
-    from eventstore.backends.shadow import ShadowTables
+    from eventstore.projecting import ShadowTables
     from projections.rebuild_model import TableProjection
-
-# Ids per DELETE ... IN: below both drivers' limits on bound parameters.
-IDS_PER_STATEMENT: Final = 500
 
 
 class ShadowRebuild:
@@ -49,7 +45,7 @@ class ShadowRebuild:
         attempts: int,
     ) -> None:
         self._store = store
-        self._backend = store.backend
+        self._backend = store.projection_context
         self._projection = projection
         self._shadows = shadows
         self._live = projection.table.name
@@ -228,29 +224,9 @@ class ShadowRebuild:
         # write to its commit, so that stretch is kept short. The
         # compare-and-set still refuses a batch applied twice.
         await self._target.apply(connection, events)
-        await self._forget_archived(connection, events)
         await checkpoints.advance(connection, self._marker, expected=after, new=new)
         self._folded += len(events)
         return new
-
-    async def _forget_archived(
-        self, connection: AsyncConnection, events: Sequence[RecordedEvent]
-    ) -> None:
-        """Delete the rows of executions an archive removed after the shadow folded them.
-
-        The archive deletes them from the live table only; its receipt
-        follows their events in the log.
-        """
-        archived = [
-            stream.stream_id
-            for event in events
-            if event.stream_type == "system" and event.type == ArchiveReceipt.event_type
-            for stream in ArchiveReceipt.model_validate(event.data).streams
-        ]
-        [key] = self._shadow.primary_key.columns
-        for start in range(0, len(archived), IDS_PER_STATEMENT):
-            chunk = archived[start : start + IDS_PER_STATEMENT]
-            await connection.execute(sa.delete(self._shadow).where(key.in_(chunk)))
 
     async def _drop(self, table: str) -> bool:
         async with self._backend.begin_write() as connection:

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from eventstore.store import EventStore
+    from eventstore import EventStore
 
 from eventstore import Checkpoint
-from eventstore.partitions import Partition
+from eventstore.projecting import Partition
 from eventstore.schema import projection_checkpoints as table
 
 SlotState = Literal["projecting", "waiting for rebuild", "no leader"]
@@ -75,7 +75,7 @@ def _state(*, rebuild: bool, led: bool) -> SlotState:
 
 async def projection_status(store: EventStore) -> ProjectionStatus:
     """Read every checkpoint row and measure its lag against the log."""
-    backend = store.backend
+    backend = store.projection_context
     await backend.ensure_schema()
     async with backend.connect_read() as connection:
         rows = (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from eventstore import errors
-from eventstore.partitions import Partition
+from eventstore.projecting import Partition
 from eventstore.schema import projection_checkpoints as table
 from projections import checkpoints
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from eventstore.backends.leadership import LeaderLocks
+    from eventstore.projecting import LeaderLocks
     from projections.base import Projection
 
 

@@ -15,7 +15,7 @@ from eventstore.schema import executions, graphs
 
 if TYPE_CHECKING:
     from eventstore import EventStore
-    from eventstore.backends.base import Backend
+    from eventstore.projecting import ProjectionContext
 
 FRACTIONS: Final = (0.5, 0.95, 0.99)
 DURATIONS: Final = ("queue_ms", "run_ms", "total_ms")
@@ -72,7 +72,7 @@ def _usage(name: str) -> sa.ColumnElement[Any]:
 
 
 async def _usage_sums(
-    backend: Backend,
+    backend: ProjectionContext,
 ) -> dict[UUID, tuple[str, str, dict[str, Decimal]]]:
     """Graph id -> (name, version, usage sums), summed by the database if it can."""
     query = (
@@ -110,7 +110,7 @@ async def _usage_sums(
 
 
 async def _exact_usage(
-    backend: Backend,
+    backend: ProjectionContext,
 ) -> dict[UUID, tuple[str, str, dict[str, Decimal]]]:
     """The usage sums in Python's exact arithmetic, row by row (a rare path)."""
     sums: dict[UUID, tuple[str, str, dict[str, Decimal]]] = {}
@@ -151,7 +151,7 @@ def _as_float(value: Decimal) -> float | None:
 
 async def execution_stats(store: EventStore) -> Stats:
     """Counts by status, and per graph the duration percentiles and usage sums."""
-    backend = store.backend
+    backend = store.projection_context
     await backend.ensure_schema()
     async with backend.connect_read() as connection:
         counted = await connection.execute(

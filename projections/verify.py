@@ -12,10 +12,8 @@ from typing import TYPE_CHECKING, Final
 
 import sqlalchemy as sa
 
-from eventstore import Checkpoint, RecordedEvent, errors, fold_events
-from eventstore.events.envelope import EventMetadata
-from eventstore.log import upcast_event
-from eventstore.partitions import Partition
+from eventstore import Checkpoint, EventMetadata, RecordedEvent, errors, fold_events
+from eventstore.projecting import Partition, upcast_event
 from eventstore.schema import execution_events as events_table
 from eventstore.schema import executions as table
 from eventstore.schema import graphs, messages, projection_checkpoints, threads
@@ -56,7 +54,7 @@ async def verify_executions(store: EventStore, *, limit: int = 100) -> list[Dive
     Returns:
         Up to `limit` divergences, in id order; empty when the projection is right.
     """
-    backend = store.backend
+    backend = store.projection_context
     await backend.ensure_schema()
     found: list[Divergence] = []
     async with backend.connect_read() as connection:
@@ -193,7 +191,7 @@ async def verify_backlog(store: EventStore, *, limit: int = 100) -> Backlog:
         gap-safe reads see), up to `limit` events that cannot be applied
         (the first of each stream), and the stalled slots.
     """
-    backend = store.backend
+    backend = store.projection_context
     await backend.ensure_schema()
     async with backend.connect_read() as connection:
         rows = (
@@ -236,7 +234,7 @@ async def _check_partition(
     limit: int,
 ) -> int:
     """Fold the partition's backlog; return how many execution events it holds."""
-    backend = store.backend
+    backend = store.projection_context
     states: dict[UUID, ExecutionState | None] = {}
     refused: set[UUID] = set()  # streams stopped at an event already reported
     pending = 0
@@ -283,7 +281,7 @@ async def _rows(
 ) -> dict[UUID, ExecutionState | None]:
     """The projected state of each execution (None: no row yet)."""
     states: dict[UUID, ExecutionState | None] = dict.fromkeys(ids)
-    async with store.backend.connect_read() as connection:
+    async with store.projection_context.connect_read() as connection:
         for start in range(0, len(ids), CHUNK):
             result = await connection.execute(
                 sa.select(table).where(table.c.id.in_(ids[start : start + CHUNK]))
@@ -301,7 +299,7 @@ async def _missing_references(
     if not created:
         return []
     missing: list[tuple[RecordedEvent, str]] = []
-    async with store.backend.connect_read() as connection:
+    async with store.projection_context.connect_read() as connection:
         known: dict[str, set[UUID]] = {}
         for entity, field, referenced in REFERENCES:
             wanted = list({getattr(state, field) for _, state in created})

@@ -24,6 +24,7 @@ from eventstore.audit.anchors import (
 )
 from eventstore.audit.archive_reading import VerifiedArchive, verify_archive
 from eventstore.audit.archiving import ArchiveResult, archive_finished_before
+from eventstore.audit.exporting import event_line
 from eventstore.audit.integrity import LogReport, verify_log
 from eventstore.audit.replay import (
     AsOf,
@@ -34,6 +35,7 @@ from eventstore.audit.replay import (
     statuses_as_of,
     verify_stream,
 )
+from eventstore.audit.reports import render_timeline
 from eventstore.fold import fold_events
 from eventstore.log import as_stream_id, upcast_event
 
@@ -57,8 +59,10 @@ __all__ = [
     "StatusAt",
     "Timeline",
     "VerifiedArchive",
+    "event_line",
     "is_execution_stream",
     "prefix_as_of",
+    "render_timeline",
     "state_as_of",
     "statuses_as_of",
     "verify_stream",

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 import typer
 from rich.console import Console
 
-from eventstore import errors
+from eventstore import errors, scrub
 from eventstore.cli.display import safe
-from eventstore.redaction import scrub
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine

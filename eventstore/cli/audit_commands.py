@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from eventstore import EventStore, errors
+from eventstore import EventStore, as_stream_id, errors
 from eventstore.cli.app import (
     DebugOption,
     JsonOption,
@@ -32,7 +32,6 @@ from eventstore.cli.audit_output import (
 )
 from eventstore.cli.display import clean
 from eventstore.cli.parsing import parse_as_of
-from eventstore.log import as_stream_id
 
 if TYPE_CHECKING:
     pass

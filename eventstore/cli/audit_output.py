@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from eventstore.audit import is_execution_stream
-from eventstore.audit.exporting import event_line
-from eventstore.audit.reports import render_timeline
+from eventstore import ExecutionStatus
+from eventstore.audit import event_line, is_execution_stream, render_timeline
 from eventstore.cli.app import (
     EXIT_USAGE,
     debug_traceback,
@@ -20,7 +19,6 @@ from eventstore.cli.app import (
     stdout,
 )
 from eventstore.cli.display import clean, safe
-from eventstore.status import ExecutionStatus
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from eventstore import EventStore, errors
+from eventstore import EventStore, ReapReport, StoreSettings, errors, reap
 from eventstore.audit import ArchiveResult
 from eventstore.cli.app import (
     DebugOption,
@@ -20,8 +20,6 @@ from eventstore.cli.app import (
 )
 from eventstore.cli.display import safe
 from eventstore.cli.parsing import parse_duration, parse_time
-from eventstore.reaper import ReapReport, reap
-from eventstore.settings import StoreSettings
 
 
 def register(app: typer.Typer) -> None:

@@ -2,18 +2,26 @@
 
 They live in the log beside the executions, hash-chained like them, so the
 removal of archived streams and the anchored stream heads are on record
-(ARCHITECTURE §6). The projector skips system streams.
+(ARCHITECTURE §6). Projections fold no state from them; a receipt tells
+them which streams to forget.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from uuid import UUID, uuid5
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from eventstore import errors
 from eventstore.events.payloads import EventPayload, register_payload
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from eventstore.events.envelope import RecordedEvent
 
 _NAMESPACE: Final = UUID("6f1c1f7e-3c55-4a57-9d0e-2f3f3c0b7a10")
 ARCHIVE_RECEIPTS_STREAM: Final = uuid5(_NAMESPACE, "archive-receipts")
@@ -42,6 +50,35 @@ class ArchiveReceipt(EventPayload):
     finished_before: datetime
     events: int = Field(ge=1)
     streams: list[StreamHead] = Field(min_length=1)
+
+
+def streams_archived_by(events: Iterable[RecordedEvent]) -> list[UUID]:
+    """The streams that the archive receipts among `events` say were removed.
+
+    How a projection learns of an archive: from the receipt in the log, in
+    order with everything else it folds (ARCHITECTURE §6), so that a table
+    the archive did not clean itself (a rebuild's shadow, a projection of
+    the user's own) forgets the removed streams too.
+
+    Raises:
+        EventNotApplicable: a receipt that does not read as one (a poison event).
+    """
+    removed: list[UUID] = []
+    for event in events:
+        if event.stream_id != ARCHIVE_RECEIPTS_STREAM:
+            continue
+        try:
+            receipt = ArchiveReceipt.model_validate(event.data)
+        except pydantic.ValidationError as exc:
+            raise errors.EventNotApplicable(
+                stream_id=event.stream_id,
+                version=event.version,
+                position=event.position,
+                event_id=event.event_id,
+                reason=f"{event.type} is not a readable archive receipt: {exc}",
+            ) from exc
+        removed.extend(stream.stream_id for stream in receipt.streams)
+    return removed
 
 
 @register_payload

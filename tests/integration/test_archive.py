@@ -34,6 +34,7 @@ from eventstore.audit.archiving import archive_finished_before
 from eventstore.audit.integrity import verify_log
 from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
 from eventstore.schema import execution_events, execution_leases, executions
+from projections.executions import ExecutionsProjection
 from projections.queries import ExecutionsView
 from projections.verify import verify_executions
 from tests.helpers import References, count_events, execution_in, project_everything
@@ -139,6 +140,38 @@ async def test_archive_round_trip(
     assert (
         await verify_archive(store, result.manifest_path)
     ).manifest == result.manifest
+
+
+async def test_a_projection_folding_the_receipt_forgets_the_archived_executions(
+    store: EventStore, refs: References, archive_dir: Path
+) -> None:
+    """A table the archive did not clean (a rebuild's shadow) learns from the receipt."""
+    states, kept, cutoff = await _finished_and_live(store, refs)
+    await project_everything(store)
+    async with store.backend.engine.connect() as connection:
+        rows = (
+            (
+                await connection.execute(
+                    sa.select(executions).where(executions.c.id.in_(states))
+                )
+            )
+            .mappings()
+            .all()
+        )
+    assert len(rows) == len(states)
+    assert await archive_finished_before(store, cutoff, archive_dir) is not None
+    [receipt] = [e async for e in store.read_stream(ARCHIVE_RECEIPTS_STREAM)]
+    # The rows come back, as in a shadow that folded them before the archive.
+    async with store.backend.begin_write() as connection:
+        await connection.execute(sa.insert(executions), [dict(row) for row in rows])
+
+    async with store.backend.begin_write() as connection:
+        await ExecutionsProjection(store.backend).apply(connection, [receipt])
+
+    async with store.backend.engine.connect() as connection:
+        left = set((await connection.execute(sa.select(executions.c.id))).scalars())
+    assert left == set(kept)
+    assert await verify_executions(store) == []
 
 
 async def test_nothing_to_archive_writes_nothing(

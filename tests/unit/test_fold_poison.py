@@ -1,12 +1,24 @@
-"""The fold refuses what it cannot apply with EventNotApplicable, never a bare Python error."""
+"""What cannot be applied is refused with EventNotApplicable, never a bare Python error.
+
+The fold refuses such events, and so does the reading of archive receipts.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 
-from eventstore import EventNotApplicable, JSONObject, apply_event, fold_events
+from eventstore import (
+    EventNotApplicable,
+    JSONObject,
+    RecordedEvent,
+    apply_event,
+    fold_events,
+    streams_archived_by,
+)
+from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM
 from tests.unit.test_fold import created, event
 
 if TYPE_CHECKING:
@@ -68,3 +80,36 @@ def test_unreadable_data_is_not_applicable(data: JSONObject) -> None:
     with pytest.raises(EventNotApplicable) as folded:
         fold_events([created(), event(2, "ExecutionStarted", data, 1)])
     assert folded.value.version == 2
+
+
+def _receipt(data: JSONObject) -> RecordedEvent:
+    return event(1, "ArchiveReceipt", data, 0).model_copy(
+        update={"stream_id": ARCHIVE_RECEIPTS_STREAM, "stream_type": "system"}
+    )
+
+
+def test_the_streams_a_receipt_names_are_the_ones_to_forget() -> None:
+    removed = [uuid.uuid4(), uuid.uuid4()]
+    receipt = _receipt(
+        {
+            "file": "f.jsonl.gz",
+            "file_sha256": "0" * 64,
+            "manifest_sha256": "1" * 64,
+            "finished_before": "2026-01-01T00:00:00+00:00",
+            "events": 8,
+            "streams": [
+                {"stream_id": str(stream), "version": 4, "hash": "2" * 64}
+                for stream in removed
+            ],
+        }
+    )
+    assert streams_archived_by([created(), receipt]) == removed
+    assert streams_archived_by([created()]) == []
+
+
+def test_a_receipt_that_does_not_read_as_one_is_not_applicable() -> None:
+    receipt = _receipt({"file": "f.jsonl.gz", "streams": "all of them"})
+    with pytest.raises(EventNotApplicable) as refused:
+        streams_archived_by([receipt])
+    assert refused.value.event_id == receipt.event_id
+    assert "not a readable archive receipt" in str(refused.value)

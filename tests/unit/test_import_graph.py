@@ -3,11 +3,16 @@
 The core (`eventstore`, but for its command line) imports neither the read
 models (`projections`) nor the command line; no two modules import each
 other, directly or in a ring, counting imports made only for type checking
-(they are a dependency of the code's meaning all the same).
+(they are a dependency of the code's meaning all the same). The read models
+and the command line, the leaves, use only the core's public names: those
+of the public modules below, each module's `__all__` where it has one.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grimp
@@ -18,6 +23,17 @@ if TYPE_CHECKING:
 
 PACKAGES = ("eventstore", "projections")
 CLI = "eventstore.cli"
+LEAVES = ("projections", CLI)
+# The core's public face: the package, its error hierarchy, the storage
+# contract's tables, the audit facade and the projection seam.
+PUBLIC_MODULES = (
+    "eventstore",
+    "eventstore.errors",
+    "eventstore.schema",
+    "eventstore.audit",
+    "eventstore.projecting",
+)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +109,70 @@ def test_the_core_imports_neither_projections_nor_the_command_line(
         if _within(imported, "projections") or _within(imported, CLI)
     ]
     assert upward == []
+
+
+def _public_names(module: str) -> set[str]:
+    loaded = importlib.import_module(module)
+    names = getattr(loaded, "__all__", None)
+    if names is None:
+        names = [name for name in vars(loaded) if not name.startswith("_")]
+    return set(names) | {
+        public.rsplit(".", 1)[1]
+        for public in PUBLIC_MODULES
+        if "." in public and public.rsplit(".", 1)[0] == module
+    }
+
+
+def private_uses(source: str, where: str) -> list[str]:
+    """Imports from the core in `source` that are not public names of public modules."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+            names: list[str] = []
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = [node.module]
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for module in modules:
+            if not _within(module, "eventstore") or _within(module, CLI):
+                continue
+            if module not in PUBLIC_MODULES:
+                found.append(f"{where}:{node.lineno} imports {module}")
+                continue
+            hidden = sorted(set(names) - _public_names(module))
+            if hidden:
+                found.append(
+                    f"{where}:{node.lineno} imports {', '.join(hidden)} from {module}"
+                )
+    return found
+
+
+def test_the_leaves_use_only_public_names_of_the_core() -> None:
+    uses = [
+        use
+        for leaf in LEAVES
+        for path in sorted((ROOT / leaf.replace(".", "/")).rglob("*.py"))
+        for use in private_uses(path.read_text(), str(path.relative_to(ROOT)))
+    ]
+    assert uses == []
+
+
+def test_private_uses_finds_private_modules_and_names() -> None:
+    source = (
+        "from eventstore import EventStore, errors\n"
+        "from eventstore import _hidden\n"
+        "from eventstore.log import upcast_event\n"
+        "import eventstore.backends.base\n"
+        "from eventstore.projecting import ProjectionContext\n"
+        "from eventstore.cli.app import app\n"
+    )
+    assert private_uses(source, "m.py") == [
+        "m.py:2 imports _hidden from eventstore",
+        "m.py:3 imports eventstore.log",
+        "m.py:4 imports eventstore.backends.base",
+    ]
 
 
 def test_no_module_imports_itself_through_others(graph: grimp.ImportGraph) -> None:
