@@ -6,20 +6,15 @@ their memory and the retry on a lost race are `eventstore.execution_states`.
 
 from __future__ import annotations
 
-import math
-import time
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from eventstore import arguments, errors
 from eventstore.events import payloads
-from eventstore.events.envelope import (
-    NewEvent,
-    RecordedEvent,
-    coerce_metadata,
-)
+from eventstore.events.envelope import NewEvent, RecordedEvent, coerce_metadata
 from eventstore.execution_states import ExecutionStates, MetadataArg
+from eventstore.labels import changed_labels, check_count
 from eventstore.leases import Leases
 from eventstore.log import as_stream_id
 from eventstore.references import execution_context
@@ -37,7 +32,6 @@ if TYPE_CHECKING:
 # Ids derived from idempotency keys and retries live in this namespace, so the
 # same key always names the same execution.
 ID_NAMESPACE: Final = UUID("5b0c7c36-2f4e-4c1e-9a55-6c3f0f3d1a70")
-WAIT_POLL_MAX: Final = 0.25
 
 
 class ExecutionService:
@@ -68,6 +62,7 @@ class ExecutionService:
         message_id: UUID | str,
         graph_id: UUID | str,
         inputs: Any = None,
+        labels: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         metadata: MetadataArg = None,
     ) -> UUID:
@@ -77,6 +72,7 @@ class ExecutionService:
             message_id: the message it replies to.
             graph_id: the graph it runs.
             inputs: any JSON value.
+            labels: up to 32 labels to find it by (SPEC §7's keys and values).
             idempotency_key: the same key always returns the same execution.
             metadata: actor, correlation_id, causation_id and free keys.
 
@@ -85,7 +81,7 @@ class ExecutionService:
 
         Raises:
             ReferenceNotFound: the message or the graph does not exist.
-            ValidationError: bad inputs or metadata.
+            ValidationError: bad inputs, labels or metadata.
             IdempotencyConflict: the key was used for other content.
         """
         if idempotency_key is not None:
@@ -106,6 +102,7 @@ class ExecutionService:
             graph_id=graph,
             thread_id=thread,
             inputs=inputs,
+            labels={} if labels is None else labels,
         )
         if idempotency_key is None:
             execution_id, event_id = uuid.uuid4(), uuid.uuid4()
@@ -235,6 +232,35 @@ class ExecutionService:
 
         return await self._states.command(execution_id, meta, decide)
 
+    async def label(
+        self,
+        execution_id: UUID | str,
+        *,
+        set: Mapping[str, str] | None = None,
+        remove: Sequence[str] | None = None,
+        metadata: MetadataArg = None,
+    ) -> ExecutionState:
+        """Set and remove labels, in any status (it changes none).
+
+        Keys in `remove` that the execution does not have are no error.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            ValidationError: a bad key or value, nothing to change, or more
+                than 32 labels after the change; nothing was written.
+        """
+        event = payloads.build(
+            payloads.ExecutionLabelled,
+            set={} if set is None else set,
+            remove=[] if remove is None else remove,
+        )
+
+        def decide(state: ExecutionState) -> list[payloads.EventPayload]:
+            check_count(changed_labels(state.labels, event.set, event.remove))
+            return [event]
+
+        return await self._states.command(execution_id, metadata, decide)
+
     async def cancel(
         self,
         execution_id: UUID | str,
@@ -256,7 +282,7 @@ class ExecutionService:
     ) -> UUID:
         """Run a failed execution again.
 
-        Creates a new execution for the same message, graph and inputs, with
+        Creates a new execution for the same message, graph, inputs and labels, with
         `attempt` one higher and `retry_of` naming the failed one. Retrying
         the same failed execution again returns the same new id.
 
@@ -279,6 +305,7 @@ class ExecutionService:
             inputs=failed.inputs,
             attempt=failed.attempt + 1,
             retry_of=failed.id,
+            labels=failed.labels,
         )
         new_id = uuid.uuid5(ID_NAMESPACE, f"retry:{failed.id}")
         event_id = uuid.uuid5(ID_NAMESPACE, f"retry-created:{failed.id}")
@@ -357,34 +384,14 @@ class ExecutionService:
             ValidationError: a timeout that is not a number >= 0.
         """
         timeout = arguments.checked_timeout(timeout)
-        deadline = (
-            None
-            if timeout is None or math.isinf(timeout)
-            else time.monotonic() + timeout
+        state = await self._wakeups.poll(
+            lambda: self.get(execution_id),
+            lambda state: state.is_terminal,
+            within=timeout,
+            poll_interval=self._poll_interval,
         )
-        delay = min(self._poll_interval, 0.01)
-        while True:
-            # Appends through this store wake the wait at once, and on
-            # PostgreSQL so do other processes' (LISTEN/NOTIFY). The poll
-            # backs off to WAIT_POLL_MAX, or to the poll interval while the
-            # listener is up and a poll only covers a missed notification.
-            seen = self._wakeups.generation
-            state = await self.get(execution_id)
-            if state.is_terminal:
-                return state
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise errors.WaitTimeout(
-                        execution_id=state.id,
-                        timeout=timeout or 0.0,
-                        status=state.status.value,
-                    )
-                delay = min(delay, left)
-            await self._wakeups.wait(seen, delay)
-            longest = (
-                max(WAIT_POLL_MAX, self._poll_interval)
-                if self._wakeups.listening
-                else WAIT_POLL_MAX
+        if not state.is_terminal:
+            raise errors.WaitTimeout(
+                execution_id=state.id, timeout=timeout or 0.0, status=state.status.value
             )
-            delay = min(delay * 2, longest)
+        return state

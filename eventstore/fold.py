@@ -15,6 +15,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
 from eventstore import errors
+from eventstore.labels import changed_labels
 from eventstore.status import RESULTING_STATUS, ExecutionStatus
 from eventstore.trusted import construct
 
@@ -49,6 +50,10 @@ class ExecutionState(BaseModel):
     total_ms: int | None = Field(default=None, description="created -> terminal")
     steps_completed: int = 0
     metrics: dict[str, int | float] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    first_step_at: datetime | None = Field(
+        default=None, description="when the first step finished"
+    )
     version: int = Field(description="the stream version folded")
     last_position: int = Field(description="the log position of that version")
 
@@ -83,7 +88,8 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
 def _own_fields(state: ExecutionState) -> dict[str, Any]:
     """A copy of a state's fields that the fold may change in place."""
     fields = dict(state.__dict__)
-    fields["metrics"] = dict(fields["metrics"])  # the one mutable field
+    # The mutable fields; labels are replaced whole, never changed in place.
+    fields["metrics"] = dict(fields["metrics"])
     return fields
 
 
@@ -106,6 +112,7 @@ def _created(event: RecordedEvent) -> dict[str, Any]:
                 "created_at": event.occurred_at,
                 "attempt": data.get("attempt", 1),
                 "retry_of": data.get("retry_of"),
+                "labels": data.get("labels") or {},
                 "version": event.version,
                 "last_position": event.position,
             }
@@ -141,6 +148,10 @@ def _advance(fields: dict[str, Any], event: RecordedEvent) -> None:
         fields["queue_ms"] = _ms(fields["created_at"], at)
     elif kind == "ExecutionProgressed":
         fields["steps_completed"] += 1
+        if fields["first_step_at"] is None:
+            fields["first_step_at"] = at
+    elif kind == "ExecutionLabelled":
+        fields["labels"] = _labelled(fields["labels"], data)
     elif kind == "ExecutionCancellationRequested":
         if fields["cancel_requested_at"] is None:
             fields["cancel_requested_at"] = at
@@ -165,6 +176,20 @@ def _advance(fields: dict[str, Any], event: RecordedEvent) -> None:
                     f"sums beyond the largest float ({_LARGEST_FLOAT:.3g})"
                 )
             metrics[name] = total
+
+
+def _labelled(labels: dict[str, str], data: dict[str, Any]) -> dict[str, str]:
+    set_, remove = data.get("set", {}), data.get("remove", [])
+    if not (
+        isinstance(set_, dict)
+        and all(isinstance(value, str) for value in set_.values())
+        and isinstance(remove, list)
+        and all(isinstance(key, str) for key in remove)
+    ):
+        raise TypeError(
+            "labels to set must be a JSON object of strings, to remove a list"
+        )
+    return changed_labels(labels, set_, remove)
 
 
 def _not_applicable(event: RecordedEvent, exc: Exception) -> errors.EventNotApplicable:

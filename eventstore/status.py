@@ -36,6 +36,7 @@ ALLOWED_FROM: Final[dict[str, frozenset[ExecutionStatus]]] = {
     "ExecutionFailed": _ACTIVE,
     "ExecutionCancellationRequested": _ACTIVE,
     "ExecutionCancelled": _ACTIVE,
+    "ExecutionLabelled": frozenset(ExecutionStatus),
 }
 
 # event type -> resulting status; None keeps the current status.
@@ -47,6 +48,7 @@ RESULTING_STATUS: Final[dict[str, ExecutionStatus | None]] = {
     "ExecutionFailed": ExecutionStatus.FAILED,
     "ExecutionCancellationRequested": None,
     "ExecutionCancelled": ExecutionStatus.CANCELLED,
+    "ExecutionLabelled": None,
 }
 
 # event type -> the status it sets: the events the status-history index holds.

@@ -15,11 +15,19 @@ holds no extra connection.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import math
+import time
+from typing import TYPE_CHECKING, Final, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from eventstore.backends.base import Backend
     from eventstore.backends.listening import Listener
+
+
+T = TypeVar("T")
+POLL_MAX: Final = 0.25
 
 
 class Wakeups:
@@ -106,6 +114,42 @@ class Wakeups:
             for waiter in waiters:
                 waiter.cancel()
         return self.generation != seen
+
+    async def poll(
+        self,
+        read: Callable[[], Awaitable[T]],
+        done: Callable[[T], bool],
+        *,
+        within: float | None,
+        poll_interval: float,
+    ) -> T:
+        """Read until `done` says so, or until `within` seconds ran out (None: never).
+
+        Appends through this store wake the poll at once, and on PostgreSQL
+        so do other processes' (LISTEN/NOTIFY). Between reads it backs off
+        to POLL_MAX, or to `poll_interval` while the listener is up and a
+        read only covers a missed notification.
+
+        Returns:
+            The last value read: done, or the one read when time ran out.
+        """
+        deadline = (
+            None if within is None or math.isinf(within) else time.monotonic() + within
+        )
+        delay = min(poll_interval, 0.01)
+        while True:
+            seen = self.generation
+            value = await read()
+            if done(value):
+                return value
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return value
+                delay = min(delay, left)
+            await self.wait(seen, delay)
+            longest = max(POLL_MAX, poll_interval) if self.listening else POLL_MAX
+            delay = min(delay * 2, longest)
 
     async def aclose(self) -> None:
         """Stop listening (the store is closing)."""

@@ -112,9 +112,14 @@ _SQLITE_TRIGGER_MIGRATIONS = (
     "0003_archive_path",
     "0006_guarded_appends",
     "0008_fixed_stream_types",
+    "0010_labels",
 )
 # The append guards among them (the others keep the log immutable).
-_SQLITE_GUARD_MIGRATIONS = ("0006_guarded_appends", "0008_fixed_stream_types")
+_SQLITE_GUARD_MIGRATIONS = (
+    "0006_guarded_appends",
+    "0008_fixed_stream_types",
+    "0010_labels",
+)
 _LOG_TRIGGERS_SQL = (
     "SELECT name, sql FROM sqlite_master "
     "WHERE type = 'trigger' AND tbl_name = 'execution_events' ORDER BY name"
@@ -256,7 +261,7 @@ async def append_guards_lifted(
         )
         return
     guards = [_migration(name) for name in _SQLITE_GUARD_MIGRATIONS]
-    for guard in guards:
+    for guard in reversed(guards):  # as alembic downgrades: the newest first
         for statement in guard.SQLITE_DOWNGRADE:
             await connection.exec_driver_sql(statement)
     yield

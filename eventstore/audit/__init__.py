@@ -37,6 +37,7 @@ from eventstore.audit.replay import (
 )
 from eventstore.audit.reports import render_timeline
 from eventstore.fold import fold_events
+from eventstore.labels import describe_change as describe_labels
 from eventstore.log import as_stream_id, upcast_event
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ __all__ = [
     "StatusAt",
     "Timeline",
     "VerifiedArchive",
+    "describe_labels",
     "event_line",
     "is_execution_stream",
     "prefix_as_of",

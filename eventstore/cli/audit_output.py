@@ -10,7 +10,12 @@ import typer
 from rich.table import Table
 
 from eventstore import ExecutionStatus
-from eventstore.audit import event_line, is_execution_stream, render_timeline
+from eventstore.audit import (
+    describe_labels,
+    event_line,
+    is_execution_stream,
+    render_timeline,
+)
 from eventstore.cli.app import (
     EXIT_USAGE,
     debug_traceback,
@@ -246,7 +251,8 @@ def summarize(event: RecordedEvent) -> str:
     )
     summaries = {
         "ExecutionCreated": f"attempt {data.get('attempt', 1)}"
-        + (f", retry of {data['retry_of']}" if data.get("retry_of") else ""),
+        + (f", retry of {data['retry_of']}" if data.get("retry_of") else "")
+        + (f", labels {describe_labels(data)}" if data.get("labels") else ""),
         "ExecutionStarted": f"worker {data.get('worker_id')}",
         "ExecutionProgressed": f"step {data.get('step')}",
         "ExecutionCompleted": "completed",
@@ -258,6 +264,7 @@ def summarize(event: RecordedEvent) -> str:
         "ExecutionCancellationRequested": f"reason {data.get('reason')!r}"
         + (f" by {data['requested_by']}" if data.get("requested_by") else ""),
         "ExecutionCancelled": f"reason {data.get('reason')!r}",
+        "ExecutionLabelled": describe_labels(data),
     }
     text = summaries.get(event.type, event.type)
     return f"{text} ({usage})" if usage else text

@@ -9,10 +9,20 @@ from typing import Annotated, Any, ClassVar, Final, TypeVar
 from uuid import UUID
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    Strict,
+    model_serializer,
+    model_validator,
+)
 
 from eventstore import errors, hashing
 from eventstore.arguments import INT32_MAX
+from eventstore.labels import LABELS_MAX, LabelKey, Labels
 
 USAGE_METRICS: Final = ("prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -166,6 +176,19 @@ class ExecutionCreated(EventPayload):
     inputs: JSONData = None
     attempt: int = Field(default=1, ge=1, le=INT32_MAX)  # the projection's column
     retry_of: UUID | None = None
+    # Added with SPEC §7; events written before read as no labels. Left out
+    # when empty, so an unlabelled run's event is the one earlier releases
+    # wrote (an idempotent create retried across an upgrade still matches).
+    labels: Labels = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_labels(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("labels"):
+            data.pop("labels", None)
+        return data
 
 
 @register_payload
@@ -222,6 +245,25 @@ class ExecutionCancellationRequested(EventPayload):
 
     reason: str | None = None
     requested_by: str | None = None
+
+
+@register_payload
+class ExecutionLabelled(EventPayload):
+    """Labels were set or removed; allowed in every status, it changes none."""
+
+    event_type: ClassVar[str] = "ExecutionLabelled"
+
+    set: Labels = Field(default_factory=dict)
+    remove: list[LabelKey] = Field(default_factory=list, max_length=LABELS_MAX)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ExecutionLabelled:
+        if not self.set and not self.remove:
+            raise ValueError("nothing to set or remove")
+        both = sorted(self.set.keys() & set(self.remove))
+        if both:
+            raise ValueError(f"label {both[0]!r} is both set and removed")
+        return self
 
 
 @register_payload

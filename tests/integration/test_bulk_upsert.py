@@ -44,6 +44,8 @@ def row(refs: References, *, version: int, **changes: Any) -> dict[str, Any]:
         "metrics": {},
         "version": version,
         "last_position": version * 10,
+        "labels": {"customer": "42"},
+        "first_step_at": None,
     }
     return {**base, **changes}
 

@@ -62,6 +62,7 @@ LIFECYCLE_EVENTS = {
     ),
     "ExecutionCancellationRequested": payloads.ExecutionCancellationRequested(),
     "ExecutionCancelled": payloads.ExecutionCancelled(),
+    "ExecutionLabelled": payloads.ExecutionLabelled(set={"checked": "yes"}),
 }
 
 

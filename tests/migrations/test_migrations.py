@@ -392,3 +392,39 @@ async def test_upgrade_to_0009_keeps_the_projected_rows(empty_url: str) -> None:
         for run in runs[:4]:  # exact through 0008's NUMERIC column as well
             assert after[run] == before[run]
         assert await drift_of(store) == []
+
+
+async def test_upgrade_to_0010_fills_first_steps_and_empty_labels(
+    empty_url: str,
+) -> None:
+    """Runs projected before labels read with none, and with their first step's time."""
+    async with EventStore.open(empty_url) as store:
+        await store.migrate()
+        refs = await make_references(store)
+        runs = [
+            await store.executions.create(
+                message_id=refs.message.id, graph_id=refs.graph.id
+            )
+            for _ in range(3)
+        ]
+        await store.executions.start(runs[0], worker_id="w")
+        await store.executions.start(runs[1], worker_id="w")
+        for step in ("plan", "write", "check"):
+            await store.executions.progress(runs[1], step=step)
+        await store.executions.complete(runs[1], result=1)
+        await project_everything(store)
+        await run_migration(store.backend, direction="downgrade", revision="0009")
+        store.backend.forget_schema()
+        await run_migration(store.backend, direction="upgrade", revision="head")
+        store.backend.forget_schema()
+        rows = await all_rows(store)
+        assert {run: rows[run].labels for run in runs} == {run: {} for run in runs}
+        history = await store.executions.history(runs[1])
+        assert rows[runs[1]].first_step_at == history[2].occurred_at
+        assert rows[runs[0]].first_step_at is None
+        for run in runs:
+            assert rows[run] == await store.executions.get(run)
+        # The guard of 0010 takes a label on a finished run.
+        state = await store.executions.label(runs[1], set={"after": "upgrade"})
+        assert state.status is ExecutionStatus.COMPLETED
+        assert await drift_of(store) == []

@@ -49,11 +49,15 @@ def test_statuses_are_the_specs_strings() -> None:
     assert {s for s in ExecutionStatus if s.is_terminal} == TERMINAL_STATUSES
 
 
-def test_terminal_statuses_allow_nothing_and_created_only_starts_a_stream() -> None:
+def test_terminal_statuses_allow_only_labels_and_created_only_starts_a_stream() -> None:
     for status in TERMINAL_STATUSES:
-        assert not any(
-            is_allowed(status, event_type) for event_type in RESULTING_STATUS
-        )
+        assert {
+            event_type
+            for event_type in RESULTING_STATUS
+            if is_allowed(status, event_type)
+        } == {"ExecutionLabelled"}
+    assert all(is_allowed(status, "ExecutionLabelled") for status in ExecutionStatus)
+    assert RESULTING_STATUS["ExecutionLabelled"] is None
     assert not any(is_allowed(status, "ExecutionCreated") for status in ExecutionStatus)
     assert set(ALLOWED_FROM) == set(RESULTING_STATUS) - {"ExecutionCreated"}
     assert not is_allowed(ExecutionStatus.PENDING, "SomethingElse")

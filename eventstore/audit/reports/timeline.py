@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Final
 
 import jinja2
 
+from eventstore.labels import describe_change
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from uuid import UUID
@@ -210,6 +212,17 @@ def _chart(
                 )
             )
             step_start = event.occurred_at
+        elif event.type == "ExecutionLabelled":
+            rows.append(
+                row(
+                    "labelled",
+                    "label",
+                    event.occurred_at,
+                    None,
+                    note=describe_change(data),
+                    event=event,
+                )
+            )
         elif event.type == "ExecutionCancellationRequested":
             by, reason = data.get("requested_by"), data.get("reason")
             note = [f"by {by}"] if by else []
