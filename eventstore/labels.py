@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Final
 
-from pydantic import AfterValidator, Strict
+import pydantic
+from pydantic import AfterValidator, Strict, TypeAdapter
 
 from eventstore import errors
 
@@ -96,3 +97,18 @@ def describe_change(data: Mapping[str, object]) -> str:
     if isinstance(removed, list) and removed:
         parts.append("removed " + ", ".join(str(name) for name in removed))
     return "; ".join(parts)
+
+
+_LABELS: Final = TypeAdapter(Labels)
+
+
+def checked_labels(name: str, labels: object) -> dict[str, str]:
+    """`labels` as a dict, if it is a mapping of label keys to values.
+
+    Raises:
+        ValidationError: anything else, naming `name`.
+    """
+    try:
+        return _LABELS.validate_python(labels)
+    except pydantic.ValidationError as exc:
+        raise errors.ValidationError.from_pydantic(exc, name) from exc

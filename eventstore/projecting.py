@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from eventstore.arguments import checked_moment
 from eventstore.backends.leadership import Holder, HorizonHolder, LeaderLocks
 from eventstore.backends.shadow import ShadowTables
+from eventstore.labels import checked_labels
 from eventstore.log import upcast_event
 from eventstore.partitions import WHOLE_LOG, Partition
 from eventstore.subscriptions import RECHECK_MIN
@@ -39,6 +40,7 @@ __all__ = [
     "Partition",
     "ProjectionContext",
     "ShadowTables",
+    "checked_labels",
     "checked_moment",
     "construct",
     "upcast_event",
@@ -138,6 +140,11 @@ class ProjectionContext(Protocol):
         self, table: sa.Table, checkpoint: Checkpoint
     ) -> sa.ColumnElement[bool]:
         """A condition on `table`'s rows: written at or before `checkpoint`."""
+
+    def labels_match(
+        self, column: sa.ColumnElement[Any], labels: Mapping[str, str]
+    ) -> sa.ColumnElement[bool]:
+        """A condition: the JSON object in `column` holds every pair of `labels`."""
 
     async def percentiles(
         self,

@@ -150,13 +150,11 @@ executions: Final = sa.Table(
     sa.Column(
         "message_id", _uuid, sa.ForeignKey("messages.id"), nullable=False, index=True
     ),
-    sa.Column(
-        "graph_id", _uuid, sa.ForeignKey("graphs.id"), nullable=False, index=True
-    ),
+    sa.Column("graph_id", _uuid, sa.ForeignKey("graphs.id"), nullable=False),
     sa.Column(
         "thread_id", _uuid, sa.ForeignKey("threads.id"), nullable=False, index=True
     ),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("inputs", NullableJSONDocument, nullable=True),
     sa.Column("result", NullableJSONDocument, nullable=True),
     sa.Column("error", NullableJSONDocument, nullable=True),
@@ -177,9 +175,22 @@ executions: Final = sa.Table(
     # SPEC §7-§8, revision 0010: the current labels; the first step's time.
     sa.Column("labels", JSONDocument, nullable=False, server_default=sa.text("'{}'")),
     sa.Column("first_step_at", UTCDateTime, nullable=True),
-    # Keyset pagination walks (created_at, id).
+    # Keyset pagination walks (created_at, id); a status or graph filter
+    # walks its own runs in that order (revision 0011).
     sa.Index(None, "created_at", "id"),
+    sa.Index(None, "status", "created_at", "id"),
+    sa.Index(None, "graph_id", "created_at", "id"),
+    # Label filters are containment, which GIN answers (PostgreSQL only).
+    sa.Index(
+        "ix_executions_labels",
+        "labels",
+        postgresql_using="gin",
+        postgresql_ops={"labels": "jsonb_path_ops"},
+    ).ddl_if(dialect="postgresql"),
 )
+
+# Indexes that exist on PostgreSQL only (a schema comparison on SQLite skips them).
+POSTGRES_ONLY_INDEXES: Final = frozenset({"ix_executions_labels"})
 
 # A rebuild keeps its own checkpoint row beside the live ones while it folds
 # into the shadow table: `<projection>:rebuild`, partition 0.

@@ -88,6 +88,12 @@ class Dialect(Database):
         """A condition on `table`'s rows: written at or before `checkpoint` in log order."""
 
     @abstractmethod
+    def labels_match(
+        self, column: sa.ColumnElement[Any], labels: Mapping[str, str]
+    ) -> sa.ColumnElement[bool]:
+        """A condition: the JSON object in `column` holds every pair of `labels`."""
+
+    @abstractmethod
     async def percentiles(
         self,
         connection: AsyncConnection,

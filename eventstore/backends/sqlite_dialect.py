@@ -12,7 +12,7 @@ from eventstore.backends.dialect import Dialect
 from eventstore.backends.sqlite_database import SqliteDatabase
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,6 +37,19 @@ class SqliteDialect(SqliteDatabase, Dialect):
         self, table: sa.Table, checkpoint: Checkpoint
     ) -> sa.ColumnElement[bool]:
         return table.c.position <= checkpoint.position
+
+    @override
+    def labels_match(
+        self, column: sa.ColumnElement[Any], labels: Mapping[str, str]
+    ) -> sa.ColumnElement[bool]:
+        # Label keys are [a-z0-9_./-]: safe inside a quoted JSON path step.
+        return sa.and_(
+            sa.true(),
+            *(
+                sa.func.json_extract(column, f'$."{key}"') == value
+                for key, value in labels.items()
+            ),
+        )
 
     @override
     async def percentiles(

@@ -16,6 +16,7 @@ import typer
 from eventstore.cli import (
     audit_commands,
     demo,
+    list_command,
     maintenance_commands,
     projection_commands,
     rebuild_command,
@@ -26,6 +27,7 @@ from eventstore.cli.app import EXIT_PROBLEM, app, error_line, stdout, warning_li
 
 for module in (
     store_commands,
+    list_command,
     audit_commands,
     projection_commands,
     rebuild_command,
