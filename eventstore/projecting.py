@@ -141,6 +141,21 @@ class ProjectionContext(Protocol):
     ) -> sa.ColumnElement[bool]:
         """A condition on `table`'s rows: written at or before `checkpoint`."""
 
+    def label_value(
+        self, column: sa.ColumnElement[Any], key: str
+    ) -> sa.ColumnElement[Any]:
+        """The text of label `key` in the JSON object in `column` (NULL without it)."""
+
+    def time_bucket(
+        self, column: sa.ColumnElement[Any], unit: str
+    ) -> sa.ColumnElement[Any]:
+        """The UTC hour or day of a time, as text."""
+
+    def milliseconds_between(
+        self, start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]
+    ) -> sa.ColumnElement[Any]:
+        """`end - start` in milliseconds, as a float (NULL if either is)."""
+
     def labels_match(
         self, column: sa.ColumnElement[Any], labels: Mapping[str, str]
     ) -> sa.ColumnElement[bool]:
@@ -149,10 +164,10 @@ class ProjectionContext(Protocol):
     async def percentiles(
         self,
         connection: AsyncConnection,
-        table: sa.Table,
+        source: sa.FromClause,
         *,
-        group_by: str,
+        group_by: Sequence[str],
         columns: Sequence[str],
         fractions: Sequence[float],
-    ) -> dict[Any, dict[str, list[float | None]]]:
+    ) -> dict[tuple[Any, ...], dict[str, list[float | None]]]:
         """Continuous percentiles of `columns` per `group_by` value."""

@@ -9,9 +9,11 @@ from projections.queries import ExecutionsView, Page
 from projections.rebuild import RebuildReport, plan_rebuild, rebuild, run_rebuild
 from projections.slot_status import ProjectionStatus, SlotStatus, projection_status
 from projections.stats import GraphStats, Percentiles, Stats, execution_stats
+from projections.summaries import ExecutionStats, StatsRow
 
 __all__ = [
     "BatchReport",
+    "ExecutionStats",
     "ExecutionsProjection",
     "ExecutionsView",
     "GraphStats",
@@ -23,6 +25,7 @@ __all__ = [
     "RebuildReport",
     "SlotStatus",
     "Stats",
+    "StatsRow",
     "execution_stats",
     "plan_rebuild",
     "projection_status",

@@ -165,7 +165,7 @@ async def execution_stats(store: EventStore) -> Stats:
         percentiles = await backend.percentiles(
             connection,
             executions,
-            group_by="graph_id",
+            group_by=["graph_id"],
             columns=DURATIONS,
             fractions=FRACTIONS,
         )
@@ -174,7 +174,7 @@ async def execution_stats(store: EventStore) -> Stats:
     for graph_id, (graph_name, graph_version, sums) in sorted(
         usage.items(), key=lambda item: (item[1][0], str(item[0]))
     ):
-        durations = percentiles.get(graph_id, {})
+        durations = percentiles.get((graph_id,), {})
         per_graph.append(
             GraphStats(
                 graph_id=graph_id,

@@ -88,6 +88,24 @@ class Dialect(Database):
         """A condition on `table`'s rows: written at or before `checkpoint` in log order."""
 
     @abstractmethod
+    def label_value(
+        self, column: sa.ColumnElement[Any], key: str
+    ) -> sa.ColumnElement[Any]:
+        """The text of label `key` in the JSON object in `column` (NULL without it)."""
+
+    @abstractmethod
+    def time_bucket(
+        self, column: sa.ColumnElement[Any], unit: str
+    ) -> sa.ColumnElement[Any]:
+        """The UTC hour (`2026-12-04T07:00:00Z`) or day (`2026-12-04`) of a time, as text."""
+
+    @abstractmethod
+    def milliseconds_between(
+        self, start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]
+    ) -> sa.ColumnElement[Any]:
+        """`end - start` in milliseconds, as a float (NULL if either is)."""
+
+    @abstractmethod
     def labels_match(
         self, column: sa.ColumnElement[Any], labels: Mapping[str, str]
     ) -> sa.ColumnElement[bool]:
@@ -97,12 +115,12 @@ class Dialect(Database):
     async def percentiles(
         self,
         connection: AsyncConnection,
-        table: sa.Table,
+        source: sa.FromClause,
         *,
-        group_by: str,
+        group_by: Sequence[str],
         columns: Sequence[str],
         fractions: Sequence[float],
-    ) -> dict[Any, dict[str, list[float | None]]]:
+    ) -> dict[tuple[Any, ...], dict[str, list[float | None]]]:
         """Continuous percentiles (as PostgreSQL's percentile_cont) of columns per group.
 
         Returns:

@@ -65,6 +65,25 @@ class PostgresDialect(PostgresDatabase, Dialect):
         )
 
     @override
+    def label_value(
+        self, column: sa.ColumnElement[Any], key: str
+    ) -> sa.ColumnElement[Any]:
+        return column.op("->>")(sa.literal(key))
+
+    @override
+    def time_bucket(
+        self, column: sa.ColumnElement[Any], unit: str
+    ) -> sa.ColumnElement[Any]:
+        shape = 'YYYY-MM-DD"T"HH24":00:00Z"' if unit == "hour" else "YYYY-MM-DD"
+        return sa.func.to_char(sa.func.timezone("UTC", column), shape)
+
+    @override
+    def milliseconds_between(
+        self, start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]
+    ) -> sa.ColumnElement[Any]:
+        return sa.cast(sa.extract("epoch", end - start) * 1000, sa.Float)
+
+    @override
     def labels_match(
         self, column: sa.ColumnElement[Any], labels: Mapping[str, str]
     ) -> sa.ColumnElement[bool]:
@@ -76,23 +95,23 @@ class PostgresDialect(PostgresDatabase, Dialect):
     async def percentiles(
         self,
         connection: AsyncConnection,
-        table: sa.Table,
+        source: sa.FromClause,
         *,
-        group_by: str,
+        group_by: Sequence[str],
         columns: Sequence[str],
         fractions: Sequence[float],
-    ) -> dict[Any, dict[str, list[float | None]]]:
-        group = table.c[group_by]
+    ) -> dict[tuple[Any, ...], dict[str, list[float | None]]]:
+        groups = [source.c[name] for name in group_by]
         selected = [
             sa.func.percentile_cont(fraction)
-            .within_group(table.c[name])
+            .within_group(source.c[name])
             .label(f"{name}_{n}")
             for name in columns
             for n, fraction in enumerate(fractions)
         ]
-        rows = await connection.execute(sa.select(group, *selected).group_by(group))
+        rows = await connection.execute(sa.select(*groups, *selected).group_by(*groups))
         return {
-            mapping[group_by]: {
+            tuple(mapping[name] for name in group_by): {
                 name: [
                     _maybe_float(mapping[f"{name}_{n}"]) for n in range(len(fractions))
                 ]

@@ -39,6 +39,26 @@ class SqliteDialect(SqliteDatabase, Dialect):
         return table.c.position <= checkpoint.position
 
     @override
+    def label_value(
+        self, column: sa.ColumnElement[Any], key: str
+    ) -> sa.ColumnElement[Any]:
+        # Label keys are [a-z0-9_./-]: safe inside a quoted JSON path step.
+        return sa.func.json_extract(column, f'$."{key}"')
+
+    @override
+    def time_bucket(
+        self, column: sa.ColumnElement[Any], unit: str
+    ) -> sa.ColumnElement[Any]:
+        shape = "%Y-%m-%dT%H:00:00Z" if unit == "hour" else "%Y-%m-%d"
+        return sa.func.strftime(shape, column)
+
+    @override
+    def milliseconds_between(
+        self, start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]
+    ) -> sa.ColumnElement[Any]:
+        return (sa.func.julianday(end) - sa.func.julianday(start)) * 86_400_000.0
+
+    @override
     def labels_match(
         self, column: sa.ColumnElement[Any], labels: Mapping[str, str]
     ) -> sa.ColumnElement[bool]:
@@ -55,25 +75,26 @@ class SqliteDialect(SqliteDatabase, Dialect):
     async def percentiles(
         self,
         connection: AsyncConnection,
-        table: sa.Table,
+        source: sa.FromClause,
         *,
-        group_by: str,
+        group_by: Sequence[str],
         columns: Sequence[str],
         fractions: Sequence[float],
-    ) -> dict[Any, dict[str, list[float | None]]]:
+    ) -> dict[tuple[Any, ...], dict[str, list[float | None]]]:
         # SQLite has no percentile aggregate: sort each column per group and
         # interpolate as percentile_cont does (the embedded scale allows it).
-        result: dict[Any, dict[str, list[float | None]]] = {}
+        result: dict[tuple[Any, ...], dict[str, list[float | None]]] = {}
+        groups = [source.c[name] for name in group_by]
         for name in columns:
-            column = table.c[name]
+            column = source.c[name]
             rows = await connection.execute(
-                sa.select(table.c[group_by], column)
+                sa.select(*groups, column)
                 .where(column.is_not(None))
-                .order_by(table.c[group_by], column)
+                .order_by(*groups, column)
             )
-            values: dict[Any, list[float]] = {}
-            for group, value in rows:
-                values.setdefault(group, []).append(float(value))
+            values: dict[tuple[Any, ...], list[float]] = {}
+            for row in rows:
+                values.setdefault(tuple(row[:-1]), []).append(float(row[-1]))
             for group, ordered in values.items():
                 result.setdefault(group, {})[name] = [
                     _interpolate(ordered, fraction) for fraction in fractions

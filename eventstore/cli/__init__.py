@@ -20,6 +20,7 @@ from eventstore.cli import (
     maintenance_commands,
     projection_commands,
     rebuild_command,
+    stats_command,
     store_commands,
     verify_commands,
 )
@@ -28,6 +29,7 @@ from eventstore.cli.app import EXIT_PROBLEM, app, error_line, stdout, warning_li
 for module in (
     store_commands,
     list_command,
+    stats_command,
     audit_commands,
     projection_commands,
     rebuild_command,

@@ -19,10 +19,12 @@ from eventstore import EventStore, StoreSettings
 from eventstore.cli.app import DebugOption, UrlOption, run, stdout
 from eventstore.cli.demo_workload import Tally, run_workload
 from eventstore.cli.display import safe
-from eventstore.cli.store_commands import print_stats
+from eventstore.cli.stats_command import print_summary
+from projections import ExecutionStats, StatsRow
 from projections.projector import Projector
 from projections.queries import ExecutionsView
-from projections.stats import Stats, execution_stats
+
+DEMO_GROUPING = ("graph", "label:model")
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +53,7 @@ def demo(
     With no URL it creates (or reuses) ./eventstore.db in the current directory.
     """
 
-    async def command() -> tuple[Table, Stats, int]:
+    async def command() -> tuple[Table, list[StatsRow], int]:
         settings = StoreSettings(pool_size=max(workers + 2, 5))
         async with EventStore.open(url, settings=settings) as store:
             await store.migrate()
@@ -85,6 +87,7 @@ def demo(
             for column in (
                 "id",
                 "status",
+                "customer",
                 "attempt",
                 "worker",
                 "steps",
@@ -107,6 +110,7 @@ def demo(
                         if state.cancel_requested and state.status == "running"
                         else ""
                     ),
+                    safe(state.labels.get("customer", "-")),
                     str(state.attempt),
                     safe(state.worker_id or "-"),
                     str(state.steps_completed),
@@ -114,12 +118,19 @@ def demo(
                     str(tokens),
                     f"{state.metrics.get('cost_usd', 0):.4f}",
                 )
-            return table, await execution_stats(store), projected
+            summary = await ExecutionStats(store).summary(group_by=DEMO_GROUPING)
+            return table, summary, projected
 
     table, result, projected = run(command, debug=debug)
     stdout.print(f"projected {projected} events into the executions table")
     stdout.print(table)
-    print_stats(result)
+    print_summary(result, list(DEMO_GROUPING))
+    stdout.print(
+        "Find runs by label, and group the statistics by any of them:\n"
+        "  eventstore list --label customer=acme --status failed --since 1h\n"
+        "  eventstore stats --group-by label:customer --group-by day",
+        highlight=False,
+    )
 
 
 __all__ = ["demo", "register"]

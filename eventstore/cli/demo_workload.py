@@ -28,6 +28,10 @@ GRAPHS: Final = (
     ("code-review", ["reader", "critic", "summariser"]),
 )
 TOPICS: Final = ("billing", "outage", "roadmap", "hiring", "security", "pricing")
+# Labels a service would search its runs by (SPEC §7), skewed as real ones are.
+CUSTOMERS: Final = ("acme", "globex", "initech", "umbrella")
+CUSTOMER_WEIGHTS: Final = (5, 3, 1, 1)
+MODELS: Final = ("gpt-large", "gpt-small")
 FAILURES: Final = (
     ("RateLimited", "429 from the model provider", True),
     ("ToolError", "search tool returned 500", True),
@@ -97,6 +101,11 @@ async def run_workload(
                 message_id=rng.choice(message_ids),
                 graph_id=rng.choice(graph_ids),
                 inputs={"topic": rng.choice(TOPICS), "request": number},
+                labels={
+                    "customer": rng.choices(CUSTOMERS, CUSTOMER_WEIGHTS)[0],
+                    "env": "prod" if rng.random() < 0.8 else "staging",
+                    "model": rng.choice(MODELS),
+                },
                 metadata={"actor": "chat-service", "correlation_id": f"req-{number}"},
             )
             tally.created += 1

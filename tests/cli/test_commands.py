@@ -145,9 +145,9 @@ async def test_project_twice_then_stats_and_rebuild(
     assert "projected 0 events" in second.stdout
     assert (await ExecutionsView(store).list()).items == rows
 
-    stats = json.loads(run_cli("stats", "--url", url, "--json").stdout)
+    (stats,) = json.loads(run_cli("stats", "--url", url, "--json").stdout)
     assert stats["counts"] == {s.value: 1 for s in ExecutionStatus}
-    assert stats["graphs"][0]["graph_name"] == refs.graph.name
+    assert stats["group"] == {"graph": refs.graph.name}
     assert run_cli("stats", "--url", url).returncode == 0
 
     rebuilt = run_cli("rebuild", "--url", url)
@@ -202,5 +202,12 @@ def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
     done = run_cli("demo", "--executions", "40", "--workers", "4", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "eventstore.db").is_file()
-    for text in ("executions by status", "completed", "durations per graph", "p99"):
+    for text in (
+        "runs by graph, label:model",
+        "completed",
+        "durations by graph, label:model",
+        "gpt-large",
+        "p99",
+        "eventstore list --label customer=acme",
+    ):
         assert text in done.stdout

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
 
-async def _labelled_runs(store: EventStore, refs: References) -> list[UUID]:
+async def labelled_runs(store: EventStore, refs: References) -> list[UUID]:
     runs = []
     for customer in ("42", "42", "43"):
         run = await execution_in(store, refs, ExecutionStatus.RUNNING)
@@ -33,7 +33,7 @@ async def _labelled_runs(store: EventStore, refs: References) -> list[UUID]:
 async def test_list_filters_pages_and_prints_json(
     store: EventStore, refs: References, url: str
 ) -> None:
-    runs = await _labelled_runs(store, refs)
+    runs = await labelled_runs(store, refs)
 
     table = run_cli("list", "--url", url, "--label", "customer=42")
     assert table.returncode == 0, table.stderr
