@@ -62,7 +62,7 @@ _LONGEST: Final = timedelta(days=365 * 1000)
 
 
 def statuses(status: object) -> list[str]:
-    """The status values one status, or an iterable of them, names."""
+    """The status values one status, or an iterable of them, names (none: no run)."""
     given = (
         list(status)
         if isinstance(status, Iterable) and not isinstance(status, str)
@@ -70,7 +70,7 @@ def statuses(status: object) -> list[str]:
     )
     known = {s.value for s in ExecutionStatus}
     values = [s.value if isinstance(s, ExecutionStatus) else s for s in given]
-    if not values or not all(isinstance(v, str) and v in known for v in values):
+    if not all(isinstance(v, str) and v in known for v in values):
         raise errors.ValidationError(
             f"unknown status in {status!r}: one or more of "
             f"{', '.join(sorted(known))} is required"
