@@ -97,7 +97,7 @@ async def _usage_sums(
         row.graph_id: (
             row.name,
             row.version,
-            {name: _decimal(getattr(row, name)) for name in USAGE},
+            {name: exact_decimal(getattr(row, name)) for name in USAGE},
         )
         for row in rows
     }
@@ -132,11 +132,11 @@ async def _exact_usage(
         for key in USAGE:
             value = metrics.get(key) if isinstance(metrics, dict) else None
             if isinstance(value, int | float) and not isinstance(value, bool):
-                usage[key] += _decimal(value)
+                usage[key] += exact_decimal(value)
     return sums
 
 
-def _decimal(value: object) -> Decimal:
+def exact_decimal(value: object) -> Decimal:
     """A sum or a metric as a Decimal: ints and numerics exactly, floats by repr."""
     if isinstance(value, float):
         return Decimal(repr(value))  # the float as it was written: 0.1, not 0.1000...

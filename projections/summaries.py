@@ -10,7 +10,7 @@ sorts each measure per group and interpolates the same way in Python.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from eventstore import ExecutionStatus, errors
 from eventstore.schema import executions, graphs
 from projections.run_filters import RunFilters, conditions
-from projections.stats import FRACTIONS, Percentiles
+from projections.stats import FRACTIONS, Percentiles, exact_decimal
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -103,14 +103,6 @@ def _group_columns(context: ProjectionContext, key: str) -> list[sa.ColumnElemen
 
 def _usage(name: str) -> sa.ColumnElement[Any]:
     return sa.cast(executions.c.metrics[name].as_string(), sa.Numeric())
-
-
-def _decimal(value: object) -> Decimal:
-    """A sum or a metric as a Decimal: ints and numerics exactly, floats as written."""
-    try:
-        return Decimal(repr(value) if isinstance(value, float) else str(value))
-    except InvalidOperation:
-        return Decimal("NaN")
 
 
 class ExecutionStats:
@@ -198,7 +190,7 @@ class ExecutionStats:
         except errors.DatabaseError:
             rows = None
         if rows is not None and all(
-            _decimal(value).is_finite()
+            exact_decimal(value).is_finite()
             for row in rows
             for value in row[-len(USAGE) :]
             if value is not None
@@ -215,7 +207,7 @@ class ExecutionStats:
                 for n, name in enumerate(USAGE, start=1):
                     value = metrics.get(name) if isinstance(metrics, dict) else None
                     if isinstance(value, int | float) and not isinstance(value, bool):
-                        total[n] += _decimal(value)
+                        total[n] += exact_decimal(value)
         return [(*key, *total) for key, total in exact.items()]
 
     @staticmethod
@@ -235,7 +227,7 @@ class ExecutionStats:
             total = sums.setdefault(group, dict.fromkeys(USAGE, Decimal(0)))
             for name, value in zip(USAGE, usage, strict=True):
                 if value is not None:
-                    total[name] += _decimal(value)
+                    total[name] += exact_decimal(value)
         rows = []
         for group in sorted(
             counts, key=lambda g: tuple((v is None, str(v)) for v in g)

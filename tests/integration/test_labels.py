@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,6 +29,7 @@ from tests.helpers import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from uuid import UUID
 
 
@@ -197,3 +199,23 @@ async def test_the_rebuild_verify_and_the_timeline_know_labels(
     assert "env=prod" in page
     assert "<script>x" not in page  # label text is escaped
     assert "&lt;script&gt;x" in page
+
+
+async def test_an_archived_run_keeps_its_labels(
+    store: EventStore, refs: References, tmp_path: Path
+) -> None:
+    run = await _create(store, refs, labels={"customer": "42"})
+    await store.executions.fail(run, error={"type": "E", "message": "m"})
+    await store.executions.label(run, set={"triaged": "yes"})
+    await project_everything(store)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    result = await store.audit.archive(
+        finished_before=datetime.now(UTC) + timedelta(seconds=1), directory=archive
+    )
+    assert result is not None
+    with pytest.raises(ExecutionNotFound):
+        await ExecutionsView(store).get(run)
+    _, timeline = await store.audit.archived_timeline(result.data_path, run)
+    assert timeline.state is not None
+    assert timeline.state.labels == {"customer": "42", "triaged": "yes"}
