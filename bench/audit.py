@@ -15,7 +15,7 @@ bulk-loaded with COPY in position order, one transaction per chunk; then
 Each round then measures, in an order that shifts by one every round:
 
 - ``sequential_read``: raw asyncpg reading every row (all columns) in global
-  order, 5000 at a time, keyset on (transaction_id, position), with the
+  order, 5000 at a time, keyset on (epoch, transaction_id, position), with the
   store's own `read_all` statement; the rows are dropped (the baseline);
 - ``verify_log``: `eventstore.audit.integrity.verify_log(store.backend)`, what
   `eventstore verify --log-only` runs;
@@ -707,16 +707,22 @@ async def read_rows(connection: asyncpg.Connection, until: datetime | None) -> i
     it and count the rows recorded at or before it (recorded_at grows with
     the global order in this log).
     """
-    transaction_id, position, rows = 0, 0, 0
+    epoch, transaction_id, position, rows = 0, 0, 0, 0
     while True:
-        batch = await connection.fetch(READ_ALL_SQL, transaction_id, position, BATCH)
+        batch = await connection.fetch(
+            READ_ALL_SQL, epoch, transaction_id, position, BATCH
+        )
         if not batch:
             return rows
         last = batch[-1]
         if until is not None and last["recorded_at"] > until:
             return rows + sum(1 for row in batch if row["recorded_at"] <= until)
         rows += len(batch)
-        transaction_id, position = last["transaction_id"], last["position"]
+        epoch, transaction_id, position = (
+            last["epoch"],
+            last["transaction_id"],
+            last["position"],
+        )
 
 
 async def _measure(
@@ -1117,8 +1123,8 @@ def render(results: Results) -> str:
         "the wait are recorded below. An untimed warm-up ran every subject but "
         "`verify_log` once.",
         f"- Plain reads: raw asyncpg on a connection opened before the clock, the "
-        f"store's own `read_all` statement (every column, `ORDER BY transaction_id, "
-        f"position LIMIT {BATCH}`, keyset on the pair), rows dropped. The replay reads "
+        f"store's own `read_all` statement (every column, `ORDER BY epoch, transaction_id, "
+        f"position LIMIT {BATCH}`, keyset on the triple), rows dropped. The replay reads "
         "stop at the first batch whose last row is past the moment (recorded_at "
         "grows with the global order here) and count the rows at or before it.",
         "- Store subjects: `EventStore.open(url)` and the store's one-time schema "
