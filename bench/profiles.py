@@ -1,0 +1,188 @@
+"""cProfile of a timed section: own time per category, the top functions.
+
+cProfile's clock is the wall clock, so the time the event loop spends blocked
+in epoll (waiting for the server) shows apart as idle; everything else is
+client CPU, grouped by where a function is (its own time, not its callees').
+A builtin's own time (str.join, isinstance ...) counts for the package that
+called it. The profiler slows Python code more than C code: read the split,
+not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import pstats
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from bench.harness import REPOSITORY, table
+
+if TYPE_CHECKING:
+    import cProfile
+    from collections.abc import Awaitable, Callable
+
+IDLE: Final = "idle: event loop waiting in epoll"
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """How a benchmark groups own time.
+
+    Attributes:
+        categories: in report order, IDLE included.
+        builtins: (needle in a builtin's name, category); else `other_builtin`.
+        files: (needle in a file name, category); else `other_file`.
+        hidden: frames left out of the top list (their cumulative time is the run's).
+        own: categories of the own-time list (empty: all).
+    """
+
+    categories: tuple[str, ...]
+    builtins: tuple[tuple[str, str], ...]
+    files: tuple[tuple[str, str], ...]
+    other_builtin: str
+    other_file: str
+    hidden: tuple[str, ...]
+    own: tuple[str, ...] = ()
+
+    def category(self, filename: str, function: str) -> str:
+        """Where a function's own time goes."""
+        if filename != "~":
+            return next((c for n, c in self.files if n in filename), self.other_file)
+        if "epoll" in function or "select" in function:
+            return IDLE
+        return next((c for n, c in self.builtins if n in function), self.other_builtin)
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """One function of a profile."""
+
+    name: str
+    calls: int
+    own: float
+    cumulative: float
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One subject's profile: own seconds per category, top functions by
+    cumulative and by own time."""
+
+    subject: str
+    events: int
+    seconds: float
+    categories: dict[str, float]
+    top: list[Function]
+    own_top: list[Function]
+
+    def us(self, category: str) -> float:
+        """Microseconds per event spent in a category."""
+        return self.categories.get(category, 0.0) / self.events * 1e6
+
+    @property
+    def busy_us(self) -> float:
+        """Client time per event, idle excluded."""
+        return sum(self.us(c) for c in self.categories if c != IDLE)
+
+
+def _name(filename: str, line: int, function: str) -> str:
+    if filename == "~":
+        return function
+    for marker in ("/site-packages/", f"{REPOSITORY}/"):
+        if marker in filename:
+            return f"{filename.split(marker, 1)[1]}:{line}({function})"
+    if "/lib/python3." in filename:
+        filename = "stdlib/" + filename.split("/lib/python3.", 1)[1].split("/", 1)[1]
+    return f"{filename}:{line}({function})"
+
+
+def summarize(
+    subject: str,
+    profiler: cProfile.Profile,
+    rules: Rules,
+    *,
+    events: int,
+    seconds: float,
+    top: int = 15,
+) -> Profile:
+    """Group a profile's own times by category and list its top functions."""
+    table: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    categories = dict.fromkeys(rules.categories, 0.0)
+    rows: list[tuple[str, Function]] = []
+    for (filename, line, function), (
+        _,
+        calls,
+        own,
+        cumulative,
+        callers,
+    ) in table.items():
+        category = rules.category(filename, function)
+        rows.append(
+            (
+                category,
+                Function(_name(filename, line, function), calls, own, cumulative),
+            )
+        )
+        if filename != "~" or category != rules.other_builtin or not callers:
+            categories[category] += own
+            continue
+        for (caller_file, _, caller_function), edge in callers.items():
+            caller = rules.category(caller_file, caller_function)
+            categories[rules.other_builtin if caller == IDLE else caller] += edge[2]
+    shown = [
+        row
+        for (filename, _, function), (_, row) in zip(table, rows, strict=True)
+        if not any(frame in filename or frame in function for frame in rules.hidden)
+    ]
+    own = [row for category, row in rows if not rules.own or category in rules.own]
+    return Profile(
+        subject=subject,
+        events=events,
+        seconds=seconds,
+        categories=categories,
+        top=sorted(shown, key=lambda row: row.cumulative, reverse=True)[:top],
+        own_top=sorted(own, key=lambda row: row.own, reverse=True)[:top],
+    )
+
+
+def profiled(
+    profiler: cProfile.Profile, work: Callable[[], Awaitable[R]]
+) -> Callable[[], Awaitable[R]]:
+    """`work` with the profiler on while it runs."""
+
+    async def run() -> R:
+        profiler.enable()
+        try:
+            return await work()
+        finally:
+            profiler.disable()
+
+    return run
+
+
+def functions(
+    profile: Profile,
+    rows: list[Function],
+    *,
+    by_own: bool = False,
+    per_event: bool = True,
+) -> list[str]:
+    """Functions as a table, in µs per event or in seconds; own time first if `by_own`."""
+    unit = "µs/event" if per_event else "s"
+    names = ("own", "cumulative") if by_own else ("cumulative", "own")
+
+    def seconds(value: float) -> str:
+        return f"{value / profile.events * 1e6:.1f}" if per_event else f"{value:,.2f}"
+
+    return table(
+        f"function | calls{'/event' if per_event else ''} | "
+        + " | ".join(f"{name} {unit}" for name in names),
+        (
+            [
+                f"`{row.name}`",
+                f"{row.calls / profile.events:.2f}" if per_event else f"{row.calls:,}",
+                *(seconds(getattr(row, name)) for name in names),
+            ]
+            for row in rows
+        ),
+    )
