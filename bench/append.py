@@ -12,21 +12,20 @@ import statistics
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from rich.console import Console
-from rich.table import Table
+from rich.markdown import Markdown
 
 from bench import harness, profiles
 from bench.append_subjects import (
     eventsourcing,
-    lifecycle,
     raw_aiosqlite,
     raw_asyncpg,
-    store_append,
+    store_subject,
     time_writers,
 )
-from bench.harness import Environment, Run, Runs, Server, num, table
+from bench.harness import Environment, Run, Runs, Server, median, num
 from bench.workload import Workload
 
 if TYPE_CHECKING:
@@ -37,23 +36,19 @@ if TYPE_CHECKING:
 
 RESULTS_PATH: Final = Path(__file__).parent / "RESULTS.md"
 WARMUP_SCALE: Final = 0.1
-LABELS: Final = {
-    "raw_asyncpg": "raw asyncpg: one INSERT per event into an equivalent table",
-    "store_append": "eventstore `store.append`, one event per append",
-    "lifecycle": "eventstore `store.executions`: create, start, progress, complete",
-    "eventsourcing": "eventsourcing 9 `PostgresApplicationRecorder.insert_events`, one event per call",
-    "store_append_empty_log": "`store_append` on a brand-new, empty, never analyzed log",
-    "lifecycle_empty_log": "`lifecycle` on a brand-new, empty, never analyzed log",
-    "store_append_unguarded": "`store_append` with the log's append guard switched off (its cost)",
-    "lifecycle_unguarded": "`lifecycle` with the log's append guard switched off (its cost)",
-    "lifecycle_without_lifecycle_check": "`lifecycle` with the guard's lifecycle check skipped, its other checks kept",
-    "raw_aiosqlite": "raw aiosqlite: BEGIN IMMEDIATE; INSERT; COMMIT per event (WAL)",
-    "store_append_sqlite": "eventstore `store.append` on SQLite, one event per append",
-    "lifecycle_sqlite": "eventstore `store.executions` on SQLite",
-    "store_append_sqlite_unguarded": "`store_append_sqlite` with the log's guard triggers dropped (their cost)",
-    "lifecycle_sqlite_unguarded": "`lifecycle_sqlite` with the log's guard triggers dropped (their cost)",
-    "lifecycle_sqlite_without_lifecycle_check": "`lifecycle_sqlite` with the lifecycle guard trigger dropped, the others kept",
-}
+# What each subject is, from its key: see Subject.
+SUBJECTS: Final = (
+    *("raw_asyncpg", "store_append", "lifecycle", "eventsourcing"),
+    *("store_append_empty_log", "lifecycle_empty_log"),
+    *(
+        "store_append_unguarded",
+        "lifecycle_unguarded",
+        "lifecycle_without_lifecycle_check",
+    ),
+    *("raw_aiosqlite", "store_append_sqlite", "lifecycle_sqlite"),
+    *("store_append_sqlite_unguarded", "lifecycle_sqlite_unguarded"),
+    "lifecycle_sqlite_without_lifecycle_check",
+)
 # The ratio to its baseline a subject should reach at the most writers.
 TARGETS: Final = {"store_append": 0.7, "lifecycle": 0.5}
 _LESS_GUARD: Final[dict[str, Guard]] = {
@@ -66,11 +61,16 @@ _LESS_GUARD: Final[dict[str, Guard]] = {
 class Subject:
     """Something that appends the workload and is timed; its key says what.
 
-    `*_sqlite*` write to SQLite; `raw_*` are the baselines of their backend;
-    `*_empty_log` start from an empty log even when the run preloads history;
-    `*_unguarded` and `*_without_lifecycle_check` run with less of the log's
-    append guard (migrations 0006, 0008), paired in the report with the fully
-    guarded subject (`guard_of`).
+    `raw_asyncpg` (one INSERT per event into an equivalent table), `raw_aiosqlite`
+    (BEGIN IMMEDIATE; INSERT; COMMIT per event, WAL): the baselines of their
+    backend; `eventsourcing`: its `PostgresApplicationRecorder.insert_events`,
+    one event per call; `store_append*`: `store.append`, one event per append;
+    `lifecycle*`: `store.executions` create, start, progress, complete.
+    `*_sqlite*` write to SQLite; `*_empty_log` start from a brand-new, empty,
+    never analyzed log even when the run preloads history; `*_unguarded`
+    (none) and `*_without_lifecycle_check` (all but the lifecycle check) run
+    with less of the log's append guard (migrations 0006, 0008), paired in the
+    report with the fully guarded subject (`guard_of`).
     """
 
     key: str
@@ -108,13 +108,15 @@ class Subject:
             return asyncio.run(raw_aiosqlite(server, workload))
         if self.key == "raw_asyncpg":
             return asyncio.run(raw_asyncpg(server, workload, timer=timer))
-        kind = store_append if self.key.startswith("store_append") else lifecycle
+        kind = "store_append" if self.key.startswith("store_append") else "lifecycle"
         return asyncio.run(
-            kind(self.backend, server, workload, timer=timer, guard=self.guard)
+            store_subject(
+                kind, self.backend, server, workload, timer=timer, guard=self.guard
+            )
         )
 
 
-BY_KEY: Final = {key: Subject(key) for key in LABELS}
+BY_KEY: Final = {key: Subject(key) for key in SUBJECTS}
 # The empty-log and less-guarded variants are diagnostics, run on request (--subjects).
 DEFAULT_SUBJECTS: Final = tuple(
     k for k, s in BY_KEY.items() if not s.empty_log and s.guard_of is None
@@ -180,84 +182,43 @@ QUICK: Final = Config(
 
 def config_from(argv: Sequence[str]) -> tuple[Config, Path | None]:
     """Settings and the report's path from the command line (--quick changes the defaults only)."""
-    parser = harness.parser(
+    parser = harness.options(
         "python -m bench.append",
-        "Append throughput: eventstore (store.append, lifecycle) against raw asyncpg, "
-        "eventsourcing and raw aiosqlite, interleaved rounds, medians to RESULTS.md.",
+        "Append throughput: eventstore (store.append, lifecycle) against raw asyncpg, eventsourcing and raw aiosqlite, "
+        "interleaved rounds, medians to RESULTS.md.",
+        Config(Server()),
         "where to write the report (default bench/RESULTS.md; --quick: nowhere)",
+        runs="interleaved rounds (default 3; --quick: 1)",
+        writers="writer counts (default 8 32)",
+        events="events per PostgreSQL measurement, all writers (default 12000)",
+        sqlite_events="events per SQLite measurement (default 3000)",
+        events_per_writer="fixed events per writer (overrides --events and --sqlite-events)",
+        history="events of history bulk-loaded into each PostgreSQL log before a measurement, then ANALYZE "
+        "(default 20000; 0: start empty; --quick: 100)",
+        max_other_cores="a measurement during which other programs kept more than this many cores busy is "
+        "disturbed and run again (default 0.25)",
+        retries="how often a disturbed measurement is run again, after waiting for a quiet machine (default 2)",
+        warmup="skip the untimed warm-up round",
+        profile="skip the cProfile section",
     )
-    add = parser.add_argument
-    add("--runs", type=int, help="interleaved rounds (default 3; --quick: 1)")
-    add("--writers", type=int, nargs="+", help="writer counts (default 8 32)")
-    add(
-        "--events",
-        type=int,
-        help="events per PostgreSQL measurement, all writers (default 12000)",
-    )
-    add(
-        "--sqlite-events", type=int, help="events per SQLite measurement (default 3000)"
-    )
-    add(
-        "--events-per-writer",
-        type=int,
-        help="fixed events per writer (overrides --events and --sqlite-events)",
-    )
-    add(
-        "--history",
-        type=int,
-        help="events of history bulk-loaded into each PostgreSQL log before a "
-        "measurement, then ANALYZE (default 20000; 0: start empty; --quick: 100)",
-    )
-    add(
+    parser.add_argument(
         "--subjects",
         nargs="+",
-        choices=list(BY_KEY),
-        default=list(DEFAULT_SUBJECTS),
-        help="what to measure (default: all but the *_empty_log, *_unguarded and "
-        "*_without_lifecycle_check diagnostics)",
+        choices=SUBJECTS,
+        help="what to measure (default: all but the *_empty_log, *_unguarded and *_without_lifecycle_check diagnostics)",
     )
-    add(
-        "--max-other-cores",
-        type=float,
-        help="a measurement during which other programs kept more than this many "
-        "cores busy is disturbed and run again (default 0.25)",
-    )
-    add(
-        "--retries",
-        type=int,
-        help="how often a disturbed measurement is run again, after waiting for a "
-        "quiet machine (default 2)",
-    )
-    add("--no-warmup", action="store_true", help="skip the untimed warm-up round")
-    add("--no-profile", action="store_true", help="skip the cProfile section")
-    add(
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run of every subject: 1 round, 2 writers, a few events",
     )
     args = parser.parse_args(argv)
-    names = (
-        "runs",
-        "events",
-        "sqlite_events",
-        "events_per_writer",
-        "history",
-        "max_other_cores",
-        "retries",
-    )
-    changes: dict[str, Any] = {
-        n: getattr(args, n) for n in names if getattr(args, n) is not None
-    }
-    if args.writers:
-        changes["writers"] = tuple(args.writers)
-    base = QUICK if args.quick else Config(Server(args.dsn))
+    config: Config = harness.configured(QUICK if args.quick else Config(Server()), args)
     config = replace(
-        base,
+        config,
         server=Server(args.dsn),
-        subjects=tuple(args.subjects),
-        warmup=base.warmup and not args.no_warmup,
-        profile=not args.no_profile,
-        **changes,
+        history=max(config.history, 0),
+        retries=max(config.retries, 0),
     )
     if (
         min(
@@ -270,9 +231,6 @@ def config_from(argv: Sequence[str]) -> tuple[Config, Path | None]:
         < 1
     ):
         raise SystemExit("--runs, --writers and the event counts must be positive")
-    config = replace(
-        config, history=max(config.history, 0), retries=max(config.retries, 0)
-    )
     return config, args.output or (None if args.quick else RESULTS_PATH)
 
 
@@ -330,9 +288,7 @@ def _error(exc: Exception) -> str:
 def run(config: Config, console: Console) -> Results:
     """Warm up, run the interleaved rounds, profile; failures are recorded, not raised."""
     uses_postgres = any(BY_KEY[key].backend == "postgresql" for key in config.subjects)
-    results = Results(
-        config, Environment.collect(config.server if uses_postgres else None)
-    )
+    results = Results(config, Environment(config.server if uses_postgres else None))
 
     def quiet() -> float:
         return harness.wait_until_quiet(
@@ -452,39 +408,135 @@ def profile(server: Server, workload: Workload, key: str) -> profiles.Profile:
 
 # --- RESULTS.md ------------------------------------------------------------------------
 
-METHOD: Final = """\
+REPORT: Final = """\
+# Append throughput: eventstore against raw drivers and eventsourcing
+
+Generated by `{{ command }}` (bench/append.py); the figures below are measured, none are edited.
+
+{{ machine }}
 ## Method
 
-- {runs} interleaved rounds: each round runs every (subject, writer count) pair once, in a fixed order that starts one pair later each round; the tables give the median over rounds.
+- {{ c.runs }} interleaved rounds: each round runs every (subject, writer count) pair once, in a fixed order that starts one pair later each round; the tables give the median over rounds.
 - Every measurement gets a fresh database: PostgreSQL `CREATE DATABASE bench_<random>`, migrated with `store.migrate()`, dropped `WITH (FORCE)` afterwards (the eventsourcing peer gets its own fresh database with its own tables); SQLite a new file in a temporary directory, WAL mode, migrated the same way.
-- {history}
-- Workload: W concurrent writers (W = {writers}); each writer drives its own streams one after another, 4 events per stream, one event per append, one transaction per append, `expected_version` = the previous version. Payloads are ~300-byte JSON objects generated up front from a fixed seed (encoding and hashing them is measured work). {sizes}
+{% if c.history %}
+- History: before the warm-up, each PostgreSQL log (`execution_events`, `raw_events`, eventsourcing's `stored_events`) gets {{ c.history|num }} events of history in 4-event streams, bulk-inserted by one SQL statement, and the database is `ANALYZE`d, so that the measurement times a log in service rather than the first seconds of a brand-new one{{ ". The `*_empty_log` subjects skip this: they append to an empty, never analyzed log, as in a plain fresh database." if empty_log else "." }} SQLite logs start empty.
+{% else %}
+- History: none; every log starts empty and never analyzed.
+{% endif %}
+- Workload: W concurrent writers (W = {{ c.writers|join(", ") }}); each writer drives its own streams one after another, 4 events per stream, one event per append, one transaction per append, `expected_version` = the previous version. Payloads are ~300-byte JSON objects generated up front from a fixed seed (encoding and hashing them is measured work). {% if c.events_per_writer %}{{ c.events_per_writer }} events per writer.{% else %}{{ c.events }} events per PostgreSQL measurement and {{ c.sqlite_events }} per SQLite measurement, split evenly among the writers.{% endif %}
+
 - Lifecycle: per execution `create` (inputs), `start`, `progress` (detail, usage metrics), `complete` (result, usage metrics) = 4 events; each writer has its own message, all share one graph (created untimed). `ExecutionStarted` carries only a worker id, so the mean payload is smaller.
 - Raw asyncpg: `asyncpg.create_pool(max_size=W)`, one `INSERT ... RETURNING position` per event (autocommit: its own transaction) into `raw_events`, a table in the same database with the columns, unique keys, `xid8` default and `(transaction_id, position)` index of `execution_events`; the hash is sha256(previous hash || payload) chained by the client. The store: `EventStore.open(url, settings=StoreSettings(pool_size=W))`.
 - eventsourcing: `PostgresDatastore(pool_size=W)` + `PostgresApplicationRecorder.insert_events([StoredEvent])`, one event per call from W threads (`ThreadPoolExecutor(W)`); each call is a transaction that takes the library's EXCLUSIVE table lock and NOTIFYs, as designed.
 - Raw aiosqlite: one connection per writer, an asyncio lock queues the writers (as the store does), `BEGIN IMMEDIATE; INSERT; COMMIT` per event, default `synchronous` (FULL).
 - Before the rounds, an untimed warm-up round of every pair at a tenth of the size; before every timed section, an untimed warm-up of one stream per writer on the same pool.
-- events/s = events of the timed section / its wall time. Client CPU = `time.process_time()` of this process (all its threads; SQLite runs inside it). Server CPU = the CPU time (`/proc/<pid>/stat`) of the PostgreSQL processes serving the benchmark: the backends of the measurement's own `bench_*` database and the server's shared processes (WAL writer, checkpointer ...). Other programs = the machine's busy time (`/proc/stat`) minus both, in cores: the kernel's interrupt work and whatever else ran. The machine is shared: a measurement during which other programs kept more than {max_other_cores} cores busy counts as disturbed and is run again (up to {retries} times, after waiting for a quiet machine); disturbed attempts are listed at the end, not used.
+- events/s = events of the timed section / its wall time. Client CPU = `time.process_time()` of this process (all its threads; SQLite runs inside it). Server CPU = the CPU time (`/proc/<pid>/stat`) of the PostgreSQL processes serving the benchmark: the backends of the measurement's own `bench_*` database and the server's shared processes (WAL writer, checkpointer ...). Other programs = the machine's busy time (`/proc/stat`) minus both, in cores: the kernel's interrupt work and whatever else ran. The machine is shared: a measurement during which other programs kept more than {{ c.max_other_cores }} cores busy counts as disturbed and is run again (up to {{ c.retries }} times, after waiting for a quiet machine); disturbed attempts are listed at the end, not used.
 - Stored payload size: PostgreSQL `octet_length(data::text)` (jsonb's text form adds a space after `:` and `,`) or `octet_length(state)` (eventsourcing); SQLite `length(data)`.
-"""
-GUARD: Final = """\
+
+{{ summary }}
+{% if guard %}
 ## The append guard's cost
 
 The same subject with less of the log's append guard (migrations 0006, 0008) in its fresh database, measured in the same rounds: `*_unguarded` has none (PostgreSQL's trigger disabled, SQLite's guard triggers dropped), `*_without_lifecycle_check` all but the lifecycle check (PostgreSQL's guard function returns before that section, SQLite's lifecycle trigger dropped). A ratio is fully guarded over less guarded events/s: 1 means the part left out costs nothing.
+
+| subject | with less guard | writers | guarded events/s (median) | with less guard events/s (median) | ratio of medians | per-round ratios | median per-round ratio | guarded CPU µs/event (client + server) | with less guard | difference |
+|---|---|---|---|---|---|---|---|---|---|---|
+{% for s, w, on, off, rounds in guard %}
+| `{{ s.guard_of }}` | `{{ s.key }}` | {{ w }} | {{ R.median(s.guard_of, writers=w)|n }} | {{ R.median(s.key, writers=w)|n }} | {{ R.ratio(s.guard_of, s.key, writers=w)|n(3) }}x | {{ rounds|ratios(3) }} | {{ (median(rounds)|n(3) + "x") if rounds else "n/a" }} | {{ on|n }} | {{ off|n }} | {{ "%+.0f"|format(on - off) }} |
+{% endfor %}
+
+{% endif %}
+{% if failures %}
+## Failures
+
+{% for failure in failures %}
+- {{ failure }}
+{% endfor %}
+
+{% endif %}
+## Where the time goes
+
+{% if cpu_split %}
+CPU per event on PostgreSQL (medians over rounds): the client process against the server processes serving the benchmark. Client and server share {{ nproc }} cores, so {{ nproc|num }} s of CPU per second is the most there is; the last column is the throughput that budget would allow if nothing else ran and nothing waited.
+
+| subject | writers | client µs/event | server µs/event | together | median events/s | {{ nproc }} cores / together |
+|---|---|---|---|---|---|---|
+{% for s, w, client, server in cpu_split %}
+| `{{ s.key }}` | {{ w }} | {{ client|n }} | {{ server|n }} | {{ (client + server)|n }} | {{ R.median(s.key, writers=w)|n }} | {{ (nproc * 1e6 / (client + server) if client + server else None)|n }} |
+{% endfor %}
+
+{% endif %}
+{% if not profile %}
+Not profiled in this run (`--no-profile`).
+{% else %}
+{% set raw, store = profile %}
+cProfile of one extra, untimed-for-the-table run of `raw_asyncpg` and then `store_append` at {{ profile_writers }} writers ({{ store.events }} events each), in this process, profiler on for the timed section only. Own time (not callees') per event, grouped by where it was spent; cProfile's clock is the wall clock, so the event loop's wait in epoll shows as idle. The profiler inflates Python code more than C code: read the split, not the absolute numbers.
+
+Under the profiler: raw asyncpg {{ (raw.events / raw.seconds)|num }} events/s, store.append {{ (store.events / store.seconds)|num }} events/s.
+
+| where (own time) | raw asyncpg µs/event | store.append µs/event | difference |
+|---|---|---|---|
+{% for c in categories if raw.us(c) >= 0.05 or store.us(c) >= 0.05 %}
+| {{ c }} | {{ "%.1f"|format(raw.us(c)) }} | {{ "%.1f"|format(store.us(c)) }} | {{ "%+.1f"|format(store.us(c) - raw.us(c)) }} |
+{% endfor %}
+| **client busy (all but idle)** | **{{ "%.1f"|format(raw.busy_us) }}** | **{{ "%.1f"|format(store.busy_us) }}** | **{{ "%+.1f"|format(store.busy_us - raw.busy_us) }}** |
+
+{% set ours, driver = store.us_of(OURS), store.us_of(DRIVER) %}
+In `store.append`, eventstore's own code plus pydantic and SQLAlchemy take {{ "%.1f"|format(ours) }} µs/event ({{ "{:.0%}".format(ours / store.busy_us) }} of the busy client time); asyncpg, the event loop and socket calls {{ "%.1f"|format(driver) }} µs/event ({{ "{:.0%}".format(driver / store.busy_us) }}), against {{ "%.1f"|format(raw.us_of(DRIVER)) }} µs/event in raw asyncpg. Idle (waiting for the server): raw {{ "%.1f"|format(raw.us(IDLE)) }}, store.append {{ "%.1f"|format(store.us(IDLE)) }} µs/event.
+
+Top functions of `store.append` by cumulative time (the event loop's own frames left out; µs per event, {{ store.events }} events; a coroutine counts one call per resumption, so an append that awaits twice shows 3 calls):
+
+{{ functions(store, store.top) }}
+
+eventstore's and pydantic's functions of `store.append` by own time (µs per event; builtins they call are not included here):
+
+{{ functions(store, store.own_top, by_own=True) }}
+
+Top functions of raw asyncpg, for comparison:
+
+{{ functions(raw, raw.top[:8]) }}
+
+{% endif %}
+{{ notes }}
+## Per-run figures
+
+{% macro per_run(runs) %}
+| round | order | subject | writers | events | wall s | events/s | client CPU µs/event | server CPU µs/event | other programs, cores | attempt |
+|---|---|---|---|---|---|---|---|---|---|---|
+{% for r in runs|sort(attribute="round,sequence,attempt") %}
+| {{ r.round }} | {{ r.sequence }} | `{{ r.subject }}` | {{ r.writers }} | {{ r.count }} | {{ "%.3f"|format(r.seconds) }} | {{ r.rate|num }} | {{ "%.0f"|format(r.client_us) }} | {{ "%.0f"|format(r.server_us) if "sqlite" not in r.subject else "-" }} | {{ r.timing.other_cores|n(2) }} | {{ r.attempt }}{{ " (disturbed)" if r.disturbed }} |
+{% endfor %}
+{% endmacro %}
+{{ per_run(R) }}
+{% if disturbed %}
+
+Disturbed attempts, run again and left out of the medians:
+
+{{ per_run(disturbed) }}
+{% endif %}
 """
-PROFILE: Final = """\
-cProfile of one extra, untimed-for-the-table run of `raw_asyncpg` and then `store_append` at {writers} writers ({events} events each), in this process, profiler on for the timed section only. Own time (not callees') per event, grouped by where it was spent; cProfile's clock is the wall clock, so the event loop's wait in epoll shows as idle. The profiler inflates Python code more than C code: read the split, not the absolute numbers.
+SUMMARY: Final = """\
+{% for backend, name, baseline in (("postgresql", "PostgreSQL", "raw asyncpg"), ("sqlite", "SQLite", "raw aiosqlite")) %}
+## Results: {{ name }} (ratios against {{ baseline }})
 
-Under the profiler: raw asyncpg {raw_rate:,.0f} events/s, store.append {store_rate:,.0f} events/s.
+| subject | writers | median events/s | ratio of medians | per-round ratios | client CPU µs/event (median) | server CPU µs/event (median) | stored payload B (mean) | events/s per round |
+|---|---|---|---|---|---|---|---|---|
+{% for s, w, runs in pairs if s.backend == backend %}
+| `{{ s.key }}` | {{ w }} | {{ R.median(s.key, writers=w)|n }} | {{ (R.ratio(s.key, s.baseline, writers=w)|n(2) + "x") if s.baseline else "1 (baseline)" }} | {{ R.per_round(s.key, s.baseline, writers=w)|ratios or "-" }} | {{ R.median(s.key, "client_us", w)|n }} | {{ R.median(s.key, "server_us", w)|n if backend == "postgresql" else "-" }} | {{ mean(runs|map(attribute="data_bytes"))|n }} | {{ runs|map(attribute="rate")|map("num")|join(", ") }} |
+{% endfor %}
+
+{% endfor %}
+## Targets
+
+{% for key in targets %}
+{% set ratio = R.ratio(key, BY_KEY[key].baseline, writers=top) %}
+- `{{ key }}` at {{ top }} writers: {{ ratio|n(2) }}x `{{ BY_KEY[key].baseline }}` (target >= {{ TARGETS[key] }}x): **{{ "n/a" if ratio is none else "met" if ratio >= TARGETS[key] else "NOT met" }}**
+{% else %}
+- none measured
+{% endfor %}
 """
-
-
-def _n(value: float | None, digits: int = 0) -> str:
-    return num(value, digits, none="n/a")
-
-
-def _median(runs: list[Run], value: str) -> float:
-    return float(statistics.median(getattr(r, value) for r in runs))
+OURS: Final = ("eventstore", "pydantic", "sqlalchemy")
+DRIVER: Final = ("asyncpg", "asyncio event loop", "socket send/recv")
 
 
 def _pairs(results: Results) -> list[tuple[Subject, int, list[Run]]]:
@@ -495,293 +547,64 @@ def _pairs(results: Results) -> list[tuple[Subject, int, list[Run]]]:
         for w in config.writers
         for k in config.subjects
     )
-    return [pair for pair in found if pair[2]]
+    return [p for p in found if p[2]]
 
 
-def _round_ratios(results: Results, subject: Subject, writers: int) -> list[float]:
-    if subject.baseline is None:
-        return []
-    return results.runs.per_round(subject.key, subject.baseline, writers=writers)
-
-
-def _summary(results: Results, backend: str) -> list[str]:
-    rows = [
-        [
-            f"`{s.key}`",
-            str(w),
-            _n(results.runs.median(s.key, writers=w)),
-            "1 (baseline)"
-            if s.baseline is None
-            else f"{_n(results.runs.ratio(s.key, s.baseline, writers=w), 2)}x",
-            ", ".join(f"{r:.2f}" for r in _round_ratios(results, s, w)) or "-",
-            _n(_median(runs, "client_us")),
-            _n(_median(runs, "server_us")) if backend == "postgresql" else "-",
-            _n(statistics.mean(r.data_bytes for r in runs)),
-            ", ".join(f"{r.rate:,.0f}" for r in runs),
-        ]
-        for s, w, runs in _pairs(results)
-        if s.backend == backend
-    ]
-    headers = "subject | writers | median events/s | ratio of medians | per-round ratios | client CPU µs/event (median) | server CPU µs/event (median) | stored payload B (mean) | events/s per round"
-    return table(headers, rows)
-
-
-def _targets(results: Results) -> list[str]:
-    writers, lines = max(results.config.writers), []
-    for key in results.config.subjects:
-        if key in TARGETS:
-            baseline = BY_KEY[key].baseline or ""
-            ratio = results.runs.ratio(key, baseline, writers=writers)
-            verdict = (
-                "n/a"
-                if ratio is None
-                else ("met" if ratio >= TARGETS[key] else "NOT met")
-            )
-            lines.append(
-                f"- `{key}` at {writers} writers: {_n(ratio, 2)}x `{baseline}` (target >= {TARGETS[key]}x): **{verdict}**"
-            )
-    return lines or ["- none measured"]
-
-
-def _guard(results: Results) -> list[str]:
-    """Each subject against itself with less of the log's append guard, round by round."""
-    rows = []
-    for less, writers, off in _pairs(results):
-        on = results.runs.of(less.guard_of or "", writers)
-        if less.guard_of is None or not on:
-            continue
-        per_round = results.runs.per_round(less.guard_of, less.key, writers=writers)
-        cpu_on, cpu_off = (
-            statistics.median(r.client_us + r.server_us for r in runs)
-            for runs in (on, off)
-        )
-        median_on = results.runs.median(less.guard_of, writers=writers)
-        median_off = results.runs.median(less.key, writers=writers)
-        rows.append(
-            [
-                f"`{less.guard_of}`",
-                f"`{less.key}`",
-                str(writers),
-                _n(median_on),
-                _n(median_off),
-                f"{_n(results.runs.ratio(less.guard_of, less.key, writers=writers), 3)}x",
-                ", ".join(f"{r:.3f}" for r in per_round),
-                _n(statistics.median(per_round), 3) + "x" if per_round else "n/a",
-                _n(cpu_on),
-                _n(cpu_off),
-                f"{cpu_on - cpu_off:+.0f}",
-            ]
-        )
-    headers = "subject | with less guard | writers | guarded events/s (median) | with less guard events/s (median) | ratio of medians | per-round ratios | median per-round ratio | guarded CPU µs/event (client + server) | with less guard | difference"
-    return [GUARD, *table(headers, rows), ""] if rows else []
-
-
-def _cpu_split(results: Results) -> list[str]:
-    nproc, rows = results.environment.nproc, []
-    for s, writers, runs in _pairs(results):
-        if s.backend == "postgresql":
-            client, server = _median(runs, "client_us"), _median(runs, "server_us")
-            together = client + server
-            rows.append(
-                [
-                    f"`{s.key}`",
-                    str(writers),
-                    _n(client),
-                    _n(server),
-                    _n(together),
-                    _n(results.runs.median(s.key, writers=writers)),
-                    _n(nproc * 1e6 / together if together else None),
-                ]
-            )
-    if not rows:
-        return []
-    headers = f"subject | writers | client µs/event | server µs/event | together | median events/s | {nproc} cores / together"
-    return [
-        "CPU per event on PostgreSQL (medians over rounds): the client process against the server processes serving the "
-        f"benchmark. Client and server share {nproc} cores, so {nproc:,} s of CPU per second is the most there is; the last "
-        "column is the throughput that budget would allow if nothing else ran and nothing waited.",
-        "",
-        *table(headers, rows),
-        "",
-    ]
-
-
-def _profile(results: Results, path: Path | None) -> list[str]:
-    lines = ["## Where the time goes", "", *_cpu_split(results)]
-    if results.profile is None:
-        return [*lines, "Not profiled in this run (`--no-profile`).", ""]
-    raw, store = results.profile
-    rows = [
-        [c, f"{raw.us(c):.1f}", f"{store.us(c):.1f}", f"{store.us(c) - raw.us(c):+.1f}"]
-        for c in RULES.categories
-        if raw.us(c) >= 0.05 or store.us(c) >= 0.05
-    ]
-    rows.append(
-        [
-            "**client busy (all but idle)**",
-            f"**{raw.busy_us:.1f}**",
-            f"**{store.busy_us:.1f}**",
-            f"**{store.busy_us - raw.busy_us:+.1f}**",
-        ]
+def summary(results: Results) -> str:
+    """The results and targets sections (also shown in the terminal)."""
+    targets = [key for key in results.config.subjects if key in TARGETS]
+    return harness.report(
+        SUMMARY,
+        R=results.runs,
+        pairs=_pairs(results),
+        mean=statistics.mean,
+        top=max(results.config.writers),
+        targets=targets,
+        BY_KEY=BY_KEY,
+        TARGETS=TARGETS,
     )
-    ours = sum(store.us(c) for c in ("eventstore", "pydantic", "sqlalchemy"))
-    driver = ("asyncpg", "asyncio event loop", "socket send/recv")
-    store_driver, raw_driver = (sum(p.us(c) for c in driver) for p in (store, raw))
-    return [
-        *lines,
-        PROFILE.format(
-            writers=results.profile_writers,
-            events=store.events,
-            raw_rate=raw.events / raw.seconds,
-            store_rate=store.events / store.seconds,
-        ),
-        *table(
-            "where (own time) | raw asyncpg µs/event | store.append µs/event | difference",
-            rows,
-        ),
-        "",
-        f"In `store.append`, eventstore's own code plus pydantic and SQLAlchemy take {ours:.1f} µs/event "
-        f"({ours / store.busy_us:.0%} of the busy client time); asyncpg, the event loop and socket calls "
-        f"{store_driver:.1f} µs/event ({store_driver / store.busy_us:.0%}), against {raw_driver:.1f} µs/event in raw "
-        f"asyncpg. Idle (waiting for the server): raw {raw.us(profiles.IDLE):.1f}, store.append "
-        f"{store.us(profiles.IDLE):.1f} µs/event.",
-        "",
-        "Top functions of `store.append` by cumulative time (the event loop's own frames left out; µs per event, "
-        f"{store.events} events; a coroutine counts one call per resumption, so an append that awaits twice shows 3 calls):",
-        "",
-        *profiles.functions(store, store.top),
-        "",
-        "eventstore's and pydantic's functions of `store.append` by own time (µs per event; builtins they call are not "
-        "included here):",
-        "",
-        *profiles.functions(store, store.own_top, by_own=True),
-        "",
-        "Top functions of raw asyncpg, for comparison:",
-        "",
-        *profiles.functions(raw, raw.top[:8]),
-        "",
-        *harness.notes(path),
-    ]
-
-
-def _per_run(runs: list[Run]) -> list[str]:
-    headers = "round | order | subject | writers | events | wall s | events/s | client CPU µs/event | server CPU µs/event | other programs, cores | attempt"
-    rows = [
-        [
-            str(r.round),
-            str(r.sequence),
-            f"`{r.subject}`",
-            str(r.writers),
-            str(r.count),
-            f"{r.seconds:.3f}",
-            f"{r.rate:,.0f}",
-            f"{r.client_us:.0f}",
-            f"{r.server_us:.0f}" if BY_KEY[r.subject].backend == "postgresql" else "-",
-            _n(r.timing.other_cores, 2),
-            f"{r.attempt}" + (" (disturbed)" if r.disturbed else ""),
-        ]
-        for r in sorted(runs, key=lambda r: (r.round, r.sequence, r.attempt))
-    ]
-    return table(headers, rows)
 
 
 def render(results: Results, command: str, path: Path | None) -> str:
     """RESULTS.md (the notes block of the file at `path` kept)."""
-    config = results.config
-    history = (
-        f"History: before the warm-up, each PostgreSQL log (`execution_events`, `raw_events`, eventsourcing's "
-        f"`stored_events`) gets {config.history:,} events of history in 4-event streams, bulk-inserted by one SQL "
-        "statement, and the database is `ANALYZE`d, so that the measurement times a log in service rather than the "
-        "first seconds of a brand-new one"
-        + (
-            ". The `*_empty_log` subjects skip this: they append to an empty, never analyzed log, as in a plain fresh database."
-            if any(BY_KEY[key].empty_log for key in config.subjects)
-            else "."
-        )
-        + " SQLite logs start empty."
-        if config.history
-        else "History: none; every log starts empty and never analyzed."
+    runs, pairs = results.runs, _pairs(results)
+    guard = []
+    for s, w, off in pairs:
+        if s.guard_of and (on := runs.of(s.guard_of, w)):
+            cpu_on, cpu_off = (
+                statistics.median(r.client_us + r.server_us for r in x)
+                for x in (on, off)
+            )
+            guard.append(
+                (s, w, cpu_on, cpu_off, runs.per_round(s.guard_of, s.key, writers=w))
+            )
+    return harness.report(
+        REPORT,
+        c=results.config,
+        command=command,
+        machine=results.environment.lines(),
+        empty_log=any(BY_KEY[key].empty_log for key in results.config.subjects),
+        summary=summary(results),
+        R=runs,
+        guard=guard,
+        median=median,
+        failures=results.failures,
+        nproc=results.environment.nproc,
+        cpu_split=[
+            (s, w, median(r.client_us for r in x), median(r.server_us for r in x))
+            for s, w, x in pairs
+            if s.backend == "postgresql"
+        ],
+        profile=results.profile,
+        profile_writers=results.profile_writers,
+        categories=RULES.categories,
+        OURS=OURS,
+        DRIVER=DRIVER,
+        IDLE=profiles.IDLE,
+        functions=profiles.functions,
+        notes=harness.notes(path),
+        disturbed=results.disturbed,
     )
-    sizes = (
-        f"{config.events_per_writer} events per writer."
-        if config.events_per_writer
-        else f"{config.events} events per PostgreSQL measurement and {config.sqlite_events} per SQLite measurement, "
-        "split evenly among the writers."
-    )
-    lines = [
-        "# Append throughput: eventstore against raw drivers and eventsourcing",
-        "",
-        f"Generated by `{command}` (bench/append.py); the figures below are measured, none are edited.",
-        "",
-        *results.environment.lines(),
-        METHOD.format(
-            runs=config.runs,
-            history=history,
-            writers=", ".join(map(str, config.writers)),
-            sizes=sizes,
-            max_other_cores=config.max_other_cores,
-            retries=config.retries,
-        ),
-        "## Results: PostgreSQL (ratios against raw asyncpg)",
-        "",
-        *_summary(results, "postgresql"),
-        "",
-        "## Results: SQLite (ratios against raw aiosqlite)",
-        "",
-        *_summary(results, "sqlite"),
-        "",
-        "## Targets",
-        "",
-        *_targets(results),
-        "",
-        *_guard(results),
-    ]
-    if results.failures:
-        lines += [
-            "## Failures",
-            "",
-            *(f"- {failure}" for failure in results.failures),
-            "",
-        ]
-    lines += [
-        *_profile(results, path),
-        "## Per-run figures",
-        "",
-        *_per_run(results.runs),
-        "",
-    ]
-    if results.disturbed:
-        lines += [
-            "Disturbed attempts, run again and left out of the medians:",
-            "",
-            *_per_run(results.disturbed),
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def summary_table(results: Results) -> Table:
-    """The medians, for the terminal."""
-    terminal = Table(title="median events/s")
-    for header in ("subject", "writers", "median events/s", "vs baseline", "rounds"):
-        terminal.add_column(header, justify="left" if header == "subject" else "right")
-    for writers in results.config.writers:
-        for key in results.config.subjects:
-            baseline, median = (
-                BY_KEY[key].baseline,
-                results.runs.median(key, writers=writers),
-            )
-            ratio = (
-                results.runs.ratio(key, baseline, writers=writers) if baseline else None
-            )
-            terminal.add_row(
-                key,
-                str(writers),
-                "failed" if median is None else f"{median:,.0f}",
-                "-" if ratio is None else f"{ratio:.2f}x {baseline}",
-                str(len(results.runs.of(key, writers))),
-            )
-    return terminal
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -790,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config, output = config_from(arguments)
     console = Console()
     results = run(config, console)
-    console.print(summary_table(results))
+    console.print(Markdown(summary(results)))
     if output is not None:
         command = " ".join(["python -m bench.append", *arguments])
         output.write_text(render(results, command, output), encoding="utf-8")

@@ -109,7 +109,8 @@ async def preload_history(dsn: str, table: str, events: int) -> None:
 async def mean_size_postgres(dsn: str, table: str) -> float:
     """Mean stored size in bytes of `data` (jsonb, as text), history left out."""
     sql = f"SELECT avg(octet_length(data::text))::float8 FROM {table} WHERE type <> $1"
-    return float(await harness.fetchval(dsn, sql, HISTORY_TYPE) or 0.0)
+    async with connected(dsn) as connection:
+        return float(await connection.fetchval(sql, HISTORY_TYPE) or 0.0)
 
 
 async def mean_size_sqlite(path: Path, table: str) -> float:
@@ -257,7 +258,8 @@ async def _lifecycle_writers(
     return writers
 
 
-async def store_append(
+async def store_subject(
+    kind: str,
     backend: Backend,
     server: Server,
     workload: Workload,
@@ -265,76 +267,29 @@ async def store_append(
     timer: AsyncTimer = time_writers,
     guard: Guard = "full",
 ) -> Sample:
-    """`store.append`: one event per append, expected_version = the previous version."""
+    """`store.append` (kind "store_append": one event per append, expected_version =
+    the previous version) or the lifecycle (create, start, progress, complete =
+    4 events per execution), on a fresh store."""
     async with fresh_store(backend, server, workload, guard) as (store, size):
-        await time_writers(
-            [_append_writer(store, s) for s in workload.warmup().payloads]
-        )
-        timing = await timer([_append_writer(store, s) for s in workload.payloads])
-        return Sample(timing, workload.events, await size())
-
-
-async def lifecycle(
-    backend: Backend,
-    server: Server,
-    workload: Workload,
-    *,
-    timer: AsyncTimer = time_writers,
-    guard: Guard = "full",
-) -> Sample:
-    """`store.executions`: create, start, progress, complete (4 events) per execution."""
-    async with fresh_store(backend, server, workload, guard) as (store, size):
-        await time_writers(
-            await _lifecycle_writers(store, workload.warmup().lifecycles)
-        )
-        timing = await timer(await _lifecycle_writers(store, workload.lifecycles))
+        for work, clock in ((workload.warmup(), time_writers), (workload, timer)):
+            if kind == "store_append":
+                writers = [_append_writer(store, streams) for streams in work.payloads]
+            else:
+                writers = await _lifecycle_writers(store, work.lifecycles)
+            timing = await clock(writers)
         return Sample(timing, workload.events, await size())
 
 
 # --- raw asyncpg, raw aiosqlite -----------------------------------------------------
 
-_RAW_COLUMNS: Final = """
-    stream_id {uuid} NOT NULL,
-    version integer NOT NULL,
-    stream_type varchar(32) NOT NULL,
-    event_id {uuid} NOT NULL UNIQUE,
-    type varchar(200) NOT NULL,
-    schema_version integer NOT NULL,
-    data {json} NOT NULL,
-    metadata {json} NOT NULL,
-    occurred_at {time} NOT NULL,
-    recorded_at {time} {now},
-    transaction_id {xid},
-    hash {bytes} NOT NULL,
-    UNIQUE (stream_id, version)
-"""
-_RAW_INDEX: Final = "CREATE INDEX ix_raw_events_transaction_id_position ON raw_events (transaction_id, position)"
+# `raw_events`: the columns, unique keys, defaults and (transaction_id, position)
+# index of `execution_events`.
 RAW_TABLE: Final = {
-    "postgresql": "CREATE TABLE raw_events (position bigserial PRIMARY KEY,"
-    + _RAW_COLUMNS.format(
-        uuid="uuid",
-        json="jsonb",
-        time="timestamptz",
-        now="NOT NULL DEFAULT now()",
-        xid="xid8 DEFAULT pg_current_xact_id()",
-        bytes="bytea",
-    )
-    + ")",
-    "sqlite": "CREATE TABLE raw_events (position INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,"
-    + _RAW_COLUMNS.format(
-        uuid="CHAR(32)",
-        json="JSON",
-        time="DATETIME",
-        now="DEFAULT CURRENT_TIMESTAMP NOT NULL",
-        xid="BIGINT",
-        bytes="BLOB",
-    )
-    + ")",
+    "postgresql": "CREATE TABLE raw_events (position bigserial PRIMARY KEY, stream_id uuid NOT NULL, version integer NOT NULL, stream_type varchar(32) NOT NULL, event_id uuid NOT NULL UNIQUE, type varchar(200) NOT NULL, schema_version integer NOT NULL, data jsonb NOT NULL, metadata jsonb NOT NULL, occurred_at timestamptz NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), transaction_id xid8 DEFAULT pg_current_xact_id(), hash bytea NOT NULL, UNIQUE (stream_id, version))",
+    "sqlite": "CREATE TABLE raw_events (position INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, stream_id CHAR(32) NOT NULL, version INTEGER NOT NULL, stream_type VARCHAR(32) NOT NULL, event_id CHAR(32) NOT NULL UNIQUE, type VARCHAR(200) NOT NULL, schema_version INTEGER NOT NULL, data JSON NOT NULL, metadata JSON NOT NULL, occurred_at DATETIME NOT NULL, recorded_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL, transaction_id BIGINT, hash BLOB NOT NULL, UNIQUE (stream_id, version))",
 }
-_RAW_INSERT: Final = (
-    "INSERT INTO raw_events (stream_id, version, stream_type, event_id, type, schema_version, data, metadata, occurred_at, hash) "
-    "VALUES ({}, {}, 'execution', {}, {}, 1, {}, {}, {}, {})"
-)
+RAW_INDEX: Final = "CREATE INDEX ix_raw_events_transaction_id_position ON raw_events (transaction_id, position)"
+_RAW_INSERT: Final = "INSERT INTO raw_events (stream_id, version, stream_type, event_id, type, schema_version, data, metadata, occurred_at, hash) VALUES ({}, {}, 'execution', {}, {}, 1, {}, {}, {}, {})"
 RAW_INSERT_POSTGRES: Final = (
     _RAW_INSERT.format(*(f"${i}" for i in range(1, 9))) + " RETURNING position"
 )
@@ -386,7 +341,7 @@ async def raw_asyncpg(
             pass
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=workload.writers)
         try:
-            await harness.execute(dsn, RAW_TABLE["postgresql"], _RAW_INDEX)
+            await harness.execute(dsn, RAW_TABLE["postgresql"], RAW_INDEX)
             await preload_history(dsn, "raw_events", workload.history)
             await time_writers(
                 [_asyncpg_writer(pool, s) for s in workload.warmup().payloads]
@@ -453,7 +408,7 @@ async def raw_aiosqlite(server: Server, workload: Workload) -> Sample:
                 ):
                     await connection.execute(f"PRAGMA {pragma}")
             await connections[0].execute(RAW_TABLE["sqlite"])
-            await connections[0].execute(_RAW_INDEX)
+            await connections[0].execute(RAW_INDEX)
             lock = asyncio.Lock()
             for work in (workload.warmup(), workload):
                 writers = [

@@ -1,11 +1,13 @@
-"""What every benchmark shares: the server and throwaway databases, who used the
-CPU, clocks, interleaved rounds and their medians, the machine, report tables."""
+"""What every benchmark shares: throwaway databases, who used the CPU, clocks,
+interleaved rounds and their medians, the machine, reports and command lines."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import operator
 import os
 import platform
 import re
@@ -18,14 +20,14 @@ import sys
 import tempfile
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import jinja2
 
 from eventstore import EventStore
 from eventstore.settings import StoreSettings
@@ -33,17 +35,19 @@ from eventstore.settings import StoreSettings
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 
+    Value = Callable[["Run"], float]
+
+T = TypeVar("T")
 REPOSITORY: Final = Path(__file__).parent.parent
 CODE: Final = ("eventstore", "projections", "migrations")
 DEFAULT_DSN: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 PROC: Final = Path("/proc")
-TICK: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-T = TypeVar("T")
+TICK: Final = os.sysconf("SC_CLK_TCK")
 
-# --- the server and throwaway databases -------------------------------------------
+# --- databases ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Server:
     """A PostgreSQL server, named by a DSN of a database we may CREATE DATABASE from."""
 
@@ -71,15 +75,9 @@ async def execute(dsn: str, *statements: str) -> None:
             await connection.execute(statement)
 
 
-async def fetchval(dsn: str, query: str, *args: object) -> Any:
-    """One value, on a fresh connection."""
-    async with connected(dsn) as connection:
-        return await connection.fetchval(query, *args)
-
-
+# The database of the measurement running now: only its backends count as
+# the benchmark's server, not those of other bench runs.
 CURRENT_DATABASE: ContextVar[str | None] = ContextVar("CURRENT_DATABASE", default=None)
-"""The database of the measurement running now: only its backends count as
-the benchmark's server, not those of other bench runs."""
 
 
 async def create_database(server: Server, prefix: str = "bench_") -> str:
@@ -90,7 +88,6 @@ async def create_database(server: Server, prefix: str = "bench_") -> str:
 
 
 async def drop_database(server: Server, name: str) -> None:
-    """DROP DATABASE ... WITH (FORCE)."""
     await execute(server.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -98,7 +95,7 @@ async def drop_database(server: Server, name: str) -> None:
 async def throwaway_database(
     server: Server, prefix: str = "bench_", *, keep: bool = False
 ) -> AsyncIterator[str]:
-    """A fresh database for the block, dropped afterwards (unless `keep`); yields its DSN."""
+    """A fresh database for the block, dropped afterwards unless `keep`; yields its DSN."""
     name = await create_database(server, prefix)
     token = CURRENT_DATABASE.set(name)
     try:
@@ -132,29 +129,13 @@ def sqlite_file() -> Iterator[Path]:
 # server's shared processes). The rest is "other": the kernel's interrupt
 # work, other people's programs and their sessions (the machine is shared).
 
-_SHARED: Final = (
-    "checkpointer",
-    "background writer",
-    "walwriter",
-    "autovacuum launcher",
-    "logical replication launcher",
-    "archiver",
-    "stats collector",
+_SHARED: Final = re.compile(
+    "checkpointer|background writer|walwriter|autovacuum launcher|"
+    "logical replication launcher|archiver|stats collector"
 )
 
 
-def machine_busy_seconds() -> float | None:
-    """Busy CPU seconds of all cores since boot (everything but idle and iowait)."""
-    try:
-        ticks = [
-            int(f) for f in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]
-        ]
-    except OSError:
-        return None
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / TICK
-
-
-def process_cpu(pid: int) -> float | None:
+def process_cpu(pid: int | str) -> float | None:
     """CPU seconds (user + system) of one process, None once it is gone."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
@@ -164,80 +145,68 @@ def process_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def _serves_bench(title: str, database: str | None) -> bool:
-    if not title.startswith("postgres:"):
-        return "-D" in title.split()  # the postmaster itself
-    if any(name in title for name in _SHARED):
-        return True
-    if database is not None:
-        return f" {database} " in f"{title} "
-    return " bench_" in title
-
-
 def server_processes(database: str | None = None) -> dict[int, float]:
-    """CPU seconds of each PostgreSQL process serving `database` (None: any bench_*
-    database), and of the server's shared processes, by pid."""
+    """CPU seconds, by pid, of the postmaster, the server's shared processes and
+    the backends of `database` (None: of every bench_* database)."""
     found: dict[int, float] = {}
-    for entry in PROC.iterdir() if PROC.exists() else ():
-        if not entry.name.isdigit():
-            continue
+    for entry in PROC.iterdir():
         try:
-            if (entry / "comm").read_text().strip() != "postgres":
+            if not entry.name.isdigit() or (entry / "comm").read_text() != "postgres\n":
                 continue
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            title = (
+                (entry / "cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:
             continue
-        used = process_cpu(int(entry.name))
-        if used is not None and _serves_bench(
-            title.decode(errors="replace").strip(), database
-        ):
+        if not title.startswith("postgres:"):
+            ours = "-D" in title.split()  # the postmaster itself
+        else:
+            backend = f" {database} " in f"{title} " if database else " bench_" in title
+            ours = backend or bool(_SHARED.search(title))
+        if ours and (used := process_cpu(entry.name)) is not None:
             found[int(entry.name)] = used
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """CPU seconds since boot: the whole machine, and each of our server processes."""
+def busy_seconds() -> float | None:
+    """Busy CPU seconds of all cores since boot (all but idle and iowait)."""
+    with contextlib.suppress(OSError):
+        ticks = [
+            int(t) for t in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]
+        ]
+        return (sum(ticks[:8]) - ticks[3] - ticks[4]) / TICK
+    return None
+
+
+class Snapshot(NamedTuple):
+    """CPU seconds since boot: all cores busy (None off Linux), and our server's processes."""
 
     machine: float | None
     server: dict[int, float]
 
-    @classmethod
-    def now(cls, database: str | None) -> Snapshot:
-        """Now (`database` as for `server_processes`)."""
-        return cls(machine_busy_seconds(), server_processes(database))
 
-    def used_until(self, after: Snapshot) -> tuple[float | None, float]:
-        """Machine busy seconds and our server's CPU seconds from here to `after`."""
-        machine = (
-            None
-            if self.machine is None or after.machine is None
-            else after.machine - self.machine
-        )
-        server = sum(
-            max(s - self.server.get(pid, 0.0), 0.0) for pid, s in after.server.items()
-        )
-        return machine, server
+def snapshot(database: str | None) -> Snapshot:
+    return Snapshot(busy_seconds(), server_processes(database))
 
 
 def wait_until_quiet(*, limit: float, max_wait: float) -> float:
-    """Sleep until the machine's busy time stays below `limit` cores for 2 s in a row;
-    returns the seconds waited (at most about `max_wait`)."""
-    started, quiet, previous = time.monotonic(), 0, machine_busy_seconds()
-    if previous is None:
-        return 0.0
-    while quiet < 2 and time.monotonic() - started < max_wait:
+    """Sleep until the machine's busy time stays below `limit` cores for 2 s in a
+    row; returns the seconds waited (at most about `max_wait`)."""
+    started, quiet, previous = time.monotonic(), 0, busy_seconds()
+    while previous is not None and quiet < 2 and time.monotonic() - started < max_wait:
         time.sleep(1.0)
-        current = machine_busy_seconds() or 0.0
-        quiet = quiet + 1 if current - previous < limit else 0
-        previous = current
+        current = busy_seconds() or 0.0
+        quiet, previous = quiet + 1 if current - previous < limit else 0, current
     return time.monotonic() - started
 
 
 def running(pattern: str) -> bool:
     """Whether `pgrep -f pattern` finds a process (another benchmark)."""
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False)  # noqa: S603, S607
-    return found.returncode == 0
+    pgrep = subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False)  # noqa: S603, S607
+    return pgrep.returncode == 0
 
 
 def eventstore_cli(*arguments: str) -> list[str]:
@@ -254,28 +223,14 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# --- clocks --------------------------------------------------------------------------
+# --- clocks, runs, rounds ------------------------------------------------------------
 
 
-def rss() -> int:
-    """The current resident set size in bytes (VmRSS)."""
-    with contextlib.suppress(OSError):
-        for line in (PROC / "self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def peak_rss() -> int:
-    """`ru_maxrss` of this process in bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Timing:
-    """Wall and CPU seconds of a timed section: client = this process (or a child
-    process), server = our PostgreSQL processes, machine = all cores' busy time
-    (None off Linux); RSS in bytes where measured."""
+    """Wall and CPU seconds of a timed section: client = this process (or a child),
+    server = our PostgreSQL processes, machine = all cores' busy time; RSS in
+    bytes, where measured."""
 
     seconds: float
     client: float
@@ -293,37 +248,43 @@ class Timing:
 
 
 class Clock:
-    """Started when made; `stop()` returns the Timing since.
+    """Started when made; `stop()` returns the Timing since. With `rss`, the peak
+    RSS high-water mark is reset to the current RSS first (Linux >= 4.0), so that
+    the peak is the timed section's own."""
 
-    With `rss`, the peak-RSS high-water mark is reset to the current RSS
-    first (Linux >= 4.0), so the peak is the timed section's own.
-    """
-
-    def __init__(self, database: str | None, *, rss_too: bool = False) -> None:
+    def __init__(self, database: str | None, *, rss: bool = False) -> None:
         self.rss_before = 0
-        if rss_too:
+        if rss:
             with contextlib.suppress(OSError):
                 (PROC / "self/clear_refs").write_text("5")
-            self.rss_before = rss()
-        self.database = database
-        self.before = Snapshot.now(database)
+                status = (PROC / "self/status").read_text()
+                self.rss_before = int(status.split("VmRSS:", 1)[1].split()[0]) * 1024
+        self.database, self.before = database, snapshot(database)
         self.wall, self.cpu = time.perf_counter(), time.process_time()
 
     def stop(self, after: Snapshot | None = None) -> Timing:
         """The Timing since; `after` replaces the end snapshot."""
         seconds, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-        machine, server = self.before.used_until(after or Snapshot.now(self.database))
+        before, after = self.before, after or snapshot(self.database)
+        server = sum(
+            max(s - before.server.get(pid, 0.0), 0.0) for pid, s in after.server.items()
+        )
+        machine = None
+        if before.machine is not None and after.machine is not None:
+            machine = after.machine - before.machine
         peak = peak_rss() if self.rss_before else 0
         return Timing(seconds, cpu, server, machine, peak, self.rss_before)
 
 
-# --- runs, rounds, medians -------------------------------------------------------------
+def peak_rss() -> int:
+    """`ru_maxrss` of this process in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Run:
-    """One subject measured once: `count` events (or rows) in `round`, at `sequence`
-    in its order; `attempt` > 1 when earlier attempts were disturbed."""
+    """One subject measured once: `count` events (or rows), in `round` at `sequence`;
+    `attempt` > 1 when earlier attempts were disturbed."""
 
     subject: str
     round: int
@@ -338,77 +299,68 @@ class Run:
 
     @property
     def seconds(self) -> float:
-        """Wall time."""
         return self.timing.seconds
 
     @property
     def rate(self) -> float:
-        """Events (or rows) per second."""
         return self.count / self.seconds if self.seconds else 0.0
 
     @property
     def client_us(self) -> float:
-        """Client CPU microseconds per event."""
         return self.timing.client / self.count * 1e6
 
     @property
     def server_us(self) -> float:
-        """Server CPU microseconds per event."""
         return self.timing.server / self.count * 1e6
 
+    @property
+    def cpu(self) -> float:
+        return self.timing.client + self.timing.server
+
     def judged(self, limit: float, *, busy: bool = False) -> Run:
-        """Marked disturbed if other programs kept more than `limit` cores busy (or `busy`)."""
+        """Disturbed if other programs kept more than `limit` cores busy (or `busy`)."""
         other = self.timing.other_cores
-        return replace(self, disturbed=busy or (other is not None and other > limit))
+        return dataclasses.replace(
+            self, disturbed=busy or (other is not None and other > limit)
+        )
 
 
-def rate(run: Run) -> float:
-    """Events per second (the default value of the statistics below)."""
-    return run.rate
-
-
-def median(values: Iterator[float] | Sequence[float]) -> float | None:
-    """The median, None of nothing."""
-    values = list(values)
-    return statistics.median(values) if values else None
+def median(values: Iterable[float]) -> float | None:
+    found = list(values)
+    return statistics.median(found) if found else None
 
 
 class Runs(list[Run]):
-    """The kept runs of one benchmark, with medians and ratios over rounds."""
+    """The kept runs of a benchmark; medians and ratios of an attribute of the runs
+    (their rate unless told otherwise) over the rounds."""
 
     def of(self, subject: str, writers: int = 0) -> list[Run]:
-        """One subject's runs (at one writer count), by round."""
         found = (r for r in self if r.subject == subject and r.writers == writers)
         return sorted(found, key=lambda r: r.round)
 
     def median(
-        self, subject: str, value: Callable[[Run], float] = rate, writers: int = 0
+        self, subject: str, value: str = "rate", writers: int = 0
     ) -> float | None:
-        """Median of `value` over the rounds."""
-        return median([value(r) for r in self.of(subject, writers)])
+        return median(map(operator.attrgetter(value), self.of(subject, writers)))
 
     def ratio(
-        self,
-        mine: str,
-        theirs: str,
-        value: Callable[[Run], float] = rate,
-        writers: int = 0,
+        self, mine: str, theirs: str | None, value: str = "rate", writers: int = 0
     ) -> float | None:
         """The ratio of the medians."""
-        a, b = self.median(mine, value, writers), self.median(theirs, value, writers)
+        a, b = (
+            self.median(mine, value, writers),
+            self.median(theirs or "", value, writers),
+        )
         return a / b if a is not None and b else None
 
     def per_round(
-        self,
-        mine: str,
-        theirs: str,
-        value: Callable[[Run], float] = rate,
-        writers: int = 0,
+        self, mine: str, theirs: str | None, value: str = "rate", writers: int = 0
     ) -> list[float]:
-        """Per round: `value` of `mine` over that of `theirs` in the same round."""
-        by_round = {r.round: value(r) for r in self.of(theirs, writers)}
+        """Per round, `mine` over `theirs` in the same round."""
+        get = operator.attrgetter(value)
+        by_round = {r.round: get(r) for r in self.of(theirs or "", writers)}
         return [
-            value(r) / by_round[r.round]
+            get(r) / by_round[r.round]
             for r in self.of(mine, writers)
             if by_round.get(r.round)
         ]
@@ -421,7 +373,7 @@ def rotated(items: Sequence[T], round_number: int) -> list[T]:
     return [*items[shift:], *items[:shift]]
 
 
-# --- the machine -----------------------------------------------------------------------
+# --- the machine ---------------------------------------------------------------------
 
 SETTINGS: Final = (
     "shared_buffers",
@@ -441,14 +393,6 @@ PACKAGES: Final = (
 )
 
 
-def _proc_line(name: str, key: str) -> str | None:
-    with contextlib.suppress(OSError):
-        for line in (PROC / name).read_text().splitlines():
-            if line.startswith(key):
-                return line
-    return None
-
-
 def _version(package: str) -> str:
     try:
         version = metadata.version(package)
@@ -462,138 +406,82 @@ def _version(package: str) -> str:
 
 
 def _git(*arguments: str) -> str:
-    try:
-        return subprocess.run(  # noqa: S603 - a constant command
-            ["git", *arguments],  # noqa: S607 - git from PATH
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=REPOSITORY,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
+    command = ["git", *arguments]
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        run = subprocess.run(  # noqa: S603 - git, from PATH
+            command, capture_output=True, text=True, check=True, cwd=REPOSITORY
+        )
+        return run.stdout.strip()
+    return ""
 
 
-def _commit() -> str:
-    changed = len(_git("status", "--porcelain", "--", *CODE).splitlines())
-    return (_git("rev-parse", "--short", "HEAD") or "unknown") + (
-        f" ({changed} paths of {', '.join(f'{c}/' for c in CODE)} modified or "
-        "untracked in the working tree while it ran)"
-        if changed
-        else ""
-    )
-
-
-async def _postgres(server: Server) -> tuple[str, dict[str, str]]:
+async def _postgres(server: Server) -> str:
     async with connected(server.admin_dsn) as connection:
-        version = str(await connection.fetchval("SELECT version()"))
-        return version, {
-            n: str(await connection.fetchval(f"SHOW {n}")) for n in SETTINGS
-        }
+        settings = [f"{n}={await connection.fetchval(f'SHOW {n}')}" for n in SETTINGS]
+        version = await connection.fetchval("SELECT version()")
+    return f"{version} (local, TCP 127.0.0.1); " + ", ".join(settings)
 
 
-@dataclass(slots=True)
 class Environment:
-    """Facts about the run, gathered at its start (the load and the time also at its end)."""
+    """The machine, the versions, the code and the load, at the run's start and end."""
 
-    started_at: datetime
-    nproc: int
-    cpu: str
-    memory: str
-    postgres: str
-    postgres_settings: dict[str, str]
-    packages: dict[str, str]
-    commit: str
-    load_before: tuple[float, float, float]
-    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    finished_at: datetime | None = None
-    python: str = field(default_factory=platform.python_version)
-    system: str = field(default_factory=platform.platform)
-    sqlite: str = sqlite3.sqlite_version
-
-    @classmethod
-    def collect(cls, server: Server | None) -> Environment:
-        """Now; PostgreSQL's version and settings unless `server` is None."""
-        model, memory = (
-            _proc_line("cpuinfo", "model name"),
-            _proc_line("meminfo", "MemTotal"),
-        )
-        postgres, settings = (
-            asyncio.run(_postgres(server)) if server else ("not used", {})
-        )
-        return cls(
-            started_at=datetime.now(UTC),
-            nproc=os.cpu_count() or 0,
-            cpu=model.split(":", 1)[1].strip()
-            if model
-            else platform.processor() or "unknown",
-            memory=f"{int(memory.split()[1]) / 2**20:.1f} GiB" if memory else "unknown",
-            postgres=postgres,
-            postgres_settings=settings,
-            packages={name: _version(name) for name in PACKAGES},
-            commit=_commit(),
-            load_before=os.getloadavg(),
-        )
+    def __init__(self, server: Server | None) -> None:
+        model = re.search(r"model name\s*:\s*(.*)", (PROC / "cpuinfo").read_text())
+        memory = int((PROC / "meminfo").read_text().split()[1]) / 2**20
+        changed = len(_git("status", "--porcelain", "--", *CODE).splitlines())
+        self.nproc, self.started_at = os.cpu_count() or 0, datetime.now(UTC)
+        self.finished_at: datetime | None = None
+        self.load = [os.getloadavg(), (0.0, 0.0, 0.0)]
+        self.cpu = f"{model.group(1) if model else 'unknown'}), memory {memory:.1f} GiB"
+        self.facts = [
+            f"PostgreSQL: {asyncio.run(_postgres(server)) if server else 'not used'}",
+            f"SQLite: {sqlite3.sqlite_version}; Python {platform.python_version()}; {platform.platform()}",
+            "Packages: " + ", ".join(f"{name} {_version(name)}" for name in PACKAGES),
+            f"eventstore commit: {_git('rev-parse', '--short', 'HEAD') or 'unknown'}"
+            + (
+                f" ({changed} paths of eventstore/, projections/, migrations/ modified or untracked)"
+                if changed
+                else ""
+            ),
+        ]
 
     def finish(self) -> None:
         """Record the end time and the load average after the run."""
-        self.finished_at, self.load_after = datetime.now(UTC), os.getloadavg()
+        self.finished_at, self.load[1] = datetime.now(UTC), os.getloadavg()
 
     def lines(
         self,
         title: str = "Machine",
         shares: str = "client and server share these cores",
-    ) -> list[str]:
+    ) -> str:
         """The report's machine section."""
         end = (
             self.finished_at.isoformat(timespec="seconds") if self.finished_at else "-"
         )
-        load = [
-            f"{'/'.join(f'{x:.2f}' for x in load)}"
-            for load in (self.load_before, self.load_after)
-        ]
-        return [
-            f"## {title}",
-            "",
-            f"- Date: {self.started_at.isoformat(timespec='seconds')} to {end} (UTC)",
-            f"- nproc: {self.nproc} ({self.cpu}), memory {self.memory}; {shares}",
-            f"- PostgreSQL: {self.postgres} (local, TCP 127.0.0.1); "
-            + ", ".join(f"{k}={v}" for k, v in self.postgres_settings.items()),
-            f"- SQLite: {self.sqlite}; Python {self.python}; {self.system}",
-            "- Packages: " + ", ".join(f"{k} {v}" for k, v in self.packages.items()),
-            f"- eventstore commit: {self.commit}",
-            f"- Load average (1/5/15 min) before: {load[0]}, after: {load[1]}",
-            "",
-        ]
+        before, after = ("/".join(f"{x:.2f}" for x in load) for load in self.load)
+        facts = "".join(f"- {fact}\n" for fact in self.facts)
+        return (
+            f"## {title}\n\n- Date: {self.started_at.isoformat(timespec='seconds')} to {end} (UTC)\n"
+            f"- nproc: {self.nproc} ({self.cpu}; {shares}\n{facts}"
+            f"- Load average (1/5/15 min) before: {before}, after: {after}\n"
+        )
 
 
-# --- reports and the command line ------------------------------------------------------
+# --- reports and command lines -------------------------------------------------------
 
 NOTES_BEGIN: Final = "<!-- notes: kept when the file is regenerated -->"
 NOTES_END: Final = "<!-- /notes -->"
 
 
-def notes(path: Path | None) -> list[str]:
+def notes(path: Path | None) -> str:
     """The hand-written notes block of an earlier report at `path`, kept on regeneration."""
-    pattern = re.escape(NOTES_BEGIN) + r"\n(.*?)" + re.escape(NOTES_END)
-    try:
-        found = (
-            re.search(pattern, path.read_text(encoding="utf-8"), re.DOTALL)
-            if path
-            else None
-        )
-    except OSError:
-        found = None
-    return [NOTES_BEGIN, found.group(1).strip("\n") if found else "", NOTES_END, ""]
-
-
-def table(headers: str, rows: Iterable[Sequence[str]], align: str = "") -> list[str]:
-    """A markdown table; `headers` as its first line reads, "a | b"; `align` an "r"
-    for each right-aligned column."""
-    count = headers.count("|") + 1
-    rule = ("---:" if a == "r" else "---" for a in align.ljust(count, "l"))
-    lines = [f"| {headers} |", "|" + "|".join(rule) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    text = path.read_text(encoding="utf-8") if path and path.exists() else ""
+    kept = (
+        text.split(NOTES_BEGIN + "\n", 1)[1].split(NOTES_END, 1)[0]
+        if NOTES_BEGIN in text
+        else ""
+    )
+    return f"{NOTES_BEGIN}\n{kept.strip()}\n{NOTES_END}\n"
 
 
 def num(value: float | None, digits: int = 0, none: str = "-") -> str:
@@ -602,20 +490,69 @@ def num(value: float | None, digits: int = 0, none: str = "-") -> str:
 
 
 def mib(size: float) -> str:
-    """Bytes as MiB."""
     return f"{size / 2**20:,.0f} MiB"
 
 
-def parser(
-    prog: str, description: str, output: str | None = None
+REPORTS: Final = jinja2.Environment(  # noqa: S701 - markdown, not HTML
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+REPORTS.filters.update(
+    num=num,
+    n=lambda value, digits=0: num(value, digits, "n/a"),
+    mib=mib,
+    ratios=lambda values, digits=2: ", ".join(f"{v:.{digits}f}" for v in values),
+)
+
+
+def report(template: str, **context: Any) -> str:
+    """A report from its template (markdown with jinja2: the layout as it reads)."""
+    text = REPORTS.from_string(template).render(**context)
+    return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
+
+
+def options(
+    prog: str, description: str, settings: Any, output: str | None, **helps: str
 ) -> argparse.ArgumentParser:
-    """A command line with --dsn, and --output (`output` its help) for a report."""
-    made = argparse.ArgumentParser(prog=prog, description=description)
-    made.add_argument(
+    """A command line with --dsn, --output (`output` its help) unless None, and an
+    option per field of the `settings` dataclass that `helps` describes: a tuple
+    takes several values, `foo=True` gives --no-foo."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    dsn = os.environ.get("BENCH_PG_DSN", DEFAULT_DSN)
+    parser.add_argument(
         "--dsn",
-        default=os.environ.get("BENCH_PG_DSN", DEFAULT_DSN),
+        default=dsn,
         help="PostgreSQL DSN of a database to CREATE DATABASE from ($BENCH_PG_DSN)",
     )
     if output is not None:
-        made.add_argument("--output", type=Path, help=output)
-    return made
+        parser.add_argument("--output", type=Path, help=output)
+    for name, help_ in helps.items():
+        default, option = getattr(settings, name), "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(
+                f"--no-{option[2:]}",
+                dest=name,
+                action="store_false",
+                default=None,
+                help=help_,
+            )
+        else:
+            many = isinstance(default, tuple)
+            kind = type(default[0] if many else default or 1)
+            parser.add_argument(
+                option, type=kind, nargs="+" if many else None, help=help_
+            )
+    return parser
+
+
+def configured(settings: Any, args: argparse.Namespace) -> Any:
+    """`settings` with the options given on the command line."""
+    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(settings)}
+    given = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in given.items()
+        if v is not None
+    }
+    return dataclasses.replace(settings, **given)

@@ -14,7 +14,7 @@ import pstats
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from bench.harness import REPOSITORY, table
+from bench.harness import REPOSITORY
 
 if TYPE_CHECKING:
     import cProfile
@@ -78,6 +78,10 @@ class Profile:
     def us(self, category: str) -> float:
         """Microseconds per event spent in a category."""
         return self.categories.get(category, 0.0) / self.events * 1e6
+
+    def us_of(self, categories: tuple[str, ...]) -> float:
+        """Microseconds per event spent in these categories together."""
+        return sum(self.us(c) for c in categories)
 
     @property
     def busy_us(self) -> float:
@@ -166,23 +170,18 @@ def functions(
     *,
     by_own: bool = False,
     per_event: bool = True,
-) -> list[str]:
-    """Functions as a table, in µs per event or in seconds; own time first if `by_own`."""
-    unit = "µs/event" if per_event else "s"
+) -> str:
+    """Functions as a markdown table, in µs per event or in seconds; own time first if `by_own`."""
     names = ("own", "cumulative") if by_own else ("cumulative", "own")
-
-    def seconds(value: float) -> str:
-        return f"{value / profile.events * 1e6:.1f}" if per_event else f"{value:,.2f}"
-
-    return table(
-        f"function | calls{'/event' if per_event else ''} | "
-        + " | ".join(f"{name} {unit}" for name in names),
-        (
-            [
-                f"`{row.name}`",
-                f"{row.calls / profile.events:.2f}" if per_event else f"{row.calls:,}",
-                *(seconds(getattr(row, name)) for name in names),
-            ]
-            for row in rows
-        ),
+    unit, per, spec = (
+        ("µs/event", profile.events / 1e6, ".1f") if per_event else ("s", 1, ",.2f")
     )
+    lines = [
+        f"| function | calls{'/event' if per_event else ''} | {names[0]} {unit} | {names[1]} {unit} |",
+        "|---|---|---|---|",
+    ]
+    for f in rows:
+        calls = f"{f.calls / profile.events:.2f}" if per_event else f"{f.calls:,}"
+        first, second = (getattr(f, name) / per for name in names)
+        lines.append(f"| `{f.name}` | {calls} | {first:{spec}} | {second:{spec}} |")
+    return "\n".join(lines)
