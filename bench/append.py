@@ -354,40 +354,18 @@ def run(config: Config, console: Console) -> Results:
 # --- the profile -----------------------------------------------------------------------
 
 RULES: Final = profiles.Rules(
-    categories=(
-        "eventstore",
-        "pydantic",
-        "sqlalchemy",
-        "asyncpg",
-        "asyncio event loop",
-        "socket send/recv",
-        "hashing",
-        "json, uuid, datetime, other stdlib",
-        "bench driver",
-        "other builtins",
-        profiles.IDLE,
-    ),
-    builtins=(
-        ("socket", "socket send/recv"),
-        ("hashlib", "hashing"),
-        ("sha256", "hashing"),
-        ("asyncpg", "asyncpg"),
-        ("pydantic", "pydantic"),
-        ("_asyncio", "asyncio event loop"),
-        ("_contextvars", "asyncio event loop"),
-        ("_json", "json, uuid, datetime, other stdlib"),
-    ),
-    files=(
-        ("/eventstore/", "eventstore"),
-        ("/pydantic", "pydantic"),
-        ("/sqlalchemy/", "sqlalchemy"),
-        ("/asyncpg/", "asyncpg"),
-        ("/asyncio/", "asyncio event loop"),
-        ("selectors.py", "asyncio event loop"),
-        ("/bench/", "bench driver"),
-    ),
-    other_builtin="other builtins",
-    other_file="json, uuid, datetime, other stdlib",
+    """
+    eventstore: /eventstore/
+    pydantic: /pydantic ~pydantic
+    sqlalchemy: /sqlalchemy/
+    asyncpg: /asyncpg/ ~asyncpg
+    asyncio event loop: /asyncio/ selectors.py ~_asyncio ~_contextvars
+    socket send/recv: ~socket
+    hashing: ~hashlib ~sha256
+    json, uuid, datetime, other stdlib: ~_json *file
+    bench driver: /bench/
+    other builtins: *builtin
+    """,
     hidden=("/asyncio/", "/bench/", "_contextvars.Context", "builtins.exec"),
     own=("eventstore", "pydantic"),
 )

@@ -24,25 +24,29 @@ IDLE: Final = "idle: event loop waiting in epoll"
 R = TypeVar("R")
 
 
-@dataclass(frozen=True, slots=True)
 class Rules:
-    """How a benchmark groups own time.
+    """How a benchmark groups own time: one line per category, in report order,
+    "category: needles", a needle found in a file's path or, with "~", in a
+    builtin's name (tried in that order); "*file" and "*builtin" mark where the
+    rest goes. `hidden`: frames left out of the top list (their cumulative time
+    is the whole run's); `own`: the categories of the own-time list (all if empty)."""
 
-    Attributes:
-        categories: in report order, IDLE included.
-        builtins: (needle in a builtin's name, category); else `other_builtin`.
-        files: (needle in a file name, category); else `other_file`.
-        hidden: frames left out of the top list (their cumulative time is the run's).
-        own: categories of the own-time list (empty: all).
-    """
-
-    categories: tuple[str, ...]
-    builtins: tuple[tuple[str, str], ...]
-    files: tuple[tuple[str, str], ...]
-    other_builtin: str
-    other_file: str
-    hidden: tuple[str, ...]
-    own: tuple[str, ...] = ()
+    def __init__(
+        self, table: str, *, hidden: tuple[str, ...], own: tuple[str, ...] = ()
+    ) -> None:
+        lines = [line.strip().rpartition(": ") for line in table.strip().splitlines()]
+        self.categories = (*(category for category, _, _ in lines), IDLE)
+        needles = [
+            (needle, category)
+            for category, _, found in lines
+            for needle in found.split()
+        ]
+        self.files = [(n, c) for n, c in needles if n[0] not in "~*"]
+        self.builtins = [(n[1:], c) for n, c in needles if n[0] == "~"]
+        self.other_file, self.other_builtin = (
+            dict(needles)[f"*{kind}"] for kind in ("file", "builtin")
+        )
+        self.hidden, self.own = hidden, own
 
     def category(self, filename: str, function: str) -> str:
         """Where a function's own time goes."""
@@ -55,8 +59,6 @@ class Rules:
 
 @dataclass(frozen=True, slots=True)
 class Function:
-    """One function of a profile."""
-
     name: str
     calls: int
     own: float
@@ -80,7 +82,6 @@ class Profile:
         return self.categories.get(category, 0.0) / self.events * 1e6
 
     def us_of(self, categories: tuple[str, ...]) -> float:
-        """Microseconds per event spent in these categories together."""
         return sum(self.us(c) for c in categories)
 
     @property
@@ -107,46 +108,35 @@ def summarize(
     *,
     events: int,
     seconds: float,
-    top: int = 15,
 ) -> Profile:
-    """Group a profile's own times by category and list its top functions."""
+    """Group a profile's own times by category and list its top 15 functions."""
     table: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     categories = dict.fromkeys(rules.categories, 0.0)
-    rows: list[tuple[str, Function]] = []
+    top, own = [], []
     for (filename, line, function), (
         _,
         calls,
-        own,
+        own_time,
         cumulative,
         callers,
     ) in table.items():
-        category = rules.category(filename, function)
-        rows.append(
-            (
-                category,
-                Function(_name(filename, line, function), calls, own, cumulative),
-            )
+        category, row = (
+            rules.category(filename, function),
+            Function(_name(filename, line, function), calls, own_time, cumulative),
         )
+        if not any(frame in filename or frame in function for frame in rules.hidden):
+            top.append(row)
+        if not rules.own or category in rules.own:
+            own.append(row)
         if filename != "~" or category != rules.other_builtin or not callers:
-            categories[category] += own
+            categories[category] += own_time
             continue
         for (caller_file, _, caller_function), edge in callers.items():
             caller = rules.category(caller_file, caller_function)
             categories[rules.other_builtin if caller == IDLE else caller] += edge[2]
-    shown = [
-        row
-        for (filename, _, function), (_, row) in zip(table, rows, strict=True)
-        if not any(frame in filename or frame in function for frame in rules.hidden)
-    ]
-    own = [row for category, row in rows if not rules.own or category in rules.own]
-    return Profile(
-        subject=subject,
-        events=events,
-        seconds=seconds,
-        categories=categories,
-        top=sorted(shown, key=lambda row: row.cumulative, reverse=True)[:top],
-        own_top=sorted(own, key=lambda row: row.own, reverse=True)[:top],
-    )
+    top.sort(key=lambda row: row.cumulative, reverse=True)
+    own.sort(key=lambda row: row.own, reverse=True)
+    return Profile(subject, events, seconds, categories, top[:15], own[:15])
 
 
 def profiled(

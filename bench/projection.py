@@ -353,40 +353,18 @@ async def measure_startup(dsn: str, runs: int) -> dict[str, float]:
 
 
 RULES: Final = profiles.Rules(
-    categories=(
-        "projections (projector, checkpoints, executions)",
-        "eventstore (fold, log, backend, JSON)",
-        "pydantic",
-        "sqlalchemy",
-        "asyncpg",
-        "json (stdlib)",
-        "asyncio event loop",
-        "raw fold (bench/projection_baseline.py)",
-        "bench driver",
-        "other (stdlib, builtins)",
-        profiles.IDLE,
-    ),
-    builtins=(
-        ("asyncpg", "asyncpg"),
-        ("pydantic", "pydantic"),
-        ("_asyncio", "asyncio event loop"),
-        ("_contextvars", "asyncio event loop"),
-        ("_json", "json (stdlib)"),
-    ),
-    files=(
-        ("/projections/", "projections (projector, checkpoints, executions)"),
-        ("/eventstore/", "eventstore (fold, log, backend, JSON)"),
-        ("/pydantic", "pydantic"),
-        ("/sqlalchemy/", "sqlalchemy"),
-        ("/asyncpg/", "asyncpg"),
-        ("/json/", "json (stdlib)"),
-        ("/asyncio/", "asyncio event loop"),
-        ("selectors.py", "asyncio event loop"),
-        ("/bench/projection_baseline.py", "raw fold (bench/projection_baseline.py)"),
-        ("/bench/", "bench driver"),
-    ),
-    other_builtin="other (stdlib, builtins)",
-    other_file="other (stdlib, builtins)",
+    """
+    projections (projector, checkpoints, executions): /projections/
+    eventstore (fold, log, backend, JSON): /eventstore/
+    pydantic: /pydantic ~pydantic
+    sqlalchemy: /sqlalchemy/
+    asyncpg: /asyncpg/ ~asyncpg
+    json (stdlib): /json/ ~_json
+    asyncio event loop: /asyncio/ selectors.py ~_asyncio ~_contextvars
+    raw fold (bench/projection_baseline.py): /bench/projection_baseline.py
+    bench driver: /bench/
+    other (stdlib, builtins): *file *builtin
+    """,
     hidden=("/asyncio/", "/bench/", "_contextvars.Context", "selectors"),
 )
 
