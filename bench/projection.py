@@ -18,6 +18,7 @@ import contextlib
 import cProfile
 import functools
 import hashlib
+import itertools
 import os
 import random
 import re
@@ -133,7 +134,7 @@ def ensure_same_code(fingerprint: str) -> None:
 
 async def wait_for_other_benchmarks(console: Console) -> None:
     """Sleep until no append benchmark runs."""
-    for waited in range(sys.maxsize):
+    for waited in itertools.count():
         if not harness.running(OTHER_BENCHMARK):
             return
         if not waited:
@@ -205,7 +206,7 @@ async def _spawn(command: Sequence[str]) -> tuple[float, float, str]:
 async def _sample_server(seen: dict[int, float]) -> None:
     """Keep the latest CPU seconds of every server process: the known ones read
     every sample, new ones looked for every SCAN_EVERY samples."""
-    for samples in range(1, sys.maxsize):
+    for samples in itertools.count(1):
         await asyncio.sleep(SERVER_SAMPLE_SECONDS)
         if samples % SCAN_EVERY == 1:
             seen.update(harness.server_processes())
