@@ -33,9 +33,7 @@ from eventstore import EventStore
 from eventstore.settings import StoreSettings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-
-    Value = Callable[["Run"], float]
+    from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 
 T = TypeVar("T")
 REPOSITORY: Final = Path(__file__).parent.parent
