@@ -3,61 +3,45 @@
 One fresh database per run holds a log of N executions x 4 events (written
 once, untimed, by bench/projection_log.py). Each round then projects that
 log from scratch three ways, one after another on the same database:
-
-- ``raw_fold``: the hand-written asyncpg fold of bench/projection_baseline.py;
-- ``cli``: ``eventstore project --until-caught-up --url URL`` as a subprocess,
-  timed from spawn to exit (interpreter start-up included);
-- ``in_process``: ``Projector(store).run_until_caught_up()`` on an open store.
+``raw_fold``, the asyncpg fold of bench/projection_baseline.py; ``cli``,
+``eventstore project --until-caught-up --url URL`` as a subprocess, timed from
+spawn to exit; ``in_process``, ``Projector(store).run_until_caught_up()``.
 
 .venv/bin/python -m bench.projection            # the full run; writes bench/PROJECTION_RESULTS.md
-.venv/bin/python -m bench.projection --quick    # a smoke run (seconds); writes nothing
+.venv/bin/python -m bench.projection --quick    # a smoke run; writes nothing
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import cProfile
 import functools
 import hashlib
+import itertools
 import os
-import pstats
 import random
 import re
-import resource
-import secrets
 import statistics
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-import asyncpg
 from rich.console import Console
+from rich.markdown import Markdown
 
-from bench import cpu, machine, projection_baseline, projection_log
-from bench.databases import DEFAULT_ADMIN_DSN, Server, drop_database
-from bench.projection_report import (
-    BASELINE,
-    DATABASE_PREFIX,
-    IDLE,
-    OTHER_BENCHMARK,
-    PROFILE_CATEGORIES,
-    PROFILE_TOP,
-    SERVER_SAMPLE_SECONDS,
-    SUBJECTS,
-    Check,
-    Profile,
-    Results,
+from bench import harness, profiles, projection_baseline, projection_log
+from bench.harness import (
+    Clock,
+    Environment,
     Run,
-    Settings,
-    Startup,
-    existing_notes,
-    render,
-    summary_table,
+    Runs,
+    Server,
+    Snapshot,
+    connected,
+    num,
 )
 from eventstore import EventStore
 from eventstore.settings import StoreSettings
@@ -67,16 +51,61 @@ from projections.queries import ExecutionsView
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
+    from bench.harness import Timing
+
+    Timed = Callable[[Callable[[], Awaitable[int]]], Awaitable[tuple[int, Timing]]]
 
 RESULTS_PATH: Final = Path(__file__).parent / "PROJECTION_RESULTS.md"
-OTHER_BENCHMARK_SLEEP: Final = 20.0
-_PROJECTED: Final = re.compile(r"projected ([\d,]+) events")
-SCAN_EVERY: Final = 5
-_TICK: Final = os.sysconf("SC_CLK_TCK")
+SUBJECTS: Final = ("raw_fold", "cli", "in_process")
+BASELINE: Final = "raw_fold"
+LABELS: Final = {
+    "raw_fold": "raw asyncpg fold (baseline)",
+    "cli": "`eventstore project --until-caught-up` (subprocess)",
+    "in_process": "`Projector(store).run_until_caught_up()` (in process)",
+}
+TARGET_RATIO: Final = 0.5
+OTHER_BENCHMARK: Final = "bench.append"  # the two would share the 2 cores
+SERVER_SAMPLE_SECONDS: Final = 0.05
+SCAN_EVERY: Final = 5  # samples between scans of /proc for new server processes (~2 ms)
 
 
-REPOSITORY: Final = Path(__file__).parent.parent
-CODE_DIRECTORIES: Final = ("eventstore", "projections", "migrations")
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What one run does (see --help); `sample`: executions compared with
+    `store.executions.get`; `startup_runs`: runs per start-up median; a
+    measurement during which other programs kept more than `max_other_cores`
+    busy is run again, at most `retries` times."""
+
+    server: Server
+    executions: int = 50_000
+    writers: int = 32
+    in_flight: int = 8
+    batch_size: int = 1000
+    rounds: int = 5
+    sample: int = 200
+    startup_runs: int = 5
+    max_other_cores: float = 0.5
+    retries: int = 2
+    profile: bool = True
+
+
+QUICK: Final = Settings(Server(), 500, writers=8, rounds=1, sample=50, startup_runs=1)
+
+
+@dataclass(slots=True)
+class Results:
+    """Everything the report shows; `check` and `startup` are its sections."""
+
+    settings: Settings
+    environment: Environment
+    command: str
+    log: projection_log.LogFacts | None = None
+    runs: Runs = field(default_factory=Runs)
+    check: list[str] = field(default_factory=list)
+    run_problems: list[str] = field(default_factory=list)
+    startup: dict[str, float] = field(default_factory=dict)
+    profiles: list[profiles.Profile] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
 
 class CodeChangedError(RuntimeError):
@@ -86,209 +115,117 @@ class CodeChangedError(RuntimeError):
 def code_fingerprint() -> str:
     """sha256 over the Python files the subjects run (the CLI loads them afresh)."""
     digest = hashlib.sha256()
-    for directory in CODE_DIRECTORIES:
-        for path in sorted((REPOSITORY / directory).rglob("*.py")):
-            digest.update(str(path.relative_to(REPOSITORY)).encode())
+    for directory in harness.CODE:
+        for path in sorted((harness.REPOSITORY / directory).rglob("*.py")):
+            digest.update(str(path.relative_to(harness.REPOSITORY)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def ensure_same_code(fingerprint: str) -> None:
-    """Stop the run if eventstore/, projections/ or migrations/ changed since it began.
-
-    Raises:
-        CodeChangedError: they changed.
-    """
+    """Stop the run if eventstore/, projections/ or migrations/ changed since it began."""
     if code_fingerprint() != fingerprint:
         raise CodeChangedError(
-            "eventstore/, projections/ or migrations/ changed during the run: the "
-            "CLI subprocess would run other code than the in-process projector "
-            "(and perhaps expect another schema); run the benchmark again"
+            "eventstore/, projections/ or migrations/ changed during the run: the CLI subprocess "
+            "would run other code than the in-process projector (and perhaps expect another "
+            "schema); run the benchmark again"
         )
 
 
-QUICK: Final = Settings(
-    server=Server(), executions=500, writers=8, rounds=1, sample=50, startup_runs=1
-)
-
-
-# --- waiting for a quiet machine ------------------------------------------------
-
-
-def other_benchmark_running() -> bool:
-    """Whether `pgrep -f bench.append` finds a process (the append benchmark)."""
-    found = subprocess.run(  # noqa: S603 - a constant command
-        ["pgrep", "-f", OTHER_BENCHMARK],  # noqa: S607 - pgrep from PATH
-        capture_output=True,
-        check=False,
-    )
-    return found.returncode == 0
-
-
 async def wait_for_other_benchmarks(console: Console) -> None:
-    """Sleep until no append benchmark runs (the two would share the 2 cores)."""
-    announced = False
-    while other_benchmark_running():
-        if not announced:
+    """Sleep until no append benchmark runs."""
+    for waited in itertools.count():
+        if not harness.running(OTHER_BENCHMARK):
+            return
+        if not waited:
             console.print(
                 f"[yellow]{OTHER_BENCHMARK} is running; waiting for it to end[/]"
             )
-            announced = True
-        await asyncio.sleep(OTHER_BENCHMARK_SLEEP)
+        await asyncio.sleep(20.0)
 
 
-# --- the database ---------------------------------------------------------------
-
-
-async def create_database(server: Server) -> str:
-    """CREATE DATABASE bench_proj_<random>; returns its name."""
-    name = f"{DATABASE_PREFIX}{secrets.token_hex(6)}"
-    connection = await asyncpg.connect(server.admin_dsn)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return name
-
-
-async def execute(dsn: str, *statements: str) -> None:
-    """Run statements on a fresh connection, each in its own transaction."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
+# --- the three subjects ----------------------------------------------------------
 
 
 async def reset_projection(dsn: str) -> None:
-    """Empty `executions` and delete its checkpoint: the next run starts from scratch."""
-    await execute(
+    """Empty `executions` and delete its checkpoint, then CHECKPOINT (so that the
+    previous run's dirty pages are not written during the next)."""
+    await harness.execute(
         dsn,
         "TRUNCATE executions",
         "DELETE FROM projection_checkpoints WHERE name = 'executions'",
     )
+    await harness.execute(dsn, "CHECKPOINT")
 
 
-async def settle(dsn: str) -> None:
-    """CHECKPOINT, so the previous run's dirty pages are not written during the next."""
-    await execute(dsn, "CHECKPOINT")
+async def _timed(work: Callable[[], Awaitable[int]]) -> tuple[int, Timing]:
+    clock = Clock(None)  # our server = the processes of every bench_* database
+    return await work(), clock.stop()
 
 
-# --- the three subjects ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Timed:
-    events: int
-    seconds: float
-    client_cpu: float
-    server_cpu: float
-    machine_cpu: float | None
-
-
-async def _timed_in_process(work: Callable[[], Awaitable[int]]) -> _Timed:
-    before = cpu.snapshot()
-    wall, process = time.perf_counter(), time.process_time()
-    events = await work()
-    seconds, client = time.perf_counter() - wall, time.process_time() - process
-    machine_cpu, server_cpu = cpu.used(before, cpu.snapshot())
-    return _Timed(events, seconds, client, server_cpu, machine_cpu)
-
-
-async def measure_raw_fold(dsn: str, batch_size: int) -> _Timed:
+async def measure_raw_fold(
+    dsn: str, batch_size: int, timed: Timed = _timed
+) -> tuple[int, Timing]:
     """The baseline, on a connection opened before the clock starts."""
     await projection_baseline.reset(dsn)
-    await settle(dsn)
-    connection = await asyncpg.connect(dsn)
-    try:
-        return await _timed_in_process(
-            lambda: projection_baseline.fold_on(connection, batch_size=batch_size)
+    await harness.execute(dsn, "CHECKPOINT")
+    async with connected(dsn) as connection:
+        return await timed(
+            functools.partial(
+                projection_baseline.fold_on, connection, batch_size=batch_size
+            )
         )
-    finally:
-        await connection.close()
 
 
-async def measure_in_process(dsn: str, batch_size: int) -> _Timed:
+async def measure_in_process(
+    dsn: str, batch_size: int, timed: Timed = _timed
+) -> tuple[int, Timing]:
     """The projector on a store opened before the clock starts."""
     await reset_projection(dsn)
-    await settle(dsn)
     async with EventStore.open(dsn) as store:
-        projector = Projector(store, batch_size=batch_size)
-        return await _timed_in_process(projector.run_until_caught_up)
-
-
-def cli_command(*arguments: str) -> list[str]:
-    """The `eventstore` console script of this interpreter's environment."""
-    script = Path(sys.executable).with_name("eventstore")
-    if script.exists():
-        return [str(script), *arguments]
-    return [sys.executable, "-m", "eventstore.cli", *arguments]
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+        return await timed(Projector(store, batch_size=batch_size).run_until_caught_up)
 
 
 async def _spawn(command: Sequence[str]) -> tuple[float, float, str]:
     """Run a command to its end: wall seconds, its CPU seconds, its stdout."""
-    children = _children_cpu()
-    wall = time.perf_counter()
+    children, wall = harness.children_cpu(), time.perf_counter()
+    env = {**os.environ, "COLUMNS": "200"}
     process = await asyncio.create_subprocess_exec(
-        *command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200"},
+        *command, stdout=-1, stderr=-1, env=env
     )
     stdout, stderr = await process.communicate()
     seconds = time.perf_counter() - wall
     if process.returncode != 0:
+        error = stderr.decode(errors="replace").strip()
         raise RuntimeError(
-            f"{' '.join(command)} exited with {process.returncode}: "
-            f"{stderr.decode(errors='replace').strip()}"
+            f"{' '.join(command)} exited with {process.returncode}: {error}"
         )
-    return seconds, _children_cpu() - children, stdout.decode(errors="replace")
-
-
-def _process_cpu(pid: int) -> float | None:
-    """CPU seconds (user + system) of one process, None once it is gone."""
-    try:
-        stat = (cpu.PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return seconds, harness.children_cpu() - children, stdout.decode(errors="replace")
 
 
 async def _sample_server(seen: dict[int, float]) -> None:
-    """Keep the latest CPU seconds of every server process: new ones are looked
-    for every SCAN_EVERY samples (a scan of /proc costs ~2 ms), the known ones
-    read every sample."""
-    samples = 0
-    while True:
+    """Keep the latest CPU seconds of every server process: the known ones read
+    every sample, new ones looked for every SCAN_EVERY samples."""
+    for samples in itertools.count(1):
         await asyncio.sleep(SERVER_SAMPLE_SECONDS)
-        samples += 1
         if samples % SCAN_EVERY == 1:
-            seen.update(cpu.server_processes())
+            seen.update(harness.server_processes())
             continue
         for pid in list(seen):
-            used = _process_cpu(pid)
-            if used is not None:
+            if (used := harness.process_cpu(pid)) is not None:
                 seen[pid] = used
 
 
-async def measure_cli(dsn: str, batch_size: int) -> _Timed:
+async def measure_cli(dsn: str, batch_size: int) -> tuple[int, Timing]:
     """`eventstore project --until-caught-up`, spawn to exit."""
     await reset_projection(dsn)
-    await settle(dsn)
-    command = cli_command(
+    command = harness.eventstore_cli(
         "project", "--until-caught-up", "--url", dsn, "--batch-size", str(batch_size)
     )
-    before = cpu.snapshot()
+    clock = Clock(None)
     # The CLI's backends exit with it, taking their CPU counters along: sample
     # them while it runs (what a backend uses in its last interval is lost).
-    seen: dict[int, float] = dict(before.server)
+    seen = dict(clock.before.server)
     sampler = asyncio.create_task(_sample_server(seen))
     try:
         seconds, client, stdout = await _spawn(command)
@@ -296,16 +233,13 @@ async def measure_cli(dsn: str, batch_size: int) -> _Timed:
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
-    after = cpu.snapshot()
-    seen.update(after.server)
-    machine_cpu, server_cpu = cpu.used(
-        before, cpu.Snapshot(machine=after.machine, server=seen)
-    )
-    match = _PROJECTED.search(stdout)
-    if match is None:
+    after = harness.snapshot(None)
+    timing = clock.stop(Snapshot(after.machine, {**seen, **after.server}))
+    if (projected := re.search(r"projected ([\d,]+) events", stdout)) is None:
         raise RuntimeError(f"unexpected output of the CLI: {stdout!r}")
-    events = int(match.group(1).replace(",", ""))
-    return _Timed(events, seconds, client, server_cpu, machine_cpu)
+    return int(projected.group(1).replace(",", "")), replace(
+        timing, seconds=seconds, client=client
+    )
 
 
 MEASURES: Final = {
@@ -315,39 +249,35 @@ MEASURES: Final = {
 }
 
 
-# --- checks ---------------------------------------------------------------------
-
-
-async def _projected_state(dsn: str, subject: str) -> tuple[int, int, int]:
-    """(rows, checkpoint position, last position of the log) after a subject's run."""
-    table, checkpoint = (
-        ("raw_executions", "raw_checkpoints")
-        if subject == BASELINE
-        else ("executions", "projection_checkpoints")
-    )
-    connection = await asyncpg.connect(dsn)
-    try:
-        rows = await connection.fetchval(f"SELECT count(*) FROM {table}")
-        position = await connection.fetchval(f"SELECT max(position) FROM {checkpoint}")
-        last = await connection.fetchval("SELECT max(position) FROM execution_events")
-    finally:
-        await connection.close()
-    return int(rows), int(position or 0), int(last or 0)
+# --- checks, start-up, profile ---------------------------------------------------
 
 
 async def check_run(dsn: str, run: Run, *, executions: int, events: int) -> str | None:
     """Whether a timed run folded everything: None, or what is wrong."""
-    rows, position, last = await _projected_state(dsn, run.subject)
-    problems = []
-    if run.events != events:
-        problems.append(f"reported {run.events} events, the log has {events}")
-    if rows != executions:
-        problems.append(f"{rows} rows, expected {executions}")
-    if position != last:
-        problems.append(f"checkpoint at {position}, the log ends at {last}")
-    if not problems:
-        return None
-    return f"{run.subject} round {run.round}: " + "; ".join(problems)
+    table_, checkpoint = (
+        ("raw_executions", "raw_checkpoints")
+        if run.subject == BASELINE
+        else ("executions", "projection_checkpoints")
+    )
+    async with connected(dsn) as connection:
+        rows = await connection.fetchval(f"SELECT count(*) FROM {table_}")
+        position = (
+            await connection.fetchval(f"SELECT max(position) FROM {checkpoint}") or 0
+        )
+        last = (
+            await connection.fetchval("SELECT max(position) FROM execution_events") or 0
+        )
+    problems = [
+        f"reported {run.count} events, the log has {events}"
+        if run.count != events
+        else "",
+        f"{rows} rows, expected {executions}" if rows != executions else "",
+        f"checkpoint at {position}, the log ends at {last}" if position != last else "",
+    ]
+    problems = [p for p in problems if p]
+    return (
+        f"{run.subject} round {run.round}: " + "; ".join(problems) if problems else None
+    )
 
 
 _COMPARED: Final = ", ".join(
@@ -365,249 +295,139 @@ SELECT count(*) FROM (
 """
 
 
-async def check_correctness(dsn: str, *, sample: int, seed: int) -> Check:
-    """After a raw fold and a projector run: compare the tables and a sample of rows."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        raw_rows = int(await connection.fetchval("SELECT count(*) FROM raw_executions"))
-        projector_rows = int(
-            await connection.fetchval("SELECT count(*) FROM executions")
-        )
-        differences = int(await connection.fetchval(DIFFERENCES_SQL))
+async def check_correctness(dsn: str, *, sample: int, seed: int) -> list[str]:
+    """After a raw fold and a projector run: the tables compared, and a sample of
+    rows against `store.executions.get`; the report's bullets."""
+    async with connected(dsn) as connection:
+        raw_rows = await connection.fetchval("SELECT count(*) FROM raw_executions")
+        rows = await connection.fetchval("SELECT count(*) FROM executions")
+        differences = await connection.fetchval(DIFFERENCES_SQL)
         json_nulls = {
-            name: int(
-                await connection.fetchval(
-                    f"SELECT count(*) FROM executions WHERE {name} = 'null'::jsonb"
-                )
+            name: await connection.fetchval(
+                f"SELECT count(*) FROM executions WHERE {name} = 'null'::jsonb"
             )
             for name in ("inputs", "result", "error")
         }
         ids = [row["id"] for row in await connection.fetch("SELECT id FROM executions")]
-    finally:
-        await connection.close()
     chosen = random.Random(seed).sample(sorted(ids), min(sample, len(ids)))
-    mismatches: list[str] = []
     async with EventStore.open(dsn, settings=StoreSettings(pool_size=2)) as store:
         view = ExecutionsView(store)
-        for execution_id in chosen:
-            projected = await view.get(execution_id)
-            folded = await store.executions.get(execution_id)
-            if projected != folded:
-                mismatches.append(str(execution_id))
-    return Check(
-        sample=len(chosen),
-        sample_mismatches=mismatches,
-        raw_rows=raw_rows,
-        projector_rows=projector_rows,
-        raw_vs_projector_differences=differences,
-        json_null_columns={k: v for k, v in json_nulls.items() if v},
-    )
-
-
-# --- start-up cost and profile --------------------------------------------------
-
-
-async def measure_startup(dsn: str, runs: int) -> Startup:
-    """Interpreter start-up, `eventstore --help`, and a no-op catch-up, medians."""
-
-    async def median(command: Sequence[str]) -> float:
-        return statistics.median([(await _spawn(command))[0] for _ in range(runs)])
-
-    return Startup(
-        runs=runs,
-        python_pass=await median([sys.executable, "-c", "pass"]),
-        help=await median(cli_command("--help")),
-        caught_up=await median(
-            cli_command("project", "--until-caught-up", "--url", dsn)
-        ),
-    )
-
-
-def _category(filename: str, function: str) -> str:
-    if filename == "~":
-        if "epoll" in function or "select" in function:
-            return IDLE
-        for needle, category in (
-            ("asyncpg", "asyncpg"),
-            ("pydantic", "pydantic"),
-            ("_asyncio", "asyncio event loop"),
-            ("_contextvars", "asyncio event loop"),
-            ("_json", "json (stdlib)"),
-        ):
-            if needle in function:
-                return category
-        return "other (stdlib, builtins)"
-    for needle, category in (
-        ("/projections/", PROFILE_CATEGORIES[0]),
-        ("/eventstore/", PROFILE_CATEGORIES[1]),
-        ("/pydantic", "pydantic"),
-        ("/sqlalchemy/", "sqlalchemy"),
-        ("/asyncpg/", "asyncpg"),
-        ("/json/", "json (stdlib)"),
-        ("/asyncio/", "asyncio event loop"),
-        ("selectors.py", "asyncio event loop"),
-        ("/bench/projection_baseline.py", "raw fold (bench/projection_baseline.py)"),
-        ("/bench/", "bench driver"),
+        differing = [
+            str(i) for i in chosen if await view.get(i) != await store.executions.get(i)
+        ]
+    lines = [
+        f"- After the untimed raw fold and in-process projection: `raw_executions` {raw_rows:,} rows, `executions` "
+        f"{rows:,} rows; rows of either table not equal to a row of the other, over every column (JSON `null` and "
+        f"SQL NULL counted as equal): **{differences}**.",
+        f"- {len(chosen)} random executions: `ExecutionsView(store).get(id)` == `store.executions.get(id)` (folded "
+        f"from the stream) for **{len(chosen) - len(differing)} of {len(chosen)}**"
+        + (f"; differing: {', '.join(differing[:5])}" if differing else "")
+        + ".",
+    ]
+    if nulls := ", ".join(
+        f"`{name}` in {count:,} rows" for name, count in json_nulls.items() if count
     ):
-        if needle in filename:
-            return category
-    return "other (stdlib, builtins)"
-
-
-def _short(filename: str, line: int, function: str) -> str:
-    if filename == "~":
-        return function
-    for marker in ("/site-packages/", "/work/main/"):
-        if marker in filename:
-            return f"{filename.split(marker, 1)[1]}:{line}({function})"
-    if "/lib/python3." in filename:
-        return f"stdlib/{filename.split('/lib/python3.', 1)[1].split('/', 1)[1]}:{line}({function})"
-    return f"{filename}:{line}({function})"
-
-
-_DRIVER_FRAMES: Final = ("/asyncio/", "/bench/", "_contextvars.Context", "selectors")
-
-
-def summarize(subject: str, profiler: cProfile.Profile, timed: _Timed) -> Profile:
-    """Own time per category (a builtin's goes to its caller) and the top functions."""
-    table: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    categories = dict.fromkeys(PROFILE_CATEGORIES, 0.0)
-    for (filename, _, function), (_, _, own, _, callers) in table.items():
-        category = _category(filename, function)
-        if category != "other (stdlib, builtins)" or filename != "~" or not callers:
-            categories[category] += own
-            continue
-        for (caller_file, _, caller_function), edge in callers.items():
-            caller = _category(caller_file, caller_function)
-            categories["other (stdlib, builtins)" if caller == IDLE else caller] += (
-                edge[2]
-            )
-    rows = [
-        (
-            (filename, function),
-            (_short(filename, line, function), calls, own, cumulative),
+        lines.append(
+            f"- `executions` stores JSON `null` (not SQL NULL) for absent values: {nulls} (the raw fold writes SQL "
+            "NULL; `WHERE error IS NULL` does not match those rows)."
         )
-        for (filename, line, function), (_, calls, own, cumulative, _) in table.items()
-    ]
-    top = [
-        row
-        for (filename, function), row in rows
-        if not any(frame in filename or frame in function for frame in _DRIVER_FRAMES)
-    ]
-    top.sort(key=lambda row: row[3], reverse=True)
-    top_own = sorted((row for _, row in rows), key=lambda row: row[2], reverse=True)
-    return Profile(
-        subject=subject,
-        events=timed.events,
-        seconds=timed.seconds,
-        categories=categories,
-        top=top[:PROFILE_TOP],
-        top_own=top_own[:PROFILE_TOP],
-    )
+    return lines
 
 
-def _profiled(
-    profiler: cProfile.Profile, work: Callable[[], Awaitable[int]]
-) -> Callable[[], Awaitable[int]]:
-    async def profiled() -> int:
-        profiler.enable()
-        try:
-            return await work()
-        finally:
-            profiler.disable()
+async def measure_startup(dsn: str, runs: int) -> dict[str, float]:
+    """Interpreter start-up, `eventstore --help`, and a no-op catch-up: medians, by label."""
+    commands = {
+        "`python -c pass` (bare interpreter)": [sys.executable, "-c", "pass"],
+        "`eventstore --help` (interpreter + CLI imports)": harness.eventstore_cli(
+            "--help"
+        ),
+        "`eventstore project --until-caught-up` with nothing to fold (+ connect, schema check, one empty read)": (
+            harness.eventstore_cli("project", "--until-caught-up", "--url", dsn)
+        ),
+    }
+    medians = {}
+    for label, command in commands.items():
+        medians[label] = statistics.median(
+            [(await _spawn(command))[0] for _ in range(runs)]
+        )
+    return medians
 
-    return profiled
+
+RULES: Final = profiles.Rules(
+    """
+    projections (projector, checkpoints, executions): /projections/
+    eventstore (fold, log, backend, JSON): /eventstore/
+    pydantic: /pydantic ~pydantic
+    sqlalchemy: /sqlalchemy/
+    asyncpg: /asyncpg/ ~asyncpg
+    json (stdlib): /json/ ~_json
+    asyncio event loop: /asyncio/ selectors.py ~_asyncio ~_contextvars
+    raw fold (bench/projection_baseline.py): /bench/projection_baseline.py
+    bench driver: /bench/
+    other (stdlib, builtins): *file *builtin
+    """,
+    hidden=("/asyncio/", "/bench/", "_contextvars.Context", "selectors"),
+)
 
 
-async def profile_subjects(dsn: str, batch_size: int) -> list[Profile]:
+async def profile_subjects(dsn: str, batch_size: int) -> list[profiles.Profile]:
     """cProfile the in-process projector, then the raw fold, each from scratch."""
-    in_process = cProfile.Profile()
-    await reset_projection(dsn)
-    await settle(dsn)
-    async with EventStore.open(dsn) as store:
-        projector = Projector(store, batch_size=batch_size)
-        timed = await _timed_in_process(
-            _profiled(in_process, projector.run_until_caught_up)
-        )
-    profiles = [summarize("in_process", in_process, timed)]
-    raw = cProfile.Profile()
-    await projection_baseline.reset(dsn)
-    await settle(dsn)
-    connection = await asyncpg.connect(dsn)
-    try:
-        timed = await _timed_in_process(
-            _profiled(
-                raw,
-                functools.partial(
-                    projection_baseline.fold_on, connection, batch_size=batch_size
-                ),
+    found = []
+    for subject, measure in (
+        ("in_process", measure_in_process),
+        ("raw_fold", measure_raw_fold),
+    ):
+        profiler = cProfile.Profile()
+
+        async def timed(
+            work: Callable[[], Awaitable[int]], on: cProfile.Profile = profiler
+        ) -> tuple[int, Timing]:
+            return await _timed(profiles.profiled(on, work))
+
+        events, timing = await measure(dsn, batch_size, timed)
+        found.append(
+            profiles.summarize(
+                subject, profiler, RULES, events=events, seconds=timing.seconds
             )
         )
-    finally:
-        await connection.close()
-    profiles.append(summarize("raw_fold", raw, timed))
-    return profiles
+    return found
 
 
-# --- the run --------------------------------------------------------------------
+# --- the run ---------------------------------------------------------------------
 
 
-def _order(round_number: int) -> list[str]:
-    """The subjects of a round: the fixed order, starting one later each round."""
-    shift = (round_number - 1) % len(SUBJECTS)
-    return list(SUBJECTS[shift:] + SUBJECTS[:shift])
+def _row(r: Run) -> str:
+    return (
+        f"{r.round} | {r.sequence} | {r.subject} | {r.count:,} | {r.seconds:,.2f} | {r.rate:,.0f} | "
+        f"{r.timing.client:,.2f} | {r.timing.server:,.2f} | {num(r.timing.other_cores, 2)} | {r.attempt}"
+        + (" (disturbed)" if r.disturbed else "")
+    )
 
 
 async def _measure(
     settings: Settings,
     dsn: str,
     subject: str,
-    round_number: int,
+    number: int,
     sequence: int,
     console: Console,
     fingerprint: str,
 ) -> Run:
-    attempt = 0
-    while True:
-        attempt += 1
+    for attempt in range(1, settings.retries + 2):
         await wait_for_other_benchmarks(console)
         ensure_same_code(fingerprint)
-        timed = await MEASURES[subject](dsn, settings.batch_size)
+        events, timing = await MEASURES[subject](dsn, settings.batch_size)
         ensure_same_code(fingerprint)
-        run = Run(
-            subject=subject,
-            round=round_number,
-            sequence=sequence,
-            events=timed.events,
-            seconds=timed.seconds,
-            client_cpu=timed.client_cpu,
-            server_cpu=timed.server_cpu,
-            machine_cpu=timed.machine_cpu,
-            attempt=attempt,
+        run = Run(subject, number, sequence, events, timing, attempt=attempt)
+        run = run.judged(
+            settings.max_other_cores, busy=harness.running(OTHER_BENCHMARK)
         )
-        other = run.other_cores
-        disturbed = other_benchmark_running() or (
-            other is not None and other > settings.max_other_cores
-        )
-        if not disturbed:
-            return run
-        if attempt > settings.retries:
-            return replace(run, disturbed=True)
+        if not run.disturbed or attempt > settings.retries:
+            break
         await asyncio.to_thread(
-            cpu.wait_until_quiet, limit=settings.max_other_cores, max_wait=60.0
+            harness.wait_until_quiet, limit=settings.max_other_cores, max_wait=60.0
         )
-
-
-def _line(run: Run) -> str:
-    other = run.other_cores
-    return (
-        f"round {run.round} {run.subject:<10} {run.events:>8,} events "
-        f"{run.seconds:7.2f} s {run.events_per_second:>9,.0f} ev/s "
-        f"client {run.client_cpu:6.2f} s server {run.server_cpu:6.2f} s "
-        f"other {other if other is not None else float('nan'):.2f} cores"
-        + (f" (attempt {run.attempt})" if run.attempt > 1 else "")
-        + (" DISTURBED" if run.disturbed else "")
-    )
+    return run
 
 
 async def run(
@@ -618,76 +438,52 @@ async def run(
     Raises:
         CodeChangedError: the store's code changed during the run.
     """
-    server = settings.server
     await wait_for_other_benchmarks(console)
-    name = await create_database(server)
-    dsn = server.dsn(name)
-    console.print(f"database {name}")
-    try:
+    async with harness.throwaway_database(settings.server, "bench_proj_") as dsn:
         shape = projection_log.LogShape(
-            executions=settings.executions,
-            writers=settings.writers,
-            in_flight=settings.in_flight,
+            settings.executions, settings.writers, settings.in_flight
         )
         console.print(
-            f"generating the log: {shape.executions:,} executions x 4 events "
-            f"from {shape.writers} writers (untimed)"
+            f"database {harness.CURRENT_DATABASE.get()}; generating the log: {shape.executions:,} executions "
+            f"x 4 events from {shape.writers} writers (untimed)"
         )
-        async with EventStore.open(
-            dsn, settings=StoreSettings(pool_size=settings.writers)
-        ) as store:
-            await store.migrate()
+        async with harness.migrated_store(dsn, settings.writers) as store:
             seconds = await projection_log.generate(store, shape)
         await projection_baseline.setup(dsn)
-        await execute(dsn, "VACUUM ANALYZE", "CHECKPOINT")
-        results.log = await projection_log.describe(
+        await harness.execute(dsn, "VACUUM ANALYZE", "CHECKPOINT")
+        log = results.log = await projection_log.describe(
             dsn, seconds=seconds, batch_size=settings.batch_size
         )
         console.print(
-            f"log: {results.log.events:,} events in {seconds:.1f} s; "
-            f"{results.log.spanning_streams:,} streams span batches"
+            f"log: {log.events:,} events in {seconds:.1f} s; {log.spanning_streams:,} streams span batches"
         )
 
-        # Untimed: warms the caches, then checks both sides' results.
-        console.print("warm-up and correctness check (untimed)")
+        console.print("warm-up and correctness check (untimed)")  # warms the caches
         await wait_for_other_benchmarks(console)
         await measure_raw_fold(dsn, settings.batch_size)
         await measure_in_process(dsn, settings.batch_size)
         results.check = await check_correctness(dsn, sample=settings.sample, seed=1)
-        console.print(results.check)
+        console.print(Markdown("\n".join(results.check)))
 
-        failures: list[str] = []
-        for round_number in range(1, settings.rounds + 1):
-            for sequence, subject in enumerate(_order(round_number), 1):
+        for number in range(1, settings.rounds + 1):
+            for sequence, subject in enumerate(harness.rotated(SUBJECTS, number), 1):
                 try:
                     measured = await _measure(
-                        settings,
-                        dsn,
-                        subject,
-                        round_number,
-                        sequence,
-                        console,
-                        fingerprint,
+                        settings, dsn, subject, number, sequence, console, fingerprint
                     )
                 except CodeChangedError:
                     raise
                 except Exception as exc:
-                    failure = f"{subject} round {round_number}: {exc}"
-                    results.failures.append(failure)
-                    console.print(f"[red]{failure}[/]")
+                    results.failures.append(f"{subject} round {number}: {exc}")
+                    console.print(f"[red]{results.failures[-1]}[/]")
                     continue
                 results.runs.append(measured)
-                console.print(_line(measured))
-                problem = await check_run(
-                    dsn,
-                    measured,
-                    executions=results.log.executions,
-                    events=results.log.events,
-                )
-                if problem is not None:
-                    failures.append(problem)
+                console.print(_row(measured))
+                if problem := await check_run(
+                    dsn, measured, executions=log.executions, events=log.events
+                ):
+                    results.run_problems.append(problem)
                     console.print(f"[red]{problem}[/]")
-        results.check = replace(results.check, per_run_failures=failures)
 
         await wait_for_other_benchmarks(console)
         ensure_same_code(fingerprint)
@@ -698,129 +494,208 @@ async def run(
             await wait_for_other_benchmarks(console)
             results.profiles = await profile_subjects(dsn, settings.batch_size)
         ensure_same_code(fingerprint)
-    finally:
-        await drop_database(server, name)
 
 
-# --- command line ---------------------------------------------------------------
+# --- PROJECTION_RESULTS.md -------------------------------------------------------
+
+RESULTS: Final = """\
+## Results
+
+| subject | median s | median events/s | ratio of medians | per-round ratios | client CPU µs/event | server CPU µs/event |
+|---|---|---|---|---|---|---|
+{% for s in subjects if R.of(s) %}
+| {{ labels[s] }} | {{ R.median(s, "seconds")|num(2) }} | {{ R.median(s)|num }} | {{ "1 (baseline)" if s == "raw_fold" else "%.2fx"|format(R.ratio(s, "raw_fold")) if R.median("raw_fold") else "-" }} | {{ "-" if s == "raw_fold" else R.per_round(s, "raw_fold")|ratios }} | {{ R.median(s, "client_us")|num }} | {{ R.median(s, "server_us")|num }} |
+{% endfor %}
+
+{% if R.median("raw_fold") %}
+{% for s in ("cli", "in_process") if R.of(s) %}
+{% set ratio = R.ratio(s, "raw_fold") %}
+- `{{ s }}`: {{ "%.2f"|format(ratio) }}x the raw fold (target >= {{ target }}x): **{{ "met" if ratio >= target else "NOT met" }}**
+{% endfor %}
+
+{% endif %}
+{% if failures %}
+Measurements that raised (left out of the medians):
+
+{% for failure in failures %}
+- {{ failure }}
+{% endfor %}
+
+{% endif %}
+"""
+REPORT: Final = """\
+# Projection throughput: `eventstore project` against a raw asyncpg fold
+
+Generated by `{{ command }}` (bench/projection.py); the figures below are measured, none are edited.
+
+{{ machine }}
+## Method
+
+- One fresh database per run (`CREATE DATABASE bench_proj_<random>`, migrated with `store.migrate()`, dropped `WITH (FORCE)` at the end).
+- The log (untimed, written once): {{ s.executions|num }} executions x 4 events (`ExecutionCreated` with ~150-byte inputs, `ExecutionStarted`, `ExecutionProgressed` with a ~200-byte detail and usage metrics, `ExecutionCompleted` with a ~215-byte result and usage metrics), built with `NewEvent.of(payload)` and written by `store.append` from {{ s.writers }} concurrent coroutines, one event per append (`expected_version` = the previous version); each coroutine keeps {{ s.in_flight }} executions in flight and moves them forward in turn, so the events of one execution lie far apart in the log. They reference 20 threads, 200 messages and 4 graphs created with `store.threads/messages/graphs.create`. `occurred_at` is the writer's clock at the append. Then `VACUUM ANALYZE` and `CHECKPOINT`.
+{% if log %}
+- The log as read back: {{ log.events|num }} events, {{ log.executions|num }} executions, `execution_events` {{ (log.table_bytes / 2**20)|num }} MiB with its indexes; mean `octet_length(data::text)`: {% for kind, size in log.bytes_by_type.items() %}{{ kind }} {{ size|num }} B{{ ", " if not loop.last }}{% endfor %}; {{ log.spanning_streams|num }} of {{ log.executions|num }} executions span more than one batch of {{ log.batch_size|num }}. Generating it took {{ log.seconds|num }} s ({{ (log.events / log.seconds)|num }} events/s).
+{% endif %}
+- Subjects, each projecting the whole log from scratch in batches of {{ s.batch_size|num }}:
+  - `raw_fold` (baseline, bench/projection_baseline.py): asyncpg only, one connection opened before the clock starts; per batch ONE transaction that reads the next events after the (transaction_id, position) checkpoint with the predicate and order of the store's `READ_ALL_SQL` (only the columns the fold needs), loads the batch's existing rows with one `SELECT ... WHERE id = ANY($1)`, folds in plain dicts (stdlib `json`), writes every changed row with ONE `INSERT ... SELECT FROM unnest(...) ON CONFLICT (id) DO UPDATE ... WHERE version < excluded.version`, and moves its checkpoint row by compare-and-set. `raw_executions` is `CREATE TABLE ... (LIKE executions INCLUDING ALL)` plus the same three foreign keys: the same indexes and reference checks as `executions`.
+  - `cli`: `eventstore project --until-caught-up --url URL --batch-size {{ s.batch_size }}` as a subprocess, timed from spawn to exit: interpreter start-up, imports, connecting, the projection and exit (see Start-up cost). Its client CPU is the child's (`RUSAGE_CHILDREN`).
+  - `in_process`: `Projector(store, batch_size=...).run_until_caught_up()` on a store opened (`EventStore.open`) before the clock starts.
+- Before every measurement (untimed): the subject's table is emptied (`TRUNCATE executions` and its checkpoint row deleted; `TRUNCATE raw_executions` and its checkpoint set back to 0), then `CHECKPOINT`.
+- {{ s.rounds }} interleaved round{{ "s" if s.rounds != 1 }}; each round runs the three subjects once, in the order raw_fold, cli, in_process, starting one later each round. Before the rounds, an untimed raw fold and in-process projection warm the caches and feed the correctness check. The tables give medians over rounds.
+- events/s = events of the log / wall time. Client CPU = `time.process_time()` of this process, or the CLI child's CPU. Server CPU = the PostgreSQL processes serving the `bench_*` database and the shared ones (WAL writer, checkpointer), from /proc (for `cli`, whose backend exits with it, sampled every {{ (sample * 1000)|num }} ms while it runs: the backend's last interval is missed). Before every measurement the runner waits until `pgrep -f {{ other }}` finds nothing; a measurement during which other programs kept more than {{ s.max_other_cores }} cores busy is run again (at most {{ s.retries }} times).
+
+{{ results }}
+### Per round
+
+| round | # | subject | events | s | events/s | client CPU s | server CPU s | other cores | attempt |
+|---|---|---|---|---|---|---|---|---|---|
+{% for r in R|sort(attribute="round,sequence") %}
+| {{ row(r) }} |
+{% endfor %}
+
+{% if startup %}
+## Start-up cost of the CLI
+
+Medians of {{ s.startup_runs }} run{{ "s" if s.startup_runs != 1 }}, spawn to exit:
+
+| command | s |
+|---|---|
+{% for command, seconds in startup.items() %}
+| {{ command }} | {{ seconds|num(3) }} |
+{% endfor %}
+
+{% set cli, no_op = R.median("cli", "seconds"), (startup.values()|list)[-1] %}
+{% if cli %}
+- The no-op catch-up is {{ "{:.0%}".format(no_op / cli) }} of the median `cli` time.
+{% endif %}
+
+{% endif %}
+{% if check %}
+## Correctness
+
+{{ check[0] }}
+{{ check[1] }}
+- After every timed run: the subject reported every event of the log, its table has one row per execution and its checkpoint is at the log's last position: {{ "**failures**: " + problems|join("; ") if problems else "**all passed**." }}
+{% for line in check[2:] %}
+{{ line }}
+{% endfor %}
+
+{% endif %}
+{% if profiles %}
+## Where the time goes
+
+One projection of the whole log from scratch with cProfile on (in this process; the profiler slows Python code more than C code, so read the split rather than the absolute numbers). Own time per event by category; a builtin's own time counts for the package that called it; idle is the event loop blocked in epoll, i.e. waiting for PostgreSQL.
+
+| category | {{ profiles|map(attribute="subject")|join(" µs/event | ") }} µs/event |
+|---|{% for p in profiles %}---|{% endfor %}
+
+{% for category, cells in categories %}
+| {{ category }} | {{ cells|join(" | ") }} |
+{% endfor %}
+
+Top 15 functions of `in_process` by cumulative time (event loop and bench frames left out):
+
+{{ functions(profiles[0], profiles[0].top, by_own=True, per_event=False) }}
+
+cProfile counts every resumption of a coroutine as a call and adds up its cumulative time per resumption, so the cumulative figures of `async def` frames are approximate. The same profile by own time (the event loop's frames included):
+
+{{ functions(profiles[0], profiles[0].own_top, by_own=True, per_event=False) }}
+
+{% endif %}
+{{ notes }}
+"""
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.projection",
-        description="Projecting a log from scratch: `eventstore project "
-        "--until-caught-up` (subprocess) and the in-process projector against a raw "
-        "asyncpg fold, interleaved rounds, medians to bench/PROJECTION_RESULTS.md.",
+def _results(results: Results) -> str:
+    return harness.report(
+        RESULTS,
+        R=results.runs,
+        subjects=SUBJECTS,
+        labels=LABELS,
+        target=TARGET_RATIO,
+        failures=results.failures,
     )
-    parser.add_argument(
-        "--executions",
-        type=int,
-        default=None,
-        help="executions in the log, 4 events each (default 50000; --quick: 500)",
+
+
+def render(results: Results, path: Path | None) -> str:
+    """PROJECTION_RESULTS.md (the notes block of the file at `path` kept)."""
+    return harness.report(
+        REPORT,
+        command=results.command,
+        machine=results.environment.lines(
+            shares="the client (and the CLI subprocess) and the server share these cores"
+        ),
+        s=results.settings,
+        log=results.log,
+        sample=SERVER_SAMPLE_SECONDS,
+        other=OTHER_BENCHMARK,
+        results=_results(results),
+        R=results.runs,
+        row=_row,
+        startup=results.startup,
+        check=results.check,
+        problems=results.run_problems,
+        profiles=results.profiles,
+        categories=[
+            *(
+                (c, [num(p.us(c), 1) for p in results.profiles])
+                for c in RULES.categories
+            ),
+            ("total, idle excluded", [num(p.busy_us, 1) for p in results.profiles]),
+            (
+                "wall time with the profiler, s",
+                [num(p.seconds, 2) for p in results.profiles],
+            ),
+        ],
+        functions=profiles.functions,
+        notes=harness.notes(path),
     )
-    parser.add_argument(
-        "--rounds", type=int, default=None, help="interleaved rounds (default 5)"
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=None, help="events per batch (default 1000)"
-    )
-    parser.add_argument(
-        "--writers",
-        type=int,
-        default=None,
-        help="coroutines writing the log (default 32; --quick: 8)",
-    )
-    parser.add_argument(
-        "--in-flight",
-        type=int,
-        default=None,
-        help="executions each writer keeps in flight (default 8)",
-    )
-    parser.add_argument(
-        "--dsn",
-        default=os.environ.get("BENCH_PG_DSN", DEFAULT_ADMIN_DSN),
-        help="PostgreSQL DSN of a database to CREATE DATABASE from ($BENCH_PG_DSN)",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=None,
-        help="where to write the report (default bench/PROJECTION_RESULTS.md; "
-        "--quick: nowhere)",
-    )
-    parser.add_argument(
-        "--no-profile", action="store_true", help="skip the cProfile section"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the benchmark and write the report."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = harness.options(
+        "python -m bench.projection",
+        "Projecting a log from scratch: `eventstore project --until-caught-up` (subprocess) and the in-process "
+        "projector against a raw asyncpg fold, interleaved rounds, medians to bench/PROJECTION_RESULTS.md.",
+        QUICK,
+        "where to write the report (default bench/PROJECTION_RESULTS.md; --quick: nowhere)",
+        executions="executions in the log, 4 events each (default 50000; --quick: 500)",
+        rounds="interleaved rounds (default 5)",
+        batch_size="events per batch (default 1000)",
+        writers="coroutines writing the log (default 32; --quick: 8)",
+        in_flight="executions each writer keeps in flight (default 8)",
+        profile="skip the cProfile section",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run: 500 executions, 1 round; writes nothing unless --output",
     )
-    return parser.parse_args(argv)
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from the command line (--quick changes the defaults only)."""
-    base = (
-        replace(QUICK, server=Server(args.dsn))
-        if args.quick
-        else Settings(server=Server(args.dsn))
+    args = parser.parse_args(arguments)
+    settings: Settings = harness.configured(
+        QUICK if args.quick else Settings(Server()), args
     )
-    changes: dict[str, Any] = {
-        name: value
-        for name, value in (
-            ("executions", args.executions),
-            ("rounds", args.rounds),
-            ("batch_size", args.batch_size),
-            ("writers", args.writers),
-            ("in_flight", args.in_flight),
-        )
-        if value is not None
-    }
-    if args.no_profile:
-        changes["profile"] = False
-    return replace(base, **changes)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the benchmark and write the report."""
-    args = parse_args(argv)
-    settings = settings_from(args)
+    settings = replace(settings, server=Server(args.dsn))
+    output = args.output or (None if args.quick else RESULTS_PATH)
     console = Console(stderr=True)
-    while other_benchmark_running():
-        console.print(f"[yellow]{OTHER_BENCHMARK} is running; waiting[/]")
-        time.sleep(OTHER_BENCHMARK_SLEEP)
-    command = "python -m bench.projection" + (
-        " " + " ".join(sys.argv[1:] if argv is None else argv)
-        if (sys.argv[1:] if argv is None else argv)
-        else ""
-    )
+    asyncio.run(wait_for_other_benchmarks(console))
     fingerprint = code_fingerprint()
-    results = Results(
-        settings=settings,
-        environment=machine.collect(settings.server),
-        command=command,
-    )
+    command = " ".join(["python -m bench.projection", *arguments])
+    results = Results(settings, Environment(settings.server), command)
     try:
         asyncio.run(run(settings, results, console, fingerprint))
     except CodeChangedError as exc:
         console.print(f"[red]{exc}; nothing written[/]")
         raise SystemExit(2) from exc
     results.environment.finish()
-    Console().print(summary_table(results))
-    output = (
-        args.output
-        if args.output is not None
-        else (None if args.quick else RESULTS_PATH)
-    )
-    if output is None:
-        return
-    if not results.runs:
+    Console().print(Markdown(_results(results)))
+    if output is not None and not results.runs:
         console.print("[red]no measurement finished; nothing written[/]")
-        return
-    output.write_text(render(results, notes=existing_notes(output)), encoding="utf-8")
-    console.print(f"wrote {output}")
+    elif output is not None:
+        output.write_text(render(results, output), encoding="utf-8")
+        console.print(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -20,13 +20,16 @@ same references.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-import asyncpg
+from bench.harness import execute
 
 if TYPE_CHECKING:
     from uuid import UUID
+
+    import asyncpg
 
 CHECKPOINT_NAME: Final = "raw_executions"
 SETUP_SQL: Final = (
@@ -57,64 +60,30 @@ WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY transaction_id, position
 LIMIT $3
 """
-COLUMNS: Final = (
-    "id",
-    "message_id",
-    "graph_id",
-    "thread_id",
-    "status",
-    "inputs",
-    "result",
-    "error",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "cancel_requested_at",
-    "worker_id",
-    "attempt",
-    "retry_of",
-    "queue_ms",
-    "run_ms",
-    "total_ms",
-    "steps_completed",
-    "metrics",
-    "version",
-    "last_position",
+# The columns of `executions` and their types (the arrays of the upsert).
+_TYPES: Final = dict(
+    re.findall(
+        r"(\w+):(\w+)",
+        """
+        id:uuid message_id:uuid graph_id:uuid thread_id:uuid status:text inputs:text
+        result:text error:text created_at:timestamptz started_at:timestamptz
+        finished_at:timestamptz cancel_requested_at:timestamptz worker_id:text
+        attempt:int retry_of:uuid queue_ms:bigint run_ms:bigint total_ms:bigint
+        steps_completed:int metrics:text version:int last_position:bigint
+        """,
+    )
 )
+COLUMNS: Final = tuple(_TYPES)
 LOAD_SQL: Final = (
     f"SELECT {', '.join(COLUMNS)} FROM raw_executions WHERE id = ANY($1::uuid[])"
 )
-_ARRAY_TYPES: Final = {
-    "id": "uuid",
-    "message_id": "uuid",
-    "graph_id": "uuid",
-    "thread_id": "uuid",
-    "status": "text",
-    "inputs": "text",
-    "result": "text",
-    "error": "text",
-    "created_at": "timestamptz",
-    "started_at": "timestamptz",
-    "finished_at": "timestamptz",
-    "cancel_requested_at": "timestamptz",
-    "worker_id": "text",
-    "attempt": "int",
-    "retry_of": "uuid",
-    "queue_ms": "bigint",
-    "run_ms": "bigint",
-    "total_ms": "bigint",
-    "steps_completed": "int",
-    "metrics": "text",
-    "version": "int",
-    "last_position": "bigint",
-}
 _JSON_COLUMNS: Final = frozenset({"inputs", "result", "error", "metrics"})
 UPSERT_SQL: Final = (
     f"INSERT INTO raw_executions ({', '.join(COLUMNS)}) "
     "SELECT "
     + ", ".join(f"{name}::jsonb" if name in _JSON_COLUMNS else name for name in COLUMNS)
     + " FROM unnest("
-    + ", ".join(f"${i}::{_ARRAY_TYPES[name]}[]" for i, name in enumerate(COLUMNS, 1))
+    + ", ".join(f"${i}::{_TYPES[name]}[]" for i, name in enumerate(COLUMNS, 1))
     + f") AS e({', '.join(COLUMNS)}) "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in COLUMNS if name != "id")
@@ -140,22 +109,12 @@ class FoldError(Exception):
 
 async def setup(dsn: str) -> None:
     """Create raw_executions and raw_checkpoints (after the store's migration)."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        for statement in SETUP_SQL:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
+    await execute(dsn, *SETUP_SQL)
 
 
 async def reset(dsn: str) -> None:
     """Empty raw_executions and put the checkpoint back at the start."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        for statement in RESET_SQL:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
+    await execute(dsn, *RESET_SQL)
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
@@ -174,25 +133,16 @@ def _apply(row: Row | None, event: asyncpg.Record, data: dict[str, Any]) -> Row:
     if row is None:
         if kind != "ExecutionCreated":
             raise FoldError(f"stream {event['stream_id']} starts with {kind}")
-        return {
+        return dict.fromkeys(COLUMNS) | {
             "id": event["stream_id"],
             "message_id": data["message_id"],
             "graph_id": data["graph_id"],
             "thread_id": data["thread_id"],
             "status": "pending",
             "inputs": _json(data.get("inputs")),
-            "result": None,
-            "error": None,
             "created_at": at,
-            "started_at": None,
-            "finished_at": None,
-            "cancel_requested_at": None,
-            "worker_id": None,
             "attempt": data.get("attempt", 1),
             "retry_of": data.get("retry_of"),
-            "queue_ms": None,
-            "run_ms": None,
-            "total_ms": None,
             "steps_completed": 0,
             "metrics": {},
             "version": event["version"],
@@ -285,17 +235,11 @@ async def _apply_batch(
     return len(events), new
 
 
-async def raw_fold(dsn: str, *, batch_size: int) -> int:
-    """Fold the log into raw_executions until caught up; returns the events read."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        return await fold_on(connection, batch_size=batch_size)
-    finally:
-        await connection.close()
-
-
 async def fold_on(connection: asyncpg.Connection, *, batch_size: int) -> int:
-    """`raw_fold` on an open connection (so that a caller can time the fold alone)."""
+    """Fold the log into raw_executions until caught up; returns the events read.
+
+    On an open connection, so that a caller can time the fold alone.
+    """
     record = await connection.fetchrow(CHECKPOINT_SQL, CHECKPOINT_NAME)
     if record is None:
         raise FoldError("no raw_checkpoints row: run setup() first")

@@ -21,15 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from uuid import UUID, uuid4
 
-import asyncpg
-
-from bench.workload import (
-    DETAIL_BYTES,
-    INPUTS_BYTES,
-    RESULT_BYTES,
-    USAGE,
-    make_payload,
-)
+from bench.harness import connected
+from bench.workload import DETAIL_BYTES, INPUTS_BYTES, RESULT_BYTES, USAGE, make_payload
 from eventstore.events.envelope import NewEvent
 from eventstore.events.payloads import (
     ExecutionCompleted,
@@ -39,6 +32,8 @@ from eventstore.events.payloads import (
 )
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from eventstore import EventStore
     from eventstore.events.payloads import EventPayload
 
@@ -50,40 +45,21 @@ GRAPHS: Final = 4
 
 @dataclass(frozen=True, slots=True)
 class LogShape:
-    """What to generate.
-
-    Attributes:
-        executions: executions, 4 events each.
-        writers: concurrent writer coroutines.
-        in_flight: executions each writer keeps open and moves forward in turn.
-        seed: of the payload generator.
-    """
+    """What to generate: executions (4 events each), concurrent writers, executions
+    each writer keeps open and moves forward in turn, the payloads' seed."""
 
     executions: int
     writers: int = 32
     in_flight: int = 8
     seed: int = 7
 
-    @property
-    def events(self) -> int:
-        """Events in the log."""
-        return self.executions * EVENTS_PER_EXECUTION
-
 
 @dataclass(frozen=True, slots=True)
 class LogFacts:
-    """What the generated log looks like, read back from the database.
-
-    Attributes:
-        events: rows in `execution_events`.
-        executions: distinct execution streams.
-        seconds: wall time of the generation (untimed for the benchmark).
-        bytes_by_type: event type -> mean `octet_length(data::text)`.
-        spanning_streams: streams whose events fall in more than one batch
-            of `batch_size` consecutive events in the projector's order.
-        batch_size: the batch size `spanning_streams` was counted for.
-        table_bytes: `pg_total_relation_size('execution_events')`.
-    """
+    """The generated log as read back: events, execution streams, the generation's
+    wall time, event type -> mean `octet_length(data::text)`, streams whose events
+    fall in more than one batch of `batch_size` in the projector's order, and
+    `pg_total_relation_size('execution_events')`."""
 
     events: int
     executions: int
@@ -182,48 +158,42 @@ async def generate(store: EventStore, shape: LogShape) -> float:
     return time.perf_counter() - started
 
 
+SPANNING_SQL: Final = """
+SELECT count(*) FROM (
+    SELECT stream_id FROM (
+        SELECT stream_id,
+               (row_number() OVER (ORDER BY transaction_id, position) - 1) / $1 AS batch
+        FROM execution_events) AS numbered
+    GROUP BY stream_id HAVING min(batch) <> max(batch)) AS spanning
+"""
+
+
 async def describe(dsn: str, *, seconds: float, batch_size: int) -> LogFacts:
     """Read back what was generated."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        events = int(await connection.fetchval("SELECT count(*) FROM execution_events"))
-        executions = int(
-            await connection.fetchval(
-                "SELECT count(DISTINCT stream_id) FROM execution_events "
-                "WHERE stream_type = 'execution'"
-            )
-        )
+    async with connected(dsn) as connection:
+        events, executions = await counts(connection)
         sizes = await connection.fetch(
             "SELECT type, avg(octet_length(data::text))::float8 AS size "
             "FROM execution_events GROUP BY type ORDER BY min(version)"
         )
-        spanning = int(
-            await connection.fetchval(
-                """
-                SELECT count(*) FROM (
-                    SELECT stream_id FROM (
-                        SELECT stream_id,
-                               (row_number() OVER (ORDER BY transaction_id, position)
-                                - 1) / $1 AS batch
-                        FROM execution_events) AS numbered
-                    GROUP BY stream_id HAVING min(batch) <> max(batch)) AS spanning
-                """,
-                batch_size,
-            )
-        )
-        table_bytes = int(
-            await connection.fetchval(
-                "SELECT pg_total_relation_size('execution_events')"
-            )
-        )
-    finally:
-        await connection.close()
+        spanning = await connection.fetchval(SPANNING_SQL, batch_size)
+        size = "SELECT pg_total_relation_size('execution_events')"
+        table_bytes = await connection.fetchval(size)
     return LogFacts(
         events=events,
         executions=executions,
         seconds=seconds,
         bytes_by_type={row["type"]: float(row["size"]) for row in sizes},
-        spanning_streams=spanning,
+        spanning_streams=int(spanning),
         batch_size=batch_size,
-        table_bytes=table_bytes,
+        table_bytes=int(table_bytes),
     )
+
+
+async def counts(connection: asyncpg.Connection) -> tuple[int, int]:
+    """How many events the log holds, and how many execution streams."""
+    events = await connection.fetchval("SELECT count(*) FROM execution_events")
+    streams = await connection.fetchval(
+        "SELECT count(DISTINCT stream_id) FROM execution_events WHERE stream_type = 'execution'"
+    )
+    return int(events), int(streams)

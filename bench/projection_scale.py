@@ -24,27 +24,22 @@ Prints one JSON object per measurement (stdout) and appends them to --json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
+import itertools
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import asyncpg
-
-from bench import audit, projection_baseline, projection_log
-from bench.databases import DEFAULT_ADMIN_DSN, Server, drop_database
-from bench.projection import cli_command, create_database, execute, settle
+from bench import audit_log, harness, projection_baseline, projection_log
+from bench.harness import Server, connected, eventstore_cli
 from bench.workload import USAGE
 from eventstore import EventStore
 from eventstore.settings import StoreSettings
@@ -52,6 +47,7 @@ from projections.executions import ExecutionsProjection
 from projections.rebuild import DEFAULT_BATCH, run_rebuild
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
     from uuid import UUID
 
@@ -60,64 +56,7 @@ CHECKPOINT_SQL: Final = (
     "WHERE name = 'executions' ORDER BY transaction_id DESC, position DESC LIMIT 1"
 )
 WATCH_INTERVAL: Final = 0.002
-
-
-def load_average() -> str:
-    """The 1/5/15-minute load average, as `uptime` shows it."""
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f}/{five:.2f}/{fifteen:.2f}"
-
-
-def emit(record: dict[str, Any], path: Path | None) -> None:
-    """Print a measurement and append it to the JSON-lines file."""
-    line = json.dumps(record)
-    print(line, flush=True)
-    if path is not None:
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-
-
-# --- the log ----------------------------------------------------------------------
-
-
-async def log_facts(dsn: str) -> tuple[int, int]:
-    """How many events the log holds, and how many execution streams."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        total = int(await connection.fetchval("SELECT count(*) FROM execution_events"))
-        streams = int(
-            await connection.fetchval(
-                "SELECT count(DISTINCT stream_id) FROM execution_events "
-                "WHERE stream_type = 'execution'"
-            )
-        )
-    finally:
-        await connection.close()
-    return total, streams
-
-
-async def make_log(server: Server, events: int, writers: int) -> tuple[str, int, int]:
-    """A new database with a generated log: (name, events, executions)."""
-    name = await create_database(server)
-    dsn = server.dsn(name)
-    shape = projection_log.LogShape(
-        executions=events // projection_log.EVENTS_PER_EXECUTION, writers=writers
-    )
-    async with EventStore.open(dsn, settings=StoreSettings(pool_size=writers)) as store:
-        await store.migrate()
-        seconds = await projection_log.generate(store, shape)
-    await execute(dsn, "ANALYZE")
-    await projection_baseline.setup(dsn)
-    total, streams = await log_facts(dsn)
-    print(
-        f"# log {name}: {total:,} events, {streams:,} executions, "
-        f"generated in {seconds:.0f} s",
-        file=sys.stderr,
-        flush=True,
-    )
-    return name, total, streams
-
-
+# The rows the COPY-loaded log references (bench/audit.py generates the events only).
 REFERENCES_SQL: Final = (
     "INSERT INTO threads (id, title) SELECT DISTINCT (data->>'thread_id')::uuid, "
     "'bench' FROM execution_events WHERE type = 'ExecutionCreated'",
@@ -130,28 +69,58 @@ REFERENCES_SQL: Final = (
 )
 
 
-async def copy_log(server: Server, events: int) -> tuple[str, int, int]:
-    """A new database with bench/audit.py's COPY-loaded log (~10 events per
-    execution, hash chains, several outcomes) plus the rows it references."""
-    name = await create_database(server)
-    dsn = server.dsn(name)
-    async with EventStore.open(dsn, settings=StoreSettings(pool_size=2)) as store:
-        await store.migrate()
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=1) as executor:
-        await asyncio.get_running_loop().run_in_executor(
-            executor, audit.load_log, dsn, events, 7
-        )
-    await execute(dsn, *REFERENCES_SQL, "ANALYZE")
+def load_average() -> str:
+    """The 1/5/15-minute load average, as `uptime` shows it."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def emit(record: dict[str, Any], path: Path | None) -> None:
+    """Print a measurement and append it to the JSON-lines file."""
+    line = json.dumps(record)
+    print(line, flush=True)
+    if path is not None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
+async def make_log(
+    dsn: str, events: int, writers: int, *, copy: bool
+) -> tuple[int, int]:
+    """Fill a fresh database with a log: appended through the store by
+    bench/projection_log.py, or (`copy`) bench/audit.py's COPY-loaded log (~10
+    events per execution, hash chains, several outcomes) plus the rows it
+    references. Returns its events and executions."""
+    if copy:
+        async with harness.migrated_store(dsn):
+            pass
+        started = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=1) as executor:
+            await asyncio.get_running_loop().run_in_executor(
+                executor, audit_log.load_log, dsn, events, 7
+            )
+        await harness.execute(dsn, *REFERENCES_SQL, "ANALYZE")
+        seconds = time.perf_counter() - started
+    else:
+        shape = projection_log.LogShape(executions=events // 4, writers=writers)
+        async with harness.migrated_store(dsn, writers) as store:
+            seconds = await projection_log.generate(store, shape)
+        await harness.execute(dsn, "ANALYZE")
     await projection_baseline.setup(dsn)
-    total, streams = await log_facts(dsn)
+    async with connected(dsn) as connection:
+        total, streams = await projection_log.counts(connection)
     print(
-        f"# COPY log {name}: {total:,} events, {streams:,} executions, "
-        f"loaded in {time.perf_counter() - started:.0f} s",
+        f"# {'COPY log' if copy else 'log'} {harness.CURRENT_DATABASE.get()}: {total:,} events, "
+        f"{streams:,} executions, {'loaded' if copy else 'generated'} in {seconds:.0f} s",
         file=sys.stderr,
         flush=True,
     )
-    return name, total, streams
+    return total, streams
+
+
+async def count_rows(dsn: str, table: str) -> int:
+    """Rows of a table."""
+    async with connected(dsn) as connection:
+        return int(await connection.fetchval(f"SELECT count(*) FROM {table}"))
 
 
 # --- section 1: rebuild against the raw fold ---------------------------------------
@@ -193,15 +162,16 @@ async def measure_rebuild(dsn: str, batch_size: int, *, cli: bool) -> dict[str, 
     tunes the collector for batches, projections/gc_tuning.py); cli=False
     calls `run_rebuild` from a plain script (the collector's defaults).
     """
-    await settle(dsn)
+    await harness.execute(dsn, "CHECKPOINT")
     load = load_average()
     if cli:
-        argv = [*cli_command("rebuild", "--url", dsn, "--json")]
+        argv = eventstore_cli("rebuild", "--url", dsn, "--json")
     else:
         argv = [sys.executable, "-m", "bench.projection_scale", "--child-rebuild", dsn]
-    argv += ["--batch-size", str(batch_size)]
     wall = time.perf_counter()
-    code, stdout, stderr, peak_kib = await asyncio.to_thread(_run_measured, argv)
+    code, stdout, stderr, peak_kib = await asyncio.to_thread(
+        _run_measured, [*argv, "--batch-size", str(batch_size)]
+    )
     wall_seconds = time.perf_counter() - wall
     if code != 0:
         raise RuntimeError(f"rebuild child failed ({code}): {stderr}")
@@ -221,15 +191,12 @@ async def measure_rebuild(dsn: str, batch_size: int, *, cli: bool) -> dict[str, 
 async def measure_raw(dsn: str, batch_size: int) -> dict[str, Any]:
     """The raw asyncpg fold, on a connection opened before the clock starts."""
     await projection_baseline.reset(dsn)
-    await settle(dsn)
+    await harness.execute(dsn, "CHECKPOINT")
     load = load_average()
-    connection = await asyncpg.connect(dsn)
-    try:
+    async with connected(dsn) as connection:
         started = time.perf_counter()
         events = await projection_baseline.fold_on(connection, batch_size=batch_size)
         seconds = time.perf_counter() - started
-    finally:
-        await connection.close()
     return {
         "events": events,
         "seconds": seconds,
@@ -238,23 +205,14 @@ async def measure_raw(dsn: str, batch_size: int) -> dict[str, Any]:
     }
 
 
-async def count_rows(dsn: str, table: str) -> int:
-    """Rows of a table."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        return int(await connection.fetchval(f"SELECT count(*) FROM {table}"))
-    finally:
-        await connection.close()
-
-
 async def section_rebuild(
     dsn: str, *, rounds: int, batch_size: int, streams: int, out: Path | None
 ) -> None:
     """Interleaved rounds: raw fold, CLI rebuild, library rebuild; the order rotating."""
-    subjects = ("raw", "rebuild_cli", "rebuild_library")
-    for round_number in range(1, rounds + 1):
-        shift = (round_number - 1) % len(subjects)
-        for subject in subjects[shift:] + subjects[:shift]:
+    for number in range(1, rounds + 1):
+        for subject in harness.rotated(
+            ("raw", "rebuild_cli", "rebuild_library"), number
+        ):
             if subject == "raw":
                 record = await measure_raw(dsn, batch_size)
                 rows = await count_rows(dsn, "raw_executions")
@@ -266,7 +224,7 @@ async def section_rebuild(
             record.update(
                 section="rebuild",
                 subject=subject,
-                round=round_number,
+                round=number,
                 batch_size=batch_size,
                 rows=rows,
                 rows_ok=rows == streams,
@@ -278,14 +236,9 @@ async def section_rebuild(
 
 
 async def _reset_projection(dsn: str) -> None:
-    await execute(
+    await harness.execute(
         dsn, "TRUNCATE executions", "DELETE FROM projection_checkpoints", "CHECKPOINT"
     )
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def measure_projectors(dsn: str, processes: int, events: int) -> dict[str, Any]:
@@ -294,12 +247,14 @@ async def measure_projectors(dsn: str, processes: int, events: int) -> dict[str,
     arguments = ["project", "--until-caught-up", "--url", dsn]
     if processes > 1:
         arguments += ["--partitions", str(processes)]
-    load = load_average()
-    children = _children_cpu()
-    started = time.perf_counter()
+    load, children, started = (
+        load_average(),
+        harness.children_cpu(),
+        time.perf_counter(),
+    )
     spawned = [
         await asyncio.create_subprocess_exec(
-            *cli_command(*arguments),
+            *eventstore_cli(*arguments),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -318,7 +273,7 @@ async def measure_projectors(dsn: str, processes: int, events: int) -> dict[str,
         "processes": processes,
         "seconds": seconds,
         "events_per_second": events / seconds,
-        "children_cpu_seconds": _children_cpu() - children,
+        "children_cpu_seconds": harness.children_cpu() - children,
         "stdout": [out.decode(errors="replace").strip() for out, _ in outputs],
         "load_before": load,
     }
@@ -328,16 +283,12 @@ async def section_partitions(
     dsn: str, *, rounds: int, events: int, streams: int, out: Path | None
 ) -> None:
     """1 process against 4 partitioned ones, interleaved."""
-    for round_number in range(1, rounds + 1):
-        order = (1, 4) if round_number % 2 else (4, 1)
-        for processes in order:
+    for number in range(1, rounds + 1):
+        for processes in harness.rotated((1, 4), number):
             record = await measure_projectors(dsn, processes, events)
             rows = await count_rows(dsn, "executions")
             record.update(
-                section="partitions",
-                round=round_number,
-                rows=rows,
-                rows_ok=rows == streams,
+                section="partitions", round=number, rows=rows, rows_ok=rows == streams
             )
             emit(record, out)
 
@@ -345,30 +296,18 @@ async def section_partitions(
 # --- section 3: live lag ------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Appended:
-    stream_id: UUID
-    version: int
-    returned: float
-
-
 async def _watch(
     dsn: str, stop: asyncio.Event, samples: list[tuple[float, int, int]]
 ) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
+    async with connected(dsn) as connection:
         last: tuple[int, int] | None = None
         while not stop.is_set():
             row = await connection.fetchrow(CHECKPOINT_SQL)
             now = time.monotonic()
-            if row is not None:
-                current = (int(row["t"]), int(row["position"]))
-                if current != last:
-                    samples.append((now, *current))
-                    last = current
+            if row is not None and (int(row["t"]), int(row["position"])) != last:
+                last = (int(row["t"]), int(row["position"]))
+                samples.append((now, *last))
             await asyncio.sleep(WATCH_INTERVAL)
-    finally:
-        await connection.close()
 
 
 async def _lag_writer(
@@ -380,48 +319,36 @@ async def _lag_writer(
     interval: float,
     start: float,
     until: float,
-    appended: list[_Appended],
+    appended: list[tuple[UUID, int, float]],
 ) -> None:
-    tick = 0
-
-    async def paced() -> bool:
-        nonlocal tick
+    """Lifecycles, one event every `interval` from `start` until `until`; each
+    append's (stream, version, when it returned) goes to `appended`."""
+    executions, execution_id = store.executions, message_id
+    for tick in itertools.count():
         due = start + tick * interval
         if due >= until:
-            return False
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tick += 1
-        return True
-
-    while True:
-        if not await paced():
             return
-        execution_id = await store.executions.create(
-            message_id=message_id, graph_id=graph_id, inputs={"w": index}
-        )
-        appended.append(_Appended(execution_id, 1, time.monotonic()))
-        for version in (2, 3, 4):
-            if not await paced():
-                return
-            if version == 2:
-                await store.executions.start(execution_id, worker_id=f"w{index}")
-            elif version == 3:
-                await store.executions.progress(
-                    execution_id, step=1, detail={"w": index}, metrics=USAGE
-                )
-            else:
-                await store.executions.complete(
-                    execution_id, result={"ok": True}, metrics=USAGE
-                )
-            appended.append(_Appended(execution_id, version, time.monotonic()))
+        if (delay := due - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        version = tick % 4 + 1
+        if version == 1:
+            execution_id = await executions.create(
+                message_id=message_id, graph_id=graph_id, inputs={"w": index}
+            )
+        elif version == 2:
+            await executions.start(execution_id, worker_id=f"w{index}")
+        elif version == 3:
+            await executions.progress(
+                execution_id, step=1, detail={"w": index}, metrics=USAGE
+            )
+        else:
+            await executions.complete(execution_id, result={"ok": True}, metrics=USAGE)
+        appended.append((execution_id, version, time.monotonic()))
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 async def section_lag(
@@ -432,7 +359,7 @@ async def section_lag(
     # left the projection split 4 ways, which a 1-partition daemon refuses).
     await _reset_projection(dsn)
     catch_up = await asyncio.create_subprocess_exec(
-        *cli_command("project", "--until-caught-up", "--url", dsn),
+        *eventstore_cli("project", "--until-caught-up", "--url", dsn),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -448,7 +375,7 @@ async def section_lag(
         )
         graph = await store.graphs.create(name="lag-graph", version=1, definition={})
         daemon = await asyncio.create_subprocess_exec(
-            *cli_command("project", "--url", dsn, "--poll-interval", "0.5"),
+            *eventstore_cli("project", "--url", dsn, "--poll-interval", "0.5"),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -458,10 +385,9 @@ async def section_lag(
             samples: list[tuple[float, int, int]] = []
             stop = asyncio.Event()
             watcher = asyncio.create_task(_watch(dsn, stop, samples))
-            appended: list[_Appended] = []
+            appended: list[tuple[UUID, int, float]] = []
             interval = writers / rate
             start = time.monotonic() + 0.1
-            until = start + seconds
             await asyncio.gather(
                 *(
                     _lag_writer(
@@ -471,7 +397,7 @@ async def section_lag(
                         index=w,
                         interval=interval,
                         start=start + w * interval / writers,
-                        until=until,
+                        until=start + seconds,
                         appended=appended,
                     )
                     for w in range(writers)
@@ -487,92 +413,47 @@ async def section_lag(
             _, daemon_err = await asyncio.wait_for(daemon.communicate(), timeout=30)
             if daemon.returncode not in (0, -15):
                 print(daemon_err.decode(errors="replace"), file=sys.stderr)
-    connection = await asyncpg.connect(dsn)
-    try:
+    async with connected(dsn) as connection:
         rows = await connection.fetch(
             "SELECT stream_id, version, transaction_id::text::bigint AS t, position "
             "FROM execution_events WHERE stream_id = ANY($1::uuid[])",
-            list({a.stream_id for a in appended}),
+            list({stream for stream, _, _ in appended}),
         )
-    finally:
-        await connection.close()
     where = {
         (r["stream_id"], r["version"]): (int(r["t"]), int(r["position"])) for r in rows
     }
     if daemon.returncode not in (0, -15):
         raise RuntimeError(f"the projector daemon failed ({daemon.returncode})")
     lags: list[float] = []
-    missed = 0
-    for a in appended:
-        key = where[(a.stream_id, a.version)]
+    for stream, version, returned in appended:
+        key = where[(stream, version)]
         seen = next(
-            (at for at, t, p in samples if (t, p) >= key and at >= a.returned - 1.0),
-            None,
+            (at for at, t, p in samples if (t, p) >= key and at >= returned - 1.0), None
         )
-        if seen is None:
-            missed += 1
-            continue
-        lags.append(max(0.0, seen - a.returned) * 1000)
-    elapsed = max(a.returned for a in appended) - start
-    emit(
-        {
-            "section": "lag",
-            "target_rate": rate,
-            "writers": writers,
-            "events": len(appended),
-            "achieved_rate": len(appended) / elapsed,
-            "writers_finished_after": finished - start,
-            "lag_ms_p50": _percentile(lags, 0.50),
-            "lag_ms_p95": _percentile(lags, 0.95),
-            "lag_ms_p99": _percentile(lags, 0.99),
-            "lag_ms_max": max(lags),
-            "lag_ms_mean": statistics.fmean(lags),
-            "never_passed": missed,
-            "checkpoint_samples": len(samples),
-            "load_before": load,
+        if seen is not None:
+            lags.append(max(0.0, seen - returned) * 1000)
+    elapsed = max(returned for _, _, returned in appended) - start
+    record = {
+        "section": "lag",
+        "target_rate": rate,
+        "writers": writers,
+        "events": len(appended),
+        "achieved_rate": len(appended) / elapsed,
+        "writers_finished_after": finished - start,
+        **{
+            f"lag_ms_p{round(q * 100)}": _percentile(lags, q)
+            for q in (0.50, 0.95, 0.99)
         },
-        out,
-    )
+        "lag_ms_max": max(lags),
+        "lag_ms_mean": statistics.fmean(lags),
+        "never_passed": len(appended) - len(lags),
+        "checkpoint_samples": len(samples),
+        "load_before": load,
+    }
+    emit(record, out)
 
 
 # --- command line -------------------------------------------------------------------
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m bench.projection_scale")
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--partition-rounds", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
-    parser.add_argument("--writers", type=int, default=32, help="log generation")
-    parser.add_argument("--lag-rate", type=float, default=1000.0)
-    parser.add_argument("--lag-writers", type=int, default=16)
-    parser.add_argument("--lag-seconds", type=float, default=40.0)
-    parser.add_argument(
-        "--sections",
-        nargs="+",
-        default=["rebuild", "partitions", "lag"],
-        choices=["rebuild", "partitions", "lag"],
-    )
-    parser.add_argument("--json", type=Path, default=None, help="append records here")
-    parser.add_argument(
-        "--dsn", default=os.environ.get("BENCH_PG_DSN", DEFAULT_ADMIN_DSN)
-    )
-    parser.add_argument(
-        "--copy-log",
-        action="store_true",
-        help="COPY bench/audit.py's log instead of appending projection_log's",
-    )
-    parser.add_argument(
-        "--after-pid",
-        type=int,
-        default=None,
-        help="after the log is ready, wait until this process has exited",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the database")
-    parser.add_argument("--child-rebuild", metavar="DSN", default=None)
-    return parser.parse_args(argv)
 
 
 def wait_for_exit(pid: int) -> None:
@@ -582,19 +463,21 @@ def wait_for_exit(pid: int) -> None:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    server = Server(args.dsn)
-    if args.copy_log:
-        name, events, streams = await copy_log(server, args.events)
-    else:
-        name, events, streams = await make_log(server, args.events, args.writers)
-    dsn = server.dsn(name)
-    if args.after_pid is not None:
-        await asyncio.to_thread(wait_for_exit, args.after_pid)
-    emit(
-        {"section": "log", "database": name, "events": events, "executions": streams},
-        args.json,
-    )
-    try:
+    async with harness.throwaway_database(
+        Server(args.dsn), "bench_proj_", keep=args.keep
+    ) as dsn:
+        events, streams = await make_log(
+            dsn, args.events, args.writers, copy=args.copy_log
+        )
+        if args.after_pid is not None:
+            await asyncio.to_thread(wait_for_exit, args.after_pid)
+        log = {
+            "section": "log",
+            "database": harness.CURRENT_DATABASE.get(),
+            "events": events,
+            "executions": streams,
+        }
+        emit(log, args.json)
         if "rebuild" in args.sections:
             await section_rebuild(
                 dsn,
@@ -619,18 +502,40 @@ async def _main(args: argparse.Namespace) -> None:
                 seconds=args.lag_seconds,
                 out=args.json,
             )
-    finally:
-        if not args.keep:
-            await drop_database(server, name)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the sections."""
-    args = parse_args(argv)
+    parser = harness.options("python -m bench.projection_scale", "", None, None)
+    add = parser.add_argument
+    add("--events", type=int, default=200_000)
+    add("--rounds", type=int, default=3)
+    add("--partition-rounds", type=int, default=2)
+    add("--batch-size", type=int, default=DEFAULT_BATCH)
+    add("--writers", type=int, default=32, help="log generation")
+    add("--lag-rate", type=float, default=1000.0)
+    add("--lag-writers", type=int, default=16)
+    add("--lag-seconds", type=float, default=40.0)
+    sections = ["rebuild", "partitions", "lag"]
+    add("--sections", nargs="+", default=sections, choices=sections)
+    add("--json", type=Path, default=None, help="append records here")
+    add(
+        "--copy-log",
+        action="store_true",
+        help="COPY bench/audit.py's log instead of appending projection_log's",
+    )
+    add(
+        "--after-pid",
+        type=int,
+        help="after the log is ready, wait until this process has exited",
+    )
+    add("--keep", action="store_true", help="keep the database")
+    add("--child-rebuild", metavar="DSN", default=None)
+    args = parser.parse_args(argv)
     if args.child_rebuild is not None:
         asyncio.run(_child_rebuild(args.child_rebuild, args.batch_size))
-        return
-    asyncio.run(_main(args))
+    else:
+        asyncio.run(_main(args))
 
 
 if __name__ == "__main__":

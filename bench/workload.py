@@ -1,4 +1,4 @@
-"""The workload every subject runs: W writers, 4-event streams, ~300-byte payloads.
+"""Generated payloads, and the append workload: W writers, 4-event streams, ~300-byte payloads.
 
 Payloads are generated before the clock starts, from a fixed seed, so every
 subject appends the same data; encoding them (JSON, hashing) is part of each
@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 EVENTS_PER_STREAM: Final = 4
-PAYLOAD_BYTES: Final = 300
 STREAM_EVENT_TYPES: Final = (
     "BenchCreated",
     "BenchStarted",
     "BenchProgressed",
     "BenchCompleted",
 )
-BENCH_STREAM_TYPE: Final = "bench"
 METADATA: Final[dict[str, str]] = {"actor": "bench"}
 METADATA_JSON: Final = '{"actor":"bench"}'
 USAGE: Final[dict[str, float]] = {
@@ -30,12 +28,14 @@ USAGE: Final[dict[str, float]] = {
     "completion_tokens": 80,
     "cost_usd": 0.0021,
 }
-
 # The lifecycle's JSON fields are sized so that each event's stored data
-# (with the ids, metrics and keys the store adds) is about PAYLOAD_BYTES.
-INPUTS_BYTES: Final = 150
-DETAIL_BYTES: Final = 200
-RESULT_BYTES: Final = 215
+# (with the ids, metrics and keys the store adds) is about 300 bytes.
+INPUTS_BYTES, DETAIL_BYTES, RESULT_BYTES = 150, 200, 215
+_WORDS: Final = (
+    *("agent", "task", "tool", "search", "summarize", "plan", "draft", "review"),
+    *("answer", "retrieve", "rank", "context", "memory", "crew", "graph", "node"),
+    *("edge", "token", "prompt", "result"),
+)
 
 Payload = dict[str, object]
 
@@ -48,19 +48,12 @@ class Lifecycle(NamedTuple):
     result: Payload
 
 
-_WORDS: Final = (
-    *("agent", "task", "tool", "search", "summarize", "plan", "draft", "review"),
-    *("answer", "retrieve", "rank", "context", "memory", "crew", "graph", "node"),
-    *("edge", "token", "prompt", "result"),
-)
-
-
 def encode(payload: Payload) -> str:
     """Compact JSON, as a raw client would send it."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
-def make_payload(rng: random.Random, step: int, size: int = PAYLOAD_BYTES) -> Payload:
+def make_payload(rng: random.Random, step: int, size: int = 300) -> Payload:
     """A JSON object of about `size` bytes that looks like an agent's step report."""
     payload: Payload = {
         "step": step,
@@ -99,9 +92,9 @@ def _generated(
     lifecycles = tuple(
         tuple(
             Lifecycle(
-                inputs=make_payload(rng, 0, INPUTS_BYTES),
-                detail=make_payload(rng, 1, DETAIL_BYTES),
-                result=make_payload(rng, 2, RESULT_BYTES),
+                make_payload(rng, 0, INPUTS_BYTES),
+                make_payload(rng, 1, DETAIL_BYTES),
+                make_payload(rng, 2, RESULT_BYTES),
             )
             for _ in range(streams)
         )
@@ -112,14 +105,8 @@ def _generated(
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """W writers; each appends `streams_per_writer` streams of 4 events, in turn.
-
-    Attributes:
-        writers: concurrent writers.
-        streams_per_writer: streams (executions) each writer drives, one after another.
-        history: events the log holds before the measurement (PostgreSQL).
-        seed: of the payload generator.
-    """
+    """W writers; each appends `streams_per_writer` streams of 4 events, in turn,
+    to a log holding `history` events (PostgreSQL) before the measurement."""
 
     writers: int
     streams_per_writer: int
@@ -127,22 +114,8 @@ class Workload:
     seed: int = 1
 
     @classmethod
-    def sized(
-        cls,
-        writers: int,
-        *,
-        events: int | None = None,
-        events_per_writer: int | None = None,
-        history: int = 0,
-    ) -> Workload:
-        """A workload of about `events` in total, or exactly `events_per_writer` each.
-
-        Events per writer are rounded up to whole 4-event streams.
-        """
-        if events_per_writer is None:
-            if events is None:
-                raise ValueError("events or events_per_writer is required")
-            events_per_writer = max(events // writers, 1)
+    def sized(cls, writers: int, events_per_writer: int, history: int) -> Workload:
+        """Events per writer rounded up to whole 4-event streams."""
         streams = max(-(-events_per_writer // EVENTS_PER_STREAM), 1)
         return cls(writers=writers, streams_per_writer=streams, history=history)
 
@@ -161,16 +134,6 @@ class Workload:
         """Events appended by all writers together."""
         return self.writers * self.streams_per_writer * EVENTS_PER_STREAM
 
-    @property
-    def events_per_writer(self) -> int:
-        """Events appended by each writer."""
-        return self.streams_per_writer * EVENTS_PER_STREAM
-
     def warmup(self) -> Workload:
         """A small workload of the same shape (one stream per writer), run untimed first."""
-        return Workload(
-            writers=self.writers,
-            streams_per_writer=1,
-            history=self.history,
-            seed=self.seed + 1,
-        )
+        return Workload(self.writers, 1, self.history, self.seed + 1)
