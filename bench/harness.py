@@ -251,10 +251,13 @@ class Clock:
     the peak is the timed section's own."""
 
     def __init__(self, database: str | None, *, rss: bool = False) -> None:
-        self.rss_before = 0
+        self.rss, self.rss_before = rss, 0
         if rss:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(
+                OSError
+            ):  # without it, the peak is the process's so far
                 (PROC / "self/clear_refs").write_text("5")
+            with contextlib.suppress(OSError, IndexError):
                 status = (PROC / "self/status").read_text()
                 self.rss_before = int(status.split("VmRSS:", 1)[1].split()[0]) * 1024
         self.database, self.before = database, snapshot(database)
@@ -270,7 +273,7 @@ class Clock:
         machine = None
         if before.machine is not None and after.machine is not None:
             machine = after.machine - before.machine
-        peak = peak_rss() if self.rss_before else 0
+        peak = peak_rss() if self.rss else 0
         return Timing(seconds, cpu, server, machine, peak, self.rss_before)
 
 
