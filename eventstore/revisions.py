@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-SCHEMA_HEAD: Final = "0011"
+SCHEMA_HEAD: Final = "0012"
 """The revision this version of the code needs (a test keeps it equal to alembic's head)."""
 
 

@@ -179,6 +179,8 @@ executions: Final = sa.Table(
     # walks its own runs in that order (revision 0011).
     sa.Index(None, "created_at", "id"),
     sa.Index(None, "status", "created_at", "id"),
+    # Counts by status read this small deduplicated index only (0012).
+    sa.Index(None, "status"),
     sa.Index(None, "graph_id", "created_at", "id"),
     # Label filters are containment, which GIN answers (PostgreSQL only).
     sa.Index(
