@@ -27,7 +27,7 @@ $$;
 GRANT USAGE ON SCHEMA public TO eventstore_app;
 GRANT SELECT, INSERT ON execution_events TO eventstore_app;
 GRANT USAGE ON SEQUENCE execution_events_position_seq TO eventstore_app;
-GRANT SELECT ON alembic_version TO eventstore_app;
+GRANT SELECT ON eventstore_alembic_version TO eventstore_app;
 GRANT SELECT, INSERT ON threads, messages, graphs TO eventstore_app;
 -- Read models and liveness leases are rewritable state, not history: the
 -- projector upserts rows and moves checkpoints, the reaper deletes leases.

@@ -48,6 +48,7 @@ from eventstore.events.system_payloads import streams_archived_by
 from eventstore.executions import ExecutionService
 from eventstore.fold import ExecutionState, apply_event, fold_events
 from eventstore.log import AppendResult, as_stream_id
+from eventstore.migrating import include_object, migrations_location
 from eventstore.reaper import ReapReport, reap
 from eventstore.redaction import scrub
 from eventstore.references import Graph, Message, Thread
@@ -108,6 +109,8 @@ __all__ = [
     "apply_event",
     "as_stream_id",
     "fold_events",
+    "include_object",
+    "migrations_location",
     "reap",
     "register_payload",
     "register_upcaster",

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
 from eventstore import errors
-from eventstore.revisions import SCHEMA_HEAD, recorded_revision
+from eventstore.backends.shadow import ShadowTables
+from eventstore.revisions import SCHEMA_HEAD, VERSION_TABLE, recorded_revision
+from eventstore.schema import executions, metadata
 
 __all__ = [
     "SCHEMA_HEAD",
     "alembic_config",
     "current_revision",
-    "migrations_path",
+    "include_object",
+    "migrations_location",
     "run_migration",
 ]
 
@@ -25,8 +30,12 @@ if TYPE_CHECKING:
     from eventstore.backends.base import Backend
 
 
-def migrations_path() -> Path:
-    """Where the revision tree is: inside the wheel, or beside the source tree.
+def migrations_location() -> Path:
+    """The directory of the store's alembic revisions (SPEC §10).
+
+    Inside the wheel, or beside the source tree. A service runs them beside
+    its own history (docs/MIGRATIONS.md): they record their revision in
+    their own table, `eventstore_alembic_version`.
 
     Raises:
         ConfigurationError: this installation has no migrations.
@@ -38,10 +47,42 @@ def migrations_path() -> Path:
     raise errors.ConfigurationError("the migrations are missing from this installation")
 
 
+def include_object(
+    item: object,
+    name: str | None,
+    kind: str,
+    reflected: bool,  # noqa: FBT001 - alembic's hook signature
+    compare_to: object,
+) -> bool:
+    """An alembic `include_object` hook that leaves the store's objects out.
+
+    For a service's autogenerate: without it, alembic proposes to drop
+    every table of the store (its tables are not in the service's
+    metadata). Pass it as `context.configure(include_object=...)`, or call
+    it from the service's own hook.
+    """
+    del reflected, compare_to
+    if kind == "table":
+        return name not in _store_tables()
+    table = getattr(item, "table", None)
+    return not (isinstance(table, sa.Table) and table.name in _store_tables())
+
+
+@functools.cache
+def _store_tables() -> frozenset[str]:
+    # The schema's tables, our version table, and a rebuild's shadow and
+    # retired copies of the projection (they come and go).
+    live = executions.name
+    return frozenset(
+        {*metadata.tables, VERSION_TABLE}
+        | {live + ShadowTables.SHADOW_SUFFIX, live + ShadowTables.RETIRED_SUFFIX}
+    )
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """An alembic Config for the shipped tree, sharing `connection` if given."""
     config = Config()
-    config.set_main_option("script_location", str(migrations_path()))
+    config.set_main_option("script_location", str(migrations_location()))
     if connection is not None:
         config.attributes["connection"] = connection
     return config

@@ -13,6 +13,7 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from eventstore.revisions import VERSION_TABLE, adopt_legacy_version
 from eventstore.schema import metadata
 
 if TYPE_CHECKING:
@@ -30,10 +31,22 @@ def _url() -> str:
     return str(url)
 
 
+def _adopt(connection: Connection) -> None:
+    """Move our revision out of `alembic_version`, where earlier versions kept it."""
+    if connection.in_transaction():  # SQLite: the whole run is one transaction
+        adopt_legacy_version(connection)
+        return
+    with connection.begin():
+        adopt_legacy_version(connection)
+
+
 def _run(connection: Connection) -> None:
+    _adopt(connection)
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        # Our own version table: a service's history keeps alembic_version.
+        version_table=VERSION_TABLE,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         transaction_per_migration=True,

@@ -30,7 +30,7 @@ from eventstore.chains import canonical_for
 from eventstore.events.envelope import EventMetadata
 from eventstore.events.payloads import PAYLOAD_TYPES
 from eventstore.hashing import GENESIS_HASH, canonical_json, chain_hash
-from eventstore.migrating import migrations_path
+from eventstore.migrating import migrations_location
 from projections.queries import ExecutionsView
 from tests.cli.runner import run_cli
 
@@ -133,7 +133,7 @@ _PG_TRIGGERS_SQL = (
 @functools.cache
 def _migration(name: str) -> ModuleType:
     """A revision module of the shipped alembic tree (its name starts with a digit)."""
-    path = migrations_path() / "versions" / f"{name}.py"
+    path = migrations_location() / "versions" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"_tests_migration_{name}", path)
     assert spec is not None
     assert spec.loader is not None

@@ -32,7 +32,7 @@ async def _assert_migrated_once(url: str) -> None:
         assert await store.schema_revision() == SCHEMA_HEAD
         async with store.backend.connect_read() as connection:
             versions = await connection.execute(
-                sa.text("SELECT version_num FROM alembic_version")
+                sa.text("SELECT version_num FROM eventstore_alembic_version")
             )
             assert versions.scalars().all() == [SCHEMA_HEAD]
         # The schema works: a first write and read go through.

@@ -89,7 +89,7 @@ SNAPSHOT_SQL: Final = (
     "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
     "SELECT tgname, tgenabled FROM pg_trigger "
     "WHERE tgrelid = 'execution_events'::regclass AND NOT tgisinternal ORDER BY 1",
-    "SELECT version_num FROM alembic_version",
+    "SELECT version_num FROM eventstore_alembic_version",
 )
 
 Outcome: TypeAlias = str | None  # None: it ran; else the refusal's message

@@ -37,6 +37,7 @@ from eventstore.hashing import GENESIS_HASH, chain_hash
 from eventstore.leases import Leases
 from eventstore.migrating import SCHEMA_HEAD, alembic_config, run_migration
 from eventstore.reaper import reap
+from eventstore.revisions import VERSION_TABLE
 from tests.helpers import (
     all_rows,
     make_references,
@@ -66,6 +67,7 @@ def _drift(
             "compare_type": True,
             "compare_server_default": False,
             "include_object": on_this_database,
+            "version_table": VERSION_TABLE,
         },
     )
     return list(compare_metadata(context, metadata))
@@ -166,7 +168,7 @@ def test_the_wheel_ships_the_migrations_and_migrates_when_installed(
     script = (
         "import asyncio, eventstore, eventstore.migrating as m\n"
         f"assert eventstore.__file__.startswith({str(target)!r}), eventstore.__file__\n"
-        f"assert str(m.migrations_path()).startswith({str(target)!r})\n"
+        f"assert str(m.migrations_location()).startswith({str(target)!r})\n"
         "async def main():\n"
         f"    async with eventstore.EventStore.open({database!r}) as store:\n"
         "        await store.migrate()\n"
