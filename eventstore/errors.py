@@ -131,6 +131,19 @@ class ReferenceNotFound(EventStoreError, LookupError):
         super().__init__(f"{entity} {entity_id} not found")
 
 
+class ReferenceConflict(EventStoreError):
+    """A thread, message or graph is already recorded with other content.
+
+    `messages.create(id=...)` retried with another text, or
+    `graphs.get_or_create` for a name and version defined otherwise.
+    """
+
+    def __init__(self, *, entity: str, entity_id: UUID, reason: str) -> None:
+        self.entity = entity
+        self.entity_id = entity_id
+        super().__init__(f"{entity} {entity_id} is already recorded {reason}")
+
+
 class ValidationError(EventStoreError, ValueError):
     """An input is malformed: a payload, metadata, an id, a time, an argument."""
 

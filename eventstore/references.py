@@ -16,6 +16,8 @@ from eventstore.cache import BoundedCache
 from eventstore.log import as_stream_id
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from eventstore.backends.base import Backend
 
 KNOWN_CACHE_SIZE: Final = 10_000
@@ -129,18 +131,28 @@ class Messages(_Table):
         self.known_threads: BoundedCache[UUID, UUID] = BoundedCache(KNOWN_CACHE_SIZE)
 
     async def create(
-        self, *, thread_id: UUID | str, role: str, content: str
+        self,
+        *,
+        thread_id: UUID | str,
+        role: str,
+        content: str,
+        id: UUID | str | None = None,
     ) -> Message:
         """Create a message in a thread.
+
+        With `id`, creating is idempotent: a retry of the same message (an
+        HTTP request sent twice) returns the message recorded first.
 
         Raises:
             ValidationError: a malformed field.
             ReferenceNotFound: the thread does not exist; nothing is written.
+            ReferenceConflict: a message with this id is recorded with
+                another thread, role or content; nothing is written.
         """
         message = _validated(
             Message,
             "message",
-            id=uuid4(),
+            id=uuid4() if id is None else as_stream_id(id),
             thread_id=as_stream_id(thread_id),
             role=role,
             content=content,
@@ -148,6 +160,11 @@ class Messages(_Table):
         )
         await self._backend.ensure_schema()
         async with self._backend.begin_write() as connection:
+            if id is not None:
+                await self._backend.lock_name(connection, f"message:{message.id}")
+                recorded = await self._recorded(connection, message)
+                if recorded is not None:
+                    return recorded
             found = await connection.scalar(
                 sa.select(schema.threads.c.id).where(
                     schema.threads.c.id == message.thread_id
@@ -162,6 +179,37 @@ class Messages(_Table):
             )
         self.known_threads.put(message.id, message.thread_id)
         return message
+
+    @staticmethod
+    async def _recorded(
+        connection: AsyncConnection, message: Message
+    ) -> Message | None:
+        """The message already recorded under `message.id`, if it is the same one.
+
+        Raises:
+            ReferenceConflict: it is recorded with other fields.
+        """
+        table = schema.messages
+        row = (
+            (await connection.execute(sa.select(table).where(table.c.id == message.id)))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        recorded = Message.model_validate(dict(row))
+        differing = [
+            name
+            for name in ("thread_id", "role", "content")
+            if getattr(recorded, name) != getattr(message, name)
+        ]
+        if differing:
+            raise errors.ReferenceConflict(
+                entity="message",
+                entity_id=message.id,
+                reason=f"with another {' and '.join(differing)}",
+            )
+        return recorded
 
     async def get(self, message_id: UUID | str) -> Message:
         """A message by id.
@@ -201,6 +249,70 @@ class Graphs(_Table):
             await connection.execute(
                 sa.insert(schema.graphs).values(graph.model_dump())
             )
+        self.known.put(graph.id, graph.id)
+        return graph
+
+    async def get_or_create(
+        self, *, name: str, version: str | int, definition: Any
+    ) -> Graph:
+        """The graph of this name and version, created on first use.
+
+        For a service that declares its crews at start-up: restarting it
+        finds the graphs it created before instead of adding copies. When
+        several graphs of this name and version exist already (made by
+        `create`, which never looks), the oldest is returned.
+
+        Raises:
+            ValidationError: a malformed field, or a definition that is not JSON.
+            ReferenceConflict: the name and version are recorded with another
+                definition; nothing is written.
+        """
+        graph = _validated(
+            Graph,
+            "graph",
+            id=uuid4(),
+            name=name,
+            version=version,
+            definition=definition,
+            created_at=datetime.now(UTC),
+        )
+        wanted = hashing.canonical_json(graph.definition, what="graph definition")
+        table = schema.graphs
+        await self._backend.ensure_schema()
+        async with self._backend.begin_write() as connection:
+            await self._backend.lock_name(
+                connection, f"graph:{len(graph.name)}:{graph.name}:{graph.version}"
+            )
+            row = (
+                (
+                    await connection.execute(
+                        sa.select(table)
+                        .where(
+                            table.c.name == graph.name, table.c.version == graph.version
+                        )
+                        .order_by(table.c.created_at, table.c.id)
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                await connection.execute(sa.insert(table).values(graph.model_dump()))
+        if row is not None:
+            graph = Graph.model_validate(dict(row))
+            if (
+                hashing.canonical_json(graph.definition, what="graph definition")
+                != wanted
+            ):
+                raise errors.ReferenceConflict(
+                    entity="graph",
+                    entity_id=graph.id,
+                    reason=(
+                        f"as {graph.name!r} version {graph.version!r} "
+                        "with another definition"
+                    ),
+                )
         self.known.put(graph.id, graph.id)
         return graph
 

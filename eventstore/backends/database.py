@@ -99,6 +99,14 @@ class Database(ABC):
         async with self.translate_errors(), self.engine.begin() as connection:
             yield connection
 
+    async def lock_name(self, connection: AsyncConnection, name: str) -> None:
+        """Hold `name` until the caller's write transaction ends, so check-then-insert is atomic.
+
+        A no-op here: the write transactions of this database run one at a
+        time (SQLite's write lock, taken at BEGIN).
+        """
+        del connection, name
+
     @contextlib.asynccontextmanager
     async def migration_connection(self) -> AsyncIterator[AsyncConnection]:
         """The connection alembic runs the revisions on.

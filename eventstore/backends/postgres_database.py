@@ -34,6 +34,9 @@ IMMUTABLE_LOG_SQLSTATE: Final = "ZE001"  # raised by the log's immutability trig
 
 UNMIGRATED_SQLSTATES: Final = frozenset({"42P01", "42883"})  # no table / no function
 
+NAME_LOCK_SQL: Final = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('eventstore-name:' || :name, 0))"
+)
 MIGRATION_TRY_LOCK_SQL: Final = (
     "SELECT pg_try_advisory_lock(hashtextextended('eventstore-migrate', 0))"
 )
@@ -112,6 +115,12 @@ class PostgresDatabase(Database):
             await self._pool.close()
             self._pool = None
         await self.engine.dispose()
+
+    @override
+    async def lock_name(self, connection: AsyncConnection, name: str) -> None:
+        # A transaction advisory lock on the name's hash: concurrent writers
+        # of the same name queue here and see each other's commit.
+        await connection.execute(sa.text(NAME_LOCK_SQL), {"name": name})
 
     @override
     @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import sys
 import threading
@@ -67,14 +68,35 @@ USER_ERRORS: Final = (
     errors.ConfigurationError,
     errors.ExecutionNotFound,
     errors.ReferenceNotFound,
+    errors.ReferenceConflict,
     errors.InvalidTransition,
     errors.IdempotencyConflict,
 )
 
 
+def _print_version(given: bool) -> None:  # noqa: FBT001 - click's callback signature
+    if given:
+        stdout.out(
+            f"eventstore {importlib.metadata.version('eventstore')}", highlight=False
+        )
+        raise typer.Exit
+
+
 @app.callback()
-def _group() -> None:
+def _group(
+    *,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
     """The execution event store: migrate, project, rebuild, audit, stats, demo."""
+    del version
 
 
 def exit_code_for(exc: errors.EventStoreError) -> int:

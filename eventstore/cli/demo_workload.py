@@ -60,6 +60,8 @@ class Job:
     execution_id: UUID
     steps: int
     fate: str
+    rng: random.Random
+    """The job's own draws: the totals of a seed do not depend on which worker ran it."""
 
 
 async def run_workload(
@@ -73,9 +75,9 @@ async def run_workload(
     """Run the simulation; returns the tally when every job is done."""
     rng = random.Random(seed)  # noqa: S311 - a simulation, not cryptography
     tally = Tally()
-    graph_ids = [
+    graph_ids = [  # a second demo on the same store finds the first one's graphs
         (
-            await store.graphs.create(
+            await store.graphs.get_or_create(
                 name=name, version="1", definition={"agents": agents}
             )
         ).id
@@ -127,7 +129,8 @@ async def run_workload(
                 )
                 tally.count(ExecutionStatus.CANCELLED.value)
             else:
-                await queue.put(Job(execution_id, rng.randint(1, 4), fate))
+                job_rng = random.Random(f"{seed}-{number}")  # noqa: S311
+                await queue.put(Job(execution_id, rng.randint(1, 4), fate, job_rng))
             on_change(tally)
             await asyncio.sleep(rng.uniform(0, 0.002))  # messages arrive over time
         for _ in range(workers):
@@ -136,7 +139,7 @@ async def run_workload(
     await asyncio.gather(
         produce(),
         *(
-            _worker(store, queue, f"worker-{n + 1}", rng, tally, on_change)
+            _worker(store, queue, f"worker-{n + 1}", tally, on_change)
             for n in range(workers)
         ),
     )
@@ -147,13 +150,13 @@ async def _worker(
     store: EventStore,
     queue: asyncio.Queue[Job | None],
     worker_id: str,
-    rng: random.Random,
     tally: Tally,
     on_change: Callable[[Tally], None],
 ) -> None:
     executions = store.executions
     actor = {"actor": worker_id}
     while (job := await queue.get()) is not None:
+        rng = job.rng
         await asyncio.sleep(rng.uniform(0.001, 0.01))  # time in the queue
         await executions.start(job.execution_id, worker_id=worker_id, metadata=actor)
         for step in range(job.steps):
@@ -169,15 +172,14 @@ async def _worker(
                 },
                 metadata=actor,
             )
-        outcome = await _finish(store, job, worker_id, rng)
+        outcome = await _finish(store, job, worker_id)
         tally.count(outcome)
         on_change(tally)
 
 
-async def _finish(
-    store: EventStore, job: Job, worker_id: str, rng: random.Random
-) -> str:
+async def _finish(store: EventStore, job: Job, worker_id: str) -> str:
     executions = store.executions
+    rng = job.rng
     actor = {"actor": worker_id}
     if job.fate == "leave_running":
         return ExecutionStatus.RUNNING.value

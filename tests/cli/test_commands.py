@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -211,3 +211,42 @@ def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
         "eventstore list --label customer=acme",
     ):
         assert text in done.stdout
+
+
+def _graph_totals(directory: Path) -> list[tuple[Any, ...]]:
+    done = run_cli("stats", "--group-by", "graph", "--json", cwd=directory)
+    assert done.returncode == 0, done.stderr
+    return [
+        (
+            row["group"]["graph"],
+            row["runs"],
+            tuple(sorted(row["counts"].items())),
+            row["prompt_tokens"],
+            row["completion_tokens"],
+            row["cost_usd"],
+        )
+        for row in json.loads(done.stdout)
+    ]
+
+
+def test_a_demo_seed_gives_the_same_totals_and_a_second_demo_reuses_the_graphs(
+    tmp_path: Path,
+) -> None:
+    once, twice = tmp_path / "once", tmp_path / "twice"
+    for directory in (once, twice):
+        directory.mkdir()
+        done = run_cli(
+            "demo", "--executions", "40", "--workers", "4", "--seed", "3", cwd=directory
+        )
+        assert done.returncode == 0, done.stderr
+    # Same seed, other scheduling: the same runs, fates, tokens and cost.
+    first = _graph_totals(once)
+    assert _graph_totals(twice) == first
+    # The same demo again on one store: its graphs once each, runs doubled.
+    done = run_cli(
+        "demo", "--executions", "40", "--workers", "4", "--seed", "3", cwd=twice
+    )
+    assert done.returncode == 0, done.stderr
+    again = _graph_totals(twice)
+    assert [row[0] for row in again] == [row[0] for row in first]
+    assert [row[1] for row in again] == [2 * row[1] for row in first]

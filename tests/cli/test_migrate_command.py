@@ -75,3 +75,14 @@ def test_the_quickstart_example_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for status in ("completed", "failed", "pending", "cancelled"):
         assert status in done.stdout
+
+
+def test_version_prints_the_installed_version_and_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    from importlib.metadata import version
+
+    done = eventstore("--version", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"eventstore {version('eventstore')}"
+    assert list(tmp_path.iterdir()) == []  # no database was opened or created
