@@ -24,8 +24,15 @@ class StoreSettings(BaseSettings):
     sqlite_file: str = Field(
         default=DEFAULT_SQLITE_FILE, description="the embedded default's file"
     )
-    pool_size: int = Field(default=20, ge=1, description="connections per pool")
-    connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
+    pool_size: int = Field(
+        default=20,
+        ge=1,
+        description="connections per pool; on PostgreSQL a process opens at most "
+        "3 x this + 2 (README, Configuration)",
+    )
+    connect_timeout: float = Field(
+        default=10.0, gt=0, description="seconds to wait for a new connection"
+    )
     idle_in_transaction_timeout_ms: int = Field(
         default=5000,
         ge=0,
@@ -53,3 +60,14 @@ class StoreSettings(BaseSettings):
     def resolved_url(self) -> str:
         """The URL to use: the configured one, else the embedded SQLite file."""
         return self.url or f"sqlite+aiosqlite:///{self.sqlite_file}"
+
+
+def settings_table() -> str:
+    """The settings as the README's Markdown table (a test keeps the README equal to it)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in StoreSettings.model_fields.items():
+        default = "unset" if field.default is None else f"`{field.default}`"
+        lines.append(
+            f"| `EVENTSTORE_{name.upper()}` | {default} | {field.description} |"
+        )
+    return "\n".join(lines) + "\n"
