@@ -180,6 +180,7 @@ def config_from(argv: Sequence[str]) -> tuple[Config, Path | None]:
         "interleaved rounds, medians to RESULTS.md.",
         Config(Server()),
         "where to write the report (default bench/RESULTS.md; --quick: nowhere)",
+        "a smoke run of every subject: 1 round, 2 writers, a few events",
         runs="interleaved rounds (default 3; --quick: 1)",
         writers="writer counts (default 8 32)",
         events="events per PostgreSQL measurement, all writers (default 12000)",
@@ -198,11 +199,6 @@ def config_from(argv: Sequence[str]) -> tuple[Config, Path | None]:
         nargs="+",
         choices=SUBJECTS,
         help="what to measure (default: all but the *_empty_log, *_unguarded and *_without_lifecycle_check diagnostics)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smoke run of every subject: 1 round, 2 writers, a few events",
     )
     args = parser.parse_args(argv)
     config: Config = harness.configured(QUICK if args.quick else Config(Server()), args)

@@ -304,8 +304,7 @@ async def raw_asyncpg(
 ) -> Sample:
     """Raw asyncpg INSERTs into `raw_events` in a fresh, migrated database."""
     async with harness.throwaway_database(server) as dsn:
-        async with migrated_store(dsn):
-            pass
+        await harness.migrate(dsn)
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=workload.writers)
         try:
             await harness.execute(dsn, RAW_TABLE["postgresql"], RAW_INDEX)
@@ -346,8 +345,7 @@ async def raw_aiosqlite(server: Server, workload: Workload) -> Sample:
     spin in SQLite's busy handler."""
     del server
     with harness.sqlite_file() as path:
-        async with migrated_store(f"sqlite:///{path}"):
-            pass
+        await harness.migrate(f"sqlite:///{path}")
         connections = [
             await aiosqlite.connect(path, isolation_level=None)
             for _ in range(workload.writers)

@@ -118,6 +118,12 @@ async def migrated_store(url: str, pool_size: int = 2) -> AsyncIterator[EventSto
         yield store
 
 
+async def migrate(url: str) -> None:
+    """Create the store's schema in the database at `url`."""
+    async with migrated_store(url):
+        pass
+
+
 @contextlib.contextmanager
 def sqlite_file() -> Iterator[Path]:
     """A path in a fresh temporary directory, removed afterwards (WAL files too)."""
@@ -530,11 +536,16 @@ def report(template: str, **context: Any) -> str:
 
 
 def options(
-    prog: str, description: str, settings: Any, output: str | None, **helps: str
+    prog: str,
+    description: str,
+    settings: Any,
+    output: str | None,
+    quick: str | None = None,
+    **helps: str,
 ) -> argparse.ArgumentParser:
-    """A command line with --dsn, --output (`output` its help) unless None, and an
-    option per field of the `settings` dataclass that `helps` describes: a tuple
-    takes several values, `foo=True` gives --no-foo."""
+    """A command line with --dsn, --output and --quick (`output`, `quick` their
+    helps) unless None, and an option per field of the `settings` dataclass that
+    `helps` describes: a tuple takes several values, `foo=True` gives --no-foo."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     dsn = os.environ.get("BENCH_PG_DSN", DEFAULT_DSN)
     parser.add_argument(
@@ -544,6 +555,8 @@ def options(
     )
     if output is not None:
         parser.add_argument("--output", type=Path, help=output)
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
     for name, help_ in helps.items():
         default, option = getattr(settings, name), "--" + name.replace("_", "-")
         if isinstance(default, bool):

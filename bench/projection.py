@@ -628,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "projector against a raw asyncpg fold, interleaved rounds, medians to bench/PROJECTION_RESULTS.md.",
         QUICK,
         "where to write the report (default bench/PROJECTION_RESULTS.md; --quick: nowhere)",
+        "a smoke run: 500 executions, 1 round; writes nothing unless --output",
         executions="executions in the log, 4 events each (default 50000; --quick: 500)",
         rounds="interleaved rounds (default 5)",
         batch_size="events per batch (default 1000)",
@@ -637,11 +638,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         "many cores busy is run again (default 0.5)",
         retries="how often at most (default 2)",
         profile="skip the cProfile section",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smoke run: 500 executions, 1 round; writes nothing unless --output",
     )
     args = parser.parse_args(arguments)
     settings: Settings = harness.configured(

@@ -74,8 +74,7 @@ async def make_log(
     events per execution, hash chains, several outcomes) plus the rows it
     references. Returns its events and executions."""
     if copy:
-        async with harness.migrated_store(dsn):
-            pass
+        await harness.migrate(dsn)
         started = time.perf_counter()
         with ProcessPoolExecutor(max_workers=1) as executor:
             await asyncio.get_running_loop().run_in_executor(
