@@ -59,19 +59,11 @@ _LESS_GUARD: Final[dict[str, Guard]] = {
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Something that appends the workload and is timed; its key says what.
-
-    `raw_asyncpg` (one INSERT per event into an equivalent table), `raw_aiosqlite`
-    (BEGIN IMMEDIATE; INSERT; COMMIT per event, WAL): the baselines of their
-    backend; `eventsourcing`: its `PostgresApplicationRecorder.insert_events`,
-    one event per call; `store_append*`: `store.append`, one event per append;
-    `lifecycle*`: `store.executions` create, start, progress, complete.
-    `*_sqlite*` write to SQLite; `*_empty_log` start from a brand-new, empty,
-    never analyzed log even when the run preloads history; `*_unguarded`
-    (none) and `*_without_lifecycle_check` (all but the lifecycle check) run
-    with less of the log's append guard (migrations 0006, 0008), paired in the
-    report with the fully guarded subject (`guard_of`).
-    """
+    """Something that appends the workload and is timed; its key says what:
+    `raw_*` the baselines, `store_append*` / `lifecycle*` eventstore, `*_sqlite*`
+    on SQLite, `*_empty_log` on a never analyzed log without history,
+    `*_unguarded` / `*_without_lifecycle_check` with less of the append guard
+    (paired in the report with the fully guarded subject, `guard_of`)."""
 
     key: str
 
@@ -103,7 +95,7 @@ class Subject:
     ) -> Sample:
         """One measurement (setup, warm-up, timed section, teardown), in an event loop of its own."""
         if self.key == "eventsourcing":
-            return eventsourcing(server, workload)
+            return asyncio.run(eventsourcing(server, workload))
         if self.key == "raw_aiosqlite":
             return asyncio.run(raw_aiosqlite(server, workload))
         if self.key == "raw_asyncpg":
@@ -188,6 +180,7 @@ def config_from(argv: Sequence[str]) -> tuple[Config, Path | None]:
         "interleaved rounds, medians to RESULTS.md.",
         Config(Server()),
         "where to write the report (default bench/RESULTS.md; --quick: nowhere)",
+        "a smoke run of every subject: 1 round, 2 writers, a few events",
         runs="interleaved rounds (default 3; --quick: 1)",
         writers="writer counts (default 8 32)",
         events="events per PostgreSQL measurement, all writers (default 12000)",
@@ -207,11 +200,6 @@ def config_from(argv: Sequence[str]) -> tuple[Config, Path | None]:
         choices=SUBJECTS,
         help="what to measure (default: all but the *_empty_log, *_unguarded and *_without_lifecycle_check diagnostics)",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smoke run of every subject: 1 round, 2 writers, a few events",
-    )
     args = parser.parse_args(argv)
     config: Config = harness.configured(QUICK if args.quick else Config(Server()), args)
     config = replace(
@@ -220,16 +208,8 @@ def config_from(argv: Sequence[str]) -> tuple[Config, Path | None]:
         history=max(config.history, 0),
         retries=max(config.retries, 0),
     )
-    if (
-        min(
-            config.runs,
-            *config.writers,
-            config.events,
-            config.sqlite_events,
-            config.events_per_writer or 1,
-        )
-        < 1
-    ):
+    sizes = (config.runs, *config.writers, config.events, config.sqlite_events)
+    if min(*sizes, config.events_per_writer or 1) < 1:
         raise SystemExit("--runs, --writers and the event counts must be positive")
     return config, args.output or (None if args.quick else RESULTS_PATH)
 
@@ -260,15 +240,8 @@ def measure(
 ) -> Run:
     """One measurement; disturbed if others used too much CPU meanwhile."""
     sample = subject.run(config.server, config.workload(subject, writers, scale))
-    run = Run(
-        subject.key,
-        number,
-        sequence,
-        sample.events,
-        sample.timing,
-        writers,
-        sample.data_bytes,
-    )
+    timing, size = sample.timing, sample.data_bytes
+    run = Run(subject.key, number, sequence, sample.events, timing, writers, size)
     return run.judged(config.max_other_cores)
 
 

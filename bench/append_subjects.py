@@ -1,10 +1,9 @@
-"""What the append benchmark times: eventstore's `store.append` and lifecycle, and the baselines.
+"""What the append benchmark times: eventstore's `store.append` and lifecycle, and
+the baselines (raw asyncpg, raw aiosqlite, the eventsourcing library's recorder).
 
-The raw baselines insert into `raw_events`, a table with the columns, unique
-keys and (transaction_id, position) index of `execution_events`, one INSERT
-per event in its own transaction, with the hash chained by the client (it
-remembers the stream's previous hash). They are the driver's ceiling: no
-idempotency check, no expected-version check beyond the unique key.
+The raw baselines insert into `raw_events` (the columns, unique keys and index
+of `execution_events`), one INSERT per event in its own transaction, the hash
+chained by the client: the driver's ceiling, no checks beyond the unique keys.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
 from bench import harness
-from bench.harness import CURRENT_DATABASE, Clock, connected, migrated_store
+from bench.harness import CURRENT_DATABASE, GUARD, Clock, connected, migrated_store
 from bench.workload import METADATA, METADATA_JSON, STREAM_EVENT_TYPES, USAGE, encode
 from eventstore.events.envelope import NewEvent
 
@@ -39,11 +38,11 @@ if TYPE_CHECKING:
 
     AsyncWriter = Callable[[], Awaitable[None]]
     AsyncTimer = Callable[[Sequence[AsyncWriter]], Awaitable[Timing]]
+    Streams = Sequence[Sequence[Payload]]
 
 Backend = Literal["postgresql", "sqlite"]
 # How much of the log's append guard (migrations 0006, 0008) a diagnostic run
-# keeps: all of it, all but the lifecycle check (issue: "at no more than 5 % of
-# append throughput"), or none.
+# keeps: all of it, all but the lifecycle check, or none.
 Guard = Literal["full", "without_lifecycle", "off"]
 
 
@@ -63,14 +62,13 @@ async def time_writers(writers: Sequence[AsyncWriter]) -> Timing:
     return clock.stop()
 
 
-def time_threads(
-    pool: ThreadPoolExecutor, writers: Sequence[Callable[[], None]]
-) -> Timing:
-    """Run blocking writers on a thread pool and time them until all have returned."""
-    clock = Clock(CURRENT_DATABASE.get())
-    for future in [pool.submit(writer) for writer in writers]:
-        future.result()
-    return clock.stop()
+def _events(streams: Streams) -> Iterator[tuple[int, int, str, Payload]]:
+    """(stream index, version, event type, payload) of each event, stream by stream."""
+    for index, stream in enumerate(streams):
+        for version, (kind, payload) in enumerate(
+            zip(STREAM_EVENT_TYPES, stream, strict=True), 1
+        ):
+            yield index, version, kind, payload
 
 
 # --- the database: history, sizes, less guard --------------------------------------
@@ -92,13 +90,8 @@ _HISTORY: Final = {
 
 
 async def preload_history(dsn: str, table: str, events: int) -> None:
-    """Give a fresh log `events` events of history, then ANALYZE the database.
-
-    A production log is not empty, and PostgreSQL plans for the table it has:
-    without this, a measurement would time how the first seconds of a brand
-    new database behave (see RESULTS.md, "Where the time goes"). The raw,
-    eventstore and eventsourcing tables get the same history.
-    """
+    """Give a fresh log `events` events of history, then ANALYZE the database, so
+    that a measurement times a log in service, not a brand-new one."""
     if events > 0:
         statement = _HISTORY.get(table, _HISTORY["events"]).format(table=table)
         async with connected(dsn) as connection:
@@ -109,16 +102,14 @@ async def preload_history(dsn: str, table: str, events: int) -> None:
 async def mean_size_postgres(dsn: str, table: str) -> float:
     """Mean stored size in bytes of `data` (jsonb, as text), history left out."""
     sql = f"SELECT avg(octet_length(data::text))::float8 FROM {table} WHERE type <> $1"
-    async with connected(dsn) as connection:
-        return float(await connection.fetchval(sql, HISTORY_TYPE) or 0.0)
+    return float(await harness.fetchval(dsn, sql, HISTORY_TYPE) or 0.0)
 
 
 async def mean_size_sqlite(path: Path, table: str) -> float:
     """Mean stored size in bytes of `data`."""
+    sql = f"SELECT avg(length(CAST(data AS BLOB))) FROM {table}"
     async with aiosqlite.connect(path) as connection:
-        rows = await connection.execute_fetchall(
-            f"SELECT avg(length(CAST(data AS BLOB))) FROM {table}"
-        )
+        rows = await connection.execute_fetchall(sql)
     return float(next(iter(rows))[0] or 0.0)
 
 
@@ -128,18 +119,13 @@ _LIFECYCLE_SECTION: Final = "        -- The status before this event"
 
 
 async def weaken_guard_postgres(dsn: str, guard: Guard) -> None:
-    """Keep only the part of the log's append guard that `guard` names.
-
-    "off" disables the trigger: the columns it stamps fall back to their
-    defaults (the statement's time, the transaction's id, epoch 0).
-    "without_lifecycle" redefines the guard function to return before its
-    lifecycle section, so every other check still runs.
-    """
+    """Keep only the part of the log's append guard that `guard` names: "off"
+    disables the trigger (the columns it stamps fall back to their defaults),
+    "without_lifecycle" makes the guard function return before its lifecycle
+    section."""
     async with connected(dsn) as connection:
         if guard == "off":
-            await connection.execute(
-                "ALTER TABLE execution_events DISABLE TRIGGER execution_events_guard_append"
-            )
+            await connection.execute(f"ALTER TABLE execution_events DISABLE {GUARD}")
         elif guard == "without_lifecycle":
             definition: str = await connection.fetchval(
                 "SELECT pg_get_functiondef('eventstore_guard_append'::regproc)"
@@ -193,24 +179,19 @@ async def fresh_store(
                 yield store, lambda: mean_size_sqlite(path, "execution_events")
 
 
-def _append_writer(
-    store: EventStore, streams: Sequence[Sequence[Payload]]
-) -> AsyncWriter:
+def _append_writer(store: EventStore, streams: Streams) -> AsyncWriter:
     async def write() -> None:
-        for stream in streams:
-            stream_id = uuid.uuid4()
-            for version, (event_type, payload) in enumerate(
-                zip(STREAM_EVENT_TYPES, stream, strict=True), 1
-            ):
-                event = NewEvent(type=event_type, data=payload, metadata=METADATA)
-                # Not lifecycle events: a stream type of their own (execution
-                # streams hold only the lifecycle, checked by the database).
-                await store.append(
-                    stream_id,
-                    [event],
-                    expected_version=version - 1,
-                    stream_type="bench",
-                )
+        stream_ids = [uuid.uuid4() for _ in streams]
+        for index, version, kind, payload in _events(streams):
+            event = NewEvent(type=kind, data=payload, metadata=METADATA)
+            # Not lifecycle events: a stream type of their own (execution
+            # streams hold only the lifecycle, checked by the database).
+            await store.append(
+                stream_ids[index],
+                [event],
+                expected_version=version - 1,
+                stream_type="bench",
+            )
 
     return write
 
@@ -232,14 +213,14 @@ async def _lifecycle_writers(
     executions = store.executions
 
     def writer(
-        message_id: uuid.UUID, worker_id: str, runs: Sequence[Lifecycle]
+        message_id: uuid.UUID, worker: str, runs: Sequence[Lifecycle]
     ) -> AsyncWriter:
         async def write() -> None:
             for run in runs:
                 execution_id = await executions.create(
                     message_id=message_id, graph_id=graph.id, inputs=run.inputs
                 )
-                await executions.start(execution_id, worker_id=worker_id)
+                await executions.start(execution_id, worker_id=worker)
                 await executions.progress(
                     execution_id, step="research", detail=run.detail, metrics=USAGE
                 )
@@ -282,8 +263,6 @@ async def store_subject(
 
 # --- raw asyncpg, raw aiosqlite -----------------------------------------------------
 
-# `raw_events`: the columns, unique keys, defaults and (transaction_id, position)
-# index of `execution_events`.
 RAW_TABLE: Final = {
     "postgresql": "CREATE TABLE raw_events (position bigserial PRIMARY KEY, stream_id uuid NOT NULL, version integer NOT NULL, stream_type varchar(32) NOT NULL, event_id uuid NOT NULL UNIQUE, type varchar(200) NOT NULL, schema_version integer NOT NULL, data jsonb NOT NULL, metadata jsonb NOT NULL, occurred_at timestamptz NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), transaction_id xid8 DEFAULT pg_current_xact_id(), hash bytea NOT NULL, UNIQUE (stream_id, version))",
     "sqlite": "CREATE TABLE raw_events (position INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, stream_id CHAR(32) NOT NULL, version INTEGER NOT NULL, stream_type VARCHAR(32) NOT NULL, event_id CHAR(32) NOT NULL UNIQUE, type VARCHAR(200) NOT NULL, schema_version INTEGER NOT NULL, data JSON NOT NULL, metadata JSON NOT NULL, occurred_at DATETIME NOT NULL, recorded_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL, transaction_id BIGINT, hash BLOB NOT NULL, UNIQUE (stream_id, version))",
@@ -296,37 +275,25 @@ RAW_INSERT_POSTGRES: Final = (
 RAW_INSERT_SQLITE: Final = _RAW_INSERT.format(*"????????")
 
 
-def _chained(
-    streams: Sequence[Sequence[Payload]],
-) -> Iterator[tuple[int, int, str, str, bytes]]:
+def _chained(streams: Streams) -> Iterator[tuple[int, int, str, str, bytes]]:
     """(stream index, version, event type, JSON, hash chained by the client) of each event."""
-    for index, stream in enumerate(streams):
-        previous = bytes(32)
-        for version, (event_type, payload) in enumerate(
-            zip(STREAM_EVENT_TYPES, stream, strict=True), 1
-        ):
-            data = encode(payload)
-            previous = hashlib.sha256(previous + data.encode()).digest()
-            yield index, version, event_type, data, previous
+    previous = bytes(32)
+    for index, version, kind, payload in _events(streams):
+        data = encode(payload)
+        previous = bytes(32) if version == 1 else previous
+        previous = hashlib.sha256(previous + data.encode()).digest()
+        yield index, version, kind, data, previous
 
 
-def _asyncpg_writer(
-    pool: asyncpg.Pool, streams: Sequence[Sequence[Payload]]
-) -> AsyncWriter:
+def _asyncpg_writer(pool: asyncpg.Pool, streams: Streams) -> AsyncWriter:
     async def write() -> None:
         stream_ids = [uuid.uuid4() for _ in streams]
-        for index, version, event_type, data, chained in _chained(streams):
+        for index, version, kind, data, chained in _chained(streams):
             async with pool.acquire() as connection:
                 await connection.fetchval(
                     RAW_INSERT_POSTGRES,
-                    stream_ids[index],
-                    version,
-                    uuid.uuid4(),
-                    event_type,
-                    data,
-                    METADATA_JSON,
-                    datetime.now(UTC),
-                    chained,
+                    *(stream_ids[index], version, uuid.uuid4(), kind, data),
+                    *(METADATA_JSON, datetime.now(UTC), chained),
                 )
 
     return write
@@ -337,46 +304,33 @@ async def raw_asyncpg(
 ) -> Sample:
     """Raw asyncpg INSERTs into `raw_events` in a fresh, migrated database."""
     async with harness.throwaway_database(server) as dsn:
-        async with migrated_store(dsn):
-            pass
+        await harness.migrate(dsn)
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=workload.writers)
         try:
             await harness.execute(dsn, RAW_TABLE["postgresql"], RAW_INDEX)
             await preload_history(dsn, "raw_events", workload.history)
-            await time_writers(
-                [_asyncpg_writer(pool, s) for s in workload.warmup().payloads]
-            )
+            warmup = workload.warmup().payloads
+            await time_writers([_asyncpg_writer(pool, s) for s in warmup])
             timing = await timer([_asyncpg_writer(pool, s) for s in workload.payloads])
         finally:
             await pool.close()
-        return Sample(
-            timing, workload.events, await mean_size_postgres(dsn, "raw_events")
-        )
+        size = await mean_size_postgres(dsn, "raw_events")
+    return Sample(timing, workload.events, size)
 
 
 def _aiosqlite_writer(
-    connection: aiosqlite.Connection,
-    lock: asyncio.Lock,
-    streams: Sequence[Sequence[Payload]],
+    connection: aiosqlite.Connection, lock: asyncio.Lock, streams: Streams
 ) -> AsyncWriter:
     async def write() -> None:
         stream_ids = [uuid.uuid4().hex for _ in streams]
-        for index, version, event_type, data, chained in _chained(streams):
+        for index, version, kind, data, chained in _chained(streams):
             occurred_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-            values = (
-                stream_ids[index],
-                version,
-                uuid.uuid4().hex,
-                event_type,
-                data,
-                METADATA_JSON,
-                occurred_at,
-                chained,
-            )
+            values = (stream_ids[index], version, uuid.uuid4().hex, kind, data)
+            row = (*values, METADATA_JSON, occurred_at, chained)
             async with lock:
                 await connection.execute("BEGIN IMMEDIATE")
                 try:
-                    await connection.execute(RAW_INSERT_SQLITE, values)
+                    await connection.execute(RAW_INSERT_SQLITE, row)
                 except BaseException:
                     await connection.execute("ROLLBACK")
                     raise
@@ -386,15 +340,12 @@ def _aiosqlite_writer(
 
 
 async def raw_aiosqlite(server: Server, workload: Workload) -> Sample:
-    """Raw aiosqlite: a connection per writer, BEGIN IMMEDIATE; INSERT; COMMIT per event.
-
-    An asyncio lock queues the writers of this process (as the store does),
-    so they never spin in SQLite's busy handler.
-    """
+    """Raw aiosqlite: a connection per writer, BEGIN IMMEDIATE; INSERT; COMMIT per
+    event; an asyncio lock queues the writers (as the store does), so they never
+    spin in SQLite's busy handler."""
     del server
     with harness.sqlite_file() as path:
-        async with migrated_store(f"sqlite:///{path}"):
-            pass
+        await harness.migrate(f"sqlite:///{path}")
         connections = [
             await aiosqlite.connect(path, isolation_level=None)
             for _ in range(workload.writers)
@@ -419,78 +370,68 @@ async def raw_aiosqlite(server: Server, workload: Workload) -> Sample:
         finally:
             for connection in connections:
                 await connection.close()
-        return Sample(
-            timing, workload.events, await mean_size_sqlite(path, "raw_events")
-        )
+        size = await mean_size_sqlite(path, "raw_events")
+    return Sample(timing, workload.events, size)
 
 
 # --- eventsourcing --------------------------------------------------------------------
 
 
 def _recorder_writer(
-    recorder: PostgresApplicationRecorder, streams: Sequence[Sequence[Payload]]
+    recorder: PostgresApplicationRecorder, streams: Streams
 ) -> Callable[[], None]:
     def write() -> None:
-        for stream in streams:
-            originator_id = uuid.uuid4()
-            for version, (event_type, payload) in enumerate(
-                zip(STREAM_EVENT_TYPES, stream, strict=True), 1
-            ):
-                topic, state = f"bench.events:{event_type}", encode(payload).encode()
-                event = StoredEvent(
-                    originator_id=originator_id,
-                    originator_version=version,
-                    topic=topic,
-                    state=state,
-                )
-                recorder.insert_events([event])
+        stream_ids = [uuid.uuid4() for _ in streams]
+        for index, version, kind, payload in _events(streams):
+            state = encode(payload).encode()
+            event = StoredEvent(
+                stream_ids[index], version, f"bench.events:{kind}", state
+            )
+            recorder.insert_events([event])
 
     return write
 
 
-def eventsourcing(server: Server, workload: Workload) -> Sample:
-    """eventsourcing's PostgresApplicationRecorder.insert_events, one event per call.
-
-    Each call is one transaction that takes its EXCLUSIVE table lock and
-    NOTIFYs (the library's design); W threads share a pool of W connections.
-    """
-    name = asyncio.run(harness.create_database(server))
-    token = CURRENT_DATABASE.set(name)
-    url = urlsplit(server.admin_dsn)
+def _recorded(dsn: str, workload: Workload) -> tuple[Timing, float]:
+    """The timed section (after a warm-up) and the mean stored size, on W threads
+    sharing a pool of W connections."""
+    url = urlsplit(dsn)
+    datastore = PostgresDatastore(
+        dbname=url.path.lstrip("/"),
+        host=url.hostname or "127.0.0.1",
+        port=url.port or 5432,
+        user=unquote(url.username or "postgres"),
+        password=unquote(url.password or ""),
+        pool_size=workload.writers,
+    )
     try:
-        datastore = PostgresDatastore(
-            dbname=name,
-            host=url.hostname or "127.0.0.1",
-            port=url.port or 5432,
-            user=unquote(url.username or "postgres"),
-            password=unquote(url.password or ""),
-            pool_size=workload.writers,
+        recorder = PostgresApplicationRecorder(
+            datastore, events_table_name="stored_events"
         )
-        try:
-            recorder = PostgresApplicationRecorder(
-                datastore, events_table_name="stored_events"
+        recorder.create_table()
+        asyncio.run(preload_history(dsn, "stored_events", workload.history))
+        with ThreadPoolExecutor(max_workers=workload.writers) as threads:
+            for work in (workload.warmup(), workload):
+                clock = Clock(CURRENT_DATABASE.get())
+                writers = [_recorder_writer(recorder, s) for s in work.payloads]
+                for future in [threads.submit(writer) for writer in writers]:
+                    future.result()
+                timing = clock.stop()
+        with datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                "SELECT avg(octet_length(state))::float8 AS size FROM stored_events WHERE topic <> %s",
+                (HISTORY_TOPIC,),
             )
-            recorder.create_table()
-            asyncio.run(
-                preload_history(server.dsn(name), "stored_events", workload.history)
-            )
-            with ThreadPoolExecutor(max_workers=workload.writers) as threads:
-                time_threads(
-                    threads,
-                    [_recorder_writer(recorder, s) for s in workload.warmup().payloads],
-                )
-                timing = time_threads(
-                    threads, [_recorder_writer(recorder, s) for s in workload.payloads]
-                )
-            with datastore.transaction(commit=False) as cursor:
-                cursor.execute(
-                    "SELECT avg(octet_length(state))::float8 AS size FROM stored_events WHERE topic <> %s",
-                    (HISTORY_TOPIC,),
-                )
-                row = cursor.fetchone()
-        finally:
-            datastore.close()
+            row = cursor.fetchone()
     finally:
-        CURRENT_DATABASE.reset(token)
-        asyncio.run(harness.drop_database(server, name))
-    return Sample(timing, workload.events, float(row["size"] or 0.0) if row else 0.0)
+        datastore.close()
+    return timing, float(row["size"] or 0.0) if row else 0.0
+
+
+async def eventsourcing(server: Server, workload: Workload) -> Sample:
+    """eventsourcing's PostgresApplicationRecorder.insert_events, one event per call:
+    each call is one transaction that takes its EXCLUSIVE table lock and NOTIFYs
+    (the library's design)."""
+    async with harness.throwaway_database(server) as dsn:
+        timing, size = await asyncio.to_thread(_recorded, dsn, workload)
+    return Sample(timing, workload.events, size)

@@ -1,19 +1,12 @@
 """Audit on a large log: `verify_log` and the store-wide as-of against plain reads.
 
-One throwaway PostgreSQL database holds the log of bench/audit_log.py (N
-events, default 1,000,000, then `VACUUM (ANALYZE)`). Each round measures, in
-an order that shifts by one every round:
-
-- ``sequential_read``: raw asyncpg reading every row (all columns) in global
-  order, 5000 at a time, keyset on (epoch, transaction_id, position), with the
-  store's own `read_all` statement; the rows are dropped (the baseline);
-- ``verify_log``: `eventstore.audit.integrity.verify_log(store.backend)`, what
-  `eventstore verify --log-only` runs;
-- ``as_of_mid`` / ``as_of_end``: `eventstore.audit.replay.statuses_as_of` at the
-  middle and at the end of the recorded_at range;
-- ``replay_read_mid`` / ``replay_read_end``: raw asyncpg reading the rows
-  a replay up to that moment needs (every event recorded at or before it),
-  like ``sequential_read``, stopping at the first batch that passes it.
+One throwaway database holds bench/audit_log.py's log; each round runs, in an
+order shifting by one per round: ``sequential_read`` (raw asyncpg, every row in
+global order with the store's `read_all` statement: the baseline),
+``verify_log`` (what `eventstore verify --log-only` runs), ``as_of_mid`` /
+``as_of_end`` (`statuses_as_of` at the middle and end of the recorded_at range)
+and ``replay_read_mid`` / ``replay_read_end`` (raw asyncpg reading the rows a
+replay up to that moment needs).
 
 .venv/bin/python -m bench.audit --events 1000000 --rounds 3   # writes bench/AUDIT_RESULTS.md
 .venv/bin/python -m bench.audit --events 20000 --rounds 1     # a quick check of the data
@@ -23,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import multiprocessing
 import os
 import sys
@@ -45,16 +39,7 @@ from bench.audit_log import (
     load_log,
     middle,
 )
-from bench.harness import (
-    Clock,
-    Environment,
-    Run,
-    Runs,
-    Server,
-    connected,
-    mib,
-    num,
-)
+from bench.harness import Environment, Run, Runs, Server, connected, mib, num
 from eventstore import EventStore
 from eventstore.audit.integrity import BATCH, verify_log
 from eventstore.audit.replay import AsOf, statuses_as_of
@@ -64,7 +49,7 @@ from eventstore.backends.postgres_order import MAX_POSITION
 from eventstore.settings import StoreSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Sequence
     from datetime import datetime
 
     import asyncpg
@@ -99,14 +84,6 @@ INDEX_NAME: Final = "ix_execution_events_status_history"
 REPEATED_CALLS: Final = 8
 MAX_LOAD: Final = 0.3  # cores kept busy by other work, before a round
 LOAD_WAIT_MAX: Final = 900.0
-
-
-def seconds(run: Run) -> float:
-    return run.seconds
-
-
-def cpu(run: Run) -> float:
-    return run.cpu
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +173,6 @@ async def read_rows(connection: asyncpg.Connection, until: datetime | None) -> i
     return rows
 
 
-async def _timed(
-    database: str | None, work: Callable[[], Awaitable[Any]]
-) -> tuple[Any, harness.Timing]:
-    clock = Clock(database, rss=True)
-    return await work(), clock.stop()
-
-
 async def measure(
     subject: str, dsn: str, expected: Expected, number: int, sequence: int
 ) -> Run:
@@ -212,7 +182,8 @@ async def measure(
     if subject in ("sequential_read", "replay_read_mid", "replay_read_end"):
         until = expected.moments.get(moment) if subject != BASELINE else None
         async with connected(dsn) as connection:
-            rows, timing = await _timed(database, lambda: read_rows(connection, until))
+            read = functools.partial(read_rows, connection, until)
+            rows, timing = await harness.timed(read, database, rss=True)
         want = expected.events if until is None else expected.rows_until[moment]
         if rows != want:
             problem = f"read {rows} rows, expected {want}"
@@ -220,9 +191,8 @@ async def measure(
         async with EventStore.open(dsn, settings=StoreSettings(pool_size=2)) as store:
             await store.backend.ensure_schema()  # once per process: not timed
             if subject == "verify_log":
-                report, timing = await _timed(
-                    database, lambda: verify_log(store.backend)
-                )
+                verify = functools.partial(verify_log, store.backend)
+                report, timing = await harness.timed(verify, database, rss=True)
                 rows = report.events
                 if not report.ok:
                     problem = f"verify_log found {len(report.problems)} broken streams: {report.problems[0]}"
@@ -236,9 +206,8 @@ async def measure(
                     )
             else:
                 as_of = AsOf(time=expected.moments[moment])
-                statuses, timing = await _timed(
-                    database, lambda: statuses_as_of(store.backend, as_of)
-                )
+                as_of_ = functools.partial(statuses_as_of, store.backend, as_of)
+                statuses, timing = await harness.timed(as_of_, database, rss=True)
                 rows = len(statuses)
                 counts = dict(sorted(Counter(s.status.value for s in statuses).items()))
                 if counts != expected.statuses[moment]:
@@ -247,12 +216,9 @@ async def measure(
 
 
 async def wait_for_low_load(console: Console, limit: float) -> tuple[float, float]:
-    """Wait (15 min at most) until other work keeps under `limit` cores busy for 2 s;
-    returns the 1-minute load average then, and the seconds waited.
-
-    The machine's busy time, not the load average: the load average still
-    counts this benchmark's own last subject for minutes after it ended.
-    """
+    """Wait (15 min at most) until other work keeps under `limit` cores busy for 2 s
+    (the load average would still count our own last subject); returns the
+    1-minute load average then, and the seconds waited."""
     waited = await asyncio.to_thread(
         harness.wait_until_quiet, limit=limit, max_wait=LOAD_WAIT_MAX
     )
@@ -380,8 +346,7 @@ async def run(results: Results, server: Server, console: Console) -> None:
     """Create, load and check the log, measure the rounds, explain, drop."""
     async with harness.throwaway_database(server) as dsn:
         console.print(f"database {harness.CURRENT_DATABASE.get()}; migrating")
-        async with harness.migrated_store(dsn):
-            pass
+        await harness.migrate(dsn)
         console.print(
             f"generating and loading {results.settings.events:,} events (child process)"
         )

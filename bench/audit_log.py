@@ -1,13 +1,9 @@
 """A large log, generated and COPY-loaded (bench/audit.py; projection_scale.py --copy-log).
 
-About N/10 executions of ~10 lifecycle events each (`ExecutionCreated`,
-`ExecutionStarted`, several `ExecutionProgressed` with usage metrics, then
-`ExecutionCompleted`, `ExecutionFailed` or a cancellation; some are left
-pending or running), a window of executions interleaved in the global order,
-correct per-stream hash chains, and `occurred_at` / `recorded_at` spread over
-about a month. The rows are built with the package's own canonical form
-(`eventstore.hashing`), a sample of them checked against `NewEvent`, and
-bulk-loaded with COPY in position order, one transaction per chunk.
+About N/10 executions of ~10 lifecycle events each, several outcomes, a window
+of executions interleaved in the global order, correct hash chains, about a
+month of timestamps; rows built with `eventstore.hashing` (a sample checked
+against `NewEvent`), COPY-loaded in position order, a transaction per chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 from uuid import UUID
 
-from bench.harness import connected
+from bench.harness import GUARD, connected
 from bench.workload import DETAIL_BYTES, INPUTS_BYTES, RESULT_BYTES, make_payload
 from eventstore.chains import canonical_for
 from eventstore.events.envelope import NewEvent
@@ -65,7 +61,6 @@ ERRORS: Final = (
 SCHEMA_VERSIONS: Final = {
     name: model.schema_version for name, model in PAYLOAD_TYPES.items()
 }
-GUARD: Final = "TRIGGER execution_events_guard_append"
 
 Row = tuple[UUID, int, str, UUID, str, int, str, str, datetime, datetime, bytes]
 Plan = list[tuple[str, "JSONObject", str]]  # (event type, data, actor)

@@ -33,12 +33,20 @@ from eventstore import EventStore
 from eventstore.settings import StoreSettings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+    from collections.abc import (
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Iterable,
+        Iterator,
+        Sequence,
+    )
 
 T = TypeVar("T")
 REPOSITORY: Final = Path(__file__).parent.parent
 CODE: Final = ("eventstore", "projections", "migrations")
 DEFAULT_DSN: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
+GUARD: Final = "TRIGGER execution_events_guard_append"  # the log's append guard
 PROC: Final = Path("/proc")
 TICK: Final = os.sysconf("SC_CLK_TCK")
 
@@ -73,20 +81,15 @@ async def execute(dsn: str, *statements: str) -> None:
             await connection.execute(statement)
 
 
+async def fetchval(dsn: str, query: str, *arguments: Any) -> Any:
+    """The first value of a query's first row, on a fresh connection."""
+    async with connected(dsn) as connection:
+        return await connection.fetchval(query, *arguments)
+
+
 # The database of the measurement running now: only its backends count as
 # the benchmark's server, not those of other bench runs.
 CURRENT_DATABASE: ContextVar[str | None] = ContextVar("CURRENT_DATABASE", default=None)
-
-
-async def create_database(server: Server, prefix: str = "bench_") -> str:
-    """CREATE DATABASE <prefix><random>; returns its name."""
-    name = f"{prefix}{secrets.token_hex(6)}"
-    await execute(server.admin_dsn, f'CREATE DATABASE "{name}"')
-    return name
-
-
-async def drop_database(server: Server, name: str) -> None:
-    await execute(server.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.asynccontextmanager
@@ -94,14 +97,16 @@ async def throwaway_database(
     server: Server, prefix: str = "bench_", *, keep: bool = False
 ) -> AsyncIterator[str]:
     """A fresh database for the block, dropped afterwards unless `keep`; yields its DSN."""
-    name = await create_database(server, prefix)
+    name = f"{prefix}{secrets.token_hex(6)}"
+    await execute(server.admin_dsn, f'CREATE DATABASE "{name}"')
     token = CURRENT_DATABASE.set(name)
     try:
         yield server.dsn(name)
     finally:
         CURRENT_DATABASE.reset(token)
         if not keep:
-            await drop_database(server, name)
+            drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+            await execute(server.admin_dsn, drop)
 
 
 @contextlib.asynccontextmanager
@@ -111,6 +116,12 @@ async def migrated_store(url: str, pool_size: int = 2) -> AsyncIterator[EventSto
     async with EventStore.open(url, settings=settings) as store:
         await store.migrate()
         yield store
+
+
+async def migrate(url: str) -> None:
+    """Create the store's schema in the database at `url`."""
+    async with migrated_store(url):
+        pass
 
 
 @contextlib.contextmanager
@@ -151,14 +162,10 @@ def server_processes(database: str | None = None) -> dict[int, float]:
         try:
             if not entry.name.isdigit() or (entry / "comm").read_text() != "postgres\n":
                 continue
-            title = (
-                (entry / "cmdline")
-                .read_bytes()
-                .replace(b"\0", b" ")
-                .decode(errors="replace")
-            )
+            raw = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
+        title = raw.decode(errors="replace")
         if not title.startswith("postgres:"):
             ours = "-D" in title.split()  # the postmaster itself
         else:
@@ -172,9 +179,8 @@ def server_processes(database: str | None = None) -> dict[int, float]:
 def busy_seconds() -> float | None:
     """Busy CPU seconds of all cores since boot (all but idle and iowait)."""
     with contextlib.suppress(OSError):
-        ticks = [
-            int(t) for t in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]
-        ]
+        line = (PROC / "stat").read_text().split("\n", 1)[0]
+        ticks = [int(t) for t in line.split()[1:]]
         return (sum(ticks[:8]) - ticks[3] - ticks[4]) / TICK
     return None
 
@@ -221,6 +227,28 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+async def spawn(command: Sequence[str]) -> tuple[float, float, str]:
+    """Run a command to its end: wall seconds, its CPU seconds, its stdout."""
+    children, wall = children_cpu(), time.perf_counter()
+    env = {**os.environ, "COLUMNS": "200"}
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=-1, stderr=-1, env=env
+    )
+    stdout, stderr = await process.communicate()
+    seconds = time.perf_counter() - wall
+    if process.returncode != 0:
+        error = stderr.decode(errors="replace").strip()
+        raise RuntimeError(
+            f"{' '.join(command)} exited with {process.returncode}: {error}"
+        )
+    return seconds, children_cpu() - children, stdout.decode(errors="replace")
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load average, as `uptime` shows it."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 # --- clocks, runs, rounds ------------------------------------------------------------
 
 
@@ -253,9 +281,8 @@ class Clock:
     def __init__(self, database: str | None, *, rss: bool = False) -> None:
         self.rss, self.rss_before = rss, 0
         if rss:
-            with contextlib.suppress(
-                OSError
-            ):  # without it, the peak is the process's so far
+            # without it, the peak is the process's so far
+            with contextlib.suppress(OSError):
                 (PROC / "self/clear_refs").write_text("5")
             with contextlib.suppress(OSError, IndexError):
                 status = (PROC / "self/status").read_text()
@@ -275,6 +302,14 @@ class Clock:
             machine = after.machine - before.machine
         peak = peak_rss() if self.rss else 0
         return Timing(seconds, cpu, server, machine, peak, self.rss_before)
+
+
+async def timed(
+    work: Callable[[], Awaitable[T]], database: str | None = None, *, rss: bool = False
+) -> tuple[T, Timing]:
+    """Await `work` on a Clock; its result and the Timing."""
+    clock = Clock(database, rss=rss)
+    return await work(), clock.stop()
 
 
 def peak_rss() -> int:
@@ -321,14 +356,19 @@ class Run:
     def judged(self, limit: float, *, busy: bool = False) -> Run:
         """Disturbed if other programs kept more than `limit` cores busy (or `busy`)."""
         other = self.timing.other_cores
-        return dataclasses.replace(
-            self, disturbed=busy or (other is not None and other > limit)
-        )
+        disturbed = busy or (other is not None and other > limit)
+        return dataclasses.replace(self, disturbed=disturbed)
 
 
 def median(values: Iterable[float]) -> float | None:
     found = list(values)
     return statistics.median(found) if found else None
+
+
+def percentile(values: Iterable[float], fraction: float) -> float:
+    """The value at `fraction` of the sorted values (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
 class Runs(list[Run]):
@@ -348,10 +388,8 @@ class Runs(list[Run]):
         self, mine: str, theirs: str | None, value: str = "rate", writers: int = 0
     ) -> float | None:
         """The ratio of the medians."""
-        a, b = (
-            self.median(mine, value, writers),
-            self.median(theirs or "", value, writers),
-        )
+        a = self.median(mine, value, writers)
+        b = self.median(theirs or "", value, writers)
         return a / b if a is not None and b else None
 
     def per_round(
@@ -360,11 +398,8 @@ class Runs(list[Run]):
         """Per round, `mine` over `theirs` in the same round."""
         get = operator.attrgetter(value)
         by_round = {r.round: get(r) for r in self.of(theirs or "", writers)}
-        return [
-            get(r) / by_round[r.round]
-            for r in self.of(mine, writers)
-            if by_round.get(r.round)
-        ]
+        mine_ = self.of(mine, writers)
+        return [get(r) / by_round[r.round] for r in mine_ if by_round.get(r.round)]
 
 
 def rotated(items: Sequence[T], round_number: int) -> list[T]:
@@ -377,20 +412,11 @@ def rotated(items: Sequence[T], round_number: int) -> list[T]:
 # --- the machine ---------------------------------------------------------------------
 
 SETTINGS: Final = (
-    "shared_buffers",
-    "synchronous_commit",
-    "fsync",
-    "wal_level",
-    "autovacuum",
+    *("shared_buffers", "synchronous_commit", "fsync", "wal_level", "autovacuum"),
     "max_connections",
 )
 PACKAGES: Final = (
-    "asyncpg",
-    "aiosqlite",
-    "sqlalchemy",
-    "pydantic",
-    "eventsourcing",
-    "psycopg",
+    *("asyncpg", "aiosqlite", "sqlalchemy", "pydantic", "eventsourcing", "psycopg"),
 )
 
 
@@ -434,16 +460,13 @@ class Environment:
         self.finished_at: datetime | None = None
         self.load = [os.getloadavg(), (0.0, 0.0, 0.0)]
         self.cpu = f"{model.group(1) if model else 'unknown'}), memory {memory:.1f} GiB"
+        modified = " ({} paths of eventstore/, projections/, migrations/ modified or untracked)"
         self.facts = [
             f"PostgreSQL: {asyncio.run(_postgres(server)) if server else 'not used'}",
             f"SQLite: {sqlite3.sqlite_version}; Python {platform.python_version()}; {platform.platform()}",
             "Packages: " + ", ".join(f"{name} {_version(name)}" for name in PACKAGES),
             f"eventstore commit: {_git('rev-parse', '--short', 'HEAD') or 'unknown'}"
-            + (
-                f" ({changed} paths of eventstore/, projections/, migrations/ modified or untracked)"
-                if changed
-                else ""
-            ),
+            + (modified.format(changed) if changed else ""),
         ]
 
     def finish(self) -> None:
@@ -477,11 +500,9 @@ NOTES_END: Final = "<!-- /notes -->"
 def notes(path: Path | None) -> str:
     """The hand-written notes block of an earlier report at `path`, kept on regeneration."""
     text = path.read_text(encoding="utf-8") if path and path.exists() else ""
-    kept = (
-        text.split(NOTES_BEGIN + "\n", 1)[1].split(NOTES_END, 1)[0]
-        if NOTES_BEGIN in text
-        else ""
-    )
+    kept = ""
+    if NOTES_BEGIN in text:
+        kept = text.split(NOTES_BEGIN + "\n", 1)[1].split(NOTES_END, 1)[0]
     return f"{NOTES_BEGIN}\n{kept.strip()}\n{NOTES_END}\n"
 
 
@@ -515,11 +536,16 @@ def report(template: str, **context: Any) -> str:
 
 
 def options(
-    prog: str, description: str, settings: Any, output: str | None, **helps: str
+    prog: str,
+    description: str,
+    settings: Any,
+    output: str | None,
+    quick: str | None = None,
+    **helps: str,
 ) -> argparse.ArgumentParser:
-    """A command line with --dsn, --output (`output` its help) unless None, and an
-    option per field of the `settings` dataclass that `helps` describes: a tuple
-    takes several values, `foo=True` gives --no-foo."""
+    """A command line with --dsn, --output and --quick (`output`, `quick` their
+    helps) unless None, and an option per field of the `settings` dataclass that
+    `helps` describes: a tuple takes several values, `foo=True` gives --no-foo."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     dsn = os.environ.get("BENCH_PG_DSN", DEFAULT_DSN)
     parser.add_argument(
@@ -529,31 +555,27 @@ def options(
     )
     if output is not None:
         parser.add_argument("--output", type=Path, help=output)
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
     for name, help_ in helps.items():
         default, option = getattr(settings, name), "--" + name.replace("_", "-")
         if isinstance(default, bool):
+            no = f"--no-{option[2:]}"
             parser.add_argument(
-                f"--no-{option[2:]}",
-                dest=name,
-                action="store_false",
-                default=None,
-                help=help_,
+                no, dest=name, action="store_false", default=None, help=help_
             )
         else:
             many = isinstance(default, tuple)
             kind = type(default[0] if many else default or 1)
-            parser.add_argument(
-                option, type=kind, nargs="+" if many else None, help=help_
-            )
+            nargs = "+" if many else None
+            parser.add_argument(option, type=kind, nargs=nargs, help=help_)
     return parser
 
 
 def configured(settings: Any, args: argparse.Namespace) -> Any:
     """`settings` with the options given on the command line."""
     given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(settings)}
-    given = {
-        k: tuple(v) if isinstance(v, list) else v
-        for k, v in given.items()
-        if v is not None
-    }
-    return dataclasses.replace(settings, **given)
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    return dataclasses.replace(
+        settings, **{k: v for k, v in given.items() if v is not None}
+    )

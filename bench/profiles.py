@@ -1,12 +1,6 @@
-"""cProfile of a timed section: own time per category, the top functions.
-
-cProfile's clock is the wall clock, so the time the event loop spends blocked
-in epoll (waiting for the server) shows apart as idle; everything else is
-client CPU, grouped by where a function is (its own time, not its callees').
-A builtin's own time (str.join, isinstance ...) counts for the package that
-called it. The profiler slows Python code more than C code: read the split,
-not the absolute numbers.
-"""
+"""cProfile of a timed section: own time per category (idle = the event loop
+waiting in epoll), the top functions. The profiler slows Python code more than
+C code: read the split, not the absolute numbers."""
 
 from __future__ import annotations
 
@@ -36,15 +30,12 @@ class Rules:
     ) -> None:
         lines = [line.strip().rpartition(": ") for line in table.strip().splitlines()]
         self.categories = (*(category for category, _, _ in lines), IDLE)
-        needles = [
-            (needle, category)
-            for category, _, found in lines
-            for needle in found.split()
-        ]
+        needles = [(n, c) for c, _, found in lines for n in found.split()]
         self.files = [(n, c) for n, c in needles if n[0] not in "~*"]
         self.builtins = [(n[1:], c) for n, c in needles if n[0] == "~"]
         self.other_file, self.other_builtin = (
-            dict(needles)[f"*{kind}"] for kind in ("file", "builtin")
+            dict(needles)["*file"],
+            dict(needles)["*builtin"],
         )
         self.hidden, self.own = hidden, own
 
@@ -109,21 +100,14 @@ def summarize(
     events: int,
     seconds: float,
 ) -> Profile:
-    """Group a profile's own times by category and list its top 15 functions."""
+    """Group a profile's own times by category (a builtin's own time counts for
+    the category of its caller) and list its top 15 functions."""
     table: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     categories = dict.fromkeys(rules.categories, 0.0)
     top, own = [], []
-    for (filename, line, function), (
-        _,
-        calls,
-        own_time,
-        cumulative,
-        callers,
-    ) in table.items():
-        category, row = (
-            rules.category(filename, function),
-            Function(_name(filename, line, function), calls, own_time, cumulative),
-        )
+    for (filename, line, function), (_, calls, own_time, cum, callers) in table.items():
+        category = rules.category(filename, function)
+        row = Function(_name(filename, line, function), calls, own_time, cum)
         if not any(frame in filename or frame in function for frame in rules.hidden):
             top.append(row)
         if not rules.own or category in rules.own:

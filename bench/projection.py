@@ -1,11 +1,9 @@
 """Projection throughput: `eventstore project --until-caught-up` against a raw asyncpg fold.
 
-One fresh database per run holds a log of N executions x 4 events (written
-once, untimed, by bench/projection_log.py). Each round then projects that
-log from scratch three ways, one after another on the same database:
-``raw_fold``, the asyncpg fold of bench/projection_baseline.py; ``cli``,
-``eventstore project --until-caught-up --url URL`` as a subprocess, timed from
-spawn to exit; ``in_process``, ``Projector(store).run_until_caught_up()``.
+A fresh database holds bench/projection_log.py's log; each round projects it
+from scratch three ways: ``raw_fold`` (bench/projection_baseline.py), ``cli``
+(the command as a subprocess, spawn to exit) and ``in_process``
+(`Projector(store).run_until_caught_up()`).
 
 .venv/bin/python -m bench.projection            # the full run; writes bench/PROJECTION_RESULTS.md
 .venv/bin/python -m bench.projection --quick    # a smoke run; writes nothing
@@ -19,12 +17,10 @@ import cProfile
 import functools
 import hashlib
 import itertools
-import os
 import random
 import re
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -42,6 +38,7 @@ from bench.harness import (
     Snapshot,
     connected,
     num,
+    timed,
 )
 from eventstore import EventStore
 from eventstore.settings import StoreSettings
@@ -158,13 +155,8 @@ async def reset_projection(dsn: str) -> None:
     await harness.execute(dsn, "CHECKPOINT")
 
 
-async def _timed(work: Callable[[], Awaitable[int]]) -> tuple[int, Timing]:
-    clock = Clock(None)  # our server = the processes of every bench_* database
-    return await work(), clock.stop()
-
-
 async def measure_raw_fold(
-    dsn: str, batch_size: int, timed: Timed = _timed
+    dsn: str, batch_size: int, timed: Timed = timed
 ) -> tuple[int, Timing]:
     """The baseline, on a connection opened before the clock starts."""
     await projection_baseline.reset(dsn)
@@ -178,29 +170,12 @@ async def measure_raw_fold(
 
 
 async def measure_in_process(
-    dsn: str, batch_size: int, timed: Timed = _timed
+    dsn: str, batch_size: int, timed: Timed = timed
 ) -> tuple[int, Timing]:
     """The projector on a store opened before the clock starts."""
     await reset_projection(dsn)
     async with EventStore.open(dsn) as store:
         return await timed(Projector(store, batch_size=batch_size).run_until_caught_up)
-
-
-async def _spawn(command: Sequence[str]) -> tuple[float, float, str]:
-    """Run a command to its end: wall seconds, its CPU seconds, its stdout."""
-    children, wall = harness.children_cpu(), time.perf_counter()
-    env = {**os.environ, "COLUMNS": "200"}
-    process = await asyncio.create_subprocess_exec(
-        *command, stdout=-1, stderr=-1, env=env
-    )
-    stdout, stderr = await process.communicate()
-    seconds = time.perf_counter() - wall
-    if process.returncode != 0:
-        error = stderr.decode(errors="replace").strip()
-        raise RuntimeError(
-            f"{' '.join(command)} exited with {process.returncode}: {error}"
-        )
-    return seconds, harness.children_cpu() - children, stdout.decode(errors="replace")
 
 
 async def _sample_server(seen: dict[int, float]) -> None:
@@ -228,7 +203,7 @@ async def measure_cli(dsn: str, batch_size: int) -> tuple[int, Timing]:
     seen = dict(clock.before.server)
     sampler = asyncio.create_task(_sample_server(seen))
     try:
-        seconds, client, stdout = await _spawn(command)
+        seconds, client, stdout = await harness.spawn(command)
     finally:
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -267,17 +242,14 @@ async def check_run(dsn: str, run: Run, *, executions: int, events: int) -> str 
         last = (
             await connection.fetchval("SELECT max(position) FROM execution_events") or 0
         )
-    problems = [
-        f"reported {run.count} events, the log has {events}"
-        if run.count != events
-        else "",
-        f"{rows} rows, expected {executions}" if rows != executions else "",
-        f"checkpoint at {position}, the log ends at {last}" if position != last else "",
-    ]
-    problems = [p for p in problems if p]
-    return (
-        f"{run.subject} round {run.round}: " + "; ".join(problems) if problems else None
-    )
+    checks = {
+        f"reported {run.count} events, the log has {events}": run.count != events,
+        f"{rows} rows, expected {executions}": rows != executions,
+        f"checkpoint at {position}, the log ends at {last}": position != last,
+    }
+    problems = [problem for problem, failed in checks.items() if failed]
+    where = f"{run.subject} round {run.round}: "
+    return where + "; ".join(problems) if problems else None
 
 
 _COMPARED: Final = ", ".join(
@@ -348,7 +320,7 @@ async def measure_startup(dsn: str, runs: int) -> dict[str, float]:
     medians = {}
     for label, command in commands.items():
         medians[label] = statistics.median(
-            [(await _spawn(command))[0] for _ in range(runs)]
+            [(await harness.spawn(command))[0] for _ in range(runs)]
         )
     return medians
 
@@ -382,7 +354,7 @@ async def profile_subjects(dsn: str, batch_size: int) -> list[profiles.Profile]:
         async def timed(
             work: Callable[[], Awaitable[int]], on: cProfile.Profile = profiler
         ) -> tuple[int, Timing]:
-            return await _timed(profiles.profiled(on, work))
+            return await harness.timed(profiles.profiled(on, work))
 
         events, timing = await measure(dsn, batch_size, timed)
         found.append(
@@ -619,6 +591,7 @@ def _results(results: Results) -> str:
 
 def render(results: Results, path: Path | None) -> str:
     """PROJECTION_RESULTS.md (the notes block of the file at `path` kept)."""
+    found = results.profiles
     return harness.report(
         REPORT,
         command=results.command,
@@ -637,15 +610,9 @@ def render(results: Results, path: Path | None) -> str:
         problems=results.run_problems,
         profiles=results.profiles,
         categories=[
-            *(
-                (c, [num(p.us(c), 1) for p in results.profiles])
-                for c in RULES.categories
-            ),
-            ("total, idle excluded", [num(p.busy_us, 1) for p in results.profiles]),
-            (
-                "wall time with the profiler, s",
-                [num(p.seconds, 2) for p in results.profiles],
-            ),
+            *((c, [num(p.us(c), 1) for p in found]) for c in RULES.categories),
+            ("total, idle excluded", [num(p.busy_us, 1) for p in found]),
+            ("wall time with the profiler, s", [num(p.seconds, 2) for p in found]),
         ],
         functions=profiles.functions,
         notes=harness.notes(path),
@@ -661,17 +628,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "projector against a raw asyncpg fold, interleaved rounds, medians to bench/PROJECTION_RESULTS.md.",
         QUICK,
         "where to write the report (default bench/PROJECTION_RESULTS.md; --quick: nowhere)",
+        "a smoke run: 500 executions, 1 round; writes nothing unless --output",
         executions="executions in the log, 4 events each (default 50000; --quick: 500)",
         rounds="interleaved rounds (default 5)",
         batch_size="events per batch (default 1000)",
         writers="coroutines writing the log (default 32; --quick: 8)",
         in_flight="executions each writer keeps in flight (default 8)",
+        max_other_cores="a measurement during which other programs kept more than this "
+        "many cores busy is run again (default 0.5)",
+        retries="how often at most (default 2)",
         profile="skip the cProfile section",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smoke run: 500 executions, 1 round; writes nothing unless --output",
     )
     args = parser.parse_args(arguments)
     settings: Settings = harness.configured(

@@ -1,20 +1,12 @@
 """The baseline: the executions projection folded by hand with asyncpg, nothing else.
 
-What a developer would write without the store: one connection; per batch
-one transaction that reads the next `batch_size` events after the
-checkpoint with the store's gap-safe predicate (only transactions below the
-snapshot's xmin, ordered by and resumed after (transaction_id, position)),
-loads the existing rows of the batch's executions in one SELECT, folds the
-events into plain dicts, writes every changed row with one multi-row
-``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE`` guarded by the
-row's version, and moves the checkpoint forward by compare-and-set. The
-rows get the fields `eventstore/fold.py` derives (status, timestamps,
-durations in ms, steps, summed usage metrics, version, last position).
-
-`raw_executions` is `executions` copied with ``LIKE ... INCLUDING ALL``
-(columns, defaults, primary key, the same secondary indexes) plus the same
-three foreign keys, so both sides maintain the same indexes and check the
-same references.
+One connection; per batch one transaction that reads the next events after the
+checkpoint with the store's gap-safe predicate, loads the batch's existing rows
+in one SELECT, folds in plain dicts (the fields `eventstore/fold.py` derives),
+writes every changed row with one ``INSERT ... SELECT FROM unnest(...) ON
+CONFLICT DO UPDATE`` guarded by the row's version, and moves the checkpoint by
+compare-and-set. `raw_executions` is `executions` copied ``LIKE ... INCLUDING
+ALL`` plus its three foreign keys: the same indexes and reference checks.
 """
 
 from __future__ import annotations

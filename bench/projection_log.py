@@ -1,15 +1,10 @@
 """The log the projection benchmark folds: N executions x 4 events, written once, untimed.
 
-W writer coroutines share one store. Each keeps a window of executions in
-flight and moves them forward in turn, one event per `store.append` (one
-transaction per event, `expected_version` = the previous version), so the
-four events of an execution lie far apart in the global order and most
-streams span more than one projector batch, as in a log in service. The
-events are the lifecycle's registered payloads (`ExecutionCreated`,
-`ExecutionStarted`, `ExecutionProgressed` with usage metrics,
-`ExecutionCompleted` with a result and usage metrics), built with
-`NewEvent.of`, and reference real threads, messages and graphs created
-through the store first. `occurred_at` is the writer's clock at the append.
+W writer coroutines share one store; each keeps a window of executions in
+flight and moves them forward in turn, one `store.append` per event, so most
+streams span more than one projector batch, as in a log in service. The events
+are the lifecycle's payloads (`NewEvent.of`), referencing threads, messages
+and graphs created through the store first.
 """
 
 from __future__ import annotations

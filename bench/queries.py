@@ -1,15 +1,10 @@
 """Run queries and statistics at a million runs (SPEC §7-§8), on PostgreSQL.
 
-One throwaway database gets a generated log of `--executions` runs (about 5
-events each: created with 3 labels drawn from skewed distributions, a few
-hundred graphs, 30 days of creation times, every status), written by one
-INSERT ... SELECT with the append guard off (the hashes are not a chain:
-nothing here reads them), then projected by the store's projector, then
-`VACUUM ANALYZE`. Each query of the issue's table runs `--samples` times
-after `--warmup` runs; the report gives p50/p95/p99, the plan's nodes and
-the indexes' sizes. With `--compare-indexes`, the same log (same seed) is
-projected a second time into a database without revision 0011's indexes,
-to show what they cost the projector.
+A throwaway database gets a generated log of `--executions` runs (one INSERT ...
+SELECT, the append guard off), projected by the store's projector; each query
+runs `--samples` times after `--warmup` calls: p50/p95/p99, plans, index
+sizes. `--compare-indexes` projects the same log again without revision
+0011's indexes, to show what they cost the projector.
 
 .venv/bin/python -m bench.queries                      # 1,000,000 runs
 .venv/bin/python -m bench.queries --executions 20000 --samples 5 --output /tmp/q.md
@@ -19,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import re
 import statistics
 import sys
@@ -30,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 
 from bench import harness
-from bench.harness import Environment, Server, connected
+from bench.harness import GUARD, Environment, Server, connected
 from eventstore.schema import executions
 from projections import ExecutionStats, ExecutionsView, Projector
 from projections.queries import page_query
@@ -139,8 +135,7 @@ class Measured:
     rows: int
 
     def percentile(self, fraction: float) -> float:
-        ordered = sorted(self.milliseconds)
-        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+        return harness.percentile(self.milliseconds, fraction)
 
 
 async def _load(store: EventStore, dsn: str, config: Config) -> int:
@@ -170,13 +165,9 @@ async def _load(store: EventStore, dsn: str, config: Config) -> int:
         await connection.execute(
             RUNS_SQL, datetime.now(UTC), config.graphs, config.executions
         )
-        await connection.execute(
-            "ALTER TABLE execution_events DISABLE TRIGGER execution_events_guard_append"
-        )
+        await connection.execute(f"ALTER TABLE execution_events DISABLE {GUARD}")
         await connection.execute(EVENTS_SQL)
-        await connection.execute(
-            "ALTER TABLE execution_events ENABLE TRIGGER execution_events_guard_append"
-        )
+        await connection.execute(f"ALTER TABLE execution_events ENABLE {GUARD}")
         await connection.execute("VACUUM ANALYZE execution_events")
         count: int = await connection.fetchval("SELECT count(*) FROM execution_events")
     return count
@@ -241,46 +232,31 @@ async def _measure(store: EventStore, dsn: str, config: Config) -> list[Measured
     cursor = None
     for _ in range(99):  # the cursor of page 100, read once
         cursor = (await view.list(limit=50, cursor=cursor, **failed)).next_cursor
-    plans: dict[str, sa.Select[Any]] = {
-        "first page (50) newest, no filter": page_query(
-            context, {}, order="newest", limit=50, cursor=None
+    page = functools.partial(page_query, context, order="newest", limit=50)
+    summary = stats.summary
+    # Per query of TARGETS_MS, in its order: the call, and the SELECT it sends
+    # (for its plan; the summaries send two statements).
+    calls: list[tuple[Callable[[], Awaitable[Any]], sa.Select[Any] | None]] = [
+        (lambda: view.list(limit=50), page({}, cursor=None)),
+        (lambda: view.list(limit=50, **failed_today), page(failed_today, cursor=None)),
+        (
+            lambda: view.list(limit=50, cursor=cursor, **failed),
+            page(failed, cursor=cursor),
         ),
-        "first page, status=failed + one label, last 24 h": page_query(
-            context, failed_today, order="newest", limit=50, cursor=None
+        (view.count_by_status, _by_status(context, {})),
+        (
+            lambda: view.count_by_status(labels=labels),
+            _by_status(context, {"labels": labels}),
         ),
-        "page 100 by cursor, status=failed + one label": page_query(
-            context, failed, order="newest", limit=50, cursor=cursor
-        ),
-        "count_by_status() over everything": _by_status(context, {}),
-        "count_by_status(labels={customer})": _by_status(context, {"labels": labels}),
-    }
-    queries: dict[str, Callable[[], Awaitable[Any]]] = {
-        "first page (50) newest, no filter": lambda: view.list(limit=50),
-        "first page, status=failed + one label, last 24 h": lambda: view.list(
-            limit=50, **failed_today
-        ),
-        "page 100 by cursor, status=failed + one label": lambda: view.list(
-            limit=50, cursor=cursor, **failed
-        ),
-        "count_by_status() over everything": view.count_by_status,
-        "count_by_status(labels={customer})": lambda: view.count_by_status(
-            labels=labels
-        ),
-        "summary(group_by=[graph], since=1 day)": lambda: stats.summary(
-            group_by=["graph"], since=timedelta(days=1)
-        ),
-        "summary(group_by=[day], since=30 days)": lambda: stats.summary(
-            group_by=["day"], since=timedelta(days=30)
-        ),
-    }
+        (lambda: summary(group_by=["graph"], since=timedelta(days=1)), None),
+        (lambda: summary(group_by=["day"], since=timedelta(days=30)), None),
+    ]
     measured = []
-    for name, query in queries.items():
+    for name, (query, select) in zip(TARGETS_MS, calls, strict=True):
         times, result = await _timed(config, query)
-        plan = (
-            await _plan(dsn, store, plans[name])
-            if name in plans
-            else "two statements: counts and sums, then percentile_cont"
-        )
+        plan = "two statements: counts and sums, then percentile_cont"
+        if select is not None:
+            plan = await _plan(dsn, store, select)
         measured.append(Measured(name, times, plan, _size(result)))
         print(f"{name}: p50 {statistics.median(times):.1f} ms", flush=True)
     return measured
