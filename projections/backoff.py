@@ -17,7 +17,7 @@ from typing import Final
 REBUILD_POLL: Final = 0.05
 MAX_REBUILD_POLL: Final = 2.0
 MAX_RETRY_DELAY: Final = 10.0
-logger: Final = logging.getLogger("projections.projector")
+logger: Final = logging.getLogger("eventstore.projections.projector")
 
 
 def retry_delay(base: float, failures: int, *, cap: float = MAX_RETRY_DELAY) -> float:

@@ -35,7 +35,7 @@ from projections.batches import BatchWriter, blames_no_event, upcast_for
 from projections.executions import ExecutionsProjection
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from eventstore import Checkpoint, EventStore
     from eventstore.projecting import LeaderLocks
@@ -46,7 +46,13 @@ DEFAULT_BATCH: Final = 1000
 WAIT_POLL: Final = 0.05
 # A slot a rebuild holds tries again after this, doubling up to the cap: a
 # swap holds the projection for about a second, a replay in place longer.
-logger: Final = logging.getLogger(__name__)
+# Under "eventstore" like every logger of the package: one name to configure.
+logger: Final = logging.getLogger(f"eventstore.{__name__}")
+
+
+def _log_crash(daemon: asyncio.Task[None]) -> None:
+    if not daemon.cancelled() and (crash := daemon.exception()) is not None:
+        logger.error("projector stopped: %s", crash, exc_info=crash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +228,28 @@ class Projector:
                     recheck = recheck * 2 if recheck * 2 < self._poll_interval else None
         finally:
             await self.aclose()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Self]:
+        """Run as a daemon in a task of this event loop while the block runs.
+
+        For a service that projects in its own process (its lifespan):
+        ``async with Projector(store).running():``. A crash of the daemon is
+        logged at once, with its traceback, on the `eventstore` logger, so
+        it is not silent until shutdown; leaving the block stops the daemon
+        (the batch in hand is finished first) and raises its crash, if any.
+
+        Raises:
+            ProjectionError, DatabaseError: what ended the daemon (see `run`).
+        """
+        stop = asyncio.Event()
+        daemon = asyncio.create_task(self.run(stop), name="eventstore-projector")
+        daemon.add_done_callback(_log_crash)
+        try:
+            yield self
+        finally:
+            stop.set()
+            await daemon  # raises the crash, or a cancellation
 
     @staticmethod
     async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -33,6 +33,7 @@ from tests.cli.runner import run_cli
 from tests.helpers import (
     Poison,
     References,
+    eventually,
     execution_in,
     poison_metric_overflow,
     poison_unknown_message,
@@ -177,12 +178,53 @@ async def test_the_daemon_stops_on_a_poison_event_instead_of_retrying(
 ) -> None:
     poison = await make_poison(store, refs)
     stop = asyncio.Event()
-    with caplog.at_level(logging.WARNING, logger="projections.projector"):
+    with caplog.at_level(logging.WARNING, logger="eventstore.projections.projector"):
         async with asyncio.timeout(WITHIN):
             with pytest.raises(ProjectionError) as stopped:
                 await Projector(store, poll_interval=0.01).run(stop)
     assert stopped.value.event_id == poison.event_id
     assert "retrying" not in caplog.text
+
+
+async def test_running_logs_a_crash_at_once_and_raises_it_on_exit(
+    store: EventStore, refs: References, caplog: pytest.LogCaptureFixture
+) -> None:
+    poison = await poison_unknown_message(store, refs)
+    logger = "eventstore.projections.projector"
+    with (
+        caplog.at_level(logging.ERROR, logger=logger),
+        pytest.raises(ProjectionError) as stopped,
+    ):
+        async with Projector(store, poll_interval=0.01).running():
+            # The service goes on; the crash is in its log before shutdown.
+            await eventually(
+                lambda: any(
+                    record.name == logger and "projector stopped" in record.message
+                    for record in caplog.records
+                ),
+                "logged the crash",
+                within=WITHIN,
+            )
+    assert stopped.value.event_id == poison.event_id
+    (record,) = [r for r in caplog.records if r.name == logger]
+    assert record.exc_info is not None
+    assert record.exc_info[1] is stopped.value
+
+
+async def test_running_projects_in_the_background_and_stops_cleanly(
+    store: EventStore, refs: References
+) -> None:
+    view = ExecutionsView(store)
+    async with Projector(store, poll_interval=0.01).running():
+        run = await execution_in(store, refs, ExecutionStatus.COMPLETED)
+
+        async def projected() -> bool:
+            try:
+                return (await view.get(run)).status is ExecutionStatus.COMPLETED
+            except ExecutionNotFound:
+                return False
+
+        await eventually(projected, "projected the run", within=WITHIN)
 
 
 async def test_a_projection_that_raises_stops_at_its_first_failing_event(
