@@ -8,6 +8,7 @@ from eventstore.arguments import BATCH_MAX, checked_int
 from eventstore.audit import Audit
 from eventstore.backends import backend_for
 from eventstore.executions import ExecutionService
+from eventstore.id_prefixes import expand_execution_id
 from eventstore.log import DEFAULT_BATCH, AppendResult, EventLog, as_stream_id
 from eventstore.migrating import current_revision, run_migration
 from eventstore.references import Graphs, Messages, Threads
@@ -122,6 +123,15 @@ class EventStore:
         """
         await run_migration(self._backend, direction="upgrade", revision=revision)
         self._backend.forget_schema()
+
+    async def expand_id(self, text: str) -> UUID:
+        """An execution id from a whole id or a unique prefix of 8+ hex digits (`8fc36c07`).
+
+        Raises:
+            ValidationError: not an id or prefix, or a prefix of no execution
+                or of several.
+        """
+        return await expand_execution_id(self._backend, text)
 
     async def schema_revision(self) -> str | None:
         """The database's schema revision, None before the first migration."""

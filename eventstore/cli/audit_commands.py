@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from eventstore import EventStore, as_stream_id, errors
+from eventstore import EventStore, errors
 from eventstore.cli.app import (
     DebugOption,
     JsonOption,
@@ -34,7 +34,7 @@ from eventstore.cli.display import clean
 from eventstore.cli.parsing import parse_as_of
 
 if TYPE_CHECKING:
-    pass
+    from uuid import UUID
 
 
 def register(app: typer.Typer) -> None:
@@ -102,7 +102,7 @@ def audit(
     timeline (--json still prints it, with the files written).
     """
 
-    async def command() -> AuditFound:
+    async def command() -> tuple[UUID | None, AuditFound]:
         moment = parse_as_of(as_of) if as_of is not None else None
         if execution_id is None:
             if (
@@ -118,29 +118,33 @@ def audit(
                     "give an execution id, --as-of TIME for the whole store, "
                     "or --archive FILE"
                 )
-        # `audit ''` is an id that is not one, not "no id": the whole store.
-        identifier = as_stream_id(execution_id) if execution_id is not None else None
         async with EventStore.open(url) as store:
+            # `audit ''` is an id that is not one, not "no id": the whole store.
+            identifier = (
+                await store.expand_id(execution_id)
+                if execution_id is not None
+                else None
+            )
             audit = store.audit
             if archive is not None:
                 if identifier is None:
                     verified = await audit.verify_archive(archive)
-                    return AuditFound(moment=moment, archive=verified)
+                    return identifier, AuditFound(moment=moment, archive=verified)
                 verified, timeline = await audit.archived_timeline(
                     archive, identifier, as_of=moment
                 )
-                return AuditFound.of(timeline, archive=verified)
+                return identifier, AuditFound.of(timeline, archive=verified)
             if identifier is None:
                 statuses = await audit.statuses_as_of(moment)
-                return AuditFound(moment=moment, statuses=statuses)
+                return identifier, AuditFound(moment=moment, statuses=statuses)
             if verify_chain:  # first: a broken chain is named before the fold fails
                 await audit.verify_stream(identifier)
             timeline = await audit.timeline(
                 identifier, as_of=moment, stored=export is not None
             )
-            return AuditFound.of(timeline)
+            return identifier, AuditFound.of(timeline)
 
-    result = run(command, debug=debug)
+    identifier, result = run(command, debug=debug)
     if result.archive is not None and execution_id is None:
         report_archive(result.archive, json_output=json_output)
         return
@@ -149,9 +153,9 @@ def audit(
     if result.statuses is not None:
         report_statuses(result.statuses, result.moment, json_output=json_output)
         return
-    assert execution_id is not None  # noqa: S101 - the other cases returned
+    assert identifier is not None  # noqa: S101 - the other cases returned
     report_execution(
-        execution_id,
+        str(identifier),
         result,
         verified=verify_chain,
         html=html,

@@ -72,9 +72,9 @@ BAD_ARGUMENTS = [
     (["audit", "--as-of", str(2**63)], "at most 9223372036854775807"),
     (["audit", "--as-of", "9" * 5000], "at most 9223372036854775807"),
     # An empty id is not "no id" (it printed the whole store).
-    (["audit", ""], "invalid id ''"),
-    (["audit", "", "--as-of", "5"], "invalid id ''"),
-    (["audit", " "], "invalid id"),
+    (["audit", ""], "invalid execution id ''"),
+    (["audit", "", "--as-of", "5"], "invalid execution id ''"),
+    (["audit", " "], "invalid execution id"),
     # An empty --to is not the current directory.
     (
         ["cleanup", "--archive-before", "2000-01-01T00:00:00Z", "--to", ""],
