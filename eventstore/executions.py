@@ -14,6 +14,7 @@ from eventstore import arguments, errors
 from eventstore.events import payloads
 from eventstore.events.envelope import NewEvent, RecordedEvent, coerce_metadata
 from eventstore.execution_states import ExecutionStates, MetadataArg
+from eventstore.following import Watcher
 from eventstore.labels import changed_labels, check_count
 from eventstore.leases import Leases
 from eventstore.log import as_stream_id
@@ -21,7 +22,7 @@ from eventstore.references import execution_context
 from eventstore.status import ExecutionStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
     from eventstore.backends.base import Backend
     from eventstore.fold import ExecutionState
@@ -55,6 +56,9 @@ class ExecutionService:
         self._poll_interval = poll_interval
         self._wakeups = wakeups
         self._leases = Leases(backend)
+        self._watcher = Watcher(
+            log=log, states=self._states, wakeups=wakeups, poll_interval=poll_interval
+        )
 
     async def create(
         self,
@@ -369,29 +373,28 @@ class ExecutionService:
     async def wait(
         self, execution_id: UUID | str, *, timeout: float | None = None
     ) -> ExecutionState:
-        """Wait until the execution is completed, failed or cancelled.
+        """The state once the execution is completed, failed or cancelled.
 
-        Args:
-            execution_id: the execution.
-            timeout: seconds (>= 0); None or infinity waits for ever.
-
-        Returns:
-            The terminal state.
+        `timeout` is in seconds (>= 0); None or infinity waits for ever.
 
         Raises:
             ExecutionNotFound: no such execution.
             WaitTimeout: it is still active after `timeout` seconds.
             ValidationError: a timeout that is not a number >= 0.
         """
-        timeout = arguments.checked_timeout(timeout)
-        state = await self._wakeups.poll(
-            lambda: self.get(execution_id),
-            lambda state: state.is_terminal,
-            within=timeout,
-            poll_interval=self._poll_interval,
-        )
-        if not state.is_terminal:
-            raise errors.WaitTimeout(
-                execution_id=state.id, timeout=timeout or 0.0, status=state.status.value
-            )
-        return state
+        return await self._watcher.wait(execution_id, timeout=timeout)
+
+    def follow(
+        self, execution_id: UUID | str, *, after_version: int = 0
+    ) -> AsyncIterator[RecordedEvent]:
+        """The execution's events after `after_version` as they are appended, to its end.
+
+        Reads only this stream; woken like `wait`. Ends after the event that
+        completes, fails or cancels the run (at once if that is at or before
+        `after_version`); bound it with `asyncio.timeout` where needed.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+            ValidationError: the id is not a UUID, or a bad `after_version`.
+        """
+        return self._watcher.follow(execution_id, after_version=after_version)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
@@ -74,7 +74,7 @@ _LARGEST_FLOAT = sys.float_info.max
 # What reading an event's data can raise when the data is not what the fold
 # expects (a missing key, a string where a number belongs, a sum out of range).
 _UNREADABLE = (LookupError, TypeError, ValueError, ArithmeticError)
-_TERMINAL_TYPES = frozenset(
+TERMINAL_EVENT_TYPES: Final = frozenset(
     ("ExecutionCompleted", "ExecutionFailed", "ExecutionCancelled")
 )
 
@@ -155,7 +155,7 @@ def _advance(fields: dict[str, Any], event: RecordedEvent) -> None:
     elif kind == "ExecutionCancellationRequested":
         if fields["cancel_requested_at"] is None:
             fields["cancel_requested_at"] = at
-    elif kind in _TERMINAL_TYPES:
+    elif kind in TERMINAL_EVENT_TYPES:
         fields["finished_at"] = at
         fields["run_ms"] = _ms(fields["started_at"], at)
         fields["total_ms"] = _ms(fields["created_at"], at)
