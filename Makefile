@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,examples]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -20,8 +20,13 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The example service's tests take their database from the store's pytest
+# plugin: SQLite in the whole run, then PostgreSQL once more.
+TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
 test: lint
 	$(BIN)/pytest
+	EVENTSTORE_TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest -q examples
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.append
