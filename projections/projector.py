@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Self
 
 import sqlalchemy as sa
+import tenacity
 
 from eventstore import errors
 from eventstore.projecting import RECHECK_MIN
 from eventstore.schema import execution_events
 from projections import checkpoints, slots
-from projections.backoff import RebuildHolds, retry_delay
+from projections.backoff import MAX_RETRY_DELAY, RebuildHolds
 from projections.batches import BatchWriter, blames_no_event, upcast_for
 from projections.executions import ExecutionsProjection
 
@@ -48,6 +50,11 @@ WAIT_POLL: Final = 0.05
 # swap holds the projection for about a second, a replay in place longer.
 # Under "eventstore" like every logger of the package: one name to configure.
 logger: Final = logging.getLogger(f"eventstore.{__name__}")
+
+
+def _transient(exc: BaseException) -> bool:
+    """A database error that waiting out may cure (a lost connection, a deadlock)."""
+    return isinstance(exc, errors.DatabaseError) and exc.transient
 
 
 def _log_crash(daemon: asyncio.Task[None]) -> None:
@@ -192,24 +199,27 @@ class Projector:
             DatabaseError: a permanent database error no event is to blame
                 for (a missing privilege, an unmigrated schema).
         """
-        failures = 0
         recheck: float | None = None
+        retrier = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(_transient),
+            wait=tenacity.wait_random_exponential(
+                multiplier=self._poll_interval, max=MAX_RETRY_DELAY
+            ),
+            stop=lambda _: stop.is_set(),
+            sleep=functools.partial(self._pause, stop),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
         try:
             while not stop.is_set():
                 # Taken before the read: an append committed during it wakes the wait.
                 seen = self._store.wakeups.generation
                 try:
-                    report = await self.run_once()
+                    report: BatchReport = await retrier(self.run_once)
                 except errors.DatabaseError as exc:
-                    if not exc.transient:
-                        raise  # another try fails alike: stop and say why
-                    delay = retry_delay(self._poll_interval, failures)
-                    failures += 1
-                    logger.warning("projector: %s; retrying in %.1f s", exc, delay)
-                    await self._drop_locks()
-                    await self._pause(stop, delay)
-                    continue
-                failures = 0
+                    if _transient(exc) and stop.is_set():
+                        return  # stopped while the database was away
+                    raise
                 if not report.caught_up:
                     if report.waiting and not report.events:
                         await self._pause(stop, self._held.until_retry())
@@ -250,6 +260,17 @@ class Projector:
         finally:
             stop.set()
             await daemon  # raises the crash, or a cancellation
+
+    async def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        outcome = retry_state.outcome
+        logger.warning(
+            "projector: %s; retrying in %.1f s",
+            outcome.exception() if outcome is not None else "?",
+            retry_state.upcoming_sleep,
+        )
+        # The lock connection may be the one that broke: leadership is
+        # decided again on the next try.
+        await self._drop_locks()
 
     @staticmethod
     async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -9,9 +9,9 @@ transaction mode does not pass LISTEN at all).
 Losing the connection (the server restarted, an operator ended the backend,
 the network dropped) is seen at once through asyncpg's termination callback,
 or by a periodic `SELECT 1` on a quiet connection when no FIN or RST ever
-arrives. The listener then reconnects with capped exponential backoff and
-calls back after every connection, since appends made while nobody listened
-were never announced. Readers poll as well, so an outage costs latency only.
+arrives. The listener then reconnects with capped, jittered exponential
+backoff (tenacity) and calls back after every connection, since appends made
+while nobody listened were never announced. Readers poll as well, so an outage costs latency only.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 import asyncpg
+import tenacity
 from typing_extensions import override
 
 from eventstore.backends.leadership import process_identity
@@ -46,6 +47,27 @@ TRANSIENT: Final = (
 )
 
 logger: Final = logging.getLogger(__name__)
+
+
+class _Flapped(Exception):
+    """The LISTEN connection was lost soon after it was made."""
+
+
+def _log_retry(retry_state: tenacity.RetryCallState) -> None:
+    outcome = retry_state.outcome
+    failure = outcome.exception() if outcome is not None else None
+    delay = retry_state.upcoming_sleep
+    if isinstance(failure, _Flapped):
+        logger.warning(
+            "lost the LISTEN connection again at once; retrying in %.1fs", delay
+        )
+        return
+    logger.warning(
+        "cannot LISTEN for appends (%s: %s); readers poll, retrying in %.1fs",
+        type(failure).__name__,
+        failure,
+        delay,
+    )
 
 
 class PostgresListener(Listener):
@@ -101,33 +123,36 @@ class PostgresListener(Listener):
             logger.exception("the append listener stopped; readers only poll now")
 
     async def _listen_until_closed(self) -> None:
-        loop = asyncio.get_running_loop()
-        delay = RETRY_MIN
         while True:
-            try:
-                connection = await self._connect()
-            except TRANSIENT as exc:
-                logger.warning(
-                    "cannot LISTEN for appends (%s: %s); readers poll, retrying in %.1fs",
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
-                continue
-            connected_at = loop.time()
-            # Appends committed before LISTEN took effect were never announced.
-            self._on_notify()
-            await self._watch(connection)
-            self._drop_connection()
-            logger.warning("lost the LISTEN connection; reconnecting")
-            # The backoff starts over only after a connection that held for
-            # a while: one dropped at once (a flapping server, a killer
-            # script) must not make us reconnect, and wake readers, in a loop.
-            delay = RETRY_MIN if loop.time() - connected_at > RETRY_MAX else delay
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+            # A new retrier per session: the backoff starts over after a
+            # connection that held.
+            retrier = tenacity.AsyncRetrying(
+                retry=tenacity.retry_if_exception_type((*TRANSIENT, _Flapped)),
+                wait=tenacity.wait_random_exponential(
+                    multiplier=RETRY_MIN, max=RETRY_MAX
+                ),
+                before_sleep=_log_retry,
+            )
+            await retrier(self._session)
+
+    async def _session(self) -> None:
+        """Connect, LISTEN until the connection is lost, and say how it went.
+
+        Raises:
+            _Flapped: the connection was lost soon after it was made (a
+                flapping server, a script that kills backends): retried with
+                the growing backoff rather than at once, in a loop.
+        """
+        connection = await self._connect()
+        loop = asyncio.get_running_loop()
+        connected_at = loop.time()
+        # Appends committed before LISTEN took effect were never announced.
+        self._on_notify()
+        await self._watch(connection)
+        self._drop_connection()
+        if loop.time() - connected_at < RETRY_MAX:
+            raise _Flapped
+        logger.warning("lost the LISTEN connection; reconnecting")
 
     async def _connect(self) -> asyncpg.Connection:
         connection = await asyncpg.connect(
