@@ -23,15 +23,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import sqlalchemy as sa
+
 from bench import harness
 from bench.harness import GUARD, Environment, Server, connected
+from eventstore import schema
 from projections import ExecutionStats, ExecutionsView, Projector
 from projections.queries import count_query, page_query
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
-
-    import sqlalchemy as sa
 
     from eventstore import EventStore
 
@@ -124,6 +125,8 @@ class Config:
     warmup: int = 5
     seed: float = 0.42
     compare_indexes: bool = False
+    sqlite: bool = True
+    sqlite_samples: int = 5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -180,13 +183,13 @@ async def _project(store: EventStore, events: int) -> float:
 
 
 async def _timed(
-    config: Config, query: Callable[[], Awaitable[Any]]
+    query: Callable[[], Awaitable[Any]], *, warmup: int, samples: int
 ) -> tuple[list[float], Any]:
     """Milliseconds of each sample after the warm-up, and the last result."""
-    for _ in range(config.warmup):
+    for _ in range(warmup):
         await query()
     times, result = [], None
-    for _ in range(config.samples):
+    for _ in range(samples):
         started = time.perf_counter()
         result = await query()
         times.append((time.perf_counter() - started) * 1000)
@@ -211,18 +214,30 @@ def _size(result: Any) -> int:
     return len(result.items) if hasattr(result, "items") else len(result)
 
 
-async def _measure(store: EventStore, dsn: str, config: Config) -> list[Measured]:
+async def _customers(dsn: str) -> tuple[str, str]:
+    """The busiest customer, and the median one, by runs."""
+    async with connected(dsn) as connection:
+        by_runs = await connection.fetch(
+            "SELECT labels->>'customer' FROM executions GROUP BY 1 ORDER BY count(*) DESC"
+        )
+    return by_runs[0][0], by_runs[len(by_runs) // 2][0]
+
+
+async def _measure(
+    store: EventStore,
+    customers: tuple[str, str],
+    *,
+    warmup: int,
+    samples: int,
+    plans: str | None,
+) -> list[Measured]:
+    """Each query of TARGETS_MS through the API; with `plans` (a DSN), its plan too."""
     view, stats, context = (
         ExecutionsView(store),
         ExecutionStats(store),
         store.projection_context,
     )
-    async with connected(dsn) as connection:
-        by_runs = await connection.fetch(
-            "SELECT labels->>'customer' FROM executions GROUP BY 1 ORDER BY count(*) DESC"
-        )
-    labels = {"customer": by_runs[0][0]}
-    typical = {"customer": by_runs[len(by_runs) // 2][0]}
+    labels, typical = {"customer": customers[0]}, {"customer": customers[1]}
     failed_today: dict[str, Any] = {
         "status": "failed",
         "labels": labels,
@@ -257,13 +272,48 @@ async def _measure(store: EventStore, dsn: str, config: Config) -> list[Measured
     ]
     measured = []
     for name, (query, select) in zip(TARGETS_MS, calls, strict=True):
-        times, result = await _timed(config, query)
+        times, result = await _timed(query, warmup=warmup, samples=samples)
         plan = "two statements: counts and sums, then percentile_cont"
-        if select is not None:
-            plan = await _plan(dsn, store, select)
+        if plans is None:
+            plan = ""
+        elif select is not None:
+            plan = await _plan(plans, store, select)
         measured.append(Measured(name, times, plan, _size(result)))
-        print(f"{name}: p50 {statistics.median(times):.1f} ms", flush=True)
+        print(
+            f"{store.backend.name} {name}: p50 {statistics.median(times):.1f} ms",
+            flush=True,
+        )
     return measured
+
+
+async def _copy_to_sqlite(dsn: str, store: EventStore, path: Path) -> tuple[int, float]:
+    """The projected rows (and what they reference) copied into a new SQLite store.
+
+    SQLite answers the same queries over the same runs; the copy skips the
+    log, which no query reads.
+    """
+    started = time.perf_counter()
+    copied = 0
+    async with (
+        harness.migrated_store(f"sqlite:///{path}") as lite,
+        store.backend.engine.connect() as source,
+    ):
+        for table in (
+            schema.threads,
+            schema.messages,
+            schema.graphs,
+            schema.executions,
+        ):
+            rows = await source.stream(
+                sa.select(table).execution_options(yield_per=5000)
+            )
+            async for chunk in rows.mappings().partitions():
+                async with lite.backend.begin_write() as target:
+                    await target.execute(sa.insert(table), [dict(row) for row in chunk])
+                copied += len(chunk) if table is schema.executions else 0
+        async with lite.backend.begin_write() as target:
+            await target.execute(sa.text("ANALYZE"))
+    return copied, time.perf_counter() - started
 
 
 async def _index_sizes(dsn: str) -> list[tuple[str, int]]:
@@ -286,6 +336,8 @@ class Outcome:
     projected_per_second: float
     measured: list[Measured]
     sizes: list[tuple[str, int]]
+    sqlite: list[Measured] = dataclasses.field(default_factory=list)
+    sqlite_copy: tuple[int, float] = (0, 0.0)
 
 
 async def _database(config: Config, *, old_indexes: bool) -> Outcome:
@@ -303,9 +355,24 @@ async def _database(config: Config, *, old_indexes: bool) -> Outcome:
         await harness.execute(dsn, "VACUUM ANALYZE executions")
         if old_indexes:
             return Outcome(events, rate, [], [])
-        return Outcome(
-            events, rate, await _measure(store, dsn, config), await _index_sizes(dsn)
+        customers = await _customers(dsn)
+        measured = await _measure(
+            store,
+            customers,
+            warmup=config.warmup,
+            samples=config.samples,
+            plans=dsn,
         )
+        outcome = Outcome(events, rate, measured, await _index_sizes(dsn))
+        if not config.sqlite:
+            return outcome
+        with harness.sqlite_file() as path:
+            copy = await _copy_to_sqlite(dsn, store, path)
+            async with harness.migrated_store(f"sqlite:///{path}") as lite:
+                lite_measured = await _measure(
+                    lite, customers, warmup=1, samples=config.sqlite_samples, plans=None
+                )
+        return dataclasses.replace(outcome, sqlite=lite_measured, sqlite_copy=copy)
 
 
 TEMPLATE: Final = """\
@@ -347,6 +414,24 @@ Generated by `{{ command }}` (bench/queries.py); the figures below are measured,
 | {{ name }} | {{ size | mib }} |
 {% endfor %}
 
+## SQLite (reported, not targeted)
+
+{% if outcome.sqlite %}
+The same {{ outcome.sqlite_copy[0] | num }} projected runs (and the threads,
+messages and graphs they name) copied into a new SQLite file in
+{{ outcome.sqlite_copy[1] | num(0) }} s, `ANALYZE`d, then the same calls through the
+same API: 1 warm-up call, then {{ config.sqlite_samples }} timed calls each.
+Percentiles are computed in Python there (SQLite has no `percentile_cont`).
+
+| query | p50 ms | p95 ms | rows |
+|---|---|---|---|
+{% for m in outcome.sqlite %}
+| {{ m.name }} | {{ m.percentile(0.5) | num(1) }} | {{ m.percentile(0.95) | num(1) }} | {{ m.rows | num }} |
+{% endfor %}
+{% else %}
+Not measured in this run (`--no-sqlite`).
+{% endif %}
+
 ## The projector with and without the new indexes
 
 {% if old %}
@@ -376,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         graphs="graphs they run (default 300)",
         samples="timed calls per query (default 50)",
         warmup="untimed calls first (default 5)",
+        sqlite="skip the same queries on an SQLite copy of the runs",
+        sqlite_samples="timed calls per query on SQLite (default 5)",
     )
     parser.add_argument(
         "--compare-indexes",
