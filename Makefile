@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,examples]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,examples,otel]'
 	touch $@
 
 demo: $(BIN)/.installed

@@ -20,6 +20,7 @@ from eventstore.leases import Leases
 from eventstore.log import as_stream_id
 from eventstore.references import execution_context
 from eventstore.status import ExecutionStatus
+from eventstore.telemetry import instrumented
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 ID_NAMESPACE: Final = UUID("5b0c7c36-2f4e-4c1e-9a55-6c3f0f3d1a70")
 
 
+@instrumented  # metrics and spans per command, with the otel extra
 class ExecutionService:
     """Create, drive and read executions; every step is an event in their stream."""
 
@@ -53,8 +55,6 @@ class ExecutionService:
         self._backend = backend
         self._messages = messages
         self._graphs = graphs
-        self._poll_interval = poll_interval
-        self._wakeups = wakeups
         self._leases = Leases(backend)
         self._watcher = Watcher(
             log=log, states=self._states, wakeups=wakeups, poll_interval=poll_interval

@@ -21,6 +21,7 @@ from eventstore.arguments import (
 from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
 from eventstore.events.upcasting import upcast
 from eventstore.hashing import parse_json_object
+from eventstore.telemetry import TELEMETRY, clock
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -160,6 +161,7 @@ class EventLog:
         ):
             raise errors.ValidationError(f"invalid stream type {stream_type!r}")
         await self._backend.ensure_schema()
+        started = clock() if TELEMETRY is not None else 0.0
         outcome = await self._backend.append(
             stream,
             batch,
@@ -178,6 +180,8 @@ class EventLog:
             )
         if outcome.kind == "appended":
             self._on_append()
+            if TELEMETRY is not None:
+                TELEMETRY.appended([event.type for event in batch], clock() - started)
         return AppendResult(
             version=max(outcome.versions),
             positions=outcome.positions,

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Self
 
 import sqlalchemy as sa
@@ -31,6 +32,7 @@ import tenacity
 from eventstore import errors
 from eventstore.projecting import RECHECK_MIN
 from eventstore.schema import execution_events
+from eventstore.telemetry import TELEMETRY
 from projections import checkpoints, slots
 from projections.backoff import MAX_RETRY_DELAY, RebuildHolds
 from projections.batches import BatchWriter, blames_no_event, upcast_for
@@ -39,8 +41,9 @@ from projections.executions import ExecutionsProjection
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
-    from eventstore import Checkpoint, EventStore
+    from eventstore import Checkpoint, EventStore, RecordedEvent
     from eventstore.projecting import LeaderLocks
+    from eventstore.telemetry import Telemetry
     from projections.base import Projection
     from projections.slots import Slot
 
@@ -398,7 +401,12 @@ class Projector:
         if name not in self._prepared or not self._held.due(name):
             return BatchReport(events=0, position=None, caught_up=False)
         try:
-            report = await self._apply_batch(slot)
+            if TELEMETRY is None:
+                report = await self._apply_batch(slot)
+            else:
+                with TELEMETRY.batch_span(str(slot)) as span:
+                    report = await self._apply_batch(slot)
+                    span.set_attribute("event.count", report.events)
         except errors.RebuildInProgress:
             # Nothing was applied: the batch is read again after the rebuild,
             # from the checkpoint the swap (or the replay) left.
@@ -416,6 +424,8 @@ class Projector:
         )
         events = [upcast_for(projection, event) for event in stored]
         if not events:
+            if TELEMETRY is not None:
+                TELEMETRY.lag(str(slot), 0, 0.0)
             return BatchReport(events=0, position=None, caught_up=True)
         try:
             await self._batches.commit(slot, start, events)
@@ -435,8 +445,26 @@ class Projector:
             # event to blame, apply what comes before it, and stop there.
             await self._batches.stop_at_poison(slot, start, events, exc)
             raise
+        caught_up = len(events) < self._batch_size
+        if TELEMETRY is not None:
+            await self._note_lag(TELEMETRY, slot, events[-1], caught_up=caught_up)
         return BatchReport(
-            events=len(events),
-            position=events[-1].position,
-            caught_up=len(events) < self._batch_size,
+            events=len(events), position=events[-1].position, caught_up=caught_up
         )
+
+    async def _note_lag(
+        self,
+        telemetry: Telemetry,
+        slot: Slot,
+        last: RecordedEvent,
+        *,
+        caught_up: bool,
+    ) -> None:
+        """The slot's lag gauges: positions to the log's head, and the age of what it folded last."""
+        if caught_up:
+            telemetry.lag(str(slot), 0, 0.0)
+            return
+        head = await self._store.projection_context.head_checkpoint()
+        behind = 0 if head is None else max(0, head.position - last.position)
+        age = (datetime.now(UTC) - last.recorded_at).total_seconds()
+        telemetry.lag(str(slot), behind, max(0.0, age))

@@ -23,6 +23,7 @@ from eventstore.cli.app import (
     stdout,
 )
 from eventstore.cli.display import safe
+from eventstore.cli.metrics_server import serve_metrics
 from projections.gc_tuning import gc_for_batches
 from projections.projector import Projector
 from projections.slot_status import ProjectionStatus, projection_status
@@ -64,6 +65,17 @@ def project(
             "and the oldest transaction holding the log back; run nothing",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="serve Prometheus metrics on http://HOST:PORT/metrics (otel extra)",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="the address --metrics-port binds")
+    ] = "127.0.0.1",
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -82,6 +94,8 @@ def project(
         return
 
     async def command() -> int:
+        if metrics_port is not None:
+            serve_metrics(metrics_host, metrics_port)
         async with EventStore.open(url) as store, gc_for_batches():
             projector = Projector(
                 store,
@@ -96,6 +110,10 @@ def project(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
             stderr.print(safe(f"projecting {store.url}; stop with Ctrl-C or SIGTERM"))
+            if metrics_port is not None:
+                stderr.print(
+                    safe(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+                )
             await projector.run(stop)
             return 0
 

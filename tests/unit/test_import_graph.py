@@ -35,6 +35,7 @@ PUBLIC_MODULES = (
     "eventstore.schema",
     "eventstore.audit",
     "eventstore.projecting",
+    "eventstore.telemetry",
 )
 ROOT = Path(__file__).resolve().parents[2]
 
