@@ -8,18 +8,16 @@ and nothing of this repository's own configuration applies.
 from __future__ import annotations
 
 import asyncio
-import re
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from eventstore.testing import POSTGRES_URL_VARIABLE
 from tests.conftest import ADMIN_URL
+from tests.test_docs_code import code_blocks
 
 pytestmark = pytest.mark.slow
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "TESTING.md"
 # Beside the documented example: each test writes down its URL, so that the
 # case can check that every test had a database of its own, and where.
 URL_PROBES = """
@@ -36,9 +34,8 @@ def test_second(eventstore_url: str) -> None:
 
 
 def _documented_example() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
-    assert len(blocks) == 1, "docs/TESTING.md shows one test file"
-    return str(blocks[0])
+    (block,) = code_blocks("pytest")  # docs/TESTING.md's test file
+    return block.code
 
 
 def _run_user_tests(pytester: pytest.Pytester) -> tuple[pytest.RunResult, list[str]]:

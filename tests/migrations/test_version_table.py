@@ -8,7 +8,6 @@ directory, with the async env.py a service would have and our
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,6 +26,7 @@ from eventstore import (
 from eventstore.migrating import SCHEMA_HEAD, run_migration
 from eventstore.revisions import LEGACY_VERSION_TABLE, VERSION_TABLE
 from tests.helpers import count_events, make_references
+from tests.test_docs_code import code_blocks
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,40 +36,6 @@ SERVICE_REVISION = "a1b2c3d4e5f6"
 SERVICE_METADATA = sa.MetaData()
 sa.Table("orders", SERVICE_METADATA, sa.Column("id", sa.Integer, primary_key=True))
 
-SERVICE_ENV = """
-import asyncio
-
-import sqlalchemy as sa
-from alembic import context
-from sqlalchemy import pool
-from sqlalchemy.ext.asyncio import create_async_engine
-
-import eventstore
-
-metadata = sa.MetaData()
-sa.Table("orders", metadata, sa.Column("id", sa.Integer, primary_key=True))
-
-
-def run(connection):
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        include_object=eventstore.include_object,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-async def main():
-    engine = create_async_engine(context.config.attributes["url"], poolclass=pool.NullPool)
-    async with engine.connect() as connection:
-        await connection.run_sync(run)
-        await connection.commit()
-    await engine.dispose()
-
-
-asyncio.run(main())
-"""
 
 SERVICE_REVISION_FILE = f'''
 import sqlalchemy as sa
@@ -94,13 +60,20 @@ def _service_history(tmp_path: Path, url: str) -> Config:
     """A service's alembic tree of one revision, on the same database."""
     root = tmp_path / "service_migrations"
     (root / "versions").mkdir(parents=True)
-    (root / "env.py").write_text(textwrap.dedent(SERVICE_ENV))
+    # The env.py docs/MIGRATIONS.md shows, as it is written there.
+    (env,) = code_blocks("alembic-env")
+    (root / "env.py").write_text(env.code)
     (root / "versions" / f"{SERVICE_REVISION}_orders.py").write_text(
         SERVICE_REVISION_FILE
     )
     config = Config()
     config.set_main_option("script_location", str(root))
-    config.attributes["url"] = url.replace("sqlite://", "sqlite+aiosqlite://", 1)
+    config.set_main_option(
+        "sqlalchemy.url",
+        url.replace("sqlite://", "sqlite+aiosqlite://", 1).replace(
+            "postgresql://", "postgresql+asyncpg://", 1
+        ),
+    )
     return config
 
 
