@@ -15,6 +15,7 @@ decision, and a stale memory only costs a re-read.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from eventstore.log import EventLog
 
 STATE_CACHE_SIZE: Final = 10_000
+logger: Final = logging.getLogger(__name__)
 
 MetadataArg = EventMetadata | Mapping[str, object] | None
 
@@ -171,6 +173,14 @@ class ExecutionStates:
                 continue
             new_state = _applied(state, just_recorded(stream, events, result))
             self.remember(new_state)
+            if logger.isEnabledFor(logging.DEBUG):  # the hot path pays one test
+                logger.debug(
+                    "execution %s: %s (version %d)",
+                    stream,
+                    ", ".join(event.type for event in events),
+                    new_state.version,
+                    extra={"execution_id": str(stream)},
+                )
             return new_state
 
 

@@ -12,6 +12,7 @@ refused by the lifecycle.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from eventstore.store import EventStore
 
 REAPER: Final = "reaper"
+logger: Final = logging.getLogger(__name__)
 _OPENING_EVENT: Final = {
     "ExecutionCreated": ExecutionStatus.PENDING,
     "ExecutionStarted": ExecutionStatus.RUNNING,
@@ -183,4 +185,10 @@ async def _append_failure(
             if state.status is not ExecutionStatus.RUNNING:
                 return False
         else:
+            logger.info(
+                "failed execution %s: %s",
+                state.id,
+                message,
+                extra={"execution_id": str(state.id)},
+            )
             return True

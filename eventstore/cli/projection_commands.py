@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from typing import Annotated
 
@@ -19,14 +20,16 @@ from eventstore.cli.app import (
     UrlOption,
     print_json,
     run,
-    stderr,
     stdout,
 )
 from eventstore.cli.display import safe
+from eventstore.cli.log_output import LogFormat, LogLevel, configure_logging
 from eventstore.cli.metrics_server import serve_metrics
 from projections.gc_tuning import gc_for_batches
 from projections.projector import Projector
 from projections.slot_status import ProjectionStatus, projection_status
+
+logger = logging.getLogger(__name__)
 
 
 def register(app: typer.Typer) -> None:
@@ -76,6 +79,15 @@ def project(
     metrics_host: Annotated[
         str, typer.Option(help="the address --metrics-port binds")
     ] = "127.0.0.1",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            help="the daemon's log lines on stderr: text, or one JSON object each"
+        ),
+    ] = LogFormat.TEXT,
+    log_level: Annotated[
+        LogLevel, typer.Option(help="the lowest level logged")
+    ] = LogLevel.INFO,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -93,6 +105,8 @@ def project(
         _print_status(run(lambda: _status(url), debug=debug), json_output=json_output)
         return
 
+    configure_logging(log_format, log_level)
+
     async def command() -> int:
         if metrics_port is not None:
             serve_metrics(metrics_host, metrics_port)
@@ -109,10 +123,10 @@ def project(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
-            stderr.print(safe(f"projecting {store.url}; stop with Ctrl-C or SIGTERM"))
+            logger.info("projecting %s; stop with Ctrl-C or SIGTERM", store.url)
             if metrics_port is not None:
-                stderr.print(
-                    safe(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+                logger.info(
+                    "metrics on http://%s:%d/metrics", metrics_host, metrics_port
                 )
             await projector.run(stop)
             return 0
@@ -121,7 +135,7 @@ def project(
     if until_caught_up:
         stdout.print(f"projected {applied} events; the executions table is caught up")
     else:
-        stderr.print("projector stopped")
+        logger.info("projector stopped")
 
 
 async def _status(url: str | None) -> ProjectionStatus:

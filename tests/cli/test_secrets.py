@@ -116,7 +116,7 @@ async def test_the_daemon_banner_hides_the_password(pg_url: str) -> None:
     finally:
         daemon.send_signal(signal.SIGTERM)
         stdout, stderr = await daemon.communicate()
-    assert banner.startswith("projecting "), banner
+    assert "projecting " in banner, banner
     assert "password=***" in banner
     assert MARK not in banner + stdout.decode() + stderr.decode()
 
