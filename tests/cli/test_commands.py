@@ -6,9 +6,8 @@ import asyncio
 import json
 import signal
 import sys
-import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,11 +15,10 @@ import pytest
 from eventstore import EventStore, ExecutionStatus
 from projections.queries import ExecutionsView
 from tests.cli.runner import run_cli
-from tests.helpers import References, execution_in, make_references
+from tests.helpers import References, eventually, execution_in, make_references
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
 
@@ -36,7 +34,15 @@ def assert_one_line_error(
 async def test_audit_timeline_json_and_as_of(
     store: EventStore, refs: References, url: str
 ) -> None:
-    execution_id = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    execution_id = await execution_in(store, refs, ExecutionStatus.PENDING)
+    (created,) = await store.executions.history(execution_id)
+    # "As of the creation's time" must exclude the start: wait until the
+    # clock (SQLite's has millisecond steps) has moved past that time.
+    await eventually(
+        lambda: datetime.now(UTC) > created.recorded_at + timedelta(milliseconds=2),
+        "the clock moved on",
+    )
+    await store.executions.start(execution_id, worker_id="worker-1")
     await store.executions.progress(
         execution_id, step="plan", metrics={"prompt_tokens": 5}
     )
@@ -44,6 +50,7 @@ async def test_audit_timeline_json_and_as_of(
         execution_id, result="ok", metadata={"actor": "worker-1"}
     )
     history = await store.executions.history(execution_id)
+    assert history[0].recorded_at < history[1].recorded_at
 
     table = run_cli("audit", str(execution_id), "--url", url)
     assert table.returncode == 0, table.stderr
@@ -156,13 +163,6 @@ async def test_project_twice_then_stats_and_rebuild(
     assert (await ExecutionsView(store).list()).items == rows
 
 
-async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not await check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_the_daemon_stops_on_a_signal(url: str, signum: int) -> None:
@@ -185,9 +185,9 @@ async def test_the_daemon_stops_on_a_signal(url: str, signum: int) -> None:
                     return False
 
             # It projects what is there, then follows what comes.
-            await _eventually(lambda: projected(2), "the daemon did not project")
+            await eventually(lambda: projected(2), "projected")
             await store.executions.complete(execution_id, result=1)
-            await _eventually(lambda: projected(3), "the daemon did not follow")
+            await eventually(lambda: projected(3), "followed")
             daemon.send_signal(signum)
             _, err = await asyncio.wait_for(daemon.communicate(), timeout=30)
         finally:
