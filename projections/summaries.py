@@ -153,7 +153,12 @@ class ExecutionStats:
                 *(_usage(name).label(name) for name in USAGE),
                 executions.c.metrics,
             )
-            .select_from(executions.join(graphs, graphs.c.id == executions.c.graph_id))
+            .select_from(
+                # Graph names only for the graph keys: a join is a cost per run.
+                executions.join(graphs, graphs.c.id == executions.c.graph_id)
+                if {"graph", "graph_version"} & set(keys)
+                else executions
+            )
             .where(*where)
             .subquery()
         )
