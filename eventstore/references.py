@@ -67,6 +67,24 @@ def _validated(model: type[_M], what: str, **fields: object) -> _M:
         raise errors.ValidationError.from_pydantic(exc, what) from exc
 
 
+def _new_graph(name: str, version: str | int, definition: Any) -> tuple[Graph, str]:
+    """A new graph row, validated, and its definition's canonical JSON.
+
+    Raises:
+        ValidationError: a malformed field, or a definition that is not JSON.
+    """
+    graph = _validated(
+        Graph,
+        "graph",
+        id=uuid4(),
+        name=name,
+        version=version,
+        definition=definition,
+        created_at=datetime.now(UTC),
+    )
+    return graph, hashing.canonical_json(graph.definition, what="graph definition")
+
+
 class _Table:
     """Reads shared by the three reference tables."""
 
@@ -234,16 +252,7 @@ class Graphs(_Table):
         Raises:
             ValidationError: a malformed field, or a definition that is not JSON.
         """
-        graph = _validated(
-            Graph,
-            "graph",
-            id=uuid4(),
-            name=name,
-            version=version,
-            definition=definition,
-            created_at=datetime.now(UTC),
-        )
-        hashing.canonical_json(graph.definition, what="graph definition")
+        graph, _ = _new_graph(name, version, definition)
         await self._backend.ensure_schema()
         async with self._backend.begin_write() as connection:
             await connection.execute(
@@ -267,16 +276,7 @@ class Graphs(_Table):
             ReferenceConflict: the name and version are recorded with another
                 definition; nothing is written.
         """
-        graph = _validated(
-            Graph,
-            "graph",
-            id=uuid4(),
-            name=name,
-            version=version,
-            definition=definition,
-            created_at=datetime.now(UTC),
-        )
-        wanted = hashing.canonical_json(graph.definition, what="graph definition")
+        graph, wanted = _new_graph(name, version, definition)
         table = schema.graphs
         await self._backend.ensure_schema()
         async with self._backend.begin_write() as connection:
