@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
     from pathlib import Path
 
-__all__ = ["POSTGRES_URL_VARIABLE", "project"]
+__all__ = ["POSTGRES_URL_VARIABLE", "PostgresServer", "project"]
 
 POSTGRES_URL_VARIABLE: Final = "EVENTSTORE_TEST_POSTGRES_URL"
 _T = TypeVar("_T")
@@ -70,10 +70,18 @@ async def _migrate(url: str) -> None:
         await store.migrate()
 
 
-class _PostgresServer:
-    """The server named by the environment variable: databases made and dropped on it."""
+class PostgresServer:
+    """A PostgreSQL server on which tests make databases and drop them.
+
+    The plugin's fixtures use it, and so can a project's own conftest.
+    """
 
     def __init__(self, url: str) -> None:
+        """`url`: any database on the server, as a role that may create databases.
+
+        Raises:
+            ConfigurationError: not a postgresql:// URL.
+        """
         try:
             parsed = make_url(url)
         except (ArgumentError, ValueError) as exc:
@@ -91,7 +99,8 @@ class _PostgresServer:
         """The URL of one database on this server."""
         return self._url.set(database=database).render_as_string(hide_password=False)
 
-    async def _execute(self, sql: str) -> None:
+    async def execute(self, sql: str) -> None:
+        """Run one statement on the server (outside any transaction)."""
         connection = await asyncpg.connect(
             self._url.render_as_string(hide_password=False)
         )
@@ -100,22 +109,22 @@ class _PostgresServer:
         finally:
             await connection.close()
 
-    def create(self, prefix: str, *, template: str | None = None) -> str:
+    async def create(self, prefix: str, *, template: str | None = None) -> str:
         """A new database's name (a copy of `template`, if given)."""
         name = f"{prefix}{uuid.uuid4().hex[:16]}"
         copy = f" TEMPLATE {template}" if template else ""
-        _blocking(lambda: self._execute(f"CREATE DATABASE {name}{copy}"))
+        await self.execute(f"CREATE DATABASE {name}{copy}")
         return name
 
-    def drop(self, name: str) -> None:
-        """Drop a database this plugin made, ending any session left on it."""
-        _blocking(lambda: self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    async def drop(self, name: str) -> None:
+        """Drop a database, ending any session left on it."""
+        await self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")
 def _eventstore_template(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[_PostgresServer, str] | Path]:
+) -> Iterator[tuple[PostgresServer, str] | Path]:
     """The session's migrated template: a PostgreSQL database, or an SQLite file."""
     server_url = os.environ.get(POSTGRES_URL_VARIABLE)
     if not server_url:
@@ -123,18 +132,18 @@ def _eventstore_template(
         _blocking(lambda: _migrate(f"sqlite:///{path}"))
         yield path
         return
-    server = _PostgresServer(server_url)
-    name = server.create("eventstore_template_")
+    server = PostgresServer(server_url)
+    name = _blocking(lambda: server.create("eventstore_template_"))
     try:
         _blocking(lambda: _migrate(server.url_of(name)))
         yield server, name
     finally:
-        server.drop(name)
+        _blocking(lambda: server.drop(name))
 
 
 @pytest.fixture
 def eventstore_url(
-    _eventstore_template: tuple[_PostgresServer, str] | Path, tmp_path: Path
+    _eventstore_template: tuple[PostgresServer, str] | Path, tmp_path: Path
 ) -> Iterator[str]:
     """A migrated database of this test's own (see the module's docstring)."""
     if not isinstance(_eventstore_template, tuple):
@@ -143,11 +152,11 @@ def eventstore_url(
         yield f"sqlite:///{path}"
         return
     server, template = _eventstore_template
-    name = server.create("eventstore_test_", template=template)
+    name = _blocking(lambda: server.create("eventstore_test_", template=template))
     try:
         yield server.url_of(name)
     finally:
-        server.drop(name)
+        _blocking(lambda: server.drop(name))
 
 
 try:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from eventstore import EventStore
+from eventstore.testing import PostgresServer
 from tests.helpers import References, make_references
 
 if TYPE_CHECKING:
@@ -29,65 +28,42 @@ ADMIN_URL = os.environ.get(
 )
 
 
-def pg_url_for(database: str) -> str:
-    """The URL of a database on the test server."""
-    return (
-        make_url(ADMIN_URL).set(database=database).render_as_string(hide_password=False)
-    )
-
-
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(ADMIN_URL)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-async def create_pg_database(template: str | None = None) -> str:
-    """Create a throwaway database (from a template) and return its name."""
-    name = f"es_test_{uuid.uuid4().hex[:16]}"
-    suffix = f" TEMPLATE {template}" if template else ""
-    await _admin(f"CREATE DATABASE {name}{suffix}")
-    return name
-
-
-async def drop_pg_database(name: str) -> None:
-    """Drop a throwaway database, ending any session still on it."""
-    await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+# The plugin's own server helper (eventstore.testing): databases made and dropped.
+SERVER = PostgresServer(ADMIN_URL)
+TEST_PREFIX = "es_test_"
 
 
 @pytest.fixture(scope="session")
 async def pg_template() -> AsyncIterator[str]:
     try:
-        await _admin("SELECT 1")
+        await SERVER.execute("SELECT 1")
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.exit(
             f"PostgreSQL is not reachable at {ADMIN_URL} ({exc}); start it or set "
             "EVENTSTORE_TEST_POSTGRES_URL",
             returncode=3,
         )
-    name = await create_pg_database()
-    async with EventStore.open(pg_url_for(name)) as store:
+    name = await SERVER.create(TEST_PREFIX)
+    async with EventStore.open(SERVER.url_of(name)) as store:
         await store.migrate()
     yield name
-    await drop_pg_database(name)
+    await SERVER.drop(name)
 
 
 @pytest.fixture
 async def pg_url(pg_template: str) -> AsyncIterator[str]:
     """A migrated PostgreSQL database of this test's own."""
-    name = await create_pg_database(pg_template)
-    yield pg_url_for(name)
-    await drop_pg_database(name)
+    name = await SERVER.create(TEST_PREFIX, template=pg_template)
+    yield SERVER.url_of(name)
+    await SERVER.drop(name)
 
 
 @pytest.fixture
 async def empty_pg_url() -> AsyncIterator[str]:
     """A PostgreSQL database with no schema."""
-    name = await create_pg_database()
-    yield pg_url_for(name)
-    await drop_pg_database(name)
+    name = await SERVER.create(TEST_PREFIX)
+    yield SERVER.url_of(name)
+    await SERVER.drop(name)
 
 
 @pytest.fixture(scope="session")

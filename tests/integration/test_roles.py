@@ -49,7 +49,7 @@ from projections import (
     run_rebuild,
 )
 from projections.verify import verify_executions
-from tests.conftest import ADMIN_URL, drop_pg_database
+from tests.conftest import ADMIN_URL, SERVER
 from tests.helpers import (
     execution_in,
     make_references,
@@ -214,7 +214,7 @@ async def deployment(empty_pg_url: str, tmp_path: Path) -> AsyncIterator[Deploym
         await found.deploy()
         yield found
     finally:
-        await drop_pg_database(str(database))
+        await SERVER.drop(str(database))
         for user in users.values():
             await admin.execute(f"DROP ROLE IF EXISTS {user}")
         await admin.close()
