@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from eventstore.arguments import checked_moment
 from eventstore.backends.leadership import Holder, HorizonHolder, LeaderLocks
-from eventstore.backends.shadow import ShadowTables
+from eventstore.backends.shadow import Reference, ShadowTables
 from eventstore.labels import checked_labels
 from eventstore.log import upcast_event
 from eventstore.partitions import WHOLE_LOG, Partition
@@ -39,6 +39,7 @@ __all__ = [
     "LeaderLocks",
     "Partition",
     "ProjectionContext",
+    "Reference",
     "ShadowTables",
     "checked_labels",
     "checked_moment",

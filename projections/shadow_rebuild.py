@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore import EventStore, RecordedEvent
-    from eventstore.projecting import ShadowTables
+    from eventstore.projecting import Reference, ShadowTables
     from projections.rebuild_model import TableProjection
 
 
@@ -81,9 +81,12 @@ class ShadowRebuild:
                 await self._shadows.finish(connection, self._live)
             after = await self._catch_up(after)
             folded = self._folded
-            position, swap_seconds = await self._swap(after)
+            position, swap_seconds, references = await self._swap(after)
             if self._folded > folded:  # reported once committed
                 self._report(position)
+            if references:
+                async with self._backend.begin_write() as connection:
+                    await self._shadows.validate(connection, references)
             dropped = await self._drop(retired)
         return RebuildReport(
             projection=name,
@@ -154,7 +157,7 @@ class ShadowRebuild:
     async def _read(self, after: Checkpoint) -> list[RecordedEvent]:
         return await self._store.log.read_batch(after, limit=self._batch_size)
 
-    async def _swap(self, after: Checkpoint) -> tuple[int, float]:
+    async def _swap(self, after: Checkpoint) -> tuple[int, float, list[Reference]]:
         """Fold the rest and swap the shadow in, in one transaction."""
         name = self._projection.name
         async with self._backend.rebuild_write(
@@ -175,7 +178,7 @@ class ShadowRebuild:
                     f"projection {name} is ahead of its rebuild; run it again"
                 )
             started = time.monotonic()
-            await self._shadows.swap(
+            references = await self._shadows.swap(
                 connection,
                 self._live,
                 lock_timeout=self._lock_timeout,
@@ -191,7 +194,7 @@ class ShadowRebuild:
                     checkpoint_table.c.name == self._marker
                 )
             )
-        return after.position, time.monotonic() - started
+        return after.position, time.monotonic() - started, references
 
     async def _lock_checkpoints(
         self, connection: AsyncConnection

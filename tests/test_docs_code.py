@@ -11,7 +11,9 @@ that renderers read):
 - `python pytest`: a test file of a service, run by the tests of the pytest
   plugin (tests/integration/test_pytest_plugin.py);
 - `python alembic-env`: a service's alembic env.py, run by the tests of the
-  version table (tests/migrations/test_version_table.py).
+  version table (tests/migrations/test_version_table.py);
+- `python alembic-revision`: a service's revision, run with that env.py by
+  tests/migrations/test_referencing_executions.py.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 ROOT: Final = Path(__file__).resolve().parents[1]
 DOCUMENTS: Final = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK: Final = re.compile(r"^```python([^\n]*)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
-KINDS: Final = ("", "script", "pytest", "alembic-env")
+KINDS: Final = ("", "script", "pytest", "alembic-env", "alembic-revision")
 
 
 @dataclass(frozen=True)

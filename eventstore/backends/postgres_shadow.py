@@ -19,6 +19,12 @@ again after waiting). Lock waits are bounded by `lock_timeout` and retried
 from a savepoint, so one long reader cannot make every other reader queue
 behind the swap: https://www.postgresql.org/docs/current/explicit-locking.html
 
+Foreign keys of other tables that reference the live table (a service's
+own table pointing at ``executions``) follow a table by its OID, so the
+swap moves each to the new table: dropped and added again ``NOT VALID``
+in the swap's transaction (no scan while readers queue), then validated
+after the commit (`validate`), which locks neither table against writes.
+
 The retired table is dropped in a transaction of its own: dropping its
 foreign keys takes ACCESS EXCLUSIVE locks on the referenced tables
 (messages, graphs, threads), which the swap must not hold.
@@ -36,7 +42,7 @@ from typing_extensions import override
 
 from eventstore import errors
 from eventstore.backends.postgres_driver import driver_connection
-from eventstore.backends.shadow import ShadowTables
+from eventstore.backends.shadow import Reference, ShadowTables
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -70,6 +76,16 @@ SELECT conname AS name, pg_get_constraintdef(oid) AS definition
 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'f'
 ORDER BY conname
 """
+# Other tables' foreign keys to a table; read before the swap's renames, so
+# the definitions name the table by its canonical name.
+REFERENCING_KEYS_SQL: Final = """
+SELECT conrelid::regclass::text AS referencing, conname AS name,
+       pg_get_constraintdef(oid) AS definition, convalidated AS validated
+FROM pg_constraint
+WHERE confrelid = to_regclass($1) AND contype = 'f' AND conrelid <> confrelid
+ORDER BY conrelid, conname
+"""
+NOT_VALID: Final = " NOT VALID"
 COLUMNS_SQL: Final = """
 SELECT attname, format_type(atttypid, atttypmod), attnotnull
 FROM pg_attribute
@@ -202,14 +218,17 @@ class PostgresShadowTables(ShadowTables):
         *,
         lock_timeout: float,
         attempts: int,
-    ) -> None:
+    ) -> list[Reference]:
         driver = await driver_connection(connection)
         shadow, retired = self.shadow_name(live), self.retired_name(live)
         await self._check_same_shape(driver, live, shadow)
         indexes = [row["name"] for row in await driver.fetch(INDEXES_SQL, live)]
+        carried: list[Reference] = []
 
         async def swap_once() -> None:
+            carried.clear()
             await driver.execute(f"LOCK TABLE {_quote(live)} IN ACCESS EXCLUSIVE MODE")
+            references = await driver.fetch(REFERENCING_KEYS_SQL, live)
             # Privileges and owner first: they name the shadow by its own name.
             for grant in await driver.fetch(GRANTS_SQL, live):
                 await driver.execute(
@@ -237,6 +256,16 @@ class PostgresShadowTables(ShadowTables):
                     f"ALTER INDEX {_quote(_suffixed(name, self.SHADOW_SUFFIX))} "
                     f"RENAME TO {_quote(name)}"
                 )
+            for key in references:
+                # `referencing` is regclass text: quoted and qualified as needed.
+                definition = key["definition"].removesuffix(NOT_VALID)
+                await driver.execute(
+                    f"ALTER TABLE {key['referencing']} "
+                    f"DROP CONSTRAINT {_quote(key['name'])}, "
+                    f"ADD CONSTRAINT {_quote(key['name'])} {definition}{NOT_VALID}"
+                )
+                if key["validated"]:
+                    carried.append(Reference(key["referencing"], key["name"]))
 
         if not await with_lock_retries(driver, swap_once, lock_timeout, attempts):
             raise errors.DatabaseError(
@@ -244,6 +273,26 @@ class PostgresShadowTables(ShadowTables):
                 f"{lock_timeout:g} s (a long transaction is using it); the shadow "
                 "is kept: run the rebuild again to resume"
             )
+        return carried
+
+    @override
+    async def validate(
+        self, connection: AsyncConnection, references: list[Reference]
+    ) -> None:
+        driver = await driver_connection(connection)
+        for reference in references:
+            try:
+                async with driver.transaction():
+                    await driver.execute(
+                        f"ALTER TABLE {reference.table} "
+                        f"VALIDATE CONSTRAINT {_quote(reference.name)}"
+                    )
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise errors.DatabaseError(
+                    f"after the rebuild, rows of {reference.table} reference "
+                    f"rows the new table does not have; its foreign key "
+                    f"{reference.name} is left NOT VALID ({exc.detail or exc})"
+                ) from exc
 
     @override
     async def drop(

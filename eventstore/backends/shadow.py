@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import contextlib
 
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+class Reference(NamedTuple):
+    """Another table's foreign key to a swapped table, to validate after the swap."""
+
+    table: str
+    name: str
 
 
 class ShadowTables(ABC):
@@ -62,17 +69,30 @@ class ShadowTables(ABC):
         *,
         lock_timeout: float,
         attempts: int,
-    ) -> None:
+    ) -> list[Reference]:
         """In the caller's transaction: put the shadow in `live`'s place.
 
         Renames the live table (and its indexes) to the retired names and
         the shadow (and its indexes) to the canonical ones; privileges and
-        owner are carried over. Lock waits give up after `lock_timeout`
-        seconds and are tried `attempts` times.
+        owner are carried over, and so are other tables' foreign keys to
+        `live`, unchecked: returns those to `validate` once committed. Lock
+        waits give up after `lock_timeout` seconds and are tried `attempts`
+        times.
 
         Raises:
             DatabaseError: the locks were not had, or the shadow no longer
                 has the live table's columns and indexes.
+        """
+
+    @abstractmethod
+    async def validate(
+        self, connection: AsyncConnection, references: list[Reference]
+    ) -> None:
+        """Check the existing rows against the foreign keys `swap` carried over.
+
+        Raises:
+            DatabaseError: a row references a row the new table lacks (the
+                key stays NOT VALID, still enforced for new rows).
         """
 
     @abstractmethod

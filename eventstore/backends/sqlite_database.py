@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 IMMUTABLE_LOG_MESSAGE: Final = "execution_events is append-only"
 
+FOREIGN_KEYS_OFF_SQL: Final = "PRAGMA foreign_keys=OFF"
+FOREIGN_KEYS_ON_SQL: Final = "PRAGMA foreign_keys=ON"
+
 
 class SqliteDatabase(Database):
     """An SQLite file through aiosqlite, and one writer thread for appends."""
@@ -101,18 +104,38 @@ class SqliteDatabase(Database):
 
     @contextlib.asynccontextmanager
     async def _begin_immediate(
-        self, check: Callable[[], None] | None = None
+        self,
+        check: Callable[[], None] | None = None,
+        *,
+        foreign_keys_at_commit: bool = False,
     ) -> AsyncIterator[AsyncConnection]:
-        """A write transaction; `check` runs once this process's writers are passed."""
+        """A write transaction; `check` runs once this process's writers are passed.
+
+        With `foreign_keys_at_commit`, foreign keys are checked once, before
+        the commit, instead of at every statement, and their ON DELETE
+        actions do not fire: a replay in place empties a table that other
+        tables (a service's own) may reference, and refills it.
+        """
         # Take the lock up front (and queue behind this process's writers)
         # rather than upgrade a read lock later, which WAL may refuse.
         async with self.translate_errors(), self._write_lock:
             if check is not None:
                 check()
             async with self.engine.connect() as connection:
-                immediate = await connection.execution_options(sqlite_begin="IMMEDIATE")
-                async with immediate.begin():
-                    yield immediate
+                if foreign_keys_at_commit:
+                    # A no-op inside a transaction: set before BEGIN.
+                    await _driver_execute(connection, FOREIGN_KEYS_OFF_SQL)
+                try:
+                    immediate = await connection.execution_options(
+                        sqlite_begin="IMMEDIATE"
+                    )
+                    async with immediate.begin():
+                        yield immediate
+                        if foreign_keys_at_commit:
+                            await _check_foreign_keys(immediate)
+                finally:
+                    if foreign_keys_at_commit:
+                        await _driver_execute(connection, FOREIGN_KEYS_ON_SQL)
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Sequence[Any]]:
         async with self.translate_errors(), self.engine.connect() as connection:
@@ -127,4 +150,26 @@ class SqliteDatabase(Database):
 
         return sqlite_errors.classify(
             exc, url=self.url, immutable_reason=IMMUTABLE_LOG_MESSAGE
+        )
+
+
+async def _driver_execute(connection: AsyncConnection, sql: str) -> None:
+    """Run `sql` on the driver's connection, outside SQLAlchemy's transaction."""
+    raw = await connection.get_raw_connection()
+    driver: aiosqlite.Connection = raw.driver_connection  # type: ignore[assignment]
+    await driver.execute(sql)
+
+
+async def _check_foreign_keys(connection: AsyncConnection) -> None:
+    """Refuse to commit rows that reference rows that are not there."""
+    violations = (
+        await connection.exec_driver_sql("PRAGMA foreign_key_check")
+    ).fetchall()
+    if violations:
+        # (table, rowid, referenced table, key index)
+        first: Sequence[Any] = violations[0]
+        raise errors.DatabaseError(
+            f"{len(violations)} row(s) would reference rows that are not there, "
+            f"such as row {first[1]} of {first[0]} referencing {first[2]}; "
+            "nothing was changed"
         )

@@ -74,7 +74,7 @@ class SqliteProjectionSupport(SqliteDatabase, ProjectionSupport):
                 "is running"
             )
         try:
-            async with self.begin_write() as connection:
+            async with self._begin_immediate(foreign_keys_at_commit=True) as connection:
                 yield connection
         finally:
             leadership.release_gate(descriptor)

@@ -56,16 +56,16 @@ def downgrade():
 '''
 
 
-def _service_history(tmp_path: Path, url: str) -> Config:
+def service_history(
+    tmp_path: Path, url: str, revision_file: str = SERVICE_REVISION_FILE
+) -> Config:
     """A service's alembic tree of one revision, on the same database."""
     root = tmp_path / "service_migrations"
     (root / "versions").mkdir(parents=True)
     # The env.py docs/MIGRATIONS.md shows, as it is written there.
     (env,) = code_blocks("alembic-env")
     (root / "env.py").write_text(env.code)
-    (root / "versions" / f"{SERVICE_REVISION}_orders.py").write_text(
-        SERVICE_REVISION_FILE
-    )
+    (root / "versions" / "service_revision.py").write_text(revision_file)
     config = Config()
     config.set_main_option("script_location", str(root))
     config.set_main_option(
@@ -77,7 +77,7 @@ def _service_history(tmp_path: Path, url: str) -> Config:
     return config
 
 
-async def _service(
+async def run_service(
     run: Callable[[Config, str], None], config: Config, revision: str
 ) -> None:
     """Run a command of the service's history, as its own process would: no loop running."""
@@ -113,26 +113,26 @@ async def test_our_revision_is_recorded_in_our_own_table(empty_url: str) -> None
 async def test_both_histories_upgrade_in_either_order(
     empty_url: str, tmp_path: Path, *, service_first: bool
 ) -> None:
-    service = _service_history(tmp_path, empty_url)
+    service = service_history(tmp_path, empty_url)
     async with EventStore.open(empty_url) as store:
         if service_first:
-            await _service(command.upgrade, service, "head")
+            await run_service(command.upgrade, service, "head")
             await store.migrate()
         else:
             await store.migrate()
-            await _service(command.upgrade, service, "head")
+            await run_service(command.upgrade, service, "head")
         assert await store.schema_revision() == SCHEMA_HEAD
         assert await _scalar(store, "SELECT version_num FROM alembic_version") == (
             SERVICE_REVISION
         )
         # Again: each history finds itself at its head and does nothing.
         await store.migrate()
-        await _service(command.upgrade, service, "head")
+        await run_service(command.upgrade, service, "head")
         assert {"orders", "executions", VERSION_TABLE, "alembic_version"} <= (
             await _tables(store)
         )
         # The service's downgrade leaves the store alone, and ours the service.
-        await _service(command.downgrade, service, "base")
+        await run_service(command.downgrade, service, "base")
         assert await store.schema_revision() == SCHEMA_HEAD
         assert "orders" not in await _tables(store)
 
