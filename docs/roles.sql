@@ -1,6 +1,7 @@
 -- Least-privilege roles for the execution event store (PostgreSQL).
 -- Run as the owner of the schema (the login that ran `eventstore migrate`),
--- in the store's database, after every migration. docs/ROLES.md explains it.
+-- in the store's database, after every migration, with the store's schema
+-- first in the search path. docs/ROLES.md explains it.
 -- The two roles are group roles: grant them to the login users of your
 -- services (`GRANT eventstore_app TO orders_service;`). Schema changes
 -- (`migrate`, `rebuild`) stay with the owner: neither role gets CREATE on
@@ -24,7 +25,13 @@ END
 $$;
 
 -- The application: append to and read the log, never change or remove it.
-GRANT USAGE ON SCHEMA public TO eventstore_app;
+-- The store's schema is the session's: `public`, or the one of
+-- EVENTSTORE_POSTGRES_SCHEMA when psql runs with that search path.
+DO $$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO eventstore_app', current_schema());
+END
+$$;
 GRANT SELECT, INSERT ON execution_events TO eventstore_app;
 GRANT USAGE ON SEQUENCE execution_events_position_seq TO eventstore_app;
 GRANT SELECT ON eventstore_alembic_version TO eventstore_app;

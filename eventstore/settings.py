@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventstore import errors
+
 DEFAULT_SQLITE_FILE: Final = "eventstore.db"
+SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class StoreSettings(BaseSettings):
@@ -20,6 +24,12 @@ class StoreSettings(BaseSettings):
         description="database URL; unset: an SQLite file in the current directory",
         # It may hold a password: a logged or printed settings object must not.
         repr=False,
+    )
+    postgres_schema: str | None = Field(
+        default=None,
+        description="the PostgreSQL schema of every table, function and "
+        "trigger of the store, created by `migrate` (a lower-case name); "
+        "unset: the URL's search path, usually `public`. SQLite ignores it",
     )
     sqlite_file: str = Field(
         default=DEFAULT_SQLITE_FILE, description="the embedded default's file"
@@ -56,6 +66,39 @@ class StoreSettings(BaseSettings):
     poll_interval: float = Field(
         default=0.05, gt=0, description="seconds between polls of live readers"
     )
+
+    @field_validator("postgres_schema")
+    @classmethod
+    def _plain_schema_name(cls, name: str | None) -> str | None:
+        # Lower case and unquoted, so that the name means the same in SQL,
+        # in search_path and on the command line.
+        if name is not None and (
+            SCHEMA_NAME.fullmatch(name) is None or name.startswith("pg_")
+        ):
+            raise ValueError(
+                "a schema name is 1 to 63 lower-case letters, digits and "
+                "underscores, not starting with a digit or pg_"
+            )
+        return name
+
+    @classmethod
+    def from_environment(cls) -> StoreSettings:
+        """The settings the environment gives (EVENTSTORE_*).
+
+        Raises:
+            ConfigurationError: a variable holds a value its setting
+                refuses; the message names the variable (not its value:
+                EVENTSTORE_URL may hold a password).
+        """
+        try:
+            return cls()
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            name = "_".join(str(part) for part in problem["loc"]).upper()
+            reason = problem["msg"].removeprefix("Value error, ")
+            raise errors.ConfigurationError(
+                f"EVENTSTORE_{name} is invalid: {reason}"
+            ) from None
 
     def resolved_url(self) -> str:
         """The URL to use: the configured one, else the embedded SQLite file."""

@@ -65,7 +65,7 @@ class EventStore:
             ConfigurationError: the URL is malformed or names another database.
             DatabaseUnavailable: the database cannot be reached.
         """
-        return _Opening(cls, url, settings or StoreSettings())
+        return _Opening(cls, url, settings or StoreSettings.from_environment())
 
     @property
     def url(self) -> str:

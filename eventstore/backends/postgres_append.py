@@ -19,7 +19,7 @@ import asyncpg
 
 from eventstore import errors
 from eventstore.backends.driver_errors import stream_type_refused
-from eventstore.backends.postgres_listener import CHANNEL
+from eventstore.backends.postgres_namespace import APPENDS_CHANNEL_SQL
 from eventstore.backends.rows import AppendDecision
 from eventstore.cache import BoundedCache
 from eventstore.chains import canonical_for
@@ -37,7 +37,7 @@ NOTIFY_COALESCE: Final = 0.005  # seconds: at most ~200 NOTIFY/s per process
 
 ANNOUNCE_ON_CLOSE: Final = 2.0  # seconds a closing store waits to send its NOTIFY
 
-NOTIFY_SQL: Final = f"SELECT pg_notify('{CHANNEL}', '')"
+NOTIFY_SQL: Final = f"SELECT pg_notify({APPENDS_CHANNEL_SQL}, '')"
 
 APPEND_SQL: Final = (
     "SELECT outcome, version, position, event_id, detail, hash "

@@ -18,6 +18,7 @@ from eventstore import errors
 from eventstore.backends.database import Database
 from eventstore.backends.leadership import process_identity
 from eventstore.backends.postgres_append import PostgresAppender
+from eventstore.backends.postgres_namespace import lock_key_sql
 from eventstore.backends.postgres_options import split_options
 from eventstore.hashing import dump_json, parse_json
 from eventstore.redaction import redact_url
@@ -34,9 +35,7 @@ IMMUTABLE_LOG_SQLSTATE: Final = "ZE001"  # raised by the log's immutability trig
 
 UNMIGRATED_SQLSTATES: Final = frozenset({"42P01", "42883"})  # no table / no function
 
-NAME_LOCK_SQL: Final = (
-    "SELECT pg_advisory_xact_lock(hashtextextended('eventstore-name:' || :name, 0))"
-)
+NAME_LOCK_SQL: Final = f"SELECT pg_advisory_xact_lock({lock_key_sql('name', ':name')})"
 MIGRATION_TRY_LOCK_SQL: Final = (
     "SELECT pg_try_advisory_lock(hashtextextended('eventstore-migrate', 0))"
 )
@@ -60,6 +59,16 @@ class PostgresDatabase(Database):
     def __init__(self, *, url: str, settings: StoreSettings) -> None:
         # The URL's ?options= settings go to every connection (see the module).
         parsed, session_settings = split_options(make_url(url))
+        schema = settings.postgres_schema
+        if schema is not None:
+            if "search_path" in session_settings:
+                raise errors.ConfigurationError(
+                    "the database URL's options set search_path and "
+                    "EVENTSTORE_POSTGRES_SCHEMA is set too: choose one"
+                )
+            # Only the store's schema: a table of the same name elsewhere
+            # (an application's own `messages`) is never seen.
+            session_settings["search_path"] = schema
         server_settings = {
             **session_settings,
             "idle_in_transaction_session_timeout": str(
@@ -134,6 +143,14 @@ class PostgresDatabase(Database):
         async with self.translate_errors(), self.engine.connect() as connection:
             await _take_migration_lock(connection)
             try:
+                if self._settings.postgres_schema is not None:
+                    await connection.execute(
+                        sa.text(
+                            "CREATE SCHEMA IF NOT EXISTS "
+                            f'"{self._settings.postgres_schema}"'
+                        )
+                    )
+                    await connection.commit()
                 yield connection
                 await connection.commit()
             finally:

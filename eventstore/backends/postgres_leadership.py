@@ -24,39 +24,39 @@ from eventstore.backends.leadership import (
     LeaderLocks,
     process_identity,
 )
+from eventstore.backends.postgres_namespace import lock_key_sql
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
 # One 64-bit advisory lock key per slot, from its name.
-KEY_SQL: Final = "hashtextextended('eventstore-projection:' || $1, 0)"
+KEY_SQL: Final = lock_key_sql("projection", "$1")
 # Each process holds a shared advisory lock per group it runs (shared locks
 # never wait for each other); the holders of that key are the group's members.
 JOIN_SQL: Final = (
-    "SELECT pg_try_advisory_lock_shared("
-    "hashtextextended('eventstore-projection-group:' || g, 0)) "
+    f"SELECT pg_try_advisory_lock_shared({lock_key_sql('projection-group', 'g')}) "  # noqa: S608 - constant key expressions
     "FROM unnest($1::text[]) AS g"
 )
 # pg_locks splits a bigint key into classid (high half) and objid (low half).
-MEMBERS_SQL: Final = """
+MEMBERS_SQL: Final = f"""
 SELECT g, count(l.pid)
 FROM unnest($1::text[]) AS g
 LEFT JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
     AND l.mode = 'ShareLock'
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND ((l.classid::bigint << 32) | l.objid::bigint)
-        = hashtextextended('eventstore-projection-group:' || g, 0)
+        = {lock_key_sql("projection-group", "g")}
 GROUP BY g
-"""
-HOLDERS_SQL: Final = """
+"""  # noqa: S608 - constant key expressions
+HOLDERS_SQL: Final = f"""
 SELECT s.slot, a.application_name, a.pid, a.backend_start
 FROM unnest($1::text[]) AS s(slot)
 JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND ((l.classid::bigint << 32) | l.objid::bigint)
-        = hashtextextended('eventstore-projection:' || s.slot, 0)
+        = {lock_key_sql("projection", "s.slot")}
 JOIN pg_stat_activity a ON a.pid = l.pid
-"""
+"""  # noqa: S608 - constant key expressions
 # A projection's gate (docs/PROJECTIONS.md, "Lock order"): a rebuild holds
 # it exclusively while it swaps the projection's table in; every projector
 # transaction on the projection enters it shared, first. Transaction-level,
@@ -64,10 +64,10 @@ JOIN pg_stat_activity a ON a.pid = l.pid
 # rebuild waiting for it already turns new entrants away (PostgreSQL queues
 # a lock request behind the waiters it conflicts with), so batches cannot
 # starve it.
-GATE_KEY_SQL: Final = "hashtextextended('eventstore-projection-gate:' || $1, 0)"
+GATE_KEY_SQL: Final = lock_key_sql("projection-gate", "$1")
 ENTER_GATE_SQL: Final = f"SELECT pg_try_advisory_xact_lock_shared({GATE_KEY_SQL})"
 HOLD_GATE_SQL: Final = f"SELECT pg_advisory_xact_lock({GATE_KEY_SQL})"
-GATE_HOLDERS_SQL: Final = """
+GATE_HOLDERS_SQL: Final = f"""
 SELECT DISTINCT ON (p.projection) p.projection, a.application_name, a.pid,
     a.xact_start
 FROM unnest($1::text[]) AS p(projection)
@@ -75,10 +75,10 @@ JOIN pg_locks l ON l.locktype = 'advisory' AND l.objsubid = 1
     AND l.mode = 'ExclusiveLock'
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND ((l.classid::bigint << 32) | l.objid::bigint)
-        = hashtextextended('eventstore-projection-gate:' || p.projection, 0)
+        = {lock_key_sql("projection-gate", "p.projection")}
 JOIN pg_stat_activity a ON a.pid = l.pid
 ORDER BY p.projection, l.granted DESC
-"""
+"""  # noqa: S608 - constant key expressions
 HORIZON_SQL: Final = """
 SELECT pid, datname, state, extract(epoch FROM clock_timestamp() - xact_start),
     left(query, 200)

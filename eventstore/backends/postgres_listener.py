@@ -1,6 +1,7 @@
 """LISTEN for appends on PostgreSQL, on a connection of its own that reconnects.
 
-Every store process sends `NOTIFY eventstore_appends` after its appends
+Every store process sends a NOTIFY on its store's channel
+(`eventstore_appends` in `public`; postgres_namespace.py) after its appends
 commit, coalesced to one per few milliseconds (`PostgresBackend._announce`). LISTEN belongs
 to a session, so it needs a dedicated connection outside every pool (a
 pooled connection would be handed to other work, and a PgBouncer in
@@ -26,11 +27,11 @@ from typing_extensions import override
 
 from eventstore.backends.leadership import process_identity
 from eventstore.backends.listening import Listener
+from eventstore.backends.postgres_namespace import APPENDS_CHANNEL_SQL
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-CHANNEL: Final = "eventstore_appends"
 APPLICATION_NAME: Final = "eventstore-listener"
 """How the listener's `application_name` starts (then ``host:pid``), for operators."""
 RETRY_MIN: Final = 0.1
@@ -71,7 +72,7 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
 
 
 class PostgresListener(Listener):
-    """LISTEN on `eventstore_appends` in a background task until closed."""
+    """LISTEN on the store's appends channel in a background task until closed."""
 
     def __init__(
         self,
@@ -161,7 +162,8 @@ class PostgresListener(Listener):
             server_settings=self._server_settings,
         )
         try:
-            await connection.add_listener(CHANNEL, self._notified)
+            channel = await connection.fetchval(f"SELECT {APPENDS_CHANNEL_SQL}")
+            await connection.add_listener(channel, self._notified)
         except BaseException:
             connection.terminate()
             raise

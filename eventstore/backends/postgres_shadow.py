@@ -42,6 +42,7 @@ from typing_extensions import override
 
 from eventstore import errors
 from eventstore.backends.postgres_driver import driver_connection
+from eventstore.backends.postgres_namespace import lock_key_sql
 from eventstore.backends.shadow import Reference, ShadowTables
 
 if TYPE_CHECKING:
@@ -52,12 +53,8 @@ if TYPE_CHECKING:
 
 MAX_IDENTIFIER: Final = 63  # NAMEDATALEN - 1: longer names are cut silently
 TRANSIENT: Final = (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError)
-LOCK_SQL: Final = (
-    "SELECT pg_try_advisory_lock(hashtextextended('eventstore-rebuild:' || $1, 0))"
-)
-UNLOCK_SQL: Final = (
-    "SELECT pg_advisory_unlock(hashtextextended('eventstore-rebuild:' || $1, 0))"
-)
+LOCK_SQL: Final = f"SELECT pg_try_advisory_lock({lock_key_sql('rebuild', '$1')})"
+UNLOCK_SQL: Final = f"SELECT pg_advisory_unlock({lock_key_sql('rebuild', '$1')})"
 # Indexes of a table, with the constraint each one backs (primary key,
 # unique, exclusion), if any.
 INDEXES_SQL: Final = """

@@ -85,7 +85,9 @@ def cleanup(
         )
         if stale_after is None and pending_after is None and archive_before is None:
             # The bare `cleanup` (README, "Command line"): fail stale runs, with the configured timeout.
-            stale = timedelta(seconds=StoreSettings().stale_after_seconds)
+            stale = timedelta(
+                seconds=StoreSettings.from_environment().stale_after_seconds
+            )
         pending = (
             parse_duration(pending_after, "--pending-after")
             if pending_after is not None
