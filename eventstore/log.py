@@ -161,7 +161,11 @@ class EventLog:
         ):
             raise errors.ValidationError(f"invalid stream type {stream_type!r}")
         await self._backend.ensure_schema()
-        started = clock() if TELEMETRY is not None else 0.0
+        # None unless an SDK collects the metrics (eventstore/telemetry.py).
+        telemetry = (
+            TELEMETRY if TELEMETRY is not None and TELEMETRY.metering() else None
+        )
+        started = clock() if telemetry is not None else 0.0
         outcome = await self._backend.append(
             stream,
             batch,
@@ -180,8 +184,8 @@ class EventLog:
             )
         if outcome.kind == "appended":
             self._on_append()
-            if TELEMETRY is not None:
-                TELEMETRY.appended([event.type for event in batch], clock() - started)
+            if telemetry is not None:
+                telemetry.appended([event.type for event in batch], clock() - started)
         return AppendResult(
             version=max(outcome.versions),
             positions=outcome.positions,

@@ -16,7 +16,11 @@ With the `eventstore[otel]` extra installed, the store records:
 The API records nothing until the application installs an SDK (a
 `MeterProvider`, a `TracerProvider`); `eventstore project --metrics-port`
 installs one that serves Prometheus text. Without the extra, `TELEMETRY` is
-None and the hot paths pay one `is None` test.
+None and the hot paths pay one `is None` test. With the API but no SDK
+(another library brought the API in), the store asks whether a provider
+is installed and skips its spans, counts and lag queries until one is: a
+no-op span still costs a lifecycle command about 10 % of its CPU
+(bench/ab/otel_cost.md).
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ except ImportError:  # the extra is not installed
 __all__ = ["COMMANDS", "SCOPE", "TELEMETRY", "Telemetry", "instrumented"]
 
 SCOPE: Final = "eventstore"
+# Where the API's proxy and no-op providers are defined; an SDK's are elsewhere.
+API_MODULES: Final = ("opentelemetry.metrics", "opentelemetry.trace")
+
+
+def _placeholder(provider: object) -> bool:
+    """Whether `provider` is the API's own proxy or no-op: no SDK is installed."""
+    return type(provider).__module__.startswith(API_MODULES)
 
 
 class Telemetry:
@@ -49,6 +60,9 @@ class Telemetry:
     def __init__(self) -> None:
         assert otel_metrics is not None  # noqa: S101 - built only with the API
         assert otel_trace is not None  # noqa: S101
+        # A global provider is set once and never unset: once seen, kept.
+        self._metering = False
+        self._tracing = False
         meter = otel_metrics.get_meter(SCOPE)
         self.tracer = otel_trace.get_tracer(SCOPE)
         self.append_duration = meter.create_histogram(
@@ -74,6 +88,20 @@ class Telemetry:
             unit="s",
             description="age of the oldest event not yet folded, per projection slot",
         )
+
+    def metering(self) -> bool:
+        """Whether an SDK's meter provider is installed (else metrics go nowhere)."""
+        if not self._metering:
+            assert otel_metrics is not None  # noqa: S101
+            self._metering = not _placeholder(otel_metrics.get_meter_provider())
+        return self._metering
+
+    def tracing(self) -> bool:
+        """Whether an SDK's tracer provider is installed (else spans go nowhere)."""
+        if not self._tracing:
+            assert otel_trace is not None  # noqa: S101
+            self._tracing = not _placeholder(otel_trace.get_tracer_provider())
+        return self._tracing
 
     def appended(self, event_types: Sequence[str], seconds: float) -> None:
         """One append of these events took `seconds`."""
@@ -156,6 +184,8 @@ def _traced(
 ) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(method)
     async def command(self: object, *args: Any, **kwargs: Any) -> Any:
+        if not (telemetry.tracing() or telemetry.metering()):
+            return await method(self, *args, **kwargs)
         execution_id = args[0] if args else kwargs.get("execution_id")
         with telemetry.command(name, execution_id) as span:
             result = await method(self, *args, **kwargs)

@@ -401,7 +401,7 @@ class Projector:
         if name not in self._prepared or not self._held.due(name):
             return BatchReport(events=0, position=None, caught_up=False)
         try:
-            if TELEMETRY is None:
+            if TELEMETRY is None or not TELEMETRY.tracing():
                 report = await self._apply_batch(slot)
             else:
                 with TELEMETRY.batch_span(str(slot)) as span:
@@ -424,7 +424,7 @@ class Projector:
         )
         events = [upcast_for(projection, event) for event in stored]
         if not events:
-            if TELEMETRY is not None:
+            if TELEMETRY is not None and TELEMETRY.metering():
                 TELEMETRY.lag(str(slot), 0, 0.0)
             return BatchReport(events=0, position=None, caught_up=True)
         try:
@@ -446,7 +446,7 @@ class Projector:
             await self._batches.stop_at_poison(slot, start, events, exc)
             raise
         caught_up = len(events) < self._batch_size
-        if TELEMETRY is not None:
+        if TELEMETRY is not None and TELEMETRY.metering():
             await self._note_lag(TELEMETRY, slot, events[-1], caught_up=caught_up)
         return BatchReport(
             events=len(events), position=events[-1].position, caught_up=caught_up

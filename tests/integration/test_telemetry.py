@@ -178,3 +178,60 @@ asyncio.run(main())
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_with_the_api_but_no_sdk_nothing_is_recorded_until_one_is_installed(
+    tmp_path: Path,
+) -> None:
+    """Another library brought the API in: no-op spans are skipped until an SDK comes."""
+    script = f"""
+import asyncio
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from eventstore import EventStore
+from eventstore.telemetry import TELEMETRY
+
+calls = []
+real_command = TELEMETRY.command
+def command(name, execution_id):
+    calls.append(name)
+    return real_command(name, execution_id)
+TELEMETRY.command = command
+
+async def main():
+    async with EventStore.open("sqlite:///{tmp_path / "store.db"}") as store:
+        await store.migrate()
+        thread = await store.threads.create(title="t")
+        message = await store.messages.create(thread_id=thread.id, role="user", content="c")
+        graph = await store.graphs.create(name="g", version="1", definition={{}})
+        run = await store.executions.create(message_id=message.id, graph_id=graph.id)
+        assert (TELEMETRY.metering(), TELEMETRY.tracing(), calls) == (False, False, [])
+
+        reader, spans = InMemoryMetricReader(), InMemorySpanExporter()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        tracer = TracerProvider()
+        tracer.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(tracer)
+        await store.executions.start(run, worker_id="w")
+    assert (TELEMETRY.metering(), TELEMETRY.tracing(), calls) == (True, True, ["start"])
+    assert [span.name for span in spans.get_finished_spans()] == ["eventstore.start"]
+    names = {{
+        metric.name
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }}
+    assert {{"eventstore.commands", "eventstore.events.appended"}} <= names, names
+    print("ok")
+
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
