@@ -19,6 +19,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Final, TypeVar
 
+import tenacity
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 POLL_MAX: Final = 0.25
+POLL_FIRST: Final = 0.01
 
 
 class Wakeups:
@@ -134,22 +137,47 @@ class Wakeups:
             The last value read: done, or the one read when time ran out.
         """
         deadline = (
-            None if within is None or math.isinf(within) else time.monotonic() + within
+            math.inf
+            if within is None or math.isinf(within)
+            else time.monotonic() + within
         )
-        delay = min(poll_interval, 0.01)
-        while True:
-            seen = self.generation
-            value = await read()
-            if done(value):
-                return value
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return value
-                delay = min(delay, left)
-            await self.wait(seen, delay)
+        # Doubling from 10 ms (or the poll interval, if shorter), each wait
+        # longer by up to as much again at random, so that many readers
+        # polling one database spread out.
+        first = min(poll_interval, POLL_FIRST)
+        growing = tenacity.wait_exponential(multiplier=first) + tenacity.wait_random(
+            0, first
+        )
+        seen = self.generation
+
+        async def read_once() -> T:
+            nonlocal seen
+            seen = self.generation  # before the read: no wake-up falls between
+            return await read()
+
+        def next_delay(state: tenacity.RetryCallState) -> float:
             longest = max(POLL_MAX, poll_interval) if self.listening else POLL_MAX
-            delay = min(delay * 2, longest)
+            # The last wait ends at the deadline, for one more read.
+            left = max(0.0, deadline - time.monotonic())
+            delay: float = growing(state)
+            return min(delay, longest, left)
+
+        async def woken_or_timed_out(delay: float) -> None:
+            await self.wait(seen, delay)
+
+        def last_value(state: tenacity.RetryCallState) -> T:
+            assert state.outcome is not None  # noqa: S101 - called after an attempt
+            value: T = state.outcome.result()
+            return value
+
+        polling: tenacity.AsyncRetrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_result(lambda value: not done(value)),
+            wait=next_delay,
+            stop=lambda _: time.monotonic() >= deadline,
+            sleep=woken_or_timed_out,
+            retry_error_callback=last_value,
+        )
+        return await polling(read_once)
 
     async def aclose(self) -> None:
         """Stop listening (the store is closing)."""
