@@ -20,6 +20,7 @@ from eventstore.cli import (
     maintenance_commands,
     projection_commands,
     rebuild_command,
+    serve_command,
     stats_command,
     store_commands,
     verify_commands,
@@ -35,6 +36,7 @@ for module in (
     rebuild_command,
     verify_commands,
     maintenance_commands,
+    serve_command,
     demo,
 ):
     module.register(app)

@@ -31,7 +31,7 @@ from eventstore.cli.audit_output import (
     report_statuses,
 )
 from eventstore.cli.display import clean
-from eventstore.cli.parsing import parse_as_of
+from eventstore.parsing import parse_as_of
 
 if TYPE_CHECKING:
     from uuid import UUID

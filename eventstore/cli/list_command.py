@@ -17,7 +17,7 @@ from eventstore.cli.app import (
     stdout,
 )
 from eventstore.cli.display import safe
-from eventstore.cli.parsing import parse_since, parse_time
+from eventstore.parsing import parse_since, parse_time
 from projections import ExecutionsView
 
 if TYPE_CHECKING:

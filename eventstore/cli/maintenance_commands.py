@@ -19,7 +19,7 @@ from eventstore.cli.app import (
     stdout,
 )
 from eventstore.cli.display import safe
-from eventstore.cli.parsing import parse_duration, parse_time
+from eventstore.parsing import parse_duration, parse_time
 
 
 def register(app: typer.Typer) -> None:

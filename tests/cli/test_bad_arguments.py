@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from eventstore import ConfigurationError, EventStore, ExecutionStatus
-from eventstore.cli.parsing import (
+from eventstore.parsing import (
     MAX_POSITION,
     parse_as_of,
     parse_duration,

@@ -26,9 +26,12 @@ CLI = "eventstore.cli"
 # The pytest plugin of SPEC §10 lives in the package by name but, like the
 # command line, sits on top of everything.
 PLUGIN = "eventstore.testing"
-LEAVES = ("projections", CLI, PLUGIN)
+# The web console (SPEC §9) too: it shows the read models.
+CONSOLE = "eventstore.console"
+LEAVES = ("projections", CLI, PLUGIN, CONSOLE)
 # The core's public face: the package, its error hierarchy, the storage
-# contract's tables, the audit facade and the projection seam.
+# contract's tables, the audit facade, the projection seam, and the parser
+# of durations and times that the command line and the console share.
 PUBLIC_MODULES = (
     "eventstore",
     "eventstore.errors",
@@ -36,6 +39,7 @@ PUBLIC_MODULES = (
     "eventstore.audit",
     "eventstore.projecting",
     "eventstore.telemetry",
+    "eventstore.parsing",
 )
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +60,7 @@ def _core(graph: grimp.ImportGraph) -> list[str]:
         if _within(module, "eventstore")
         and not _within(module, CLI)
         and not _within(module, PLUGIN)
+        and not _within(module, CONSOLE)
     )
 
 
@@ -142,7 +147,10 @@ def private_uses(source: str, where: str) -> list[str]:
         else:
             continue
         for module in modules:
-            if not _within(module, "eventstore") or _within(module, CLI):
+            # A leaf may use another (the CLI serves the console).
+            if not _within(module, "eventstore") or any(
+                _within(module, leaf) for leaf in LEAVES
+            ):
                 continue
             if module not in PUBLIC_MODULES:
                 found.append(f"{where}:{node.lineno} imports {module}")

@@ -1,7 +1,8 @@
-"""The one parser of the command line's durations, times and log positions.
+"""The one parser of durations, times and log positions given as text.
 
-Every option that takes one (`cleanup --stale-after/--pending-after/
---archive-before`, `audit --as-of`) goes through here, so each refuses the
+Every command-line option that takes one (`cleanup --stale-after/
+--pending-after/--archive-before`, `audit --as-of`, `list --since`) and
+every query parameter of the console goes through here, so each refuses the
 same way: a `ValidationError` naming the option and the value (exit code 2),
 never an OverflowError from a value the datetime types or the databases
 cannot hold.
