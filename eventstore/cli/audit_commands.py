@@ -26,6 +26,7 @@ from eventstore.cli.app import (
 from eventstore.cli.audit_output import (
     AuditFound,
     archive_line,
+    chain_status,
     report_archive,
     report_execution,
     report_statuses,
@@ -139,10 +140,20 @@ def audit(
                 return identifier, AuditFound(moment=moment, statuses=statuses)
             if verify_chain:  # first: a broken chain is named before the fold fails
                 await audit.verify_stream(identifier)
+                chain: str | None = "verified"
+            elif html is not None:  # the page says whether it verified
+                chain = await chain_status(store, identifier)
+            else:
+                chain = None
             timeline = await audit.timeline(
                 identifier, as_of=moment, stored=export is not None
             )
-            return identifier, AuditFound.of(timeline)
+            found = AuditFound.of(timeline)
+            if html is not None and timeline.state is not None:
+                graph = await store.graphs.get(timeline.state.graph_id)
+                found.graph = f"{graph.name} v{graph.version}"
+                found.chain = chain
+            return identifier, found
 
     identifier, result = run(command, debug=debug)
     if result.archive is not None and execution_id is None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from eventstore import ExecutionStatus
+from eventstore import ExecutionStatus, errors
 from eventstore.audit import (
     describe_labels,
     event_line,
@@ -27,8 +27,9 @@ from eventstore.cli.display import clean, safe
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from uuid import UUID
 
-    from eventstore import ExecutionState, RecordedEvent
+    from eventstore import EventStore, ExecutionState, RecordedEvent
     from eventstore.audit import AsOf, StatusAt, Timeline, VerifiedArchive
 
 
@@ -64,6 +65,18 @@ class AuditFound:
         self.stored = stored or []
         self.statuses = statuses
         self.archive = archive
+        # For --html: the graph's name and version, what the chain check found.
+        self.graph: str | None = None
+        self.chain: str | None = None
+
+
+async def chain_status(store: EventStore, stream_id: UUID) -> str:
+    """What checking the stream's hash chain finds, as a page shows it."""
+    try:
+        await store.audit.verify_stream(stream_id)
+    except errors.RecordAltered as exc:
+        return f"does not verify: {exc}"
+    return "verified"
 
 
 def report_execution(
@@ -88,7 +101,12 @@ def report_execution(
     written: dict[str, Any] = {}
     if html is not None:
         page = render_timeline(
-            events, state, execution_id=execution_id, as_of=_moment_text(moment)
+            events,
+            state,
+            execution_id=execution_id,
+            as_of=_moment_text(moment),
+            graph=result.graph,
+            chain=result.chain,
         )
         _write(html, page, debug=debug)
         written["html"] = str(html)

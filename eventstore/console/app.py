@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 
 from eventstore import EventStore, errors
-from eventstore.console import api
+from eventstore.console import api, pages
 from eventstore.console.auth import TokenGate
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def create_app(
 
     middleware = [] if token is None else [Middleware(TokenGate, token=token)]
     return Starlette(
-        routes=api.ROUTES,
+        routes=[*api.ROUTES, *pages.ROUTES],
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={

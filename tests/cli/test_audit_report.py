@@ -161,6 +161,10 @@ async def test_the_html_report_shows_steps_durations_metrics_escaped(
         "forty-two",
     ):
         assert text in page, text
+    # The inputs, the graph's name and version, and the chain check.
+    assert "<h2>Inputs</h2>\n<pre>{&#34;topic&#34;: &#34;q3&#34;}</pre>" in page
+    assert f"{refs.graph.name} v{refs.graph.version}" in page
+    assert '<span class="chain-ok">verified</span>' in page
     # Bars sit on the time axis: the second step starts at 2 s of 5 s.
     assert 'style="left: 40.000%; width: 45.000%"' in page
 

@@ -89,6 +89,10 @@ def render_timeline(
     *,
     execution_id: UUID | str,
     as_of: str | None = None,
+    graph: str | None = None,
+    chain: str | None = None,
+    live_url: str | None = None,
+    home_url: str | None = None,
 ) -> str:
     """The HTML page of one execution's timeline.
 
@@ -99,14 +103,27 @@ def render_timeline(
         execution_id: the execution's id (the title when there is no state).
         as_of: how the moment was given (``--as-of``), shown on the page;
             None for the whole stream.
+        graph: the graph's name and version, shown beside its id.
+        chain: what checking the stream's hash chain found ("verified: ...",
+            "does not verify: ..."); None: not checked.
+        live_url: the console's: a server-sent event stream of the run's
+            next events; the page then re-reads itself on each one.
+        home_url: the console's: the page to go back to.
 
     Returns:
-        A complete HTML document with no external assets and no scripts.
+        A complete HTML document with no external assets, and no scripts
+        unless `live_url` is given.
     """
     return _template().render(
         execution_id=str(execution_id),
         as_of=as_of,
         state=state,
+        graph=graph,
+        chain=chain,
+        inputs=None if state is None else _preview(state.inputs),
+        live_url=live_url,
+        home_url=home_url,
+        terminal_types=sorted(TERMINAL_TYPES),
         **_chart(events, state),
         summary=_summary(state),
         outcome=_outcome(state),

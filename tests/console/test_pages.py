@@ -1,0 +1,143 @@
+"""The console's pages over HTTP, on both backends: content, filters, escaping."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+
+from eventstore import ExecutionStatus
+from tests.console.server import serving
+from tests.helpers import execution_in, project_everything
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import httpx
+
+    from eventstore import EventStore
+    from tests.helpers import References
+
+HOSTILE = "<script>alert('x')</script>"
+ESCAPED = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+
+
+@pytest.fixture
+async def client(url: str, store: EventStore) -> AsyncIterator[httpx.AsyncClient]:
+    del store  # migrated first
+    async with serving(url) as opened:
+        yield opened
+
+
+def _assert_escaped(html: str) -> None:
+    assert HOSTILE not in html
+    assert ESCAPED in html
+
+
+async def test_the_list_filters_by_label_and_escapes_labels(
+    store: EventStore, refs: References, client: httpx.AsyncClient
+) -> None:
+    marked = await execution_in(store, refs, ExecutionStatus.FAILED)
+    await store.executions.label(marked, set={"customer": HOSTILE})
+    other = await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await project_everything(store)
+
+    everything = (await client.get("/")).text
+    assert str(marked)[:8] in everything
+    assert str(other)[:8] in everything
+    _assert_escaped(everything)
+    only = await client.get("/", params={"label": f"customer:{HOSTILE}"})
+    assert only.status_code == 200
+    assert str(marked)[:8] in only.text
+    assert str(other)[:8] not in only.text
+    counts = dict(re.findall(r'data-status="(\w+)">(\d+)<', everything))
+    assert counts == {
+        "pending": "0",
+        "running": "0",
+        "completed": "1",
+        "failed": "1",
+        "cancelled": "0",
+    }
+
+
+async def test_the_list_pages_by_its_next_link(
+    store: EventStore, refs: References, client: httpx.AsyncClient
+) -> None:
+    runs = [await execution_in(store, refs, ExecutionStatus.PENDING) for _ in range(3)]
+    await project_everything(store)
+    seen: list[str] = []
+    path: str | None = "/?limit=2"
+    while path is not None:
+        html = (await client.get(path)).text
+        seen += re.findall(r'href="/executions/([0-9a-f-]{36})"', html)
+        found = re.search(r'href="(\?[^"]+)" rel="next"', html)
+        path = None if found is None else "/" + found.group(1).replace("&amp;", "&")
+    assert sorted(seen) == sorted(str(run) for run in runs)
+
+
+async def test_a_bad_filter_is_a_400_page_and_an_unknown_run_a_404_page(
+    client: httpx.AsyncClient,
+) -> None:
+    bad = await client.get("/", params={"since": "yesterday"})
+    assert bad.status_code == 400
+    assert bad.headers["content-type"].startswith("text/html")
+    assert "invalid since" in bad.text
+    missing = await client.get("/executions/0b6f4f2e-0000-4000-8000-000000000000")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+
+
+async def test_the_run_page_shows_the_state_inputs_graph_and_chain(
+    store: EventStore, refs: References, client: httpx.AsyncClient
+) -> None:
+    run = await store.executions.create(
+        message_id=refs.message.id,
+        graph_id=refs.graph.id,
+        inputs={"question": HOSTILE},
+        labels={"customer": "acme"},
+    )
+    await store.executions.start(run, worker_id="worker-7")
+    await store.executions.progress(run, step="plan", metrics={"prompt_tokens": 12})
+    html = (await client.get(f"/executions/{run}")).text
+    _assert_escaped(html)
+    assert "running" in html
+    assert "customer=acme" in html
+    assert f"{refs.graph.name} v{refs.graph.version}" in html
+    assert 'class="chain-ok">verified' in html
+    assert "worker-7" in html
+    assert "EventSource" in html  # live while running
+    await store.executions.fail(run, error={"type": "Boom", "message": HOSTILE})
+    finished = (await client.get(f"/executions/{run}")).text
+    _assert_escaped(finished)
+    assert "EventSource" not in finished  # nothing more will come
+
+
+async def test_the_graphs_page_draws_a_series_per_graph(
+    store: EventStore, refs: References, client: httpx.AsyncClient
+) -> None:
+    await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    hostile = await store.graphs.create(name=HOSTILE, version="1", definition={})
+    run = await store.executions.create(
+        message_id=refs.message.id, graph_id=hostile.id, inputs={}
+    )
+    await store.executions.start(run, worker_id="w")
+    await store.executions.complete(run, result={})
+    await project_everything(store)
+    html = (await client.get("/graphs", params={"since": "24h"})).text
+    _assert_escaped(html)
+    charts = re.findall(r"<figure class=\"chart\">(.*?)</figure>", html, re.DOTALL)
+    assert len(charts) == 5
+    for chart in charts:
+        assert len(re.findall(r'<polyline class="series"', chart)) == 2
+    assert 'id="graph-stats"' in html
+
+
+async def test_the_system_page_shows_the_slots(
+    store: EventStore, refs: References, client: httpx.AsyncClient
+) -> None:
+    await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await project_everything(store)
+    html = (await client.get("/system")).text
+    assert re.search(r"<td>executions</td>", html)
+    assert "Read horizon" in html
