@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench chromium
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,16 @@ lint: $(BIN)/.installed
 # plugin: SQLite in the whole run, then PostgreSQL once more.
 TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-test: lint
+# The console's browser tests drive Debian's Chromium through Playwright
+# (no browser download): installed once, skipped when already there.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }; }
+
+test: lint chromium
 	$(BIN)/pytest
 	EVENTSTORE_TEST_POSTGRES_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest -q examples
 

@@ -15,7 +15,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from eventstore import EventStore, StoreSettings
+from eventstore import EventStore, StoreSettings, scrub
 from eventstore.cli.app import DebugOption, UrlOption, run, stdout
 from eventstore.cli.demo_workload import Tally, run_workload
 from eventstore.cli.display import safe
@@ -129,6 +129,16 @@ def demo(
         "Find runs by label, and group the statistics by any of them:\n"
         "  eventstore list --label customer=acme --status failed --since 1h\n"
         "  eventstore stats --group-by label:customer --group-by day",
+        highlight=False,
+    )
+    # The same database: the default file here, or the URL the demo was given
+    # (its password masked: output must not show one).
+    serve = (
+        "eventstore serve" if url is None else f"eventstore serve --url '{scrub(url)}'"
+    )
+    stdout.out(
+        f"See every run, live, in a browser:\n  {serve}\n"
+        "  then open http://127.0.0.1:8700/",
         highlight=False,
     )
 

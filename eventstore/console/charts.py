@@ -39,6 +39,7 @@ class Series:
     name: str
     colour: str
     points: str
+    dots: list[tuple[str, str]]  # each value as a dot: one alone draws no line
     last: str
 
 
@@ -92,6 +93,7 @@ def line_chart(
                 name=name,
                 colour=COLOURS[index % len(COLOURS)],
                 points=" ".join(f"{x:.1f},{y:.1f}" for x, y in points),
+                dots=[(f"{x:.1f}", f"{y:.1f}") for x, y in points],
                 last="-" if last is None else _number(last, unit),
             )
         )

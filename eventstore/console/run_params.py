@@ -49,7 +49,7 @@ def run_filters(params: QueryParams) -> dict[str, Any]:
             time or duration, or a parameter given twice that takes one value.
     """
     labels: dict[str, str] = {}
-    for pair in params.getlist("label"):
+    for pair in _given(params, "label"):
         key, sep, value = pair.partition(":")
         if not sep:
             raise errors.ValidationError(f"invalid label {pair!r}: KEY:VALUE")
@@ -58,7 +58,7 @@ def run_filters(params: QueryParams) -> dict[str, Any]:
         labels[key] = value
     since, until = single(params, "since"), single(params, "until")
     return {
-        "status": params.getlist("status") or None,
+        "status": _given(params, "status") or None,
         "labels": labels or None,
         "graph_name": single(params, "graph"),
         "graph_version": single(params, "graph_version"),
@@ -86,13 +86,18 @@ def page_params(params: QueryParams) -> dict[str, Any]:
     }
 
 
+def _given(params: QueryParams, name: str) -> list[str]:
+    # A form sends its empty fields too: an empty value is no value.
+    return [value for value in params.getlist(name) if value]
+
+
 def single(params: QueryParams, name: str) -> str | None:
-    """A parameter that takes one value; None when absent.
+    """A parameter that takes one value; None when absent or empty.
 
     Raises:
         ValidationError: it was given more than once.
     """
-    values = params.getlist(name)
+    values = _given(params, name)
     if len(values) > 1:
         raise errors.ValidationError(f"parameter {name!r} given {len(values)} times")
     return values[0] if values else None

@@ -80,6 +80,17 @@ async def test_executions_filter_by_status_and_label_and_page(
     ]
 
 
+async def test_an_empty_parameter_is_no_filter(
+    store: EventStore, refs: References, client: httpx.AsyncClient
+) -> None:
+    """What an HTML form sends for the fields left empty."""
+    await _labelled_runs(store, refs)
+    params = {"status": "", "label": "", "graph": "", "since": "", "until": ""}
+    response = await client.get("/api/executions", params=params)
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == 4
+
+
 async def test_counts_by_status(
     store: EventStore, refs: References, client: httpx.AsyncClient
 ) -> None:
