@@ -13,10 +13,13 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from eventstore import errors
 from eventstore.audit import AsOf
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _DURATION: Final = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -143,3 +146,28 @@ def _shown(text: str) -> str:
     if len(text) <= SHOWN_LENGTH:
         return repr(text)
     return f"{text[:SHOWN_LENGTH]!r}... ({len(text)} characters)"
+
+
+def parse_label_pairs(
+    pairs: Iterable[str], *, separator: str, option: str
+) -> dict[str, str] | None:
+    """Label pairs such as ``customer=42`` (a separator per caller) as a mapping.
+
+    The store checks the keys and values themselves; None when none given.
+
+    Raises:
+        ValidationError: a pair without the separator, or a key given twice.
+    """
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition(separator)
+        if not sep:
+            raise errors.ValidationError(
+                f"invalid {option} {_shown(pair)}: KEY{separator}VALUE"
+            )
+        if key in labels:
+            raise errors.ValidationError(
+                f"invalid {option} {_shown(pair)}: {key} given twice"
+            )
+        labels[key] = value
+    return labels or None

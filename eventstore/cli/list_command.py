@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from eventstore import EventStore, ExecutionState, errors
+from eventstore import EventStore, ExecutionState
 from eventstore.cli.app import (
     DebugOption,
     JsonOption,
@@ -17,7 +17,7 @@ from eventstore.cli.app import (
     stdout,
 )
 from eventstore.cli.display import safe
-from eventstore.parsing import parse_since, parse_time
+from eventstore.parsing import parse_label_pairs, parse_since, parse_time
 from projections import ExecutionsView
 
 if TYPE_CHECKING:
@@ -59,17 +59,7 @@ def parse_labels(pairs: list[str] | None) -> dict[str, str] | None:
     Raises:
         ValidationError: an option without `=`, or a key given twice.
     """
-    if not pairs:
-        return None
-    labels: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise errors.ValidationError(f"invalid --label {pair!r}: KEY=VALUE")
-        if key in labels:
-            raise errors.ValidationError(f"invalid --label {pair!r}: {key} given twice")
-        labels[key] = value
-    return labels
+    return parse_label_pairs(pairs or [], separator="=", option="--label")
 
 
 def run_filters(

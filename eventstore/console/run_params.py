@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from eventstore import errors
 from eventstore.console.auth import TOKEN_PARAMETER
-from eventstore.parsing import parse_since, parse_time
+from eventstore.parsing import parse_label_pairs, parse_since, parse_time
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -48,18 +48,12 @@ def run_filters(params: QueryParams) -> dict[str, Any]:
         ValidationError: a label without ``:``, a key given twice, a bad
             time or duration, or a parameter given twice that takes one value.
     """
-    labels: dict[str, str] = {}
-    for pair in _given(params, "label"):
-        key, sep, value = pair.partition(":")
-        if not sep:
-            raise errors.ValidationError(f"invalid label {pair!r}: KEY:VALUE")
-        if key in labels:
-            raise errors.ValidationError(f"invalid label {pair!r}: {key} given twice")
-        labels[key] = value
     since, until = single(params, "since"), single(params, "until")
     return {
         "status": _given(params, "status") or None,
-        "labels": labels or None,
+        "labels": parse_label_pairs(
+            _given(params, "label"), separator=":", option="label"
+        ),
         "graph_name": single(params, "graph"),
         "graph_version": single(params, "graph_version"),
         "worker_id": single(params, "worker"),
