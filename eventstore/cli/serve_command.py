@@ -13,6 +13,7 @@ import uvicorn
 from eventstore import EventStore
 from eventstore.cli.app import EXIT_USAGE, DebugOption, UrlOption, error_line, run
 from eventstore.console import create_app
+from projections import ExecutionsView
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +83,11 @@ def serve(
 
     async def command() -> None:
         # Fail here, as one line with the right exit code, rather than in
-        # the server's startup: a bad URL, a database that cannot be reached.
+        # the server's startup: a bad URL, a database that cannot be
+        # reached or is not migrated.
         async with EventStore.open(url) as store:
-            await store.schema_revision()
+            await ExecutionsView(store).count()
+
         config = uvicorn.Config(
             create_app(url, token=token),
             host=host,

@@ -20,6 +20,7 @@ from tests.helpers import count_events, execution_in
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
 
     from eventstore import EventStore
     from tests.helpers import References
@@ -156,3 +157,13 @@ async def test_a_non_loopback_console_answers_401_without_its_token(
         _, stderr = process.communicate(timeout=30)
     assert TOKEN not in stderr  # the access log masks ?token=
     assert "token=***" in stderr
+
+
+def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    with _serve_command("--url", url) as process:
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "not migrated" in stderr
+    assert "run `eventstore migrate`" in stderr
+    assert len(stderr.strip().splitlines()) == 1
