@@ -140,7 +140,7 @@ class Measured:
         return harness.percentile(self.milliseconds, fraction)
 
 
-async def _load(store: EventStore, dsn: str, config: Config) -> int:
+async def load_log(store: EventStore, dsn: str, config: Config) -> int:
     """The log, written behind the guard; how many events it holds."""
     threads = [await store.threads.create(title=f"t{n}") for n in range(100)]
     async with connected(dsn) as connection:
@@ -214,7 +214,7 @@ def _size(result: Any) -> int:
     return len(result.items) if hasattr(result, "items") else len(result)
 
 
-async def _customers(dsn: str) -> tuple[str, str]:
+async def busiest_customers(dsn: str) -> tuple[str, str]:
     """The busiest customer, and the median one, by runs."""
     async with connected(dsn) as connection:
         by_runs = await connection.fetch(
@@ -346,7 +346,7 @@ async def _database(config: Config, *, old_indexes: bool) -> Outcome:
         harness.throwaway_database(config.server, "bench_queries_") as dsn,
         harness.migrated_store(dsn, pool_size=4) as store,
     ):
-        events = await _load(store, dsn, config)
+        events = await load_log(store, dsn, config)
         if old_indexes:  # the projection as revision 0010 left it
             await harness.execute(
                 dsn, *(f"DROP INDEX {name}" for name in NEW_INDEXES), *OLD_INDEXES
@@ -355,7 +355,7 @@ async def _database(config: Config, *, old_indexes: bool) -> Outcome:
         await harness.execute(dsn, "VACUUM ANALYZE executions")
         if old_indexes:
             return Outcome(events, rate, [], [])
-        customers = await _customers(dsn)
+        customers = await busiest_customers(dsn)
         measured = await _measure(
             store,
             customers,
