@@ -14,7 +14,6 @@ template is rendered with autoescaping on and nothing is marked safe.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,12 @@ from typing import TYPE_CHECKING, Final
 
 import jinja2
 
+from eventstore.audit.reports.formatting import (
+    format_duration,
+    format_number,
+    metric_pairs,
+    preview,
+)
 from eventstore.labels import describe_change
 
 if TYPE_CHECKING:
@@ -36,9 +41,6 @@ TEMPLATE: Final = "timeline.html.j2"
 TERMINAL_TYPES: Final = frozenset(
     {"ExecutionCompleted", "ExecutionFailed", "ExecutionCancelled"}
 )
-# Results, details and tracebacks can be large; the page shows a preview,
-# the log (and `audit --json`) keeps them whole.
-PREVIEW_CHARS: Final = 4000
 _ONE_MS: Final = timedelta(milliseconds=1)
 _TICKS: Final = 6  # about this many labels on the time axis
 
@@ -120,7 +122,7 @@ def render_timeline(
         state=state,
         graph=graph,
         chain=chain,
-        inputs=None if state is None else _preview(state.inputs),
+        inputs=None if state is None else preview(state.inputs),
         live_url=live_url,
         home_url=home_url,
         terminal_types=sorted(TERMINAL_TYPES),
@@ -183,8 +185,8 @@ def _chart(
             is_open=is_open,
             at=_when(end or start),
             note=note,
-            metrics=_metric_pairs(metrics),
-            detail=_preview(detail),
+            metrics=metric_pairs(metrics),
+            detail=preview(detail),
             version=None if event is None else event.version,
             position=None if event is None else event.position,
         )
@@ -317,11 +319,11 @@ def _outcome(state: ExecutionState | None) -> dict[str, object] | None:
     error = state.error or {}
     return {
         "at": _when(state.finished_at) if state.finished_at else "",
-        "result": _preview(state.result) if state.status.value == "completed" else None,
+        "result": preview(state.result) if state.status.value == "completed" else None,
         "error_type": error.get("type"),
         "error_message": error.get("message"),
         "retryable": error.get("retryable"),
-        "traceback": _preview(error.get("traceback"), text=True),
+        "traceback": preview(error.get("traceback"), text=True),
     }
 
 
@@ -341,55 +343,6 @@ def _event_lines(events: Sequence[RecordedEvent]) -> list[EventLine]:
         )
         for event in events
     ]
-
-
-def format_duration(ms: int) -> str:
-    """A duration for people: ``850 ms``, ``12.345 s``, ``3 min 4.500 s``, ``2 h 5 min``."""
-    sign, ms = ("-" if ms < 0 else ""), abs(ms)
-    if ms < 1000:
-        return f"{sign}{ms} ms"
-    if ms < 60_000:
-        return f"{sign}{ms / 1000:.3f} s"
-    minutes, rest = divmod(ms, 60_000)
-    if minutes < 60:
-        return f"{sign}{minutes} min {rest / 1000:.3f} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{sign}{hours} h {minutes} min"
-
-
-def format_number(value: float) -> str:
-    """A metric: integers exactly, floats to ten significant digits (sums of costs)."""
-    if isinstance(value, int):
-        return str(value)
-    return format(value, ".10g")
-
-
-def _metric_pairs(metrics: object) -> tuple[tuple[str, str], ...]:
-    if not isinstance(metrics, dict):
-        return ()
-    return tuple(
-        (str(name), format_number(value) if _is_number(value) else str(value))
-        for name, value in metrics.items()
-    )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _preview(value: object, *, text: bool = False) -> str | None:
-    """Compact JSON (or text) of a value, cut at PREVIEW_CHARS; None for None."""
-    if value is None:
-        return None
-    shown = (
-        str(value)
-        if text
-        else json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
-    )
-    if len(shown) > PREVIEW_CHARS:
-        cut = len(shown) - PREVIEW_CHARS
-        shown = f"{shown[:PREVIEW_CHARS]}… ({cut} more characters)"
-    return shown
 
 
 def _ticks(span_ms: int) -> list[Tick]:
