@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from projections.base import Projection
+from projections.batches import BatchReport
 from projections.executions import ExecutionsProjection
-from projections.projector import BatchReport, Projector
+from projections.projector import Projector
 from projections.queries import ExecutionsView, Page
 from projections.rebuild import RebuildReport, plan_rebuild, rebuild, run_rebuild
 from projections.slot_status import ProjectionStatus, SlotStatus, projection_status

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from eventstore import errors
 from eventstore.projecting import upcast_event
+from eventstore.telemetry import TELEMETRY
 from projections import checkpoints
 
 if TYPE_CHECKING:
@@ -24,8 +27,20 @@ if TYPE_CHECKING:
 
     from eventstore import Checkpoint, RecordedEvent
     from eventstore.projecting import ProjectionContext
+    from eventstore.telemetry import Telemetry
     from projections.base import Projection
     from projections.slots import Slot
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What one pass over the slots this process leads did."""
+
+    events: int
+    position: int | None
+    caught_up: bool
+    waiting: tuple[str, ...] = ()
+    """The led slots (lock names) that wait for a rebuild of their projection."""
 
 
 class BatchWriter:
@@ -33,6 +48,69 @@ class BatchWriter:
 
     def __init__(self, backend: ProjectionContext) -> None:
         self._backend = backend
+
+    async def apply_next(
+        self, slot: Slot, start: Checkpoint, limit: int
+    ) -> BatchReport:
+        """Read the slot's next batch after `start` and apply it; what it did.
+
+        Raises:
+            RebuildInProgress: a rebuild holds the projection; nothing applied.
+            ProjectionError: an event fails; the ones before it are applied.
+        """
+        projection = slot.projection
+        stored = await self._backend.read_all_as_stored(
+            start, limit=limit, partition=slot.partition
+        )
+        events = [upcast_for(projection, event) for event in stored]
+        telemetry = (
+            TELEMETRY if TELEMETRY is not None and TELEMETRY.metering() else None
+        )
+        if not events:
+            if telemetry is not None:
+                telemetry.lag(str(slot), 0, 0.0)
+            return BatchReport(events=0, position=None, caught_up=True)
+        try:
+            await self.commit(slot, start, events)
+        except errors.CheckpointConflict:
+            # Another projector applied this batch; go on from where it is.
+            return BatchReport(events=0, position=None, caught_up=False)
+        except errors.RebuildInProgress:
+            raise  # the slot waits (the projector); no event is to blame
+        except errors.ProjectionError as exc:
+            # The projection named the event itself: apply what precedes it.
+            await self.commit_before(slot, start, events, exc.event_id)
+            raise
+        except Exception as exc:
+            if blames_no_event(exc):
+                raise
+            # A bug in a projection or a permanent database error: find the
+            # event to blame, apply what comes before it, and stop there.
+            await self.stop_at_poison(slot, start, events, exc)
+            raise
+        caught_up = len(events) < limit
+        if telemetry is not None:
+            await self._note_lag(telemetry, slot, events[-1], caught_up=caught_up)
+        return BatchReport(
+            events=len(events), position=events[-1].position, caught_up=caught_up
+        )
+
+    async def _note_lag(
+        self,
+        telemetry: Telemetry,
+        slot: Slot,
+        last: RecordedEvent,
+        *,
+        caught_up: bool,
+    ) -> None:
+        """The slot's lag gauges: positions to the log's head, and the age of what it folded last."""
+        if caught_up:
+            telemetry.lag(str(slot), 0, 0.0)
+            return
+        head = await self._backend.head_checkpoint()
+        behind = 0 if head is None else max(0, head.position - last.position)
+        age = (datetime.now(UTC) - last.recorded_at).total_seconds()
+        telemetry.lag(str(slot), behind, max(0.0, age))
 
     async def commit(
         self, slot: Slot, start: Checkpoint, events: Sequence[RecordedEvent]

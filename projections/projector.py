@@ -22,8 +22,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Self
 
 import sqlalchemy as sa
@@ -35,22 +33,19 @@ from eventstore.schema import execution_events
 from eventstore.telemetry import TELEMETRY
 from projections import checkpoints, slots
 from projections.backoff import MAX_RETRY_DELAY, RebuildHolds
-from projections.batches import BatchWriter, blames_no_event, upcast_for
+from projections.batches import BatchReport, BatchWriter
 from projections.executions import ExecutionsProjection
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
-    from eventstore import Checkpoint, EventStore, RecordedEvent
+    from eventstore import Checkpoint, EventStore
     from eventstore.projecting import LeaderLocks
-    from eventstore.telemetry import Telemetry
     from projections.base import Projection
     from projections.slots import Slot
 
 DEFAULT_BATCH: Final = 1000
 WAIT_POLL: Final = 0.05
-# A slot a rebuild holds tries again after this, doubling up to the cap: a
-# swap holds the projection for about a second, a replay in place longer.
 # Under "eventstore" like every logger of the package: one name to configure.
 logger: Final = logging.getLogger(f"eventstore.{__name__}")
 
@@ -63,17 +58,6 @@ def _transient(exc: BaseException) -> bool:
 def _log_crash(daemon: asyncio.Task[None]) -> None:
     if not daemon.cancelled() and (crash := daemon.exception()) is not None:
         logger.error("projector stopped: %s", crash, exc_info=crash)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchReport:
-    """What one pass over the slots this process leads did."""
-
-    events: int
-    position: int | None
-    caught_up: bool
-    waiting: tuple[str, ...] = ()
-    """The led slots (lock names) that wait for a rebuild of their projection."""
 
 
 class Projector:
@@ -96,19 +80,15 @@ class Projector:
         if partitions < 1:
             raise errors.ValidationError(f"invalid partitions {partitions}: 1 or more")
         self._store = store
-        self._batches = BatchWriter(store.projection_context)
-        self._projections: list[Projection] = (
-            list(projections)
-            if projections is not None
-            else [ExecutionsProjection(store.projection_context)]
-        )
+        context = store.projection_context
+        self._batches = BatchWriter(context)
+        default: list[Projection] = [ExecutionsProjection(context)]
+        self._projections = default if projections is None else list(projections)
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._partitions = partitions
         self._slots = slots.slots_of(self._projections, partitions)
-        self._groups: dict[str, list[Slot]] = {}
-        for slot in self._slots:
-            self._groups.setdefault(slot.group, []).append(slot)
+        self._groups = slots.by_group(self._slots)
         self._locks: LeaderLocks | None = None
         self._led: list[Slot] = []
         self._prepared: set[str] = set()  # projections whose slots have rows
@@ -401,11 +381,14 @@ class Projector:
         if name not in self._prepared or not self._held.due(name):
             return BatchReport(events=0, position=None, caught_up=False)
         try:
+            start = await self._checkpoint(slot)
             if TELEMETRY is None or not TELEMETRY.tracing():
-                report = await self._apply_batch(slot)
+                report = await self._batches.apply_next(slot, start, self._batch_size)
             else:
                 with TELEMETRY.batch_span(str(slot)) as span:
-                    report = await self._apply_batch(slot)
+                    report = await self._batches.apply_next(
+                        slot, start, self._batch_size
+                    )
                     span.set_attribute("event.count", report.events)
         except errors.RebuildInProgress:
             # Nothing was applied: the batch is read again after the rebuild,
@@ -414,57 +397,3 @@ class Projector:
             return BatchReport(events=0, position=None, caught_up=False)
         self._held.release(name)
         return report
-
-    async def _apply_batch(self, slot: Slot) -> BatchReport:
-        backend = self._store.projection_context
-        projection = slot.projection
-        start = await self._checkpoint(slot)
-        stored = await backend.read_all_as_stored(
-            start, limit=self._batch_size, partition=slot.partition
-        )
-        events = [upcast_for(projection, event) for event in stored]
-        if not events:
-            if TELEMETRY is not None and TELEMETRY.metering():
-                TELEMETRY.lag(str(slot), 0, 0.0)
-            return BatchReport(events=0, position=None, caught_up=True)
-        try:
-            await self._batches.commit(slot, start, events)
-        except errors.CheckpointConflict:
-            # Another projector applied this batch; go on from where it is.
-            return BatchReport(events=0, position=None, caught_up=False)
-        except errors.RebuildInProgress:
-            raise  # the slot waits (_apply_slot); no event is to blame
-        except errors.ProjectionError as exc:
-            # The projection named the event itself: apply what precedes it.
-            await self._batches.commit_before(slot, start, events, exc.event_id)
-            raise
-        except Exception as exc:
-            if blames_no_event(exc):
-                raise
-            # A bug in a projection or a permanent database error: find the
-            # event to blame, apply what comes before it, and stop there.
-            await self._batches.stop_at_poison(slot, start, events, exc)
-            raise
-        caught_up = len(events) < self._batch_size
-        if TELEMETRY is not None and TELEMETRY.metering():
-            await self._note_lag(TELEMETRY, slot, events[-1], caught_up=caught_up)
-        return BatchReport(
-            events=len(events), position=events[-1].position, caught_up=caught_up
-        )
-
-    async def _note_lag(
-        self,
-        telemetry: Telemetry,
-        slot: Slot,
-        last: RecordedEvent,
-        *,
-        caught_up: bool,
-    ) -> None:
-        """The slot's lag gauges: positions to the log's head, and the age of what it folded last."""
-        if caught_up:
-            telemetry.lag(str(slot), 0, 0.0)
-            return
-        head = await self._store.projection_context.head_checkpoint()
-        behind = 0 if head is None else max(0, head.position - last.position)
-        age = (datetime.now(UTC) - last.recorded_at).total_seconds()
-        telemetry.lag(str(slot), behind, max(0.0, age))

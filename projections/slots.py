@@ -141,3 +141,11 @@ async def take_fair_share(
             if slot not in mine and await locks.try_acquire(slot.lock_name):
                 mine.append(slot)
                 led.append(slot)
+
+
+def by_group(all_slots: Sequence[Slot]) -> dict[str, list[Slot]]:
+    """The slots of each group (a projection split one way), in order."""
+    groups: dict[str, list[Slot]] = {}
+    for slot in all_slots:
+        groups.setdefault(slot.group, []).append(slot)
+    return groups

@@ -28,7 +28,7 @@ from tests.helpers import (
 )
 
 if TYPE_CHECKING:
-    from projections.projector import BatchReport
+    from projections import BatchReport
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from eventstore import RecordedEvent
-    from projections.projector import BatchReport
+    from projections import BatchReport
 
 LONG_POLL = 30.0
 PROMPTLY = 5.0  # well under LONG_POLL: only a wake-up delivers this fast
