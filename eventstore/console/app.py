@@ -28,8 +28,8 @@ STATUS_CODES: Final[list[tuple[type[Exception], int]]] = [
     (api.UnknownExecution, 404),
     (errors.ExecutionNotFound, 404),
     (errors.ValidationError, 400),
-    (errors.DatabaseUnavailable, 503),
-    (errors.SchemaNotMigrated, 503),
+    # Unreachable, not migrated, refused: the store cannot serve now.
+    (errors.DatabaseError, 503),
 ]
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from eventstore import ExecutionStatus
+from tests.conftest import SERVER, TEST_PREFIX
 from tests.console.server import serving
 from tests.helpers import execution_in, project_everything
 
@@ -270,3 +271,20 @@ async def test_projections_and_healthz(
     health = await client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
+
+
+@pytest.mark.postgres
+async def test_healthz_is_503_when_the_database_is_gone(pg_template: str) -> None:
+    name = await SERVER.create(TEST_PREFIX, template=pg_template)
+    try:
+        async with serving(SERVER.url_of(name)) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            await SERVER.drop(name)  # ends the console's sessions too
+            response = await client.get("/healthz")
+            assert response.status_code == 503
+            assert response.json()["status"] == "unavailable"
+            listing = await client.get("/api/executions")
+            assert listing.status_code == 503
+            assert listing.json()["error"]
+    finally:
+        await SERVER.drop(name)
