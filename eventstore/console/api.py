@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 # Seconds between comment lines on a quiet stream, so that proxies keep it open.
 STREAM_PING: Final = 15
+MAX_VERSION: Final = 2**31 - 1  # a stream's versions are 32-bit
 
 
 class UnknownExecution(LookupError):
@@ -141,9 +142,11 @@ async def _stream_start(request: Request, execution_id: UUID) -> int:
     resumed = request.headers.get("last-event-id")
     from_version = single(request.query_params, "from_version")
     for given, name in ((resumed, "Last-Event-ID"), (from_version, "from_version")):
-        if given is not None and not (given.isdecimal() and len(given) <= 10):
+        if given is not None and not (
+            given.isdecimal() and len(given) <= 10 and int(given) <= MAX_VERSION
+        ):
             raise errors.ValidationError(
-                f"invalid {name} {given[:40]!r}: a version, 0 or more"
+                f"invalid {name} {given[:40]!r}: a version from 0 to {MAX_VERSION}"
             )
     if resumed is not None:
         return int(resumed)

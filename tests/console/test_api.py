@@ -239,6 +239,18 @@ async def test_the_stream_from_a_version_replays_then_ends(
     assert seen[-1]["type"] == "ExecutionCompleted"
 
 
+@pytest.mark.parametrize("bad", ["-1", "x", "2147483648", "99999999999"])
+async def test_a_bad_from_version_is_400_before_the_stream_starts(
+    store: EventStore, refs: References, client: httpx.AsyncClient, bad: str
+) -> None:
+    run = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    response = await client.get(
+        f"/api/executions/{run}/stream", params={"from_version": bad}
+    )
+    assert response.status_code == 400
+    assert "from_version" in response.json()["error"]
+
+
 async def test_stats_group_by_repeated(
     store: EventStore, refs: References, client: httpx.AsyncClient
 ) -> None:
