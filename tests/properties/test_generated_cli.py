@@ -1,6 +1,6 @@
 """The command line with generated arguments, on both databases (issue 11).
 
-Every command but `demo` (a long simulation) runs with generated options and
+Every command but `demo` and `serve` (which run until stopped) runs with generated options and
 values: empty, negative, absurd and malformed durations, times and
 positions, control characters and Rich markup, paths that do not exist,
 execution ids that are short, unknown or not ids, and URLs that carry a
@@ -29,10 +29,13 @@ if TYPE_CHECKING:
     from uuid import UUID
 
 MARK: Final = "s3cr3tpw"
+# A long simulation, and a server that runs until Ctrl-C (tests/console
+# tests `serve` as a process).
+SERVES_UNTIL_STOPPED: Final = frozenset({"demo", "serve"})
 COMMANDS: Final = {
     name: command
     for name, command in typer.main.get_command(app).commands.items()  # type: ignore[attr-defined]
-    if name != "demo"
+    if name not in SERVES_UNTIL_STOPPED
 }
 PATH_OPTIONS: Final = frozenset(
     {"--html", "--export", "--archive", "--to", "--key-file"}
