@@ -40,6 +40,9 @@ GRANT SELECT, INSERT ON threads, messages, graphs TO eventstore_app;
 -- projector upserts rows and moves checkpoints, the reaper deletes leases.
 GRANT SELECT, INSERT, UPDATE, DELETE
     ON executions, projection_checkpoints, execution_leases TO eventstore_app;
+-- `verify` records what it found (revision 0013), for the console.
+GRANT SELECT, INSERT ON verify_runs TO eventstore_app;
+GRANT USAGE ON SEQUENCE verify_runs_id_seq TO eventstore_app;
 GRANT EXECUTE ON FUNCTION
     eventstore_append(uuid, text, integer, uuid[], text[], integer[], text[], text[], text[])
     TO eventstore_app;

@@ -219,3 +219,17 @@ execution_leases: Final = sa.Table(
     # Set when a reaper claims the run: no heartbeat renews it after that.
     sa.Column("reaped_at", UTCDateTime, nullable=True),
 )
+
+verify_runs: Final = sa.Table(
+    "verify_runs",
+    metadata,
+    # One row per finished `eventstore verify`: its record, not the log's.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("streams", sa.BigInteger, nullable=False),
+    sa.Column("projection_checked", sa.Boolean, nullable=False),
+    sa.Column("problems", sa.Integer, nullable=False),
+    sa.Column("first_problem", sa.Text, nullable=True),
+)

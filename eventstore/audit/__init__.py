@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from eventstore import errors
+from eventstore import chains, errors
 from eventstore.audit.anchors import (
     AnchorReport,
     create_anchor,
@@ -36,6 +36,7 @@ from eventstore.audit.replay import (
     verify_stream,
 )
 from eventstore.audit.reports import render_timeline
+from eventstore.audit.verify_runs import VerifyRun, last_verify_run, record_verify_run
 from eventstore.fold import fold_events
 from eventstore.labels import describe_change as describe_labels
 from eventstore.log import as_stream_id, upcast_event
@@ -60,6 +61,7 @@ __all__ = [
     "StatusAt",
     "Timeline",
     "VerifiedArchive",
+    "VerifyRun",
     "describe_labels",
     "event_line",
     "is_execution_stream",
@@ -90,6 +92,20 @@ class Timeline:
     state: ExecutionState | None
     stored: list[RecordedEvent] = field(default_factory=list)
     moment: AsOf | None = None
+
+    def verify_chain(self) -> bytes:
+        """Verify the hash chain of `stored`, without reading the stream again.
+
+        Returns:
+            The head: the hash of the last stored event.
+
+        Raises:
+            RecordAltered: the chain is broken.
+            ValueError: the timeline was read without `stored=True`.
+        """
+        if not self.stored:
+            raise ValueError("no stored events to verify: read with stored=True")
+        return chains.verify_chain(self.stored)
 
 
 class Audit:
@@ -141,6 +157,14 @@ class Audit:
     ) -> LogReport:
         """Recompute every stream's hash chain, and check the archive receipts."""
         return await verify_log(self._store.backend, on_batch=on_batch)
+
+    async def record_verify_run(self, run: VerifyRun) -> None:
+        """Keep what a verification found, for `last_verify_run` (the console's /system)."""
+        await record_verify_run(self._store.backend, run)
+
+    async def last_verify_run(self) -> VerifyRun | None:
+        """The newest recorded verification; None when none was recorded."""
+        return await last_verify_run(self._store.backend)
 
     async def anchor(self, *, key: bytes | None = None) -> ChainAnchor:
         """Record a chain anchor: a digest over every stream's head, signed with `key`."""

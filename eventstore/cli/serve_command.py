@@ -8,11 +8,9 @@ import re
 from typing import Annotated, Final
 
 import typer
-import uvicorn
 
 from eventstore import EventStore
 from eventstore.cli.app import EXIT_USAGE, DebugOption, UrlOption, error_line, run
-from eventstore.console import create_app
 from projections import ExecutionsView
 
 logger = logging.getLogger(__name__)
@@ -82,6 +80,11 @@ def serve(
         raise typer.Exit(EXIT_USAGE)
 
     async def command() -> None:
+        # Imported here: every other command would pay for the server's import.
+        import uvicorn
+
+        from eventstore.console import create_app
+
         # Fail here, as one line with the right exit code, rather than in
         # the server's startup: a bad URL, a database that cannot be
         # reached or is not migrated.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from eventstore import EventStore, errors
+from eventstore.audit import AnchorReport, LogReport, VerifyRun
 from eventstore.cli.app import (
     EXIT_PROBLEM,
     DebugOption,
@@ -18,9 +20,15 @@ from eventstore.cli.app import (
     run,
     stderr,
     stdout,
+    warning_line,
 )
 from eventstore.cli.display import safe
-from projections.verify import verify_backlog, verify_executions
+from projections.verify import (
+    Backlog,
+    Divergence,
+    verify_backlog,
+    verify_executions,
+)
 
 KeyFileOption = Annotated[
     Path | None,
@@ -116,6 +124,7 @@ def verify(
 
     async def command() -> dict[str, Any]:
         key = read_key(key_file)
+        started_at = datetime.now(UTC)
         async with EventStore.open(url) as store:
             with Progress(
                 TextColumn("verifying the log: {task.completed:,} events"),
@@ -130,105 +139,30 @@ def verify(
             anchors = await store.audit.verify_anchors(key=key)
             divergences = [] if log_only else await verify_executions(store)
             backlog = None if log_only else await verify_backlog(store)
-        return {
-            "events": log.events,
-            "streams": log.streams,
-            "chain_problems": [
-                {
-                    "stream_id": str(p.stream_id),
-                    "position": p.position,
-                    "reason": p.reason,
-                }
-                for p in log.problems
-            ],
-            "anchors": anchors.anchors,
-            "anchors_signed": anchors.signed,
-            "anchor_signatures_checked": anchors.signatures_checked,
-            "anchor_problems": [
-                {
-                    "stream_id": str(p.stream_id),
-                    "position": p.position,
-                    "reason": p.reason,
-                }
-                for p in anchors.problems
-            ],
-            "projection_checked": not log_only,
-            "projection_divergences": [
-                {"execution_id": str(d.execution_id), "reason": d.reason}
-                for d in divergences
-            ],
-            "projection_behind": backlog.behind if backlog else 0,
-            "projection_unapplicable": [
-                {
-                    "position": u.position,
-                    "event_id": str(u.event_id),
-                    "execution_id": str(u.execution_id),
-                    "reason": u.reason,
-                }
-                for u in (backlog.unapplicable if backlog else [])
-            ],
-            "projection_stalled": [
-                {
-                    "partition": s.partition,
-                    "partitions": s.partitions,
-                    "behind": s.behind,
-                }
-                for s in (backlog.stalled if backlog else [])
-            ],
-        }
+            result = _result(log, anchors, divergences, backlog)
+            problems = problem_lines(result)
+            await _record(
+                store,
+                VerifyRun(
+                    started_at=started_at,
+                    finished_at=datetime.now(UTC),
+                    events=log.events,
+                    streams=log.streams,
+                    projection_checked=not log_only,
+                    problems=len(problems),
+                    first_problem=problems[0] if problems else None,
+                ),
+            )
+        return result
 
     result = run(command, debug=debug)
-    problems = (
-        result["chain_problems"]
-        or result["anchor_problems"]
-        or result["projection_divergences"]
-        or result["projection_unapplicable"]
-        or result["projection_stalled"]
-    )
+    problems = problem_lines(result)
     if json_output:
         print_json({**result, "ok": not problems})
     else:
         stdout.print(f"read {result['events']} events in {result['streams']} streams")
-        for problem in result["chain_problems"]:
-            stdout.print(
-                safe(
-                    f"broken chain: execution {problem['stream_id']} at position "
-                    f"{problem['position']}: {problem['reason']}"
-                )
-            )
-        for problem in result["anchor_problems"]:
-            where = f" at position {problem['position']}" if problem["position"] else ""
-            stdout.print(
-                safe(
-                    f"anchor mismatch: stream {problem['stream_id']}{where}: "
-                    f"{problem['reason']}"
-                )
-            )
-        for divergence in result["projection_divergences"]:
-            stdout.print(
-                safe(
-                    f"projection diverges: execution {divergence['execution_id']}: "
-                    f"{divergence['reason']}"
-                )
-            )
-        for stuck in result["projection_unapplicable"]:
-            stdout.print(
-                f"projection stuck: position {stuck['position']} (event "
-                f"{stuck['event_id']}, execution {stuck['execution_id']}) cannot be "
-                f"applied: {stuck['reason']}",
-                markup=False,
-                soft_wrap=True,  # one line per event, however long
-            )
-        for stalled in result["projection_stalled"]:
-            slot = (
-                f" partition {stalled['partition']}/{stalled['partitions']}"
-                if stalled["partitions"] > 1
-                else ""
-            )
-            stdout.print(
-                f"projection stalled: executions{slot} is behind the log by "
-                f"{stalled['behind']} events with nobody projecting"
-            )
+        for line in problems:
+            stdout.print(safe(line), soft_wrap=True)  # one line each, however long
         if not problems:
             checked = "hash chains" + (
                 "" if log_only else " and the executions projection"
@@ -258,3 +192,101 @@ def verify(
                 )
     if problems:
         raise typer.Exit(EXIT_PROBLEM)
+
+
+def problem_lines(result: dict[str, Any]) -> list[str]:
+    """Every problem `verify` found, one line each, chains first."""
+    lines = [
+        f"broken chain: execution {p['stream_id']} at position {p['position']}: "
+        f"{p['reason']}"
+        for p in result["chain_problems"]
+    ]
+    lines += [
+        f"anchor mismatch: stream {p['stream_id']}"
+        + (f" at position {p['position']}" if p["position"] else "")
+        + f": {p['reason']}"
+        for p in result["anchor_problems"]
+    ]
+    lines += [
+        f"projection diverges: execution {d['execution_id']}: {d['reason']}"
+        for d in result["projection_divergences"]
+    ]
+    lines += [
+        f"projection stuck: position {u['position']} (event {u['event_id']}, "
+        f"execution {u['execution_id']}) cannot be applied: {u['reason']}"
+        for u in result["projection_unapplicable"]
+    ]
+    for stalled in result["projection_stalled"]:
+        slot = (
+            f" partition {stalled['partition']}/{stalled['partitions']}"
+            if stalled["partitions"] > 1
+            else ""
+        )
+        lines.append(
+            f"projection stalled: executions{slot} is behind the log by "
+            f"{stalled['behind']} events with nobody projecting"
+        )
+    return lines
+
+
+async def _record(store: EventStore, run: VerifyRun) -> None:
+    """Keep the result for the console; a role that may not write still verifies."""
+    try:
+        await store.audit.record_verify_run(run)
+    except errors.DatabaseError as exc:
+        warning_line(f"the result was not recorded for the console: {exc}")
+
+
+def _result(
+    log: LogReport,
+    anchors: AnchorReport,
+    divergences: list[Divergence],
+    backlog: Backlog | None,
+) -> dict[str, Any]:
+    """What `verify` found, as `--json` prints it (without "ok")."""
+    return {
+        "events": log.events,
+        "streams": log.streams,
+        "chain_problems": [
+            {
+                "stream_id": str(p.stream_id),
+                "position": p.position,
+                "reason": p.reason,
+            }
+            for p in log.problems
+        ],
+        "anchors": anchors.anchors,
+        "anchors_signed": anchors.signed,
+        "anchor_signatures_checked": anchors.signatures_checked,
+        "anchor_problems": [
+            {
+                "stream_id": str(p.stream_id),
+                "position": p.position,
+                "reason": p.reason,
+            }
+            for p in anchors.problems
+        ],
+        "projection_checked": backlog is not None,
+        "projection_divergences": [
+            {"execution_id": str(d.execution_id), "reason": d.reason}
+            for d in divergences
+        ],
+        "projection_behind": backlog.behind if backlog else 0,
+        "projection_unapplicable": [
+            {
+                "position": u.position,
+                "event_id": str(u.event_id),
+                "execution_id": str(u.execution_id),
+                "reason": u.reason,
+            }
+            for u in (backlog.unapplicable if backlog else [])
+        ],
+        "projection_stalled": [
+            {
+                "partition": s.partition,
+                "partitions": s.partitions,
+                "behind": s.behind,
+            }
+            for s in (backlog.stalled if backlog else [])
+        ],
+    }

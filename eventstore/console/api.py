@@ -51,17 +51,17 @@ def store_of(request: Request) -> EventStore:
 async def execution_id_of(request: Request) -> UUID:
     """The path's execution id: a whole id or a unique prefix of 8+ hex digits.
 
+    Only the prefix is looked up: whether a whole id names a run, the
+    handler's one read of it says (ExecutionNotFound, a 404 too).
+
     Raises:
-        UnknownExecution: it names no execution (malformed ones included).
+        UnknownExecution: a malformed id, or a prefix of no execution.
     """
-    store = store_of(request)
     text: str = request.path_params["execution_id"]
     try:
-        execution_id = await store.expand_id(text)
-        await store.executions.get(execution_id)
-    except (errors.ValidationError, errors.ExecutionNotFound) as exc:
+        return await store_of(request).expand_id(text)
+    except errors.ValidationError as exc:
         raise UnknownExecution(str(exc)) from exc
-    return execution_id
 
 
 def event_json(event: RecordedEvent) -> dict[str, Any]:
@@ -127,7 +127,10 @@ async def stream_events(request: Request) -> EventSourceResponse:
     check_known(params, {"from_version"})
     execution_id = await execution_id_of(request)
     store = store_of(request)
-    after = await _stream_start(request, execution_id)
+    # The run's state, read once: it proves the run exists and is where a
+    # stream without a starting version starts.
+    state = await store.executions.get(execution_id)
+    after = _stream_start(request, state.version)
 
     async def events() -> AsyncIterator[dict[str, str]]:
         async for event in store.executions.follow(execution_id, after_version=after):
@@ -137,8 +140,8 @@ async def stream_events(request: Request) -> EventSourceResponse:
     return EventSourceResponse(events(), ping=STREAM_PING)
 
 
-async def _stream_start(request: Request, execution_id: UUID) -> int:
-    """The version after which the stream starts."""
+def _stream_start(request: Request, version: int) -> int:
+    """The version after which the stream starts; `version` is the run's now."""
     resumed = request.headers.get("last-event-id")
     from_version = single(request.query_params, "from_version")
     for given, name in ((resumed, "Last-Event-ID"), (from_version, "from_version")):
@@ -152,8 +155,7 @@ async def _stream_start(request: Request, execution_id: UUID) -> int:
         return int(resumed)
     if from_version is not None:
         return max(0, int(from_version) - 1)
-    state = await store_of(request).executions.get(execution_id)
-    return state.version
+    return version
 
 
 async def stats(request: Request) -> JSONResponse:

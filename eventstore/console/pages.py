@@ -80,7 +80,7 @@ def _refusing_bad_input(
             return await page(request)
         except errors.ValidationError as exc:
             return _page("error.html.j2", 400, title="Bad request", message=str(exc))
-        except UnknownExecution as exc:
+        except (UnknownExecution, errors.ExecutionNotFound) as exc:
             return _page("error.html.j2", 404, title="Not found", message=str(exc))
 
     return handler
@@ -133,12 +133,13 @@ async def execution_page(request: Request) -> HTMLResponse:
     check_known(request.query_params, ())
     store = store_of(request)
     execution_id = await execution_id_of(request)
+    # One read of the stream: its events as stored, upcast for the timeline.
+    timeline = await store.audit.timeline(execution_id, stored=True)
     try:
-        await store.audit.verify_stream(execution_id)
+        timeline.verify_chain()
         chain = "verified"
     except errors.RecordAltered as exc:
         chain = f"does not verify: {exc}"
-    timeline = await store.audit.timeline(execution_id)
     state = timeline.state
     graph = None if state is None else await store.graphs.get(state.graph_id)
     live = state is not None and not state.is_terminal
@@ -238,7 +239,7 @@ async def graphs_page(request: Request) -> HTMLResponse:
 
 @_refusing_bad_input
 async def system_page(request: Request) -> HTMLResponse:
-    """`/system`: projection slots, leaders, lag, and what holds the read horizon."""
+    """`/system`: projection slots, leaders, lag, the read horizon, the last verify."""
     check_known(request.query_params, ())
     store = store_of(request)
     return _page(
@@ -246,6 +247,7 @@ async def system_page(request: Request) -> HTMLResponse:
         status=await projection_status(store),
         database=store.url,
         revision=await store.schema_revision(),
+        verified=await store.audit.last_verify_run(),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -55,6 +56,41 @@ async def test_an_intact_store_verifies(
     audit = run_cli("audit", str(late), "--verify", "--url", url)
     assert audit.returncode == 0
     assert "hash chain verified: 2 events intact" in audit.stdout
+
+
+async def test_verify_records_what_it_found_for_the_console(
+    store: EventStore, refs: References, url: str
+) -> None:
+    assert await store.audit.last_verify_run() is None
+    victim, _ = await _two_interleaved(store, refs)
+    await project_everything(store)
+    before = datetime.now(UTC)
+    assert run_cli("verify", "--url", url).returncode == 0
+    intact = await store.audit.last_verify_run()
+    assert intact is not None
+    assert intact.ok
+    assert (intact.events, intact.streams) == (8, 2)
+    assert intact.projection_checked
+    assert intact.first_problem is None
+    # The two clocks may differ by the database's rounding, not more.
+    assert before - timedelta(seconds=1) <= intact.started_at <= intact.finished_at
+
+    started = (await store.executions.history(victim))[1]
+    await tamper(
+        url,
+        'UPDATE execution_events SET data = \'{"worker_id": "mallory"}\' '
+        f"WHERE position = {started.position}",
+    )
+    broken = run_cli("verify", "--log-only", "--url", url)
+    assert broken.returncode == 1
+    found = await store.audit.last_verify_run()
+    assert found is not None
+    assert not found.ok
+    assert found.problems == 1
+    assert not found.projection_checked
+    assert found.first_problem is not None
+    assert found.first_problem in broken.stdout  # the line the command printed
+    assert f"execution {victim} at position {started.position}" in found.first_problem
 
 
 async def _two_interleaved(store: EventStore, refs: References) -> tuple[UUID, UUID]:

@@ -17,6 +17,7 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from eventstore import ExecutionStatus
+from tests.cli.runner import run_cli
 from tests.console.server import serving
 from tests.helpers import execution_in, project_everything
 
@@ -169,7 +170,12 @@ async def test_without_its_token_the_console_answers_401(
 
 
 async def test_every_page_renders_for_a_screenshot(
-    store: EventStore, refs: References, console: str, page: Page, tmp_path: Path
+    store: EventStore,
+    refs: References,
+    url: str,
+    console: str,
+    page: Page,
+    tmp_path: Path,
 ) -> None:
     """A small store shown page by page; the pictures go where the variable says."""
     directory = Path(os.environ.get(SCREENSHOTS_VARIABLE) or tmp_path)
@@ -186,6 +192,8 @@ async def test_every_page_renders_for_a_screenshot(
         running, step="plan", metrics={"prompt_tokens": 900, "cost_usd": 0.012}
     )
     await project_everything(store)
+    verified = run_cli("verify", "--url", url)  # for /system's "last verify"
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     for name, path in (
         ("executions", "/"),
         ("execution", f"/executions/{running}"),

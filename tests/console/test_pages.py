@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
 from eventstore import ExecutionStatus
+from eventstore.audit import VerifyRun
 from tests.console.server import serving
-from tests.helpers import execution_in, project_everything
+from tests.helpers import execution_in, project_everything, tamper
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -113,6 +115,24 @@ async def test_the_run_page_shows_the_state_inputs_graph_and_chain(
     assert "EventSource" not in finished  # nothing more will come
 
 
+async def test_a_changed_run_is_shown_as_failing_its_chain(
+    store: EventStore, refs: References, url: str, client: httpx.AsyncClient
+) -> None:
+    run = await execution_in(store, refs, ExecutionStatus.RUNNING)
+    started = (await store.executions.history(run))[1]
+    await tamper(
+        url,
+        'UPDATE execution_events SET data = \'{"worker_id": "mallory"}\' '
+        f"WHERE position = {started.position}",
+    )
+    page = await client.get(f"/executions/{run}")
+    assert page.status_code == 200
+    assert "does not verify" in page.text
+    assert "the hash of version 2 does not match" in page.text
+    assert 'class="chain-broken">does not verify' in page.text
+    assert "mallory" in page.text  # the log as it is now, named as altered
+
+
 async def test_the_graphs_page_draws_a_series_per_graph(
     store: EventStore, refs: References, client: httpx.AsyncClient
 ) -> None:
@@ -141,3 +161,33 @@ async def test_the_system_page_shows_the_slots(
     html = (await client.get("/system")).text
     assert re.search(r"<td>executions</td>", html)
     assert "Read horizon" in html
+
+
+async def test_the_system_page_shows_the_last_verify(
+    store: EventStore, client: httpx.AsyncClient
+) -> None:
+    assert "No verification recorded" in (await client.get("/system")).text
+    now = datetime.now(UTC)
+    await store.audit.record_verify_run(
+        VerifyRun(now, now, 1200, 34, projection_checked=True, problems=0)
+    )
+    verified = (await client.get("/system")).text
+    assert '<span class="chain-ok">verified</span>' in verified
+    assert "1,200 events in 34 streams" in verified
+    assert "and the executions projection" in verified
+    await store.audit.record_verify_run(
+        VerifyRun(
+            now,
+            now + timedelta(seconds=2),
+            1300,
+            35,
+            projection_checked=False,
+            problems=2,
+            first_problem=f"projection diverges: {HOSTILE}",
+        )
+    )
+    broken = (await client.get("/system")).text
+    assert '<span class="chain-broken">2 problems</span>' in broken
+    assert "(--log-only)" in broken
+    assert "(2.0 s)" in broken
+    _assert_escaped(broken)

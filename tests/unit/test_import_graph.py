@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -218,3 +220,16 @@ def test_the_cycle_finder_finds_rings_and_only_them() -> None:
         ["pkg.a", "pkg.b", "pkg.c"],
         ["pkg.e", "pkg.f"],
     ]
+
+
+def test_the_command_line_loads_the_console_only_to_serve() -> None:
+    # Every other command would pay for the web server's import at start.
+    script = (
+        "import sys, eventstore.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'uvicorn', 'starlette', 'sse_starlette'} or m.startswith('eventstore.console')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
