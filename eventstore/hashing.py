@@ -25,9 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import sys
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final, cast
+
+import orjson
 
 from eventstore import errors
 from eventstore.times import utc_text
@@ -244,6 +247,59 @@ def parse_json(text: str) -> JSONValue:
     if end != len(text):  # surrounding whitespace, or an error: decode says which
         return cast("JSONValue", _DECODER.decode(text))
     return cast("JSONValue", value)
+
+
+def canonical_text(stored: str) -> str:
+    """The canonical form of stored JSON text: ``canonical_json(parse_json(stored))``.
+
+    `verify` runs this on every stored event, so it takes orjson's sorted
+    encoding when that is provably the same text, and the exact encoder
+    otherwise. orjson parses to plain dicts, lists, strs, ints, floats,
+    bools and None, and escapes strings as the stdlib does; it differs only
+    where `_orjson_is_canonical` looks.
+
+    Raises:
+        ValidationError: the stored value is not JSON the store could write.
+    """
+    try:
+        fast = orjson.dumps(orjson.loads(stored), option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        fast = b""  # the exact path names what is wrong
+    if fast and _orjson_is_canonical(fast):
+        return fast.decode()
+    return canonical_json(parse_json(stored))
+
+
+# A number whose text orjson and ECMAScript may write differently. Both
+# print the shortest digits that round-trip, and agree on the form for a
+# plain decimal whose fraction does not end in 0 (orjson writes 100.0 for
+# 100, and exponents from 1e16 on, and for what it makes of an integer
+# beyond 64 bits). ECMAScript writes plain decimals from 1e-6 to 1e21 only;
+# orjson uses exponents well inside that range, but the last two branches
+# hold it to that. Matches inside strings too, which only costs the fast path.
+_NOT_ECMASCRIPT_NUMBER: Final = re.compile(
+    rb"[:\[,]-?(?:"
+    rb"[0-9]+(?:\.[0-9]*)?[eE]"  # an exponent
+    rb"|[0-9]+\.[0-9]*0(?![0-9])"  # a fraction ending in 0
+    rb"|0\.000000"  # below 1e-6
+    rb"|[0-9]{22,}\."  # from 1e21 on
+    rb")"
+)
+# The lead byte of a UTF-8 character beyond the BMP: keys holding one may
+# sort differently by UTF-8 (orjson) and by UTF-16 code units (RFC 8785).
+_BEYOND_BMP: Final = re.compile(rb"[\xf0-\xf4]")
+
+
+def _orjson_is_canonical(text: bytes) -> bool:
+    """Whether orjson's sorted encoding is provably the canonical text."""
+    return (
+        text[:1] in {b"{", b"["}  # a number alone is not worth the care
+        and b"\\u0000" not in text  # NUL is refused, not encoded
+        # Nesting deeper than MAX_DEPTH is refused: count every bracket.
+        and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
+        and (text.isascii() or _BEYOND_BMP.search(text) is None)
+        and _NOT_ECMASCRIPT_NUMBER.search(text) is None
+    )
 
 
 def dump_json(value: object) -> str:

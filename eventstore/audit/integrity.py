@@ -152,7 +152,7 @@ class _Chains:
     def _hash(self, previous: bytes, row: RawEventRow) -> bytes:
         metadata = self._metadata.get(row.metadata)
         if metadata is None:
-            metadata = hashing.canonical_json(hashing.parse_json(row.metadata))
+            metadata = hashing.canonical_text(row.metadata)
             self._metadata.put(row.metadata, metadata)
         canonical = hashing.canonical_event(
             stream_id=row.stream_id,
@@ -160,7 +160,7 @@ class _Chains:
             event_id=row.event_id,
             event_type=row.type,
             schema_version=row.schema_version,
-            data_json=hashing.canonical_json(hashing.parse_json(row.data)),
+            data_json=hashing.canonical_text(row.data),
             metadata_json=metadata,
             occurred_at=row.occurred_at,
         )
