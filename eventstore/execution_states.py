@@ -67,7 +67,7 @@ class ExecutionStates:
         state: ExecutionState | None
         if known is None:
             events = await self._log.read_stream(stream)
-            state = fold_events(events) if events else None
+            state = fold_events(events) if is_execution_stream(events) else None
         else:
             # Read from the remembered head on: that it is still there proves
             # no archive (in any process) removed the stream since.
@@ -79,7 +79,7 @@ class ExecutionStates:
             else:
                 self._states.discard(stream)
                 events = await self._log.read_stream(stream)
-                state = fold_events(events) if events else None
+                state = fold_events(events) if is_execution_stream(events) else None
         if state is None:
             raise errors.ExecutionNotFound(execution_id=stream)
         self.remember(state)
@@ -190,3 +190,8 @@ def _applied(
     folded = fold_events(events, state)
     assert folded is not None  # noqa: S101 - an append records at least one event
     return folded
+
+
+def is_execution_stream(events: Sequence[RecordedEvent]) -> bool:
+    """Whether the events are an execution's: a system stream has a timeline, no state."""
+    return bool(events) and events[0].stream_type == "execution"

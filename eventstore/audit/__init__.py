@@ -29,7 +29,6 @@ from eventstore.audit.integrity import LogReport, verify_log
 from eventstore.audit.replay import (
     AsOf,
     StatusAt,
-    is_execution_stream,
     prefix_as_of,
     state_as_of,
     statuses_as_of,
@@ -37,6 +36,7 @@ from eventstore.audit.replay import (
 )
 from eventstore.audit.reports import render_timeline
 from eventstore.audit.verify_runs import VerifyRun, last_verify_run, record_verify_run
+from eventstore.execution_states import is_execution_stream
 from eventstore.fold import fold_events
 from eventstore.labels import describe_change as describe_labels
 from eventstore.log import as_stream_id, upcast_event

@@ -73,11 +73,6 @@ def prefix_as_of(events: list[RecordedEvent], moment: AsOf) -> list[RecordedEven
     return prefix
 
 
-def is_execution_stream(events: list[RecordedEvent]) -> bool:
-    """Whether the events are an execution's: a system stream has a timeline, no state."""
-    return bool(events) and events[0].stream_type == "execution"
-
-
 def state_as_of(events: list[RecordedEvent], moment: AsOf) -> ExecutionState | None:
     """The execution's state folded from its events at `moment`; None before it existed."""
     return fold_events(prefix_as_of(events, moment))

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from eventstore import errors
+from eventstore.audit import is_execution_stream
 from eventstore.console.run_params import (
     FILTERS,
     PAGING,
@@ -113,6 +114,8 @@ async def list_events(request: Request) -> JSONResponse:
     check_known(request.query_params, ())
     execution_id = await execution_id_of(request)
     events = await store_of(request).executions.history(execution_id)
+    if not is_execution_stream(events):  # the store's own records are no run
+        raise errors.ExecutionNotFound(execution_id=execution_id)
     return JSONResponse([event_json(event) for event in events])
 
 

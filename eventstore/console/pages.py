@@ -135,6 +135,8 @@ async def execution_page(request: Request) -> HTMLResponse:
     execution_id = await execution_id_of(request)
     # One read of the stream: its events as stored, upcast for the timeline.
     timeline = await store.audit.timeline(execution_id, stored=True)
+    if timeline.state is None:  # a system stream: the store's own records
+        raise errors.ExecutionNotFound(execution_id=execution_id)
     try:
         timeline.verify_chain()
         chain = "verified"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from eventstore import ExecutionStatus
+from eventstore.events.system_payloads import CHAIN_ANCHORS_STREAM
 from tests.conftest import SERVER, TEST_PREFIX
 from tests.console.server import serving
 from tests.helpers import execution_in, project_everything
@@ -176,6 +177,21 @@ async def test_an_unknown_run_is_404_with_a_json_error(
     response = await client.get(path)
     assert response.status_code == 404
     assert set(response.json()) == {"error"}
+
+
+@pytest.mark.parametrize("route", ["", "/events", "/stream"])
+async def test_a_system_stream_is_no_run(
+    store: EventStore, client: httpx.AsyncClient, route: str
+) -> None:
+    # The store's own records (anchors, archive receipts) have ids too.
+    await store.audit.anchor()
+    path = f"/api/executions/{CHAIN_ANCHORS_STREAM}{route}"
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"] == f"execution {CHAIN_ANCHORS_STREAM} not found"
+    page = await client.get(f"/executions/{CHAIN_ANCHORS_STREAM}")
+    assert page.status_code == 404
+    assert "ChainAnchor" not in page.text
 
 
 async def _stream_lines(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from eventstore import ExecutionStatus, RecordAltered
+from eventstore import ExecutionNotFound, ExecutionStatus, RecordAltered
 from eventstore.audit.anchors import create_anchor, verify_anchors
 from eventstore.audit.archiving import archive_finished_before
 from eventstore.audit.integrity import verify_log
@@ -216,3 +216,14 @@ async def test_a_rewritten_anchor_fails_its_signature(
     assert CHAIN_ANCHORS_STREAM in {
         p.stream_id for p in (await verify_log(store.backend)).problems
     }
+
+
+async def test_the_anchor_stream_has_a_timeline_but_is_no_execution(
+    store: EventStore,
+) -> None:
+    await store.audit.anchor()
+    timeline = await store.audit.timeline(CHAIN_ANCHORS_STREAM)
+    assert [event.type for event in timeline.events] == ["ChainAnchor"]
+    assert timeline.state is None
+    with pytest.raises(ExecutionNotFound):
+        await store.executions.get(CHAIN_ANCHORS_STREAM)
