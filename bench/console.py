@@ -1,4 +1,4 @@
-"""The console over HTTP at a million runs (SPEC §9), on PostgreSQL.
+"""The console over HTTP at a million runs (README, "Web console"), on PostgreSQL.
 
 The log of bench/queries.py (`--executions` runs), projected; the console
 run as `eventstore serve` in a process of its own, asked by httpx clients

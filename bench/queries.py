@@ -1,4 +1,4 @@
-"""Run queries and statistics at a million runs (SPEC §7-§8), on PostgreSQL.
+"""Run queries and statistics at a million runs (README: "Reading the projection", `eventstore stats`), on PostgreSQL.
 
 A throwaway database gets a generated log of `--executions` runs (one INSERT ...
 SELECT, the append guard off), projected by the store's projector; each query

@@ -76,7 +76,7 @@ class ExecutionService:
             message_id: the message it replies to.
             graph_id: the graph it runs.
             inputs: any JSON value.
-            labels: up to 32 labels to find it by (SPEC §7's keys and values).
+            labels: up to 32 labels to find it by (README, "The lifecycle": keys and values).
             idempotency_key: the same key always returns the same execution.
             metadata: actor, correlation_id, causation_id and free keys.
 

@@ -1,4 +1,4 @@
-"""Labels: the strings services tag runs with, and the rules they keep (SPEC §7).
+"""Labels: the strings services tag runs with, and the rules they keep (README, "The lifecycle").
 
 Like Kubernetes labels: short keys a query can match exactly, free-text
 values. Pure: the payloads validate with these types, the fold and the

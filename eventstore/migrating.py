@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def migrations_location() -> Path:
-    """The directory of the store's alembic revisions (SPEC §10).
+    """The directory of the store's alembic revisions (docs/MIGRATIONS.md).
 
     Inside the wheel, or beside the source tree. A service runs them beside
     its own history (docs/MIGRATIONS.md): they record their revision in

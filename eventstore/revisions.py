@@ -2,7 +2,7 @@
 
 The store's revisions keep their own version table, so that a service's
 own alembic history can live in the same database with `alembic_version`
-(SPEC §10). Databases migrated before that recorded our revision in
+(docs/MIGRATIONS.md). Databases migrated before that recorded our revision in
 `alembic_version`: they are read as they are, and the next migration moves
 the record over (`adopt_legacy_version`), running no revision again.
 """

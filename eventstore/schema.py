@@ -172,7 +172,7 @@ executions: Final = sa.Table(
     sa.Column("metrics", JSONDocument, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("last_position", sa.BigInteger, nullable=False),
-    # SPEC §7-§8, revision 0010: the current labels; the first step's time.
+    # Labels and statistics, revision 0010: the current labels; the first step's time.
     sa.Column("labels", JSONDocument, nullable=False, server_default=sa.text("'{}'")),
     sa.Column("first_step_at", UTCDateTime, nullable=True),
     # Keyset pagination walks (created_at, id); a status or graph filter

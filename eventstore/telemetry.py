@@ -1,4 +1,4 @@
-"""OpenTelemetry metrics and spans (SPEC §10), recorded through the OpenTelemetry API.
+"""OpenTelemetry metrics and spans (docs/OBSERVABILITY.md), recorded through the OpenTelemetry API.
 
 With the `eventstore[otel]` extra installed, the store records:
 

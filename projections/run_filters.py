@@ -1,4 +1,4 @@
-"""The filters of a run query (SPEC §7), checked and turned into SQL conditions.
+"""The filters of a run query (README, "Reading the projection"), checked and turned into SQL conditions.
 
 One definition for `ExecutionsView.list`, `count`, `count_by_status` and the
 statistics, so every query selects runs the same way.

@@ -1,4 +1,4 @@
-"""Run statistics grouped as asked (SPEC §8): counts, error rate, percentiles, usage.
+"""Run statistics grouped as asked (README, "Command line", `stats`): counts, error rate, percentiles, usage.
 
 `ExecutionStats(store).summary(group_by=[...], **filters)` selects runs with
 the filters of `ExecutionsView.list` and answers per group in a few

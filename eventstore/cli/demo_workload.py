@@ -28,7 +28,7 @@ GRAPHS: Final = (
     ("code-review", ["reader", "critic", "summariser"]),
 )
 TOPICS: Final = ("billing", "outage", "roadmap", "hiring", "security", "pricing")
-# Labels a service would search its runs by (SPEC §7), skewed as real ones are.
+# Labels a service would search its runs by (README, "Reading the projection"), skewed as real ones are.
 CUSTOMERS: Final = ("acme", "globex", "initech", "umbrella")
 CUSTOMER_WEIGHTS: Final = (5, 3, 1, 1)
 MODELS: Final = ("gpt-large", "gpt-small")

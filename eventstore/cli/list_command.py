@@ -1,4 +1,4 @@
-"""`eventstore list`: find runs by status, labels, graph and time (SPEC §7)."""
+"""`eventstore list`: find runs by status, labels, graph and time (README, "Reading the projection")."""
 
 from __future__ import annotations
 

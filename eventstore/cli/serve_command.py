@@ -1,4 +1,4 @@
-"""`eventstore serve`: the read-only console and JSON API (SPEC §9)."""
+"""`eventstore serve`: the read-only console and JSON API (README, "Web console")."""
 
 from __future__ import annotations
 

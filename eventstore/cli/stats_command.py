@@ -1,4 +1,4 @@
-"""`eventstore stats`: counts, error rate, latency percentiles and usage per group (SPEC §8)."""
+"""`eventstore stats`: counts, error rate, latency percentiles and usage per group (README, "Command line")."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from projections import StatsRow
 
 DEFAULT_GROUPING = ("graph",)
-"""Without --group-by the rows are per graph (SPEC §6: percentiles per graph)."""
+"""Without --group-by the rows are per graph (the command's documented default: percentiles per graph)."""
 SHOWN_PERCENTILES = ("queue_ms", "run_ms", "total_ms", "first_step_ms")
 
 

@@ -1,4 +1,4 @@
-"""`eventstore serve`: a read-only console and JSON API over one store (SPEC §9).
+"""`eventstore serve`: a read-only console and JSON API over one store (README, "Web console").
 
 `create_app(url, token=...)` is a Starlette application: its lifespan
 opens the store and closes it. Everything it shows comes from the

@@ -1,4 +1,4 @@
-"""The console's JSON API (SPEC §9): runs, one run's state, events and live stream, stats.
+"""The console's JSON API (README, "Web console"): runs, one run's state, events and live stream, stats.
 
 Lists, counts and statistics read the projection; one run's state and
 events are read from the log, so a run is found (and current) the moment
@@ -162,7 +162,7 @@ def _stream_start(request: Request, version: int) -> int:
 
 
 async def stats(request: Request) -> JSONResponse:
-    """`GET /api/stats`: SPEC §8's summary, `group_by` repeated, with the filters of §7."""
+    """`GET /api/stats`: `eventstore stats`'s rows, `group_by` repeated, with the filters of the run queries."""
     params = request.query_params
     check_known(params, FILTERS | {"group_by"})
     rows = await ExecutionStats(store_of(request)).summary(

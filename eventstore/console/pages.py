@@ -1,4 +1,4 @@
-"""The console's pages: runs, one run, graphs, the system (SPEC §9).
+"""The console's pages: runs, one run, graphs, the system (README, "Web console").
 
 Server-rendered with Jinja2, autoescaped: labels, inputs, results, errors
 and graph names come from the log and are user data, shown as text. The
@@ -98,7 +98,7 @@ async def _graph_names(
 
 @_refusing_bad_input
 async def executions_page(request: Request) -> HTMLResponse:
-    """`/`: runs with the filters of SPEC §7, counts by status, keyset pages."""
+    """`/`: runs with the filters of the run queries, counts by status, keyset pages."""
     params = request.query_params
     check_known(params, FILTERS | PAGING)
     filters = run_filters(params)

@@ -1,4 +1,4 @@
-"""Query parameters of the console's run queries, as `RunFilters` (SPEC §7).
+"""Query parameters of the console's run queries, as `RunFilters` (README, "Reading the projection").
 
 The same words as `eventstore list`: `status` and `label` repeated (a label
 as ``KEY:VALUE``), `graph`, `graph_version`, `worker`, `since` (a duration

@@ -176,7 +176,7 @@ class ExecutionCreated(EventPayload):
     inputs: JSONData = None
     attempt: int = Field(default=1, ge=1, le=INT32_MAX)  # the projection's column
     retry_of: UUID | None = None
-    # Added with SPEC §7; events written before read as no labels. Left out
+    # Added with labels (revision 0010); events written before read as no labels. Left out
     # when empty, so an unlabelled run's event is the one earlier releases
     # wrote (an idempotent create retried across an upgrade still matches).
     labels: Labels = Field(default_factory=dict)

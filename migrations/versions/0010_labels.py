@@ -4,7 +4,7 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-04
 
-SPEC §7 and §8: `ExecutionLabelled` (allowed in every status; it changes
+Labels and statistics: `ExecutionLabelled` (allowed in every status; it changes
 none) joins the lifecycle, so the append guard lets it through whatever the
 status; `executions` gains `labels` (the current labels, `{}` for the runs
 projected so far, whose events carry none) and `first_step_at` (when the

@@ -1,4 +1,4 @@
-"""Indexes for the run queries of SPEC §7 on the executions projection.
+"""Indexes for the run queries (README, "Reading the projection") on the executions projection.
 
 Revision ID: 0011
 Revises: 0010

@@ -1,4 +1,4 @@
-"""`eventstore list` (SPEC §7): filters, pages, a readable table and JSON."""
+"""`eventstore list` (README, "Reading the projection"): filters, pages, a readable table and JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`eventstore stats` (SPEC §8): --group-by, the filters of list, a table and JSON."""
+"""`eventstore stats` (README, "Command line"): --group-by, the filters of list, a table and JSON."""
 
 from __future__ import annotations
 

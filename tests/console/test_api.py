@@ -1,4 +1,4 @@
-"""The console's JSON API (SPEC §9) over HTTP, on both backends."""
+"""The console's JSON API (README, "Web console") over HTTP, on both backends."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The console's token, its cookie, and that nothing in it writes (SPEC §9)."""
+"""The console's token, its cookie, and that nothing in it writes (README, "Web console")."""
 
 from __future__ import annotations
 

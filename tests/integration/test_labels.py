@@ -1,4 +1,4 @@
-"""Labels (SPEC §7): set on create and by `label`, in every status, refused when bad."""
+"""Labels (README, "The lifecycle"): set on create and by `label`, in every status, refused when bad."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run queries (SPEC §7): every filter, counts, and keyset pages, against a Python oracle."""
+"""Run queries (README, "Reading the projection"): every filter, counts, and keyset pages, against a Python oracle."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Statistics (SPEC §8): every group_by key, checked against the same numbers in Python."""
+"""Statistics (README, "Command line", `stats`): every group_by key, checked against the same numbers in Python."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metrics and spans with the names of SPEC §10, read back through the SDK's in-memory readers.
+"""Metrics and spans with the names of docs/OBSERVABILITY.md, read back through the SDK's in-memory readers.
 
 The OpenTelemetry SDK lets a process set its global providers once: this
 module sets them the first time it needs them, and every test reads the

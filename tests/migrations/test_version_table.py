@@ -1,4 +1,4 @@
-"""Our revisions beside a service's own alembic history, in one database (SPEC §10).
+"""Our revisions beside a service's own alembic history, in one database (docs/MIGRATIONS.md).
 
 The service's history here is a real alembic tree written to a temporary
 directory, with the async env.py a service would have and our

@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
 PACKAGES = ("eventstore", "projections")
 CLI = "eventstore.cli"
-# The pytest plugin of SPEC §10 lives in the package by name but, like the
+# The pytest plugin (docs/TESTING.md) lives in the package by name but, like the
 # command line, sits on top of everything.
 PLUGIN = "eventstore.testing"
-# The web console (SPEC §9) too: it shows the read models.
+# The web console too: it shows the read models.
 CONSOLE = "eventstore.console"
 LEAVES = ("projections", CLI, PLUGIN, CONSOLE)
 # The core's public face: the package, its error hierarchy, the storage
