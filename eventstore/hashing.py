@@ -259,15 +259,23 @@ def canonical_text(stored: str) -> str:
     where `_orjson_is_canonical` looks.
 
     Raises:
-        ValidationError: the stored value is not JSON the store could write.
+        ValidationError: the stored value is not JSON text the store could write.
     """
+    if type(stored) is not str:  # orjson would read bytes too (a BLOB on SQLite)
+        raise errors.ValidationError(
+            f"stored JSON is {type(stored).__name__}, not text"
+        )
     try:
         fast = orjson.dumps(orjson.loads(stored), option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         fast = b""  # the exact path names what is wrong
     if fast and _orjson_is_canonical(fast):
         return fast.decode()
-    return canonical_json(parse_json(stored))
+    try:
+        value = parse_json(stored)
+    except ValueError as exc:  # not JSON, or a number beyond reading
+        raise errors.ValidationError(f"not JSON: {exc}") from None
+    return canonical_json(value)
 
 
 # A number whose text orjson and ECMAScript may write differently. Both
@@ -288,6 +296,9 @@ _NOT_ECMASCRIPT_NUMBER: Final = re.compile(
 # The lead byte of a UTF-8 character beyond the BMP: keys holding one may
 # sort differently by UTF-8 (orjson) and by UTF-16 code units (RFC 8785).
 _BEYOND_BMP: Final = re.compile(rb"[\xf0-\xf4]")
+# For counting how deep brackets nest: strings, then the brackets left.
+_STRINGS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS: Final = re.compile(rb"[\[\]{}]")
 
 
 def _orjson_is_canonical(text: bytes) -> bool:
@@ -295,8 +306,11 @@ def _orjson_is_canonical(text: bytes) -> bool:
     return (
         text[:1] in {b"{", b"["}  # a number alone is not worth the care
         and b"\\u0000" not in text  # NUL is refused, not encoded
-        # Nesting deeper than MAX_DEPTH is refused: count every bracket.
-        and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
+        # Nesting deeper than MAX_DEPTH is refused.
+        and (
+            text.count(b"{") + text.count(b"[") <= MAX_DEPTH
+            or _nesting(text) <= MAX_DEPTH
+        )
         and (text.isascii() or _BEYOND_BMP.search(text) is None)
         and _NOT_ECMASCRIPT_NUMBER.search(text) is None
     )
@@ -323,10 +337,27 @@ def parse_json_object(text: str) -> JSONObject:
     return value
 
 
+def _nesting(text: bytes) -> int:
+    """How deep the arrays and objects of compact JSON `text` nest."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", text)):
+        if bracket in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 def _number(text: str) -> int | float:
     if "e" in text or "E" in text:
         value = Decimal(text)
         if value == value.to_integral_value():
+            if value.adjusted() >= sys.get_int_max_str_digits():
+                # 1e999999999 would build a billion-digit integer first.
+                raise ValueError(
+                    f"the number {text[:40]} has more digits than JSON readers accept"
+                )
             return int(value)
     return float(text)
 

@@ -244,12 +244,17 @@ async def system_page(request: Request) -> HTMLResponse:
     """`/system`: projection slots, leaders, lag, the read horizon, the last verify."""
     check_known(request.query_params, ())
     store = store_of(request)
+    try:
+        verified, unreadable = await store.audit.last_verify_run(), None
+    except errors.DatabaseError as exc:  # a role not granted verify_runs yet
+        verified, unreadable = None, str(exc)
     return _page(
         "system.html.j2",
         status=await projection_status(store),
         database=store.url,
         revision=await store.schema_revision(),
-        verified=await store.audit.last_verify_run(),
+        verified=verified,
+        unreadable=unreadable,
     )
 
 

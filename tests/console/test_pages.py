@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 
 from eventstore import ExecutionStatus
 from eventstore.audit import VerifyRun
@@ -191,3 +192,14 @@ async def test_the_system_page_shows_the_last_verify(
     assert "(--log-only)" in broken
     assert "(2.0 s)" in broken
     _assert_escaped(broken)
+
+
+async def test_the_system_page_shows_the_rest_when_verify_runs_cannot_be_read(
+    store: EventStore, client: httpx.AsyncClient
+) -> None:
+    async with store.backend.begin_write() as connection:  # a role without the grant
+        await connection.execute(sa.text("DROP TABLE verify_runs"))
+    response = await client.get("/system")
+    assert response.status_code == 200
+    assert "Cannot read what the last verify found" in response.text
+    assert "Projection slots" in response.text

@@ -282,3 +282,38 @@ async def test_verify_reads_what_committed_before_it_while_others_run(
     report = await asyncio.wait_for(verifying, timeout=60)
     assert report.ok
     assert report.events == 3
+
+
+@pytest.mark.parametrize(
+    ("stored", "reason"),
+    [
+        ("'{\"n\": '", "not JSON"),  # cut short
+        ("'{\"n\": 1e999999999}'", "more digits than JSON readers accept"),
+        ("CAST('{\"n\": 1}' AS BLOB)", "stored JSON is bytes, not text"),
+    ],
+)
+async def test_sqlite_data_that_is_not_json_text_is_a_break(
+    sqlite_url: str, stored: str, reason: str
+) -> None:
+    # SQLite's column takes any text or a BLOB behind the triggers' back;
+    # jsonb on PostgreSQL holds only JSON. The chain breaks; verify goes on.
+    async with EventStore.open(sqlite_url) as store:
+        stream, other = uuid.uuid4(), uuid.uuid4()
+        await store.append(
+            stream, [NewEvent(type="Note", data={"n": 1})], stream_type="note"
+        )
+        await store.append(
+            other, [NewEvent(type="Note", data={"n": 2})], stream_type="note"
+        )
+        (first,) = [e async for e in store.read_stream(stream)]
+        await tamper(
+            sqlite_url,
+            f"UPDATE execution_events SET data = {stored} WHERE position = {first.position}",
+        )
+        report = await verify_log(store.backend)
+    assert [(p.stream_id, p.position) for p in report.problems] == [
+        (stream, first.position)
+    ]
+    assert "not canonical JSON" in report.problems[0].reason
+    assert reason in report.problems[0].reason
+    assert report.events == 2
