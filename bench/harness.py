@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import operator
 import os
 import platform
@@ -274,8 +275,9 @@ class Timing:
 
 
 class Clock:
-    """Started when made; `stop()` returns the Timing since. With `rss`, the peak
-    RSS high-water mark is reset to the current RSS first (Linux >= 4.0), so that
+    """Started when made; `stop()` returns the Timing since. Client CPU counts this
+    process and the children it waited for meanwhile. With `rss`, the peak RSS
+    high-water mark is reset to the current RSS first (Linux >= 4.0), so that
     the peak is the timed section's own."""
 
     def __init__(self, database: str | None, *, rss: bool = False) -> None:
@@ -288,11 +290,11 @@ class Clock:
                 status = (PROC / "self/status").read_text()
                 self.rss_before = int(status.split("VmRSS:", 1)[1].split()[0]) * 1024
         self.database, self.before = database, snapshot(database)
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.wall, self.cpu = time.perf_counter(), _own_cpu()
 
     def stop(self, after: Snapshot | None = None) -> Timing:
         """The Timing since; `after` replaces the end snapshot."""
-        seconds, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        seconds, cpu = time.perf_counter() - self.wall, _own_cpu() - self.cpu
         before, after = self.before, after or snapshot(self.database)
         server = sum(
             max(s - before.server.get(pid, 0.0), 0.0) for pid, s in after.server.items()
@@ -304,12 +306,53 @@ class Clock:
         return Timing(seconds, cpu, server, machine, peak, self.rss_before)
 
 
+def _own_cpu() -> float:
+    return time.process_time() + children_cpu()
+
+
 async def timed(
-    work: Callable[[], Awaitable[T]], database: str | None = None, *, rss: bool = False
+    work: Callable[[], Awaitable[T]],
+    database: str | None = None,
+    *,
+    rss: bool = False,
+    sample_server: bool = False,
 ) -> tuple[T, Timing]:
-    """Await `work` on a Clock; its result and the Timing."""
+    """Await `work` on a Clock; its result and the Timing.
+
+    With `sample_server`, the server's processes are sampled while `work` runs:
+    a backend whose client (a child process) disconnects before the end takes
+    its CPU counter along.
+    """
     clock = Clock(database, rss=rss)
-    return await work(), clock.stop()
+    if not sample_server:
+        return await work(), clock.stop()
+    seen = dict(clock.before.server)
+    sampler = asyncio.create_task(sample_server_cpu(seen, database))
+    try:
+        result = await work()
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+    after = snapshot(database)
+    return result, clock.stop(Snapshot(after.machine, {**seen, **after.server}))
+
+
+SERVER_SAMPLE_SECONDS: Final = 0.05
+SCAN_EVERY: Final = 5  # samples between scans of /proc for new server processes (~2 ms)
+
+
+async def sample_server_cpu(seen: dict[int, float], database: str | None) -> None:
+    """Keep the latest CPU seconds of every server process: the known ones read
+    every sample, new ones looked for every SCAN_EVERY samples."""
+    for samples in itertools.count(1):
+        await asyncio.sleep(SERVER_SAMPLE_SECONDS)
+        if samples % SCAN_EVERY == 1:
+            seen.update(server_processes(database))
+            continue
+        for pid in list(seen):
+            if (used := process_cpu(pid)) is not None:
+                seen[pid] = used
 
 
 def peak_rss() -> int:

@@ -62,8 +62,6 @@ LABELS: Final = {
 }
 TARGET_RATIO: Final = 0.5
 OTHER_BENCHMARK: Final = "bench.append"  # the two would share the 2 cores
-SERVER_SAMPLE_SECONDS: Final = 0.05
-SCAN_EVERY: Final = 5  # samples between scans of /proc for new server processes (~2 ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,19 +176,6 @@ async def measure_in_process(
         return await timed(Projector(store, batch_size=batch_size).run_until_caught_up)
 
 
-async def _sample_server(seen: dict[int, float]) -> None:
-    """Keep the latest CPU seconds of every server process: the known ones read
-    every sample, new ones looked for every SCAN_EVERY samples."""
-    for samples in itertools.count(1):
-        await asyncio.sleep(SERVER_SAMPLE_SECONDS)
-        if samples % SCAN_EVERY == 1:
-            seen.update(harness.server_processes())
-            continue
-        for pid in list(seen):
-            if (used := harness.process_cpu(pid)) is not None:
-                seen[pid] = used
-
-
 async def measure_cli(dsn: str, batch_size: int) -> tuple[int, Timing]:
     """`eventstore project --until-caught-up`, spawn to exit."""
     await reset_projection(dsn)
@@ -201,7 +186,7 @@ async def measure_cli(dsn: str, batch_size: int) -> tuple[int, Timing]:
     # The CLI's backends exit with it, taking their CPU counters along: sample
     # them while it runs (what a backend uses in its last interval is lost).
     seen = dict(clock.before.server)
-    sampler = asyncio.create_task(_sample_server(seen))
+    sampler = asyncio.create_task(harness.sample_server_cpu(seen, None))
     try:
         seconds, client, stdout = await harness.spawn(command)
     finally:
@@ -600,7 +585,7 @@ def render(results: Results, path: Path | None) -> str:
         ),
         s=results.settings,
         log=results.log,
-        sample=SERVER_SAMPLE_SECONDS,
+        sample=harness.SERVER_SAMPLE_SECONDS,
         other=OTHER_BENCHMARK,
         results=_results(results),
         R=results.runs,

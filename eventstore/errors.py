@@ -8,7 +8,7 @@ place per backend (``eventstore.backends``); none crosses the public API.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventstore.redaction import redact_url, scrub
 
@@ -20,6 +20,20 @@ if TYPE_CHECKING:
 
 class EventStoreError(Exception):
     """Root of every error the store raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as made, not re-made from `args`: most errors take keyword
+        # arguments only. They cross processes (verify's workers).
+        return (_unpickled, (type(self), self.args, self.__dict__))
+
+
+def _unpickled(
+    kind: type[EventStoreError], args: tuple[object, ...], state: dict[str, Any]
+) -> EventStoreError:
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigurationError(EventStoreError, ValueError):

@@ -283,15 +283,18 @@ def canonical_text(stored: str) -> str:
 # plain decimal whose fraction does not end in 0 (orjson writes 100.0 for
 # 100, and exponents from 1e16 on, and for what it makes of an integer
 # beyond 64 bits). ECMAScript writes plain decimals from 1e-6 to 1e21 only;
-# orjson uses exponents well inside that range, but the last two branches
+# orjson uses exponents well inside that range, but the last two cases
 # hold it to that. Matches inside strings too, which only costs the fast path.
+# The digits are taken possessively and looked back on, so the search
+# gives up at the first character of anything that is not a number.
 _NOT_ECMASCRIPT_NUMBER: Final = re.compile(
-    rb"[:\[,]-?(?:"
-    rb"[0-9]+(?:\.[0-9]*)?[eE]"  # an exponent
-    rb"|[0-9]+\.[0-9]*0(?![0-9])"  # a fraction ending in 0
-    rb"|0\.000000"  # below 1e-6
-    rb"|[0-9]{22,}\."  # from 1e21 on
-    rb")"
+    rb"[:\[,]-?[0-9]++(?:"
+    rb"[eE]"  # an exponent
+    rb"|\.(?:"
+    rb"(?<=[:\[,\-]0\.)000000"  # below 1e-6
+    rb"|(?<=[0-9]{22}\.)"  # from 1e21 on
+    rb"|[0-9]*+(?:[eE]|(?<=0))"  # an exponent, or a fraction ending in 0
+    rb"))"
 )
 # The lead byte of a UTF-8 character beyond the BMP: keys holding one may
 # sort differently by UTF-8 (orjson) and by UTF-16 code units (RFC 8785).
@@ -382,17 +385,20 @@ def canonical_event(
     schema_version: int,
     data_json: str,
     metadata_json: str,
-    occurred_at: datetime,
+    occurred_at: datetime | str,
 ) -> str:
     """The canonical JSON of one event, from already canonical data and metadata.
 
     The keys are written in their sorted order by hand, so the (possibly
     large) data is not encoded twice. ``event_type`` is a plain identifier
-    (checked by the envelope), so it needs no escaping.
+    (checked by the envelope), so it needs no escaping. ``occurred_at`` may
+    be given as its canonical text already (`format_occurred_at`).
     """
+    if not isinstance(occurred_at, str):
+        occurred_at = format_occurred_at(occurred_at)
     return (
         f'{{"data":{data_json},"event_id":"{event_id}","metadata":{metadata_json},'
-        f'"occurred_at":"{format_occurred_at(occurred_at)}",'
+        f'"occurred_at":"{occurred_at}",'
         f'"schema_version":{schema_version},"stream_id":"{stream_id}",'
         f'"type":"{event_type}","version":{version}}}'
     )

@@ -47,6 +47,8 @@ def as_utc(moment: object, what: str) -> datetime:
 
 def utc_text(moment: datetime, *, sep: str = "T") -> str:
     """``YYYY-MM-DD<sep>HH:MM:SS.ffffff`` in UTC, the year zero-padded."""
+    if moment.tzinfo is UTC:  # as the drivers return times: only the offset to cut
+        return moment.isoformat(sep=sep, timespec="microseconds")[:-6]
     return (
         moment.astimezone(UTC)
         .replace(tzinfo=None)

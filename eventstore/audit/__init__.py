@@ -25,7 +25,7 @@ from eventstore.audit.anchors import (
 from eventstore.audit.archive_reading import VerifiedArchive, verify_archive
 from eventstore.audit.archiving import ArchiveResult, archive_finished_before
 from eventstore.audit.exporting import event_line
-from eventstore.audit.integrity import LogReport, verify_log
+from eventstore.audit.integrity import LogReport
 from eventstore.audit.replay import (
     AsOf,
     StatusAt,
@@ -35,6 +35,7 @@ from eventstore.audit.replay import (
     verify_stream,
 )
 from eventstore.audit.reports import render_timeline
+from eventstore.audit.verify_processes import processes_for, verify_log_in_processes
 from eventstore.audit.verify_runs import VerifyRun, last_verify_run, record_verify_run
 from eventstore.execution_states import is_execution_stream
 from eventstore.fold import fold_events
@@ -153,10 +154,28 @@ class Audit:
         return await verify_stream(self._store.backend, stream_id)
 
     async def verify_log(
-        self, *, on_batch: Callable[[int], None] | None = None
+        self,
+        *,
+        processes: int | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> LogReport:
-        """Recompute every stream's hash chain, and check the archive receipts."""
-        return await verify_log(self._store.backend, on_batch=on_batch)
+        """Recompute every stream's hash chain.
+
+        Args:
+            processes: how many processes share the work, each verifying
+                the streams of one partition; None: one per core (up to 8)
+                once the log holds 300,000 events, else one.
+            on_batch: called now and then with the events verified so far.
+
+        Raises:
+            ValidationError: `processes` is below 1.
+        """
+        backend = self._store.backend
+        if processes is None:
+            processes = await processes_for(backend)
+        return await verify_log_in_processes(
+            backend, self._store.settings, processes=processes, on_batch=on_batch
+        )
 
     async def record_verify_run(self, run: VerifyRun) -> None:
         """Keep what a verification found, for `last_verify_run` (the console's /system)."""

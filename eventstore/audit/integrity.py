@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 
 from eventstore import chains, errors, hashing
 from eventstore.cache import BoundedCache
+from eventstore.partitions import WHOLE_LOG, Partition
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
     from eventstore.backends.base import Backend
     from eventstore.backends.rows import RawEventRow
+    from eventstore.events.envelope import Checkpoint
 
 BATCH: Final = 5000
 MAX_PROBLEMS: Final = 100
@@ -46,7 +48,10 @@ class LogReport:
 
 
 async def verify_log(
-    backend: Backend, *, on_batch: Callable[[int], None] | None = None
+    backend: Backend,
+    *,
+    partition: Partition = WHOLE_LOG,
+    on_batch: Callable[[int], None] | None = None,
 ) -> LogReport:
     """Recompute every stream's hash chain, reading the log once in global order.
 
@@ -55,18 +60,28 @@ async def verify_log(
     checked as stored (no models), and the next batch is read while this
     one is checked.
 
+    Args:
+        backend: the store's backend.
+        partition: only the streams of this partition (the whole log by
+            default); `verify_processes` runs one per process.
+        on_batch: called with the events verified so far, after each batch.
+
     Returns:
         The counts and the first break of each broken stream (at most 100).
     """
     await backend.ensure_schema()
     await _reads_see_what_committed_before(backend)
     chains = _Chains()
-    reading = asyncio.ensure_future(backend.read_rows_as_stored(None, limit=BATCH))
+
+    def read_after(checkpoint: Checkpoint | None) -> asyncio.Future[list[RawEventRow]]:
+        return asyncio.ensure_future(
+            backend.read_rows_as_stored(checkpoint, limit=BATCH, partition=partition)
+        )
+
+    reading = read_after(None)
     try:
         while rows := await reading:
-            reading = asyncio.ensure_future(
-                backend.read_rows_as_stored(rows[-1].checkpoint, limit=BATCH)
-            )
+            reading = read_after(rows[-1].checkpoint)
             for start in range(0, len(rows), _CHUNK):
                 chains.check(rows[start : start + _CHUNK])
                 await asyncio.sleep(0)  # let the next batch's rows come in

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from eventstore.backends.base import Backend
     from eventstore.executions import ExecutionService
     from eventstore.log import EventLog
+    from eventstore.settings import StoreSettings
 
 
 class AuditedStore(Protocol):
@@ -19,6 +20,11 @@ class AuditedStore(Protocol):
     @property
     def backend(self) -> Backend:
         """The database."""
+        ...
+
+    @property
+    def settings(self) -> StoreSettings:
+        """How the store connects (verify's other processes connect alike)."""
         ...
 
     @property

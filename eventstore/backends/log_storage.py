@@ -68,7 +68,11 @@ class LogStorage(Database):
 
     @abstractmethod
     async def read_rows_as_stored(
-        self, after: Checkpoint | None, *, limit: int
+        self,
+        after: Checkpoint | None,
+        *,
+        limit: int,
+        partition: Partition | None = None,
     ) -> list[RawEventRow]:
         """`read_all_as_stored`'s rows, unparsed (for verifying the whole log)."""
 

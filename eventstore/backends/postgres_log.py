@@ -54,11 +54,32 @@ READ_ALL_SQL: Final = (
 )
 
 # The partition rule of eventstore/partitions.py: the UUID's last 32 bits.
+IN_PARTITION: Final = "('x' || right(stream_id::text, 8))::bit(32)::bigint % $5 = $6"
+
 READ_PARTITION_SQL: Final = (
     f"SELECT {COLUMNS} FROM execution_events "  # noqa: S608 - constant fragments
-    f"WHERE {HORIZON} AND {AFTER} "
-    "AND ('x' || right(stream_id::text, 8))::bit(32)::bigint % $5 = $6 "
-    f"{ORDER} LIMIT $4"
+    f"WHERE {HORIZON} AND {AFTER} AND {IN_PARTITION} {ORDER} LIMIT $4"
+)
+
+# Verify's read: the fields of `RawEventRow`, in its order. The database
+# writes occurred_at's canonical text (hashing.format_occurred_at): cheaper
+# here than a datetime formatted in Python, for every event. An infinity
+# (which no append writes) has no such text: its own breaks the chain.
+RAW_COLUMNS: Final = (
+    "position, stream_id, version, event_id, type, schema_version, data, metadata, "
+    "coalesce(to_char(occurred_at AT TIME ZONE 'UTC', "
+    """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), occurred_at::text), """
+    "recorded_at, hash, transaction_id, epoch"
+)
+
+READ_RAW_SQL: Final = (
+    f"SELECT {RAW_COLUMNS} FROM execution_events "  # noqa: S608 - constant fragments
+    f"WHERE {HORIZON} AND {AFTER} {ORDER} LIMIT $4"
+)
+
+READ_RAW_PARTITION_SQL: Final = (
+    f"SELECT {RAW_COLUMNS} FROM execution_events "  # noqa: S608 - constant fragments
+    f"WHERE {HORIZON} AND {AFTER} AND {IN_PARTITION} {ORDER} LIMIT $4"
 )
 
 READ_STREAMS_SQL: Final = (
@@ -175,30 +196,25 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
 
     @override
     async def read_rows_as_stored(
-        self, after: Checkpoint | None, *, limit: int
+        self,
+        after: Checkpoint | None,
+        *,
+        limit: int,
+        partition: Partition | None = None,
     ) -> list[RawEventRow]:
         after = after or Checkpoint(0, 0)
         async with self.translate_errors(), self.pool.acquire() as connection:
-            rows = await connection.fetch(READ_ALL_SQL, *order_key(after), limit)
-        return [
-            RawEventRow(
-                position=row[0],
-                stream_id=row[1],
-                version=row[2],
-                event_id=row[4],
-                type=row[5],
-                schema_version=row[6],
-                data=row[7],
-                metadata=row[8],
-                occurred_at=row[9],
-                recorded_at=row[10],
-                hash=row[12],
-                checkpoint=Checkpoint.of(
-                    epoch=row[13], transaction_id=row[11], position=row[0]
-                ),
-            )
-            for row in rows
-        ]
+            if partition is None or partition.count == 1:
+                rows = await connection.fetch(READ_RAW_SQL, *order_key(after), limit)
+            else:
+                rows = await connection.fetch(
+                    READ_RAW_PARTITION_SQL,
+                    *order_key(after),
+                    limit,
+                    partition.count,
+                    partition.index,
+                )
+        return list(map(RawEventRow._make, rows))
 
     @override
     async def read_streams_as_stored(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from eventstore.events.envelope import Checkpoint
+
 if TYPE_CHECKING:
     from datetime import datetime
     from uuid import UUID
-
-    from eventstore.events.envelope import Checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,9 @@ class RawEventRow(NamedTuple):
 
     Whole-log verification reads these instead of `RecordedEvent`: it needs
     no model, and a metadata text shared by many events is encoded once.
+    The fields are in the order PostgreSQL's query selects them, so a row
+    is built in one call; the checkpoint is computed only when asked for
+    (verify asks once per batch).
     """
 
     position: int
@@ -39,10 +42,18 @@ class RawEventRow(NamedTuple):
     schema_version: int
     data: str
     metadata: str
-    occurred_at: datetime
+    occurred_at: str  # the chain's text of it: `hashing.format_occurred_at`
     recorded_at: datetime
     hash: bytes
-    checkpoint: Checkpoint
+    transaction_id: int
+    epoch: int
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """Where a read resumes after this row."""
+        return Checkpoint.of(
+            epoch=self.epoch, transaction_id=self.transaction_id, position=self.position
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from eventstore.backends.rows import RawEventRow
 from eventstore.backends.sqlite_database import SqliteDatabase
 from eventstore.backends.sqlite_rows import COLUMNS, from_db_time, rows_to_events
 from eventstore.events.envelope import Checkpoint
-from eventstore.hashing import dump_json
+from eventstore.hashing import dump_json, format_occurred_at
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -107,10 +107,19 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
 
     @override
     async def read_rows_as_stored(
-        self, after: Checkpoint | None, *, limit: int
+        self,
+        after: Checkpoint | None,
+        *,
+        limit: int,
+        partition: Partition | None = None,
     ) -> list[RawEventRow]:
         position = after.position if after is not None else 0
-        rows = await self._fetch(READ_ALL_SQL, (position, limit))
+        if partition is None or partition.count == 1:
+            rows = await self._fetch(READ_ALL_SQL, (position, limit))
+        else:
+            rows = await self._fetch(
+                READ_PARTITION_SQL, (position, partition.count, partition.index, limit)
+            )
         return [
             RawEventRow(
                 position=row[0],
@@ -121,10 +130,11 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
                 schema_version=row[6],
                 data=row[7],
                 metadata=row[8],
-                occurred_at=from_db_time(row[9]),
+                occurred_at=format_occurred_at(from_db_time(row[9])),
                 recorded_at=from_db_time(row[10]),
                 hash=row[11],
-                checkpoint=Checkpoint(0, row[0]),
+                transaction_id=0,  # SQLite's log is ordered by position alone
+                epoch=0,
             )
             for row in rows
         ]

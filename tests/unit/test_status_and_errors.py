@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -117,6 +118,15 @@ def test_every_error_is_an_event_store_error_with_stdlib_mixins() -> None:
     assert "ExecutionStarted" in str(transition)
     with pytest.raises(TypeError):
         ConcurrencyError(stream, 1, 2)  # type: ignore[call-arg]
+    # They cross processes (verify's): each comes back as it was made.
+    for error, _ in cases:
+        copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+        assert type(copy) is type(error)
+        assert (str(copy), copy.args, vars(copy)) == (
+            str(error),
+            error.args,
+            vars(error),
+        )
 
 
 def test_as_of_applies_every_bound_it_has() -> None:

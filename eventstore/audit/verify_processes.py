@@ -1,0 +1,216 @@
+"""`verify_log` over partitions of the streams, in parallel processes (ARCHITECTURE §6).
+
+Recomputing the chains is pure Python work per event, so one process
+verifies at the speed of one core. A stream's chain never leaves its
+partition, so each partition is verified whole by its own process, reading
+the log in global order with the partition's filter; the reports add up.
+This process verifies partition 0 itself while the others run, so
+`processes` partitions cost `processes - 1` interpreters to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+from typing import TYPE_CHECKING, Any, Final
+
+from eventstore import errors
+from eventstore.audit.integrity import MAX_PROBLEMS, LogReport, verify_log
+from eventstore.backends import backend_for
+from eventstore.partitions import Partition
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, MutableSequence
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from eventstore.backends.base import Backend
+    from eventstore.settings import StoreSettings
+
+# Starting an interpreter and importing the store takes about a second of
+# CPU: below this many events one process is as fast.
+PARALLEL_FROM: Final = 300_000
+MAX_PROCESSES: Final = 8
+_POLL: Final = 0.2  # seconds between two looks at the other processes' progress
+
+
+async def processes_for(backend: Backend) -> int:
+    """How many processes verify the log: one per core once the log is large."""
+    head = await backend.head_checkpoint()
+    if head is None or head.position < PARALLEL_FROM:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_PROCESSES))
+
+
+async def verify_log_in_processes(
+    backend: Backend,
+    settings: StoreSettings,
+    *,
+    processes: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> LogReport:
+    """Verify the log as `verify_log` does, its streams split over `processes`.
+
+    Args:
+        backend: this process's connection.
+        settings: the others open the backend's URL with these.
+        processes: how many partitions, each verified by one process.
+        on_batch: called with the events verified so far, by all processes.
+
+    Returns:
+        The counts of all partitions, and their first breaks in position
+        order (at most 100).
+
+    Raises:
+        DatabaseError: a process failed or stopped without a report.
+    """
+    if processes < 1:
+        raise errors.ValidationError(f"processes must be at least 1, not {processes}")
+    if processes == 1:
+        return await verify_log(backend, on_batch=on_batch)
+    context = multiprocessing.get_context("spawn")  # a fork would copy the event loop
+    progress = context.Array("q", processes, lock=False)
+    others = [
+        _Worker.start(
+            context, backend.url, settings, Partition(index, processes), progress
+        )
+        for index in range(1, processes)
+    ]
+    try:
+
+        def verified(events: int) -> None:
+            progress[0] = events
+
+        watching = asyncio.ensure_future(_watch(others, progress, on_batch))
+        try:
+            own = await verify_log(
+                backend, partition=Partition(0, processes), on_batch=verified
+            )
+            await watching
+        finally:
+            watching.cancel()
+        reports = [own, *(worker.report() for worker in others)]
+    finally:
+        for worker in others:
+            worker.stop()
+    if on_batch is not None:
+        on_batch(sum(progress))
+    return _merged(reports)
+
+
+async def _watch(
+    workers: list[_Worker],
+    progress: MutableSequence[int],
+    on_batch: Callable[[int], None] | None,
+) -> None:
+    """Report the progress of all processes until the others have answered."""
+    while True:
+        if on_batch is not None:
+            on_batch(sum(progress))
+        if all(worker.answered() for worker in workers):
+            return
+        await asyncio.sleep(_POLL)
+
+
+def _merged(reports: list[LogReport]) -> LogReport:
+    problems = sorted(
+        (problem for report in reports for problem in report.problems),
+        key=lambda problem: problem.position or 0,
+    )
+    return LogReport(
+        events=sum(report.events for report in reports),
+        streams=sum(report.streams for report in reports),
+        problems=problems[:MAX_PROBLEMS],
+    )
+
+
+class _Worker:
+    """One other process verifying one partition, and the pipe of its report."""
+
+    def __init__(self, process: BaseProcess, answers: Connection, partition: Partition):
+        self._process = process
+        self._answers = answers
+        self._partition = partition
+
+    @classmethod
+    def start(
+        cls,
+        context: Any,
+        url: str,
+        settings: StoreSettings,
+        partition: Partition,
+        progress: MutableSequence[int],
+    ) -> _Worker:
+        answers, sender = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_verify_partition,
+            args=(url, settings, partition, progress, sender),
+            name=f"eventstore-verify-{partition.index}",
+            daemon=True,
+        )
+        process.start()
+        sender.close()  # ours: the pipe reads as closed once the child is gone
+        return cls(process, answers, partition)
+
+    def answered(self) -> bool:
+        """Whether the report (or the pipe's end, if the process died) is there."""
+        return self._answers.poll()
+
+    def report(self) -> LogReport:
+        """The process's report; its error raised again here."""
+        try:
+            answer = self._answers.recv()
+        except EOFError:
+            self._process.join(timeout=5)
+            raise errors.DatabaseError(
+                f"verifying partition {self._partition.index} of "
+                f"{self._partition.count} stopped without a report "
+                f"(exit code {self._process.exitcode})"
+            ) from None
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """End the process (at once, if it is still verifying)."""
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._answers.close()
+
+
+def _verify_partition(
+    url: str,
+    settings: StoreSettings,
+    partition: Partition,
+    progress: MutableSequence[int],
+    answers: Connection,
+) -> None:
+    """A child process's work: verify one partition, send back the report or the error."""
+    try:
+        answer: LogReport | Exception = asyncio.run(
+            _verify(url, settings, partition, progress)
+        )
+    except Exception as exc:  # sent to the parent, which raises it
+        answer = exc
+    with contextlib.closing(answers):
+        answers.send(answer)
+
+
+async def _verify(
+    url: str,
+    settings: StoreSettings,
+    partition: Partition,
+    progress: MutableSequence[int],
+) -> LogReport:
+    def verified(events: int) -> None:
+        progress[partition.index] = events
+
+    backend = backend_for(url, settings)
+    try:
+        await backend.connect()
+        return await verify_log(backend, partition=partition, on_batch=verified)
+    finally:
+        await backend.aclose()
