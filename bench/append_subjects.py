@@ -26,6 +26,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from bench import harness
 from bench.harness import CURRENT_DATABASE, GUARD, Clock, connected, migrated_store
 from bench.workload import METADATA, METADATA_JSON, STREAM_EVENT_TYPES, USAGE, encode
+from eventstore.backends.postgres_database import keep_session
 from eventstore.events.envelope import NewEvent
 
 if TYPE_CHECKING:
@@ -305,7 +306,10 @@ async def raw_asyncpg(
     """Raw asyncpg INSERTs into `raw_events` in a fresh, migrated database."""
     async with harness.throwaway_database(server) as dsn:
         await harness.migrate(dsn)
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=workload.writers)
+        # The store's pool settings: no reset query on release (a round trip).
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=workload.writers, reset=keep_session
+        )
         try:
             await harness.execute(dsn, RAW_TABLE["postgresql"], RAW_INDEX)
             await preload_history(dsn, "raw_events", workload.history)

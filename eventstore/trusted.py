@@ -28,14 +28,16 @@ def construct(
     *,
     extra: dict[str, Any] | None = None,
     fields_set: Set[str] | None = None,
+    private: dict[str, Any] | None = None,
 ) -> Model:
     """An instance of `model` holding `fields` as they are (not validated, not copied).
 
     Args:
-        model: a model without private attributes or `model_post_init`.
+        model: a model without `model_post_init`.
         fields: a value for every field of the model, and nothing else.
         extra: the extra keys, for a model that allows them.
         fields_set: the fields the caller set explicitly (default: all given).
+        private: a value for every private attribute, for a model that has them.
     """
     instance = model.__new__(model)
     _set_attribute(instance, "__dict__", fields)
@@ -45,5 +47,5 @@ def construct(
         set(fields) if fields_set is None else set(fields_set),
     )
     _set_attribute(instance, "__pydantic_extra__", extra)
-    _set_attribute(instance, "__pydantic_private__", None)
+    _set_attribute(instance, "__pydantic_private__", private)
     return instance

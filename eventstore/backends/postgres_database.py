@@ -115,6 +115,7 @@ class PostgresDatabase(Database):
                 timeout=self._settings.connect_timeout,
                 server_settings=self._server_settings,
                 init=_check_epoch,
+                reset=keep_session,
             )
 
     @override
@@ -206,3 +207,16 @@ async def _take_migration_lock(connection: AsyncConnection) -> None:
         if acquired:
             return
         await asyncio.sleep(MIGRATION_LOCK_POLL * (0.5 + random.random()))  # noqa: S311 - jitter
+
+
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing past asyncpg's rollback of a transaction.
+
+    asyncpg's default sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`` on every release, a second round trip for every
+    append. The store's pooled connections keep no session state to clear:
+    LISTEN and the projector's session locks have connections of their own,
+    settings are made with SET LOCAL, and the rebuild's session lock closes
+    its connection when it cannot unlock.
+    """
+    del connection

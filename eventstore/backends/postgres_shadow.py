@@ -48,6 +48,7 @@ from eventstore.backends.shadow import Reference, ShadowTables
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
+    from asyncpg.pool import PoolConnectionProxy
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 
@@ -156,9 +157,9 @@ class PostgresShadowTables(ShadowTables):
             try:
                 yield taken
             finally:
-                if taken:
-                    with contextlib.suppress(asyncpg.PostgresError, OSError):
-                        await connection.fetchval(UNLOCK_SQL, name)
+                if taken and not await _unlocked(connection, name):
+                    # The pool does not reset sessions: never hand on the lock.
+                    connection.terminate()
         finally:
             await backend.pool.release(connection)
 
@@ -355,3 +356,11 @@ async def with_lock_retries(
             continue
         return True
     return False
+
+
+async def _unlocked(connection: PoolConnectionProxy[asyncpg.Record], name: str) -> bool:
+    """Release the rebuild's session lock; False when that failed."""
+    try:
+        return bool(await connection.fetchval(UNLOCK_SQL, name))
+    except (asyncpg.PostgresError, OSError):
+        return False

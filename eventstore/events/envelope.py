@@ -213,11 +213,7 @@ class NewEvent(BaseModel):
         except pydantic.ValidationError as exc:
             raise errors.ValidationError.from_pydantic(exc, "event") from exc
         self._data_json = hashing.canonical_json(self.data)
-        self._metadata_json = (
-            "{}"
-            if self.metadata is EMPTY_METADATA
-            else hashing.canonical_json(self.metadata.as_json())
-        )
+        self._metadata_json = _metadata_text(self.metadata)
 
     @classmethod
     def of(
@@ -228,14 +224,45 @@ class NewEvent(BaseModel):
         event_id: UUID | None = None,
         occurred_at: datetime | None = None,
     ) -> NewEvent:
-        """Wrap a payload model in an envelope."""
-        return cls(
-            type=payload.event_type,
-            data=payload.model_dump(mode="json"),
-            metadata=metadata,
-            event_id=event_id,
-            occurred_at=occurred_at,
-        )
+        """Wrap a payload model in an envelope.
+
+        A registered payload model checked its fields when it was built (it
+        is frozen), so its data is not validated again, only encoded; the
+        lifecycle commands build every event this way. (A payload made with
+        `model_construct` skipped that check: build them normally.)
+
+        Raises:
+            ValidationError: the data is not JSON the log can hold (a NUL
+                character, a NaN), or the metadata, id or time is invalid.
+        """
+        model = type(payload)
+        if payloads.PAYLOAD_TYPES.get(model.event_type) is not model or not (
+            event_id is None or type(event_id) is UUID
+        ):
+            return cls(
+                type=payload.event_type,
+                data=payload.model_dump(mode="json"),
+                metadata=metadata,
+                event_id=event_id,
+                occurred_at=occurred_at,
+            )
+        data: JSONObject = payload.model_dump(mode="json")
+        checked_metadata = coerce_metadata(metadata)
+        fields = {
+            "type": model.event_type,
+            "data": data,
+            "metadata": checked_metadata,
+            "event_id": uuid4() if event_id is None else event_id,
+            "occurred_at": datetime.now(UTC)
+            if occurred_at is None
+            else as_utc(occurred_at, "occurred_at"),
+            "schema_version": model.schema_version,
+        }
+        private = {
+            "_data_json": hashing.canonical_json(data, what=f"{model.event_type} data"),
+            "_metadata_json": _metadata_text(checked_metadata),
+        }
+        return construct(cls, fields, private=private)
 
     @property
     def data_json(self) -> str:
@@ -246,6 +273,12 @@ class NewEvent(BaseModel):
     def metadata_json(self) -> str:
         """The canonical JSON text of `metadata`."""
         return self._metadata_json
+
+
+def _metadata_text(metadata: EventMetadata) -> str:
+    if metadata is EMPTY_METADATA:
+        return "{}"
+    return hashing.canonical_json(metadata.as_json())
 
 
 def _validated_data(

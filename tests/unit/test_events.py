@@ -13,6 +13,8 @@ from eventstore import (
     ErrorInfo,
     EventPayload,
     ExecutionFailed,
+    ExecutionProgressed,
+    ExecutionStarted,
     NewEvent,
     RecordedEvent,
     ValidationError,
@@ -127,6 +129,49 @@ def test_new_events_carry_ids_and_aware_times() -> None:
         NewEvent(type="Note", event_id="nope")
     with pytest.raises(ValidationError, match="mapping"):
         NewEvent(type="Note", data=[1, 2])  # type: ignore[arg-type]
+
+
+def test_an_envelope_of_a_payload_model_equals_one_of_its_data() -> None:
+    """`NewEvent.of` skips validating the dump again: the envelope is the same."""
+    at = datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=2)))
+    event_id = uuid.uuid4()
+    payloads: list[EventPayload] = [
+        ExecutionProgressed(
+            step="s", detail={"b": [1, 2.5, None], "a": "ü"}, metrics={"t": 3}
+        ),
+        ExecutionFailed(error=ErrorInfo(type="E", message="m", retryable=True)),
+        ExecutionStarted(worker_id="w"),
+        ReviewRequested(reviewer="r", priority=1),
+    ]
+    for payload in payloads:
+        for metadata in (None, {"actor": "a", "extra": {"z": 1, "y": [True]}}):
+            fast = NewEvent.of(
+                payload, metadata=metadata, event_id=event_id, occurred_at=at
+            )
+            slow = NewEvent(
+                type=payload.event_type,
+                data=payload.model_dump(mode="json"),
+                metadata=metadata,
+                event_id=event_id,
+                occurred_at=at,
+            )
+            assert fast == slow
+            assert fast.model_fields_set == slow.model_fields_set
+            assert (fast.data_json, fast.metadata_json) == (
+                slow.data_json,
+                slow.metadata_json,
+            )
+            assert fast.occurred_at.tzinfo is UTC
+    # What the model lets through but the log cannot hold is still refused.
+    with pytest.raises(ValidationError, match="NUL"):
+        NewEvent.of(ExecutionStarted(worker_id="w\x00"))
+    with pytest.raises(ValidationError, match="occurred_at"):
+        NewEvent.of(ExecutionStarted(worker_id="w"), occurred_at=datetime(2026, 1, 1))  # noqa: DTZ001
+    with pytest.raises(ValidationError, match="metadata"):
+        NewEvent.of(ExecutionStarted(worker_id="w"), metadata={"actor": 3})
+    assert NewEvent.of(ExecutionStarted(worker_id="w")).event_id != (
+        NewEvent.of(ExecutionStarted(worker_id="w")).event_id
+    )
 
 
 def test_error_info_from_an_exception() -> None:
