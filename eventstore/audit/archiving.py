@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 import sqlalchemy as sa
 
-from eventstore import chains, errors, hashing
+from eventstore import chains, errors
 from eventstore.audit.archive_files import (
     DATA_SUFFIX,
     ArchivedStream,
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore.audit.parts import AuditedStore
+    from eventstore.backends.base import Backend
     from eventstore.events.envelope import RecordedEvent
 
 ARCHIVIST: Final = "archivist"
@@ -267,7 +268,7 @@ async def _remove(
                 for stream in written.streams
             ],
         )
-        position = await _append_receipt(connection, receipt, store.backend.clock())
+        position = await _append_receipt(store.backend, connection, receipt)
         await connection.execute(sa.delete(guard))
         return position
 
@@ -321,47 +322,28 @@ async def _delete_events(
 
 
 async def _append_receipt(
-    connection: AsyncConnection,
-    receipt: ArchiveReceipt,
-    clock: sa.ColumnElement[datetime],
+    backend: Backend, connection: AsyncConnection, receipt: ArchiveReceipt
 ) -> int:
     """Append the receipt to its system stream inside the archive's transaction.
 
-    Hashes are chained here as the append does; a concurrent archive that
-    took the same version is refused by the unique key, rolling back all.
+    Through the log's own append, decided in the database; a concurrent
+    archive that took the same version is refused by the unique key,
+    rolling back all.
     """
-    head = (
-        await connection.execute(
-            sa.select(execution_events.c.version, execution_events.c.hash)
-            .where(execution_events.c.stream_id == ARCHIVE_RECEIPTS_STREAM)
-            .order_by(execution_events.c.version.desc())
-            .limit(1)
-        )
-    ).first()
-    version, previous = (head[0], head[1]) if head else (0, hashing.GENESIS_HASH)
     event = NewEvent.of(receipt, metadata={"actor": ARCHIVIST})
-    position: int = (
-        await connection.execute(
-            sa.insert(execution_events)
-            .values(
-                stream_id=ARCHIVE_RECEIPTS_STREAM,
-                version=version + 1,
-                stream_type="system",
-                event_id=event.event_id,
-                type=event.type,
-                schema_version=event.schema_version,
-                data=event.data,
-                metadata=event.metadata.as_json(),
-                occurred_at=event.occurred_at,
-                recorded_at=clock,  # the database's time (the append trigger's)
-                hash=hashing.chain_hash(
-                    previous,
-                    chains.canonical_for(ARCHIVE_RECEIPTS_STREAM, version + 1, event),
-                ),
-            )
-            .returning(execution_events.c.position)
+    decision = await backend.append_in(
+        connection,
+        ARCHIVE_RECEIPTS_STREAM,
+        [event],
+        stream_type="system",
+        expected_version=None,
+    )
+    if decision.kind != "appended":
+        raise errors.ArchiveError(
+            f"the receipt could not be recorded ({decision.kind}: "
+            f"{decision.reason or decision.actual}); nothing was removed"
         )
-    ).scalar_one()
+    position: int = decision.positions[0]
     return position
 
 

@@ -46,6 +46,24 @@ class LogStorage(Database):
         """
 
     @abstractmethod
+    async def append_in(
+        self,
+        connection: AsyncConnection,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        *,
+        stream_type: str,
+        expected_version: int | None,
+    ) -> AppendDecision:
+        """`append` inside the caller's write transaction, decided in the database.
+
+        For the store's own records written with other changes (the archive's
+        receipt): the events commit or roll back with the transaction. A
+        concurrent append that takes the same version makes the unique key
+        refuse this one, and the caller's transaction fails with it.
+        """
+
+    @abstractmethod
     async def read_stream_as_stored(
         self, stream_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:

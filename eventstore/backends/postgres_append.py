@@ -315,6 +315,20 @@ class PostgresAppender:
                 return rows
 
 
+async def append_by_function_on(
+    connection: asyncpg.Connection,
+    stream_id: UUID,
+    events: Sequence[NewEvent],
+    stream_type: str,
+    expected_version: int | None,
+) -> AppendDecision:
+    """One call of the append function on `connection`, in its transaction."""
+    rows = await connection.fetch(
+        APPEND_SQL, stream_id, stream_type, expected_version, *_event_columns(events)
+    )
+    return _outcome(rows)
+
+
 def append_refusal(
     stream_id: UUID, sqlstate: str | None, detail: str | None
 ) -> errors.EventStoreError | None:

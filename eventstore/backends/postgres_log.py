@@ -15,7 +15,9 @@ from typing_extensions import override
 
 from eventstore import errors
 from eventstore.backends.log_storage import LogStorage
+from eventstore.backends.postgres_append import append_by_function_on
 from eventstore.backends.postgres_database import PostgresDatabase
+from eventstore.backends.postgres_driver import driver_connection
 from eventstore.backends.postgres_listener import PostgresListener
 from eventstore.backends.postgres_order import (
     AFTER,
@@ -152,6 +154,22 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
                 stream_type=stream_type,
                 expected_version=expected_version,
                 guarded=guarded,
+            )
+
+    @override
+    async def append_in(
+        self,
+        connection: AsyncConnection,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        *,
+        stream_type: str,
+        expected_version: int | None,
+    ) -> AppendDecision:
+        async with self.translate_errors():
+            driver = await driver_connection(connection)
+            return await append_by_function_on(
+                driver, stream_id, events, stream_type, expected_version
             )
 
     @override

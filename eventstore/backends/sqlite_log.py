@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from typing_extensions import override
@@ -19,6 +19,7 @@ from eventstore.hashing import dump_json, format_occurred_at
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore.backends.rows import AppendDecision
@@ -77,6 +78,28 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
                     guarded=guarded,
                 )
             )
+
+    @override
+    async def append_in(
+        self,
+        connection: AsyncConnection,
+        stream_id: UUID,
+        events: Sequence[NewEvent],
+        *,
+        stream_type: str,
+        expected_version: int | None,
+    ) -> AppendDecision:
+        def append(sync: sa.Connection) -> AppendDecision:
+            return writer.append_locked(
+                _DriverStatements(sync),
+                stream_id,
+                events,
+                stream_type,
+                expected_version,
+            )
+
+        async with self.translate_errors():
+            return await connection.run_sync(append)
 
     @override
     async def read_stream_as_stored(
@@ -163,3 +186,25 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
     @override
     async def exclude_appends(self, connection: AsyncConnection) -> None:
         """Nothing to do: a write transaction (BEGIN IMMEDIATE) already excludes them."""
+
+
+class _DriverStatements:
+    """A SQLAlchemy connection (in its transaction) as the writer's sqlite3 calls."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Rows:
+        result = self._connection.exec_driver_sql(sql, tuple(parameters))
+        return _Rows([tuple(row) for row in result] if result.returns_rows else [])
+
+
+class _Rows:
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 from uuid import UUID
 
 from eventstore import chains, errors, hashing
@@ -135,7 +135,7 @@ def append(
     try:
         if guarded:
             connection.execute(OPEN_GUARD_SQL)
-        outcome = _append_locked(
+        outcome = append_locked(
             connection, stream_id, events, stream_type, expected_version
         )
         if guarded:
@@ -155,13 +155,26 @@ def append(
     return outcome
 
 
-def _append_locked(
-    connection: sqlite3.Connection,
+class Statements(Protocol):
+    """What the append asks of a connection: sqlite3's `execute` shortcut."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        """Run one statement; the result has `fetchone` and `fetchall`."""
+        ...
+
+
+def append_locked(
+    connection: Statements,
     stream_id: UUID,
     events: Sequence[NewEvent],
     stream_type: str,
     expected_version: int | None,
 ) -> AppendDecision:
+    """The append's decision and inserts, in the transaction `connection` holds.
+
+    The writer calls it inside its own transaction; the archive inside its
+    (on a SQLAlchemy connection, `SqliteLogStorage.append_in`).
+    """
     ids = [event.event_id.hex for event in events]
     marks = ", ".join("?" * len(ids))
     recorded = connection.execute(

@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from uuid import UUID
 
-    import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from eventstore.backends.base import Backend
     from eventstore.events.system_payloads import ArchiveReceipt
 
 # Long enough for an append that is not held back to commit on a loaded machine.
@@ -85,9 +85,7 @@ async def test_an_append_racing_the_removal_never_leaves_an_orphan_event(
         append_receipt = archiving._append_receipt
 
         async def append_during_removal(
-            connection: AsyncConnection,
-            receipt: ArchiveReceipt,
-            clock: sa.ColumnElement[datetime],
+            backend: Backend, connection: AsyncConnection, receipt: ArchiveReceipt
         ) -> int:
             # The streams are deleted but not yet committed: a writer that
             # read the victim's head before must wait, then see it gone.
@@ -101,7 +99,7 @@ async def test_an_append_racing_the_removal_never_leaves_an_orphan_event(
             )
             await asyncio.sleep(UNBLOCKED_APPEND_SECONDS)
             landed_before_commit = appended.done()
-            return await append_receipt(connection, receipt, clock)
+            return await append_receipt(backend, connection, receipt)
 
         monkeypatch.setattr(archiving, "_append_receipt", append_during_removal)
         result = await archive_finished_before(store, _soon(), archive_dir)
