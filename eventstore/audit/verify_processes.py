@@ -72,13 +72,13 @@ async def verify_log_in_processes(
         return await verify_log(backend, on_batch=on_batch)
     context = multiprocessing.get_context("spawn")  # a fork would copy the event loop
     progress = context.Array("q", processes, lock=False)
-    others = [
-        _Worker.start(
-            context, backend.url, settings, Partition(index, processes), progress
-        )
-        for index in range(1, processes)
-    ]
+    others: list[_Worker] = []
     try:
+        for index in range(1, processes):
+            partition = Partition(index, processes)
+            others.append(
+                _Worker.start(context, backend.url, settings, partition, progress)
+            )
 
         def verified(events: int) -> None:
             progress[0] = events
