@@ -164,7 +164,9 @@ class Audit:
         Args:
             processes: how many processes share the work, each verifying
                 the streams of one partition; None: one per core (up to 8)
-                once the log holds 300,000 events, else one.
+                once the log holds 300,000 events, else one. Others than
+                this one are spawned: a script must run under
+                ``if __name__ == "__main__":``.
             on_batch: called now and then with the events verified so far.
 
         Raises:

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import pickle
+import signal
 from typing import TYPE_CHECKING, Any, Final
 
 from eventstore import errors
@@ -41,7 +43,7 @@ async def processes_for(backend: Backend) -> int:
     head = await backend.head_checkpoint()
     if head is None or head.position < PARALLEL_FROM:
         return 1
-    return max(1, min(os.cpu_count() or 1, MAX_PROCESSES))
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES))
 
 
 async def verify_log_in_processes(
@@ -69,7 +71,7 @@ async def verify_log_in_processes(
     if processes < 1:
         raise errors.ValidationError(f"processes must be at least 1, not {processes}")
     if processes == 1:
-        return await verify_log(backend, on_batch=on_batch)
+        return _merged([await verify_log(backend, on_batch=on_batch)])
     context = multiprocessing.get_context("spawn")  # a fork would copy the event loop
     progress = context.Array("q", processes, lock=False)
     others: list[_Worker] = []
@@ -77,7 +79,9 @@ async def verify_log_in_processes(
         for index in range(1, processes):
             partition = Partition(index, processes)
             others.append(
-                _Worker.start(context, backend.url, settings, partition, progress)
+                _Worker.start(
+                    context, backend.connect_url, settings, partition, progress
+                )
             )
 
         def verified(events: int) -> None:
@@ -189,6 +193,8 @@ def _verify_partition(
     answers: Connection,
 ) -> None:
     """A child process's work: verify one partition, send back the report or the error."""
+    # Ctrl-C reaches the whole process group: the parent stops the children.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         answer: LogReport | Exception = asyncio.run(
             _verify(url, settings, partition, progress)
@@ -196,7 +202,12 @@ def _verify_partition(
     except Exception as exc:  # sent to the parent, which raises it
         answer = exc
     with contextlib.closing(answers):
-        answers.send(answer)
+        try:
+            answers.send(answer)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            answers.send(
+                errors.DatabaseError(f"verifying partition failed: {answer!r}")
+            )
 
 
 async def _verify(

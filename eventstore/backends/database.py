@@ -23,10 +23,19 @@ if TYPE_CHECKING:
 class Database(ABC):
     """One database: its engine, its connections, its error classification."""
 
-    def __init__(self, *, url: str, engine: AsyncEngine) -> None:
-        self.url = url
+    def __init__(self, *, url: str, connect_url: str, engine: AsyncEngine) -> None:
+        self.url = url  # redacted: for messages
         self.engine = engine
+        self._connect_url = connect_url
         self._schema_ready = False
+
+    @property
+    def connect_url(self) -> str:
+        """The URL as given, secrets included: for another process to connect.
+
+        Never print or log it; `url` is the redacted one for messages.
+        """
+        return self._connect_url
 
     async def ensure_schema(self) -> None:
         """Prove once that the database is migrated to the revision this code needs.

@@ -90,7 +90,7 @@ class PostgresDatabase(Database):
                 "timeout": settings.connect_timeout,
             },
         )
-        super().__init__(url=redact_url(parsed), engine=engine)
+        super().__init__(url=redact_url(parsed), connect_url=url, engine=engine)
         self._dsn = parsed.set(drivername="postgresql").render_as_string(
             hide_password=False
         )

@@ -65,12 +65,14 @@ READ_PARTITION_SQL: Final = (
 
 # Verify's read: the fields of `RawEventRow`, in its order. The database
 # writes occurred_at's canonical text (hashing.format_occurred_at): cheaper
-# here than a datetime formatted in Python, for every event. An infinity
-# (which no append writes) has no such text: its own breaks the chain.
+# here than a datetime formatted in Python, for every event. A time before
+# year 1 or an infinity (which no append writes) has no such text: its own
+# text breaks the chain (to_char would drop the era).
 RAW_COLUMNS: Final = (
     "position, stream_id, version, event_id, type, schema_version, data, metadata, "
-    "coalesce(to_char(occurred_at AT TIME ZONE 'UTC', "
-    """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), occurred_at::text), """
+    "coalesce(CASE WHEN occurred_at >= '0001-01-01 00:00:00+00' THEN "
+    "to_char(occurred_at AT TIME ZONE 'UTC', "
+    """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END, occurred_at::text), """
     "recorded_at, hash, transaction_id, epoch"
 )
 

@@ -157,9 +157,8 @@ class PostgresShadowTables(ShadowTables):
             try:
                 yield taken
             finally:
-                if taken and not await _unlocked(connection, name):
-                    # The pool does not reset sessions: never hand on the lock.
-                    connection.terminate()
+                if taken:
+                    await _unlock_or_close(connection, name)
         finally:
             await backend.pool.release(connection)
 
@@ -358,9 +357,19 @@ async def with_lock_retries(
     return False
 
 
-async def _unlocked(connection: PoolConnectionProxy[asyncpg.Record], name: str) -> bool:
-    """Release the rebuild's session lock; False when that failed."""
+async def _unlock_or_close(
+    connection: PoolConnectionProxy[asyncpg.Record], name: str
+) -> None:
+    """Release the rebuild's session lock, or close the session that holds it.
+
+    The pool does not reset sessions: a connection must never go back to
+    it holding the lock (a failed or cancelled unlock closes it instead).
+    """
+    unlocked = False
     try:
-        return bool(await connection.fetchval(UNLOCK_SQL, name))
+        unlocked = bool(await connection.fetchval(UNLOCK_SQL, name))
     except (asyncpg.PostgresError, OSError):
-        return False
+        pass
+    finally:
+        if not unlocked:
+            connection.terminate()

@@ -74,7 +74,7 @@ class SqliteDatabase(Database):
             mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
             connection.exec_driver_sql(f"BEGIN {mode}")
 
-        super().__init__(url=redact_url(parsed), engine=engine)
+        super().__init__(url=redact_url(parsed), connect_url=url, engine=engine)
         self._write_lock = asyncio.Lock()
         self._database = Path(parsed.database or "")
         self._writer = writer.Writer(

@@ -229,15 +229,18 @@ class NewEvent(BaseModel):
         A registered payload model checked its fields when it was built (it
         is frozen), so its data is not validated again, only encoded; the
         lifecycle commands build every event this way. (A payload made with
-        `model_construct` skipped that check: build them normally.)
+        `model_construct` or changed by `model_copy(update=...)` skipped that
+        check: build them normally.)
 
         Raises:
             ValidationError: the data is not JSON the log can hold (a NUL
                 character, a NaN), or the metadata, id or time is invalid.
         """
         model = type(payload)
-        if payloads.PAYLOAD_TYPES.get(model.event_type) is not model or not (
-            event_id is None or type(event_id) is UUID
+        if (
+            payloads.PAYLOAD_TYPES.get(model.event_type) is not model
+            or not (event_id is None or type(event_id) is UUID)
+            or not EVENT_TYPE_PATTERN.match(model.event_type)
         ):
             return cls(
                 type=payload.event_type,

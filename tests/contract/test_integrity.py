@@ -20,7 +20,7 @@ from eventstore import (
 from eventstore.audit.integrity import verify_log
 from eventstore.audit.replay import verify_stream
 from eventstore.hashing import GENESIS_HASH, canonical_event, canonical_json, chain_hash
-from tests.helpers import raw_pg, tamper
+from tests.helpers import raw_pg, tamper, wait_for_horizon
 
 AWKWARD_PAYLOADS: list[dict[str, object]] = [
     {"big": 10**30, "negative_big": -(2**63), "limit": 2**53 + 1},
@@ -317,3 +317,29 @@ async def test_sqlite_data_that_is_not_json_text_is_a_break(
     assert "not canonical JSON" in report.problems[0].reason
     assert reason in report.problems[0].reason
     assert report.events == 2
+
+
+@pytest.mark.postgres
+async def test_a_year_moved_before_the_era_breaks_the_chain(
+    pg_store: EventStore, pg_url: str
+) -> None:
+    """to_char writes year 1 BC as 0001 too: verify must not read it as year 1 AD."""
+    stream = uuid.uuid4()
+    ancient = datetime(1, 6, 1, 12, tzinfo=UTC)
+    await pg_store.append(
+        stream,
+        [NewEvent(type="Note", data={}, occurred_at=ancient)],
+        stream_type="note",
+    )
+    [event] = [e async for e in pg_store.read_stream(stream)]
+    await wait_for_horizon(pg_store)
+    assert (await verify_log(pg_store.backend)).ok
+    await tamper(
+        pg_url,
+        "UPDATE execution_events SET occurred_at = '0001-06-01 12:00:00+00 BC' "
+        f"WHERE position = {event.position}",
+    )
+    report = await verify_log(pg_store.backend)
+    assert [(p.stream_id, p.position) for p in report.problems] == [
+        (stream, event.position)
+    ]

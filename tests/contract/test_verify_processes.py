@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from eventstore import EventStore, NewEvent, ValidationError
+from eventstore.audit import verify_processes
 from eventstore.audit.integrity import verify_log
 from eventstore.audit.verify_processes import PARALLEL_FROM, processes_for
 from eventstore.partitions import Partition
@@ -114,3 +116,35 @@ async def test_a_small_log_is_verified_in_this_process(store: EventStore) -> Non
     await _log_with_a_stream_per_partition(store)
     assert await processes_for(store.backend) == 1
     assert PARALLEL_FROM > PROCESSES * 2 * EVENTS_PER_STREAM
+
+
+@pytest.mark.postgres
+async def test_other_processes_open_the_url_as_given(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the redacted URL of messages: that one lacks the password and options."""
+    url = (
+        make_url(pg_url)
+        .set(password="s3cret")  # noqa: S106 - trust authentication: accepted, unused
+        .update_query_dict({"options": "-c statement_timeout=60000"})
+        .render_as_string(hide_password=False)
+    )
+    given: list[str] = []
+    start = verify_processes._Worker.start
+
+    def recorded(
+        cls: type[verify_processes._Worker], context: Any, url: str, *rest: Any
+    ) -> verify_processes._Worker:
+        given.append(url)
+        return start(context, url, *rest)
+
+    monkeypatch.setattr(verify_processes._Worker, "start", classmethod(recorded))
+    async with EventStore.open(url) as store:
+        await _log_with_a_stream_per_partition(store)
+        report = await store.audit.verify_log(processes=2)
+        assert "s3cret" not in store.backend.url
+    assert report.ok, report.problems
+    assert report.events == 2 * PROCESSES * EVENTS_PER_STREAM
+    [child_url] = given
+    assert "s3cret" in child_url
+    assert "statement_timeout" in child_url

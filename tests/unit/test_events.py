@@ -47,6 +47,13 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return {"reviewer": data["reviewer"], "priority": 1 if data["urgent"] else 3}
 
 
+@register_payload
+class BadlyNamed(EventPayload):
+    """Registered under a name the log refuses (quotes are not allowed)."""
+
+    event_type: ClassVar[str] = 'Test"Quoted'
+
+
 def test_the_seven_lifecycle_payloads_are_registered() -> None:
     assert {
         "ExecutionCreated",
@@ -163,6 +170,8 @@ def test_an_envelope_of_a_payload_model_equals_one_of_its_data() -> None:
             )
             assert fast.occurred_at.tzinfo is UTC
     # What the model lets through but the log cannot hold is still refused.
+    with pytest.raises(ValidationError, match="invalid event type"):
+        NewEvent.of(BadlyNamed())
     with pytest.raises(ValidationError, match="NUL"):
         NewEvent.of(ExecutionStarted(worker_id="w\x00"))
     with pytest.raises(ValidationError, match="occurred_at"):
