@@ -170,7 +170,7 @@ class Audit:
             on_batch: called now and then with the events verified so far.
 
         Raises:
-            ValidationError: `processes` is below 1.
+            ValidationError: `processes` is not from 1 to 64.
         """
         backend = self._store.backend
         if processes is None:

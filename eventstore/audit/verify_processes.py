@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 # Starting an interpreter and importing the store takes about a second of
 # CPU: below this many events one process is as fast.
 PARALLEL_FROM: Final = 300_000
-MAX_PROCESSES: Final = 8
+MAX_PROCESSES: Final = 8  # chosen by default
+PROCESSES_LIMIT: Final = 64  # asked for
 _POLL: Final = 0.2  # seconds between two looks at the other processes' progress
 
 
@@ -43,7 +44,11 @@ async def processes_for(backend: Backend) -> int:
     head = await backend.head_checkpoint()
     if head is None or head.position < PARALLEL_FROM:
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES))
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may use
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_PROCESSES))
 
 
 async def verify_log_in_processes(
@@ -68,8 +73,10 @@ async def verify_log_in_processes(
     Raises:
         DatabaseError: a process failed or stopped without a report.
     """
-    if processes < 1:
-        raise errors.ValidationError(f"processes must be at least 1, not {processes}")
+    if not 1 <= processes <= PROCESSES_LIMIT:
+        raise errors.ValidationError(
+            f"processes must be from 1 to {PROCESSES_LIMIT}, not {processes}"
+        )
     if processes == 1:
         return _merged([await verify_log(backend, on_batch=on_batch)])
     context = multiprocessing.get_context("spawn")  # a fork would copy the event loop

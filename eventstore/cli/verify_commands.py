@@ -11,6 +11,7 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from eventstore import EventStore, errors
 from eventstore.audit import AnchorReport, LogReport, VerifyRun
+from eventstore.audit.verify_processes import PROCESSES_LIMIT
 from eventstore.cli.app import (
     EXIT_PROBLEM,
     DebugOption,
@@ -118,6 +119,7 @@ def verify(
         typer.Option(
             "--processes",
             min=1,
+            max=PROCESSES_LIMIT,
             help="processes that recompute the chains, each for a share of the "
             "streams [default: one per core once the log holds 300,000 events]",
             show_default=False,

@@ -108,8 +108,12 @@ async def test_the_cli_verifies_in_processes_and_refuses_none(
     last = await store.audit.last_verify_run()
     assert last is not None
     assert last.problems == 1  # the refused run recorded nothing
-    with pytest.raises(ValidationError, match="processes must be at least 1"):
-        await store.audit.verify_log(processes=0)
+    for wrong in (0, 65, 2**70):
+        with pytest.raises(ValidationError, match="processes must be from 1 to 64"):
+            await store.audit.verify_log(processes=wrong)
+    too_many = run_cli("verify", "--processes", str(2**70), "--url", url)
+    assert too_many.returncode == 2
+    assert "--processes" in too_many.stderr
 
 
 async def test_a_small_log_is_verified_in_this_process(store: EventStore) -> None:
