@@ -35,6 +35,9 @@ from eventstore.audit.replay import (
     verify_stream,
 )
 from eventstore.audit.reports import render_timeline
+from eventstore.audit.verify_processes import (
+    PROCESSES_LIMIT as VERIFY_PROCESSES_LIMIT,
+)
 from eventstore.audit.verify_processes import processes_for, verify_log_in_processes
 from eventstore.audit.verify_runs import VerifyRun, last_verify_run, record_verify_run
 from eventstore.execution_states import is_execution_stream
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
     from eventstore.fold import ExecutionState
 
 __all__ = [
+    "VERIFY_PROCESSES_LIMIT",
     "AnchorReport",
     "ArchiveResult",
     "AsOf",

@@ -10,8 +10,12 @@ import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from eventstore import EventStore, errors
-from eventstore.audit import AnchorReport, LogReport, VerifyRun
-from eventstore.audit.verify_processes import PROCESSES_LIMIT
+from eventstore.audit import (
+    VERIFY_PROCESSES_LIMIT,
+    AnchorReport,
+    LogReport,
+    VerifyRun,
+)
 from eventstore.cli.app import (
     EXIT_PROBLEM,
     DebugOption,
@@ -119,7 +123,7 @@ def verify(
         typer.Option(
             "--processes",
             min=1,
-            max=PROCESSES_LIMIT,
+            max=VERIFY_PROCESSES_LIMIT,
             help="processes that recompute the chains, each for a share of the "
             "streams [default: one per core once the log holds 300,000 events]",
             show_default=False,
