@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-SCHEMA_HEAD: Final = "0013"
+SCHEMA_HEAD: Final = "0014"
 """The revision this version of the code needs (a test keeps it equal to alembic's head)."""
 VERSION_TABLE: Final = "eventstore_alembic_version"
 """Where our revision tree records its revision."""

@@ -219,3 +219,24 @@ def test_a_bad_setting_in_the_environment_is_one_line_and_exit_2(
     assert f"{variable} is invalid" in done.stderr
     assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []  # no database file was made
+
+
+@pytest.mark.postgres
+async def test_every_new_connection_of_a_store_in_a_schema_works(
+    app_database: str,
+) -> None:
+    """Each new pool connection checks the restore epoch (0006) in the store's schema.
+
+    The check function searched `public`, so a store in a schema of its own
+    failed on every connection its pool opened after the migration (0014).
+    """
+    async with EventStore.open(app_database, settings=_in_schema("agents")) as store:
+        await store.migrate()
+    settings = StoreSettings(postgres_schema="agents", pool_size=4)
+    async with EventStore.open(app_database, settings=settings) as store:
+        refs = await make_references(store)
+        runs = await asyncio.gather(
+            *(execution_in(store, refs, ExecutionStatus.COMPLETED) for _ in range(4))
+        )
+        assert len(set(runs)) == 4
+        assert (await store.audit.verify_log()).ok
