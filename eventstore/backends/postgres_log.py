@@ -200,18 +200,9 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
         limit: int,
         partition: Partition | None = None,
     ) -> list[RecordedEvent]:
-        after = after or Checkpoint(0, 0)
-        async with self.translate_errors(), self.pool.acquire() as connection:
-            if partition is None or partition.count == 1:
-                rows = await connection.fetch(READ_ALL_SQL, *order_key(after), limit)
-            else:
-                rows = await connection.fetch(
-                    READ_PARTITION_SQL,
-                    *order_key(after),
-                    limit,
-                    partition.count,
-                    partition.index,
-                )
+        rows = await self._fetch_after(
+            READ_ALL_SQL, READ_PARTITION_SQL, after, limit, partition
+        )
         return _rows_to_events(rows)
 
     @override
@@ -222,19 +213,27 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
         limit: int,
         partition: Partition | None = None,
     ) -> list[RawEventRow]:
-        after = after or Checkpoint(0, 0)
+        rows = await self._fetch_after(
+            READ_RAW_SQL, READ_RAW_PARTITION_SQL, after, limit, partition
+        )
+        return list(map(RawEventRow._make, rows))
+
+    async def _fetch_after(
+        self,
+        whole_log_sql: str,
+        partition_sql: str,
+        after: Checkpoint | None,
+        limit: int,
+        partition: Partition | None,
+    ) -> list[asyncpg.Record]:
+        """Up to `limit` rows after `after` in global order, of one partition if given."""
+        key = order_key(after or Checkpoint(0, 0))
         async with self.translate_errors(), self.pool.acquire() as connection:
             if partition is None or partition.count == 1:
-                rows = await connection.fetch(READ_RAW_SQL, *order_key(after), limit)
-            else:
-                rows = await connection.fetch(
-                    READ_RAW_PARTITION_SQL,
-                    *order_key(after),
-                    limit,
-                    partition.count,
-                    partition.index,
-                )
-        return list(map(RawEventRow._make, rows))
+                return await connection.fetch(whole_log_sql, *key, limit)
+            return await connection.fetch(
+                partition_sql, *key, limit, partition.count, partition.index
+            )
 
     @override
     async def read_streams_as_stored(

@@ -79,6 +79,17 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
                 )
             )
 
+    async def _fetch_after(
+        self, after: Checkpoint | None, limit: int, partition: Partition | None
+    ) -> list[Any]:
+        """Up to `limit` rows after `after` in log order, of one partition if given."""
+        position = after.position if after is not None else 0
+        if partition is None or partition.count == 1:
+            return await self._fetch(READ_ALL_SQL, (position, limit))
+        return await self._fetch(
+            READ_PARTITION_SQL, (position, partition.count, partition.index, limit)
+        )
+
     @override
     async def append_in(
         self,
@@ -119,14 +130,7 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
         limit: int,
         partition: Partition | None = None,
     ) -> list[RecordedEvent]:
-        position = after.position if after is not None else 0
-        if partition is None or partition.count == 1:
-            rows = await self._fetch(READ_ALL_SQL, (position, limit))
-        else:
-            rows = await self._fetch(
-                READ_PARTITION_SQL, (position, partition.count, partition.index, limit)
-            )
-        return rows_to_events(rows)
+        return rows_to_events(await self._fetch_after(after, limit, partition))
 
     @override
     async def read_rows_as_stored(
@@ -136,13 +140,7 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
         limit: int,
         partition: Partition | None = None,
     ) -> list[RawEventRow]:
-        position = after.position if after is not None else 0
-        if partition is None or partition.count == 1:
-            rows = await self._fetch(READ_ALL_SQL, (position, limit))
-        else:
-            rows = await self._fetch(
-                READ_PARTITION_SQL, (position, partition.count, partition.index, limit)
-            )
+        rows = await self._fetch_after(after, limit, partition)
         return [
             RawEventRow(
                 position=row[0],
