@@ -43,6 +43,8 @@ if TYPE_CHECKING:
         Sequence,
     )
 
+    from rich.console import Console
+
 T = TypeVar("T")
 REPOSITORY: Final = Path(__file__).parent.parent
 CODE: Final = ("eventstore", "projections", "migrations")
@@ -399,8 +401,19 @@ class Run:
     def judged(self, limit: float, *, busy: bool = False) -> Run:
         """Disturbed if other programs kept more than `limit` cores busy (or `busy`)."""
         other = self.timing.other_cores
-        disturbed = busy or (other is not None and other > limit)
+        disturbed = busy or self.disturbed or (other is not None and other > limit)
         return dataclasses.replace(self, disturbed=disturbed)
+
+    def line(self) -> str:
+        """One line for the terminal."""
+        writers = f" W={self.writers:<2}" if self.writers else ""
+        return (
+            f"{self.subject:<24}{writers} {self.seconds:7.2f} s {self.rate:9,.0f}/s "
+            f"µs/item client {self.client_us:5.1f} server {self.server_us:5.1f} "
+            f"other {num(self.timing.other_cores, 2)} cores"
+            + (f" PROBLEM: {self.problem}" if self.problem else "")
+            + (" [DISTURBED]" if self.disturbed else "")
+        )
 
 
 def median(values: Iterable[float]) -> float | None:
@@ -443,6 +456,85 @@ class Runs(list[Run]):
         by_round = {r.round: get(r) for r in self.of(theirs or "", writers)}
         mine_ = self.of(mine, writers)
         return [get(r) / by_round[r.round] for r in mine_ if by_round.get(r.round)]
+
+
+PER_RUN: Final = """\
+| round | order | subject |{{ " writers |" if writers }} items | wall s | items/s | client CPU s | server CPU s | other programs, cores |{{ " peak RSS |" if rss }} attempt |
+|---|---|---|{{ "---|" if writers }}---|---|---|---|---|---|{{ "---|" if rss }}---|
+{% for r in runs|sort(attribute="round,sequence,attempt") %}
+| {{ r.round }} | {{ r.sequence }} | `{{ r.subject }}` |{{ " %d |"|format(r.writers) if writers }} {{ r.count|num }} | {{ "%.3f"|format(r.seconds) }} | {{ r.rate|num }} | {{ "%.2f"|format(r.timing.client) }} | {{ "%.2f"|format(r.timing.server) }} | {{ r.timing.other_cores|n(2) }} |{{ " %s |"|format(r.timing.peak_rss|mib) if rss }} {{ r.attempt }}{{ " (disturbed)" if r.disturbed }}{{ " (" + r.problem + ")" if r.problem }} |
+{% endfor %}
+"""
+
+
+def per_run_table(runs: Iterable[Run]) -> str:
+    """Every run as a markdown table row (writers and peak RSS where measured)."""
+    found = list(runs)
+    writers = any(r.writers for r in found)
+    rss = any(r.timing.peak_rss for r in found)
+    return report(PER_RUN, runs=found, writers=writers, rss=rss)
+
+
+@dataclasses.dataclass(slots=True)
+class Rounds:
+    """What interleaved rounds produced: the kept runs (medians come from these),
+    the disturbed attempts that were run again, and the failures."""
+
+    runs: Runs = dataclasses.field(default_factory=Runs)
+    disturbed: list[Run] = dataclasses.field(default_factory=list)
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+
+async def until_quiet(limit: float, max_wait: float = 120.0) -> float:
+    """`wait_until_quiet` off the event loop; the seconds waited."""
+    return await asyncio.to_thread(wait_until_quiet, limit=limit, max_wait=max_wait)
+
+
+async def interleaved(
+    subjects: Sequence[T],
+    measure: Callable[[T, int, int], Awaitable[Run]],
+    *,
+    rounds: int,
+    max_other_cores: float,
+    console: Console,
+    retries: int = 2,
+    quiet_wait: float = 120.0,
+    into: Rounds | None = None,
+) -> Rounds:
+    """Measure every subject once per round, in the order `rotated` gives.
+
+    `measure(subject, round, sequence)` returns its Run. A run during which
+    other programs kept more than `max_other_cores` cores busy (or that the
+    measure marked disturbed) is run again, up to `retries` times, after
+    waiting for a quiet machine; the last attempt is kept either way. A
+    failing measure is recorded in `failures` and the rounds go on; a run
+    with a `problem` is kept and its problem recorded too.
+    """
+    found = into if into is not None else Rounds()
+    for number in range(1, rounds + 1):
+        console.rule(f"round {number}/{rounds}")
+        for sequence, subject in enumerate(rotated(subjects, number), 1):
+            for attempt in range(1, retries + 2):
+                try:
+                    run = await measure(subject, number, sequence)
+                except Exception as exc:  # recorded in the report; the rounds go on
+                    error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    found.failures.append(f"round {number}, {subject}: {error}")
+                    console.print(f"[red]{found.failures[-1]}[/red]")
+                    break
+                run = dataclasses.replace(run.judged(max_other_cores), attempt=attempt)
+                console.print(run.line())
+                if not run.disturbed or attempt > retries:
+                    found.runs.append(run)
+                    if run.problem:
+                        found.failures.append(
+                            f"round {number}, {run.subject}: {run.problem}"
+                        )
+                    break
+                found.disturbed.append(run)
+                waited = await until_quiet(max_other_cores, quiet_wait)
+                console.print(f"[yellow]disturbed: waited {waited:.0f} s, again[/]")
+    return found
 
 
 def rotated(items: Sequence[T], round_number: int) -> list[T]:
