@@ -28,18 +28,18 @@ import math
 import re
 import sys
 from decimal import Decimal
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Final
 
 import orjson
 
 from eventstore import errors
+from eventstore.jsonvalues import parse_json
 from eventstore.times import utc_text
 
 if TYPE_CHECKING:
     from datetime import datetime
     from uuid import UUID
 
-    from eventstore.jsonvalues import JSONObject, JSONValue
 
 GENESIS_HASH: Final = bytes(32)
 # ECMAScript prints numbers of this magnitude and above with an exponent.
@@ -234,21 +234,6 @@ def _encode_float(number: float) -> str:
     return sign + text
 
 
-def parse_json(text: str) -> JSONValue:
-    """Parse stored JSON the way PostgreSQL jsonb reads numbers: by value.
-
-    An integral number written with an exponent (``1e+30``) becomes an int,
-    as jsonb makes it, so both backends hand back the same values.
-    """
-    try:
-        value, end = _DECODER.raw_decode(text)
-    except json.JSONDecodeError:
-        end = -1
-    if end != len(text):  # surrounding whitespace, or an error: decode says which
-        return cast("JSONValue", _DECODER.decode(text))
-    return cast("JSONValue", value)
-
-
 def canonical_text(stored: str) -> str:
     """The canonical form of stored JSON text: ``canonical_json(parse_json(stored))``.
 
@@ -319,27 +304,6 @@ def _orjson_is_canonical(text: bytes) -> bool:
     )
 
 
-def dump_json(value: object) -> str:
-    """Plain, fast JSON for read-model columns (their values come from the fold)."""
-    return _ENCODER.encode(value)
-
-
-def parse_json_object(text: str) -> JSONObject:
-    """Parse a stored JSON object (data, metadata) by value.
-
-    Raises:
-        RecordAltered: the stored text is not a JSON object.
-    """
-    value = parse_json(text)
-    if not isinstance(value, dict):
-        raise errors.RecordAltered(
-            stream_id=None,
-            position=None,
-            reason=f"stored JSON is not an object: {text[:40]}",
-        )
-    return value
-
-
 def _nesting(text: bytes) -> int:
     """How deep the arrays and objects of compact JSON `text` nest."""
     depth = deepest = 0
@@ -350,25 +314,6 @@ def _nesting(text: bytes) -> int:
         else:
             depth -= 1
     return deepest
-
-
-def _number(text: str) -> int | float:
-    if "e" in text or "E" in text:
-        value = Decimal(text)
-        if value == value.to_integral_value():
-            if value.adjusted() >= sys.get_int_max_str_digits():
-                # 1e999999999 would build a billion-digit integer first.
-                raise ValueError(
-                    f"the number {text[:40]} has more digits than JSON readers accept"
-                )
-            return int(value)
-    return float(text)
-
-
-_DECODER: Final = json.JSONDecoder(parse_float=_number)
-_ENCODER: Final = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":")
-)
 
 
 def format_occurred_at(moment: datetime) -> str:

@@ -18,9 +18,10 @@ from eventstore.arguments import (
     ORDER_KEY_MAX,
     checked_int,
 )
-from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
+from eventstore.events.checkpoint import Checkpoint
+from eventstore.events.envelope import NewEvent, RecordedEvent
 from eventstore.events.upcasting import upcast
-from eventstore.hashing import parse_json_object
+from eventstore.jsonvalues import parse_json_object
 from eventstore.telemetry import TELEMETRY, clock
 
 if TYPE_CHECKING:

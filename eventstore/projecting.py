@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from eventstore.events.envelope import Checkpoint, RecordedEvent
+    from eventstore.events.checkpoint import Checkpoint
+    from eventstore.events.envelope import RecordedEvent
 
 __all__ = [
     "RECHECK_MIN",

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from eventstore.backends.base import Backend
-    from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
+    from eventstore.events.checkpoint import Checkpoint
+    from eventstore.events.envelope import NewEvent, RecordedEvent
     from eventstore.projecting import ProjectionContext
 
 

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from uuid import UUID
 
-    from eventstore.events.envelope import Checkpoint, RecordedEvent
+    from eventstore.events.checkpoint import Checkpoint
+    from eventstore.events.envelope import RecordedEvent
     from eventstore.log import EventLog
     from eventstore.wakeups import Wakeups
 

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Final
 
 from eventstore import errors, hashing
 from eventstore.audit.receipts import verify_receipts
-from eventstore.events.envelope import Checkpoint, NewEvent
+from eventstore.events.checkpoint import Checkpoint
+from eventstore.events.envelope import NewEvent
 from eventstore.events.system_payloads import (
     ARCHIVE_RECEIPTS_STREAM,
     CHAIN_ANCHORS_STREAM,

@@ -19,7 +19,7 @@ from uuid import UUID
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from eventstore import chains, errors, hashing
+from eventstore import chains, errors, jsonvalues
 from eventstore.audit.exporting import EXPORT_FORMAT, event_line, parse_event_lines
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class ArchiveManifest(BaseModel):
 
     def to_bytes(self) -> bytes:
         """The manifest file's bytes (fields in a fixed order, so its digest is stable)."""
-        return (hashing.dump_json(self.model_dump(mode="json")) + "\n").encode()
+        return (jsonvalues.dump_json(self.model_dump(mode="json")) + "\n").encode()
 
 
 def manifest_path_for(data_path: Path) -> Path:

@@ -35,7 +35,8 @@ from eventstore.audit.archive_files import (
     write_events,
     write_manifest,
 )
-from eventstore.events.envelope import Checkpoint, NewEvent
+from eventstore.events.checkpoint import Checkpoint
+from eventstore.events.envelope import NewEvent
 from eventstore.events.system_payloads import (
     ARCHIVE_RECEIPTS_STREAM,
     ArchiveReceipt,

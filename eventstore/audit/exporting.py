@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
-from eventstore import errors, hashing
+from eventstore import errors, hashing, jsonvalues
 from eventstore.events.envelope import EventMetadata, RecordedEvent
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ EXPORT_FORMAT: Final = "eventstore-events/1"
 
 def event_line(event: RecordedEvent) -> str:
     """One stored event as a line of JSON (without the newline)."""
-    return hashing.dump_json(
+    return jsonvalues.dump_json(
         {
             "position": event.position,
             "transaction_id": event.transaction_id,
@@ -49,7 +49,7 @@ def parse_event_line(text: str, *, line_number: int = 0) -> RecordedEvent:
         RecordAltered: the line is not an exported event.
     """
     try:
-        fields: dict[str, Any] = dict(hashing.parse_json_object(text))
+        fields: dict[str, Any] = dict(jsonvalues.parse_json_object(text))
         return RecordedEvent(
             position=fields["position"],
             transaction_id=fields["transaction_id"],

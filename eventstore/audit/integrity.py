@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from eventstore.backends.base import Backend
     from eventstore.backends.rows import RawEventRow
-    from eventstore.events.envelope import Checkpoint
+    from eventstore.events.checkpoint import Checkpoint
 
 BATCH: Final = 5000
 MAX_PROBLEMS: Final = 100

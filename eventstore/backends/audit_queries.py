@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from eventstore.backends.rows import LastStatusChange
-    from eventstore.events.envelope import Checkpoint
+    from eventstore.events.checkpoint import Checkpoint
 
 
 class AuditQueries(Database):

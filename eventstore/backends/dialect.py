@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from eventstore.events.envelope import Checkpoint
+    from eventstore.events.checkpoint import Checkpoint
 
 
 class ConflictInsert(Protocol):

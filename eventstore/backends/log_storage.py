@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
     from eventstore.backends.listening import Listener
     from eventstore.backends.rows import AppendDecision, RawEventRow
-    from eventstore.events.envelope import Checkpoint, NewEvent, RecordedEvent
+    from eventstore.events.checkpoint import Checkpoint
+    from eventstore.events.envelope import NewEvent, RecordedEvent
     from eventstore.partitions import Partition
 
 

@@ -12,21 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Final
-from uuid import UUID
+from typing import TYPE_CHECKING, Final
 
 import asyncpg
 
-from eventstore import errors
-from eventstore.backends.driver_errors import stream_type_refused
 from eventstore.backends.postgres_namespace import APPENDS_CHANNEL_SQL
+from eventstore.backends.postgres_refusals import append_refusal
 from eventstore.backends.rows import AppendDecision
 from eventstore.cache import BoundedCache
 from eventstore.chains import canonical_for
-from eventstore.hashing import GENESIS_HASH, chain_hash, format_occurred_at, parse_json
+from eventstore.hashing import GENESIS_HASH, chain_hash, format_occurred_at
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from uuid import UUID
 
     from eventstore.events.envelope import NewEvent
 
@@ -327,60 +326,6 @@ async def append_by_function_on(
         APPEND_SQL, stream_id, stream_type, expected_version, *_event_columns(events)
     )
     return _outcome(rows)
-
-
-def append_refusal(
-    stream_id: UUID, sqlstate: str | None, detail: str | None
-) -> errors.EventStoreError | None:
-    """The typed error for a rule of the append trigger (migrations 0006, 0008), if one.
-
-    The trigger's SQLSTATE says which rule refused the row; its DETAIL holds
-    the facts (a JSON object, or the stream id).
-    """
-    facts = parse_json(detail) if detail and detail.startswith("{") else {}
-    if not isinstance(facts, dict):
-        facts = {}
-    match sqlstate:
-        case "ZE002":
-            return errors.InvalidTransition(
-                execution_id=stream_id,
-                status=str(facts.get("status")),
-                event_type=str(facts.get("event_type")),
-            )
-        case "ZE003":
-            return errors.ValidationError(
-                f"stream {stream_id} is a system stream: only the store's archive "
-                "and anchor paths write system streams"
-            )
-        case "ZE004":
-            return errors.StreamArchived(stream_id=stream_id)
-        case "ZE005":
-            entity = str(facts.get("entity", "reference"))
-            return errors.ReferenceNotFound(
-                entity=entity, entity_id=_maybe_uuid(facts.get("id"))
-            )
-        case "ZE006":
-            return errors.ValidationError(
-                f"stream {stream_id}: versions must follow one another without gaps"
-            )
-        case "ZE007":
-            return errors.ValidationError(
-                "execution_events.position is drawn by the database, not chosen"
-            )
-        case "ZE008":
-            return errors.ExecutionNotFound(execution_id=stream_id)
-        case "ZE009":
-            return stream_type_refused(
-                stream_id, str(facts.get("stream_type")), str(facts.get("given"))
-            )
-    return None
-
-
-def _maybe_uuid(value: object) -> Any:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        return value
 
 
 def _event_columns(events: Sequence[NewEvent]) -> tuple[list[object], ...]:

@@ -16,7 +16,7 @@ from eventstore.backends.postgres_order import (
     order_key,
 )
 from eventstore.backends.rows import LastStatusChange
-from eventstore.events.envelope import Checkpoint
+from eventstore.events.checkpoint import Checkpoint
 from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:

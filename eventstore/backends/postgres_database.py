@@ -20,7 +20,7 @@ from eventstore.backends.leadership import process_identity
 from eventstore.backends.postgres_append import PostgresAppender
 from eventstore.backends.postgres_namespace import lock_key_sql
 from eventstore.backends.postgres_options import split_options
-from eventstore.hashing import dump_json, parse_json
+from eventstore.jsonvalues import dump_json, parse_json
 from eventstore.redaction import redact_url
 
 if TYPE_CHECKING:

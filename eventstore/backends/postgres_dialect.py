@@ -12,7 +12,7 @@ from eventstore.backends.dialect import Dialect
 from eventstore.backends.postgres_database import PostgresDatabase
 from eventstore.backends.postgres_driver import driver_connection
 from eventstore.backends.postgres_upsert import BulkUpsert
-from eventstore.hashing import dump_json
+from eventstore.jsonvalues import dump_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore.backends.dialect import ConflictInsert
-    from eventstore.events.envelope import Checkpoint
+    from eventstore.events.checkpoint import Checkpoint
 
 
 class PostgresDialect(PostgresDatabase, Dialect):

@@ -27,12 +27,9 @@ from eventstore.backends.postgres_order import (
     order_key,
 )
 from eventstore.backends.rows import RawEventRow
-from eventstore.events.envelope import (
-    Checkpoint,
-    RecordedEvent,
-    stored_metadata_parser,
-)
-from eventstore.hashing import parse_json_object
+from eventstore.events.checkpoint import Checkpoint
+from eventstore.events.envelope import RecordedEvent, stored_metadata_parser
+from eventstore.jsonvalues import parse_json_object
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

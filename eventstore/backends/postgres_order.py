@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from eventstore.events.envelope import Checkpoint
+    from eventstore.events.checkpoint import Checkpoint
 
 MAX_POSITION: Final = 2**63 - 1
 

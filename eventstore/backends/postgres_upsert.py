@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from eventstore.hashing import dump_json
+from eventstore.jsonvalues import dump_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

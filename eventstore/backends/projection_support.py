@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from eventstore.backends.leadership import Holder, HorizonHolder, LeaderLocks
     from eventstore.backends.shadow import ShadowTables
-    from eventstore.events.envelope import Checkpoint
+    from eventstore.events.checkpoint import Checkpoint
     from eventstore.partitions import Partition
 
 

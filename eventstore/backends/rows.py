@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from eventstore.events.envelope import Checkpoint
+from eventstore.events.checkpoint import Checkpoint
 
 if TYPE_CHECKING:
     from datetime import datetime

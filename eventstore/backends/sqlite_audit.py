@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from eventstore.events.envelope import Checkpoint
+    from eventstore.events.checkpoint import Checkpoint
 
 # SQLite gives a bare column the values of the row that max() chose.
 STREAM_HEADS_SQL: Final = """

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from typing_extensions import override
 
-from eventstore import errors, hashing
+from eventstore import errors, jsonvalues
 from eventstore.backends import sqlite_writer as writer
 from eventstore.backends.database import Database
 from eventstore.backends.sqlite_rows import partition_key
@@ -51,8 +51,8 @@ class SqliteDatabase(Database):
             max_overflow=settings.pool_size,
             connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
             # JSON columns read numbers by value, like the log does.
-            json_serializer=hashing.dump_json,
-            json_deserializer=hashing.parse_json,
+            json_serializer=jsonvalues.dump_json,
+            json_deserializer=jsonvalues.parse_json,
         )
         busy_timeout = settings.sqlite_busy_timeout_ms
 

@@ -13,8 +13,9 @@ from eventstore.backends.log_storage import LogStorage
 from eventstore.backends.rows import RawEventRow
 from eventstore.backends.sqlite_database import SqliteDatabase
 from eventstore.backends.sqlite_rows import COLUMNS, from_db_time, rows_to_events
-from eventstore.events.envelope import Checkpoint
-from eventstore.hashing import dump_json, format_occurred_at
+from eventstore.events.checkpoint import Checkpoint
+from eventstore.hashing import format_occurred_at
+from eventstore.jsonvalues import dump_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore.backends.leadership import Holder, HorizonHolder, LeaderLocks
-    from eventstore.events.envelope import Checkpoint
+    from eventstore.events.checkpoint import Checkpoint
     from eventstore.partitions import Partition
 
 BACKLOG_SQL: Final = (

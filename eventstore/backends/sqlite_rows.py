@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from eventstore.events.envelope import RecordedEvent, stored_metadata_parser
-from eventstore.hashing import parse_json_object
+from eventstore.jsonvalues import parse_json_object
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

@@ -5,12 +5,8 @@ from __future__ import annotations
 # The store's own upcasters register on import; importing them here makes
 # them active wherever the payloads are (every reader imports this package).
 from eventstore.events import lifecycle_upcasters as _upcasters  # noqa: F401
-from eventstore.events.envelope import (
-    Checkpoint,
-    EventMetadata,
-    NewEvent,
-    RecordedEvent,
-)
+from eventstore.events.checkpoint import Checkpoint
+from eventstore.events.envelope import EventMetadata, NewEvent, RecordedEvent
 from eventstore.events.payloads import (
     PAYLOAD_TYPES,
     ErrorInfo,

@@ -29,7 +29,7 @@ from eventstore import (
     fold_events,
 )
 from eventstore.audit.reports import render_timeline
-from eventstore.hashing import parse_json_object
+from eventstore.jsonvalues import parse_json_object
 from tests.cli.runner import run_cli
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from eventstore.hashing import (
     canonical_json,
     chain_hash,
     format_occurred_at,
-    parse_json,
 )
+from eventstore.jsonvalues import parse_json
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,9 @@ from eventstore.hashing import (
     canonical_event,
     canonical_json,
     chain_hash,
-    dump_json,
     format_occurred_at,
-    parse_json,
 )
+from eventstore.jsonvalues import dump_json, parse_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable
