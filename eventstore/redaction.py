@@ -51,7 +51,12 @@ _SCHEME: Final = re.compile(
 
 _PIECES: Final = re.compile(r"[\s=,]+")
 
+# Whole secrets (a password, a parameter's whole value) are hidden wherever
+# they stand; a piece split out of `options` only as a word of its own, or
+# `-csearch_path=other` would turn every "another" into "an***".
 _secrets: set[str] = set()
+_pieces: set[str] = set()
+_pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
 
 
@@ -103,30 +108,43 @@ def remember_secrets(url: str | URL) -> None:
     parsed = parse_url(url)
     if parsed is None:
         return
-    found = [parsed.password] if parsed.password else []
+    wholes = [parsed.password] if parsed.password else []
+    pieces = []
     for key, value in parsed.query.items():
         if key.lower() not in SHOWN_QUERY_KEYS:
             for whole in value if isinstance(value, tuple) else [value]:
+                wholes.append(whole)
                 # The server quotes back a piece of `options=-c name=value`.
-                found.extend([whole, *_PIECES.split(whole)])
-    forms = set()
-    for secret in found:
-        # A driver may quote it back as written, decoded or re-encoded.
-        forms.update(
-            {str(secret), quote(str(secret), safe=""), quote_plus(str(secret))}
-        )
+                pieces.extend(_PIECES.split(whole))
+    global _pattern  # noqa: PLW0603 - the one cache of the remembered secrets
     with _lock:
-        _secrets.update(s for s in forms if len(s) >= MIN_SCRUBBED_LENGTH)
+        _secrets.update(_forms(wholes))
+        _pieces.update(_forms(pieces) - _secrets)
+        _pattern = None
+
+
+def _forms(secrets: list[str]) -> set[str]:
+    """Each secret as a driver may quote it back: as written, decoded or re-encoded."""
+    forms = set()
+    for secret in map(str, secrets):
+        forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+    return {form for form in forms if len(form) >= MIN_SCRUBBED_LENGTH}
 
 
 def scrub(text: str) -> str:
     """The text with every remembered secret replaced by ***."""
+    global _pattern  # noqa: PLW0603 - the one cache of the remembered secrets
     with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, HIDDEN)
-    return text
+        if _pattern is None and (_secrets or _pieces):
+            # The longest first, so that a secret holding another goes whole.
+            wholes = [re.escape(s) for s in sorted(_secrets, key=len, reverse=True)]
+            words = [
+                rf"(?<!\w){re.escape(s)}(?!\w)"
+                for s in sorted(_pieces, key=len, reverse=True)
+            ]
+            _pattern = re.compile("|".join([*wholes, *words]))
+        pattern = _pattern
+    return text if pattern is None else pattern.sub(HIDDEN, text)
 
 
 def _unparsed(text: str) -> str:

@@ -146,6 +146,16 @@ def test_scrub_hides_what_a_driver_quotes_back() -> None:
         assert MARK not in scrub(f"server said: {text}!")
 
 
+def test_scrub_hides_a_piece_of_options_only_as_a_word_of_its_own() -> None:
+    from eventstore.backends import normalize_url
+
+    normalize_url("postgresql://u@h/db?options=-csearch_path%3Dotherschema")
+    said = scrub('schema "otherschema" does not exist; anotherschema may')
+    assert said == 'schema "***" does not exist; anotherschema may'
+    # The whole value is hidden wherever it stands.
+    assert scrub("x-csearch_path=otherschemay") == "x***y"
+
+
 def test_settings_do_not_show_the_url() -> None:
     settings = StoreSettings(url="postgresql://u:s3cr3tpw@h/db")
     assert MARK not in repr(settings)
