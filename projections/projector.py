@@ -33,7 +33,7 @@ from eventstore.schema import execution_events
 from eventstore.telemetry import TELEMETRY
 from projections import checkpoints, slots
 from projections.backoff import MAX_RETRY_DELAY, RebuildHolds
-from projections.batches import BatchReport, BatchWriter
+from projections.batches import BatchReport, BatchSizes, BatchWriter
 from projections.executions import ExecutionsProjection
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class Projector:
         self._batches = BatchWriter(context)
         default: list[Projection] = [ExecutionsProjection(context)]
         self._projections = default if projections is None else list(projections)
-        self._batch_size = batch_size
+        self._sizes = BatchSizes(batch_size)
         self._poll_interval = poll_interval
         self._partitions = partitions
         self._slots = slots.slots_of(self._projections, partitions)
@@ -380,15 +380,14 @@ class Projector:
         name = slot.projection.name
         if name not in self._prepared or not self._held.due(name):
             return BatchReport(events=0, position=None, caught_up=False)
+        size = self._sizes.of(slot)
         try:
             start = await self._checkpoint(slot)
             if TELEMETRY is None or not TELEMETRY.tracing():
-                report = await self._batches.apply_next(slot, start, self._batch_size)
+                report = await self._batches.apply_next(slot, start, size)
             else:
                 with TELEMETRY.batch_span(str(slot)) as span:
-                    report = await self._batches.apply_next(
-                        slot, start, self._batch_size
-                    )
+                    report = await self._batches.apply_next(slot, start, size)
                     span.set_attribute("event.count", report.events)
         except errors.RebuildInProgress:
             # Nothing was applied: the batch is read again after the rebuild,
@@ -396,4 +395,5 @@ class Projector:
             self._held.hold(name)
             return BatchReport(events=0, position=None, caught_up=False)
         self._held.release(name)
+        self._sizes.note(slot, asked=size, got=report.events)
         return report

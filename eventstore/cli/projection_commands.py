@@ -53,7 +53,13 @@ def project(
         ),
     ] = 1,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=100_000, help="events per batch")
+        int,
+        typer.Option(
+            min=1,
+            max=100_000,
+            help="events per batch; one behind the log reads up to ten times as "
+            "many (at most 10,000) until it catches up",
+        ),
     ] = 1000,
     poll_interval: Annotated[
         # At most an hour: `inf` would leave an idle daemon asleep for good.

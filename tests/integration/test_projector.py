@@ -30,6 +30,7 @@ from tests.helpers import (
     event_token_sum,
     execution_in,
     project_everything,
+    wait_for_horizon,
 )
 
 
@@ -167,3 +168,27 @@ async def test_bare_numbers_in_inputs_and_results_are_projected_exactly(
     assert type(row.result) is type(row.inputs)
     await rebuild(store, ExecutionsProjection(store.backend))
     assert await ExecutionsView(store).get(run) == row
+
+
+async def test_a_projector_behind_reads_ever_larger_batches_then_its_own(
+    store: EventStore, refs: References
+) -> None:
+    for _ in range(30):  # 4 events each
+        await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await wait_for_horizon(store)
+    sizes: list[int] = []
+    async with Projector(store, batch_size=2) as projector:
+        while not (report := await projector.run_once()).caught_up:
+            sizes.append(report.events)
+        sizes.append(report.events)
+        # Doubled while full, up to ten times the batch size; the last is short.
+        assert sizes[:5] == [2, 4, 8, 16, 20]
+        assert all(size == 20 for size in sizes[4:-1])
+        assert sizes[-1] < 20
+        assert sum(sizes) == await store.log.count_events()
+        await assert_projection_equals_fold(store)
+        # Caught up, it reads its own batch size again.
+        for _ in range(2):
+            await execution_in(store, refs, ExecutionStatus.COMPLETED)
+        await wait_for_horizon(store)
+        assert (await projector.run_once()).events == 2
