@@ -1,6 +1,9 @@
-"""Append benchmarks: eventstore against raw drivers and the eventsourcing library.
+"""Benchmarks of eventstore; see bench/README.md (`python -m bench` is bench.append).
 
-Run ``python -m bench --help``; see bench/README.md.
+BENCH_OTEL picks how the store's OpenTelemetry instrumentation runs; it is read
+here, before anything imports eventstore (the store decides once, at import):
+absent (as if the otel extra were not installed), api (the default: the API, no
+SDK, no-op instruments) or sdk (an SDK recording every metric and span in memory).
 """
 
 from __future__ import annotations
@@ -8,11 +11,6 @@ from __future__ import annotations
 import os
 import sys
 
-# BENCH_OTEL picks how the store's OpenTelemetry instrumentation runs, before
-# anything imports eventstore (the store decides once, at import):
-#   absent: as if the otel extra were not installed (nothing imported);
-#   api:    the API installed, no SDK configured (no-op instruments);
-#   sdk:    an SDK recording every metric and span in memory.
 _OTEL = os.environ.get("BENCH_OTEL", "api")
 if _OTEL == "absent":
     sys.modules["opentelemetry"] = None  # type: ignore[assignment]

@@ -1,9 +1,9 @@
-"""A large log, generated and COPY-loaded (bench/audit.py; projection_scale.py --copy-log).
+"""A large log, generated and COPY-loaded (bench/audit.py, bench/projection.py).
 
-About N/10 executions of ~10 lifecycle events each, several outcomes, a window
-of executions interleaved in the global order, correct hash chains, about a
-month of timestamps; rows built with `eventstore.hashing` (a sample checked
-against `NewEvent`), COPY-loaded in position order, a transaction per chunk.
+About N/10 executions of ~10 lifecycle events each (several outcomes, a window
+of them interleaved), hash-chained, over about a month; rows built with
+`eventstore.hashing` (a sample checked against `NewEvent`), COPY-loaded in
+position order, a transaction per chunk.
 """
 
 from __future__ import annotations
@@ -41,23 +41,23 @@ START: Final = datetime(2026, 10, 1, tzinfo=UTC)
 MEAN_GAP_US: Final = 2_500_000  # between consecutive events: 1M events ~ a month
 POOL: Final = 1024  # pre-generated JSON payloads of each kind
 WORKERS, THREADS, GRAPHS = 32, 2000, 12
-SAMPLE_FIRST: Final = 500  # events checked against NewEvent: the first ones ...
-SAMPLE_EVERY: Final = 211  # ... and every 211th after them
-# (outcome, share of executions); running: started, some progress, never
-# finished; pending: created, never started
-OUTCOMES: Final = (
-    ("completed", 0.85),
-    ("failed", 0.08),
-    ("cancelled", 0.04),
-    ("running", 0.02),
-    ("pending", 0.01),
-)
+SAMPLE_EVERY: Final = 211  # every 211th event is checked against NewEvent
+# share of executions; running: started, some progress, never finished;
+# pending: created, never started
+OUTCOMES: Final = {
+    "completed": 0.85,
+    "failed": 0.08,
+    "cancelled": 0.04,
+    "running": 0.02,
+    "pending": 0.01,
+}
 ERRORS: Final = (
     ("ToolTimeout", "the search tool did not answer within 30 s", True),
     ("RateLimited", "429 from the model provider", True),
     ("ValidationError", "the model's answer did not match the output schema", False),
     ("KeyError", "'context'", False),
 )
+TRACEBACK: Final = 'Traceback (most recent call last):\n  File "agents/run.py", line 88, in step\n{}: {}\n'
 SCHEMA_VERSIONS: Final = {
     name: model.schema_version for name, model in PAYLOAD_TYPES.items()
 }
@@ -78,9 +78,8 @@ class _Stream:
 
 @dataclass(frozen=True, slots=True)
 class LogFacts:
-    """What the child process wrote: rows, streams, events checked against
-    `NewEvent`, the recorded_at range, executions per status at the middle of
-    that range and at its end, events per type, and the wall time."""
+    """What the child process wrote (statuses: executions per status at the
+    middle of the recorded_at range and at its end)."""
 
     events: int
     executions: int
@@ -98,7 +97,7 @@ def middle(first: datetime, last: datetime) -> datetime:
     return first + (last - first) // 2
 
 
-def _metrics(rng: random.Random) -> dict[str, int | float]:
+def _metrics(rng: random.Random) -> JSONObject:
     prompt, completion = rng.randrange(50, 4000), rng.randrange(10, 1200)
     cost = round(prompt * 3e-6 + completion * 1.5e-5, 6)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": cost}
@@ -112,10 +111,6 @@ class _Generator:
         self.inputs = [make_payload(rng, 0, INPUTS_BYTES) for _ in range(POOL)]
         self.details = [make_payload(rng, 1, DETAIL_BYTES) for _ in range(POOL)]
         self.results = [make_payload(rng, 2, RESULT_BYTES) for _ in range(POOL)]
-        # The pooled payloads are shared by many events: their canonical text
-        # is computed once (by id, as the pools live as long as the generator).
-        pooled = (*self.inputs, *self.details, *self.results)
-        self.canonical = {id(payload): canonical_json(payload) for payload in pooled}
         self.threads = [self._uuid() for _ in range(THREADS)]
         self.graphs = [str(self._uuid()) for _ in range(GRAPHS)]
         self.retryable: deque[tuple[str, int]] = deque(maxlen=1000)
@@ -127,58 +122,45 @@ class _Generator:
         return UUID(int=self.rng.getrandbits(128), version=4)
 
     def _execution(self) -> _Stream:
-        rng = self.rng
-        stream_id = self._uuid()
+        rng, stream_id = self.rng, self._uuid()
         worker = f"worker-{rng.randrange(WORKERS):02d}"
         attempt, retry_of = 1, None
         if self.retryable and rng.random() < 0.5:
-            retry_of, previous_attempt = self.retryable.popleft()
-            attempt = previous_attempt + 1
-        thread = rng.choice(self.threads)
+            retry_of, attempt = self.retryable.popleft()
+            attempt += 1
+        thread = str(rng.choice(self.threads))
         created: JSONObject = {
             "message_id": str(self._uuid()),
             "graph_id": rng.choice(self.graphs),
-            "thread_id": str(thread),
+            "thread_id": thread,
             "inputs": rng.choice(self.inputs),  # type: ignore[dict-item]
             "attempt": attempt,
             "retry_of": retry_of,
         }
         plan: Plan = [("ExecutionCreated", created, "api")]
-        outcome = rng.choices(
-            [name for name, _ in OUTCOMES], [share for _, share in OUTCOMES]
-        )[0]
+        outcome = rng.choices(list(OUTCOMES), list(OUTCOMES.values()))[0]
         if outcome != "pending":
             plan.append(("ExecutionStarted", {"worker_id": worker}, worker))
             steps = rng.randint(4, 10) if outcome != "running" else rng.randint(0, 6)
             for step in range(1, steps + 1):
                 detail = rng.choice(self.details)
-                progressed = {"step": step, "detail": detail, "metrics": _metrics(rng)}
-                plan.append(("ExecutionProgressed", progressed, worker))  # type: ignore[arg-type]
+                progress = {"step": step, "detail": detail, "metrics": _metrics(rng)}
+                plan.append(("ExecutionProgressed", progress, worker))  # type: ignore[arg-type]
         if outcome == "completed":
-            completed = {"result": rng.choice(self.results), "metrics": _metrics(rng)}
-            plan.append(("ExecutionCompleted", completed, worker))  # type: ignore[arg-type]
+            result = {"result": rng.choice(self.results), "metrics": _metrics(rng)}
+            plan.append(("ExecutionCompleted", result, worker))  # type: ignore[arg-type]
         elif outcome == "failed":
             kind, message, retryable = rng.choice(ERRORS)
             if retryable:
                 self.retryable.append((str(stream_id), attempt))
-            traceback = f'Traceback (most recent call last):\n  File "agents/run.py", line 88, in step\n{kind}: {message}\n'
-            error = {
-                "type": kind,
-                "message": message,
-                "traceback": traceback,
-                "retryable": retryable,
-            }
+            error = {"type": kind, "message": message, "retryable": retryable}
+            error["traceback"] = TRACEBACK.format(kind, message)
             failed = {"error": error, "metrics": _metrics(rng)}
             plan.append(("ExecutionFailed", failed, worker))  # type: ignore[arg-type]
         elif outcome == "cancelled":
             user, reason = f"user-{rng.randrange(500)}", "stopped by the user"
-            plan.append(
-                (
-                    "ExecutionCancellationRequested",
-                    {"reason": reason, "requested_by": user},
-                    user,
-                )
-            )
+            requested: JSONObject = {"reason": reason, "requested_by": user}
+            plan.append(("ExecutionCancellationRequested", requested, user))
             plan.append(("ExecutionCancelled", {"reason": reason}, worker))
         self.streams.append(_Stream(stream_id, plan, str(self._uuid())))
         return self.streams[-1]
@@ -186,28 +168,24 @@ class _Generator:
     def rows(self, events: int) -> Iterator[Row]:
         """`events` rows in position order: a random one of the executions in
         flight moves forward; a finished one makes room for a new one."""
-        rng = self.rng
+        rng, recorded_at = self.rng, START
         window = [self._execution() for _ in range(WINDOW)]
-        recorded_at = START
         for _ in range(events):
-            recorded_at += timedelta(
-                microseconds=1 + int(rng.expovariate(1 / MEAN_GAP_US))
-            )
+            gap = 1 + int(rng.expovariate(1 / MEAN_GAP_US))
+            recorded_at += timedelta(microseconds=gap)
             index = rng.randrange(WINDOW)
-            stream = window[index]
-            yield self._row(stream, recorded_at)
-            if stream.emitted == len(stream.plan):
+            yield self._row(window[index], recorded_at)
+            if window[index].emitted == len(window[index].plan):
                 window[index] = self._execution()
 
     def _row(self, stream: _Stream, recorded_at: datetime) -> Row:
         event_type, data, actor = stream.plan[stream.emitted]
         stream.emitted += 1
         version, event_id = stream.emitted, self._uuid()
-        occurred_at = recorded_at - timedelta(
-            microseconds=self.rng.randrange(200, 50_000)
-        )
+        before = timedelta(microseconds=self.rng.randrange(200, 50_000))
+        occurred_at = recorded_at - before
         metadata: JSONObject = {"actor": actor, "correlation_id": stream.correlation_id}
-        data_json, metadata_json = self._data_json(data), canonical_json(metadata)
+        data_json, metadata_json = canonical_json(data), canonical_json(metadata)
         schema_version = SCHEMA_VERSIONS[event_type]
         canonical = canonical_event(
             stream_id=stream.stream_id,
@@ -219,7 +197,8 @@ class _Generator:
             metadata_json=metadata_json,
             occurred_at=occurred_at,
         )
-        if self.count < SAMPLE_FIRST or self.count % SAMPLE_EVERY == 0:
+        if self.count % SAMPLE_EVERY == 0:
+            # the canonical event holds the data, metadata and schema version
             new = NewEvent(
                 type=event_type,
                 data=data,
@@ -228,45 +207,19 @@ class _Generator:
                 occurred_at=occurred_at,
             )
             theirs = canonical_for(stream.stream_id, version, new)
-            if (new.data_json, new.metadata_json, new.schema_version, theirs) != (
-                data_json,
-                metadata_json,
-                schema_version,
-                canonical,
-            ):
-                raise RuntimeError(
-                    f"generated {event_type} differs from NewEvent's canonical form: {canonical} != {theirs}"
-                )
+            if theirs != canonical:
+                raise RuntimeError(f"generated {canonical} != NewEvent's {theirs}")
             self.sampled += 1
         self.types[event_type] += 1
         self.count += 1
         stream.previous = chain_hash(stream.previous, canonical)
-        status = SETS_STATUS.get(event_type)
-        if status is not None:
+        if (status := SETS_STATUS.get(event_type)) is not None:
             stream.history.append((recorded_at, status.value))
         return (
-            stream.stream_id,
-            version,
-            "execution",
-            event_id,
-            event_type,
-            schema_version,
-            data_json,
-            metadata_json,
-            occurred_at,
-            recorded_at,
+            *(stream.stream_id, version, "execution", event_id, event_type),
+            *(schema_version, data_json, metadata_json, occurred_at, recorded_at),
             stream.previous,
         )
-
-    def _data_json(self, data: JSONObject) -> str:
-        """`canonical_json(data)`, with the pooled payloads' text reused: the
-        top-level keys are ASCII, so plain sorting is the canonical order (the
-        NewEvent sample and verify_log check the result)."""
-        parts = []
-        for key in sorted(data):
-            text = self.canonical.get(id(data[key])) or canonical_json(data[key])
-            parts.append(f"{canonical_json(key)}:{text}")
-        return "{" + ",".join(parts) + "}"
 
     def statuses_at(self, moment: datetime) -> dict[str, int]:
         """Executions per status at `moment`, from each stream's own history."""
@@ -279,8 +232,7 @@ class _Generator:
 
 
 async def _load(dsn: str, events: int, seed: int) -> LogFacts:
-    started = time.perf_counter()
-    generator = _Generator(seed)
+    started, generator = time.perf_counter(), _Generator(seed)
     rows, first, last = generator.rows(events), None, START
     # A bulk load of a ready-made log, as pg_restore does it: the append
     # trigger (which stamps recorded_at, checks references and the
@@ -288,26 +240,18 @@ async def _load(dsn: str, events: int, seed: int) -> LogFacts:
     # already the log such appends would have written.
     async with connected(dsn) as connection:
         await connection.execute(f"ALTER TABLE execution_events DISABLE {GUARD}")
-        try:
-            while chunk := list(itertools.islice(rows, COPY_CHUNK)):
-                await connection.copy_records_to_table(
-                    "execution_events", records=chunk, columns=COLUMNS
-                )
-                first, last = first or chunk[0][9], chunk[-1][9]
-        finally:
-            await connection.execute(f"ALTER TABLE execution_events ENABLE {GUARD}")
+        while chunk := list(itertools.islice(rows, COPY_CHUNK)):
+            await connection.copy_records_to_table(
+                "execution_events", records=chunk, columns=COLUMNS
+            )
+            first, last = first or chunk[0][9], chunk[-1][9]
+        await connection.execute(f"ALTER TABLE execution_events ENABLE {GUARD}")
     first = first or START
-    return LogFacts(
-        events=events,
-        executions=sum(1 for stream in generator.streams if stream.emitted),
-        sampled=generator.sampled,
-        first_recorded_at=first,
-        last_recorded_at=last,
-        statuses_mid=generator.statuses_at(middle(first, last)),
-        statuses_end=generator.statuses_at(last),
-        types=dict(generator.types.most_common()),
-        seconds=time.perf_counter() - started,
-    )
+    executions = sum(1 for stream in generator.streams if stream.emitted)
+    mid, end = (generator.statuses_at(at) for at in (middle(first, last), last))
+    types, sampled = dict(generator.types.most_common()), generator.sampled
+    seconds = time.perf_counter() - started
+    return LogFacts(events, executions, sampled, first, last, mid, end, types, seconds)
 
 
 def load_log(dsn: str, events: int, seed: int) -> LogFacts:

@@ -210,12 +210,6 @@ def wait_until_quiet(*, limit: float, max_wait: float) -> float:
     return time.monotonic() - started
 
 
-def running(pattern: str) -> bool:
-    """Whether `pgrep -f pattern` finds a process (another benchmark)."""
-    pgrep = subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False)  # noqa: S603, S607
-    return pgrep.returncode == 0
-
-
 def eventstore_cli(*arguments: str) -> list[str]:
     """The `eventstore` console script of this interpreter's environment."""
     script = Path(sys.executable).with_name("eventstore")
@@ -245,11 +239,6 @@ async def spawn(command: Sequence[str]) -> tuple[float, float, str]:
             f"{' '.join(command)} exited with {process.returncode}: {error}"
         )
     return seconds, children_cpu() - children, stdout.decode(errors="replace")
-
-
-def load_average() -> str:
-    """The 1/5/15-minute load average, as `uptime` shows it."""
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # --- clocks, runs, rounds ------------------------------------------------------------
@@ -462,7 +451,7 @@ PER_RUN: Final = """\
 | round | order | subject |{{ " writers |" if writers }} items | wall s | items/s | client CPU s | server CPU s | other programs, cores |{{ " peak RSS |" if rss }} attempt |
 |---|---|---|{{ "---|" if writers }}---|---|---|---|---|---|{{ "---|" if rss }}---|
 {% for r in runs|sort(attribute="round,sequence,attempt") %}
-| {{ r.round }} | {{ r.sequence }} | `{{ r.subject }}` |{{ " %d |"|format(r.writers) if writers }} {{ r.count|num }} | {{ "%.3f"|format(r.seconds) }} | {{ r.rate|num }} | {{ "%.2f"|format(r.timing.client) }} | {{ "%.2f"|format(r.timing.server) }} | {{ r.timing.other_cores|n(2) }} |{{ " %s |"|format(r.timing.peak_rss|mib) if rss }} {{ r.attempt }}{{ " (disturbed)" if r.disturbed }}{{ " (" + r.problem + ")" if r.problem }} |
+| {{ r.round }} | {{ r.sequence }} | `{{ r.subject }}` |{{ " %d |"|format(r.writers) if writers }} {{ r.count|num }} | {{ "%.3f"|format(r.seconds) }} | {{ r.rate|num }} | {{ "%.2f"|format(r.timing.client) }} | {{ "%.2f"|format(r.timing.server) }} | {{ r.timing.other_cores|n(2) }} |{{ " %s |"|format(r.timing.peak_rss|mib if r.timing.peak_rss else "-") if rss }} {{ r.attempt }}{{ " (disturbed)" if r.disturbed }}{{ " (" + r.problem + ")" if r.problem }} |
 {% endfor %}
 """
 

@@ -33,10 +33,8 @@ class Rules:
         needles = [(n, c) for c, _, found in lines for n in found.split()]
         self.files = [(n, c) for n, c in needles if n[0] not in "~*"]
         self.builtins = [(n[1:], c) for n, c in needles if n[0] == "~"]
-        self.other_file, self.other_builtin = (
-            dict(needles)["*file"],
-            dict(needles)["*builtin"],
-        )
+        rest = dict(needles)  # where what no needle matches goes
+        self.other_file, self.other_builtin = rest["*file"], rest["*builtin"]
         self.hidden, self.own = hidden, own
 
     def category(self, filename: str, function: str) -> str:

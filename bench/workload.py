@@ -12,7 +12,7 @@ import json
 import random
 import string
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Final
 
 EVENTS_PER_STREAM: Final = 4
 STREAM_EVENT_TYPES: Final = (
@@ -38,14 +38,7 @@ _WORDS: Final = (
 )
 
 Payload = dict[str, object]
-
-
-class Lifecycle(NamedTuple):
-    """The JSON values one execution's create, progress and complete carry."""
-
-    inputs: Payload
-    detail: Payload
-    result: Payload
+Lifecycle = tuple[Payload, ...]  # the inputs, detail and result of one execution
 
 
 def encode(payload: Payload) -> str:
@@ -78,28 +71,22 @@ def make_payload(rng: random.Random, step: int, size: int = 300) -> Payload:
 @functools.cache
 def _generated(
     writers: int, streams: int, seed: int
-) -> tuple[
-    tuple[tuple[tuple[Payload, ...], ...], ...], tuple[tuple[Lifecycle, ...], ...]
-]:
-    rng = random.Random(seed)
-    payloads = tuple(
-        tuple(
-            tuple(make_payload(rng, step) for step in range(1, EVENTS_PER_STREAM + 1))
-            for _ in range(streams)
-        )
+) -> tuple[list[list[list[Payload]]], list[list[Lifecycle]]]:
+    """Per writer, per stream, the 4 payloads; then per writer, per execution,
+    the lifecycle's JSON values."""
+    rng, steps = random.Random(seed), range(1, EVENTS_PER_STREAM + 1)
+    payloads = [
+        [[make_payload(rng, step) for step in steps] for _ in range(streams)]
         for _ in range(writers)
-    )
-    lifecycles = tuple(
-        tuple(
-            Lifecycle(
-                make_payload(rng, 0, INPUTS_BYTES),
-                make_payload(rng, 1, DETAIL_BYTES),
-                make_payload(rng, 2, RESULT_BYTES),
-            )
+    ]
+    sizes = (INPUTS_BYTES, DETAIL_BYTES, RESULT_BYTES)
+    lifecycles = [
+        [
+            tuple(make_payload(rng, step, size) for step, size in enumerate(sizes))
             for _ in range(streams)
-        )
+        ]
         for _ in range(writers)
-    )
+    ]
     return payloads, lifecycles
 
 
@@ -113,19 +100,13 @@ class Workload:
     history: int = 0
     seed: int = 1
 
-    @classmethod
-    def sized(cls, writers: int, events_per_writer: int, history: int) -> Workload:
-        """Events per writer rounded up to whole 4-event streams."""
-        streams = max(-(-events_per_writer // EVENTS_PER_STREAM), 1)
-        return cls(writers=writers, streams_per_writer=streams, history=history)
-
     @property
-    def payloads(self) -> tuple[tuple[tuple[Payload, ...], ...], ...]:
+    def payloads(self) -> list[list[list[Payload]]]:
         """Per writer, per stream, the 4 payloads (generated once, up front)."""
         return _generated(self.writers, self.streams_per_writer, self.seed)[0]
 
     @property
-    def lifecycles(self) -> tuple[tuple[Lifecycle, ...], ...]:
+    def lifecycles(self) -> list[list[Lifecycle]]:
         """Per writer, per execution, the lifecycle's JSON values."""
         return _generated(self.writers, self.streams_per_writer, self.seed)[1]
 
