@@ -33,18 +33,24 @@ def _row(name: str, partition: int) -> sa.ColumnElement[bool]:
 
 async def ensure(connection: AsyncConnection, name: str, partition: int = 0) -> None:
     """Create the checkpoint row at START unless it exists."""
-    await connection.execute(
-        sa.insert(table).from_select(
-            ["name", "partition", "transaction_id", "position", "updated_at"],
-            sa.select(
-                sa.literal(name),
-                sa.literal(partition),
-                sa.literal(START.transaction_id, table.c.transaction_id.type),
-                sa.literal(START.position, sa.BigInteger),
-                sa.literal(datetime.now(UTC), table.c.updated_at.type),
-            ).where(~sa.exists().where(_row(name, partition))),
-        )
+    insert = sa.insert(table).from_select(
+        ["name", "partition", "transaction_id", "position", "updated_at"],
+        sa.select(
+            sa.literal(name),
+            sa.literal(partition),
+            sa.literal(START.transaction_id, table.c.transaction_id.type),
+            sa.literal(START.position, sa.BigInteger),
+            sa.literal(datetime.now(UTC), table.c.updated_at.type),
+        ).where(~sa.exists().where(_row(name, partition))),
     )
+    try:
+        async with connection.begin_nested():
+            await connection.execute(insert)
+    except sa.exc.IntegrityError:
+        # Another process created the row meanwhile: this insert waited on
+        # its key until that transaction committed (projectors starting
+        # together). The row exists, as wanted; only the savepoint is undone.
+        pass
 
 
 class LockedCheckpoint(NamedTuple):

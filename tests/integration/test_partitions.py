@@ -6,9 +6,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 
 from eventstore import ConfigurationError, ExecutionStatus, WaitTimeout
 from eventstore.partitions import Partition
+from eventstore.schema import executions, projection_checkpoints
 from projections import Projector
 from projections.slot_status import projection_status
 from tests.helpers import (
@@ -109,3 +111,32 @@ async def test_wait_for_gives_read_your_writes(
     await Projector(store, partitions=2).run_until_caught_up()
     await waiting
     await watcher.aclose()
+
+
+async def test_projectors_starting_together_create_the_partitions_once(
+    store: EventStore, refs: References
+) -> None:
+    # Four processes started at once on a projection nobody ran: each finds
+    # no checkpoint row and creates them; the later ones used to fail on the
+    # first one's key (a UniqueViolation) instead of finding its rows.
+    for status in ExecutionStatus:
+        await execution_in(store, refs, status)
+    await wait_for_horizon(store)
+    for _ in range(5):
+        async with store.backend.engine.begin() as connection:
+            await connection.execute(sa.delete(projection_checkpoints))
+            await connection.execute(sa.delete(executions))
+        projectors = [Projector(store, partitions=4) for _ in range(4)]
+        try:
+            await asyncio.gather(*(p.run_once() for p in projectors))
+            async with store.backend.connect_read() as connection:
+                rows = (
+                    await connection.execute(sa.select(projection_checkpoints))
+                ).all()
+            assert sorted(row.partition for row in rows) == [0, 1, 2, 3]
+        finally:
+            for projector in projectors:
+                await projector.aclose()
+    async with Projector(store, partitions=4) as projector:
+        await projector.run_until_caught_up()
+    await assert_projection_equals_fold(store)
