@@ -231,7 +231,13 @@ async def spawn(command: Sequence[str]) -> tuple[float, float, str]:
     process = await asyncio.create_subprocess_exec(
         *command, stdout=-1, stderr=-1, env=env
     )
-    stdout, stderr = await process.communicate()
+    try:
+        stdout, stderr = await process.communicate()
+    except asyncio.CancelledError:
+        # A sibling failed: its subject's other processes must not run on.
+        process.kill()
+        await process.wait()
+        raise
     seconds = time.perf_counter() - wall
     if process.returncode != 0:
         error = stderr.decode(errors="replace").strip()

@@ -59,7 +59,12 @@ async def partitions(dsn: str, subject: str) -> tuple[int, Timing]:
         command += ["--partitions", str(processes)]
 
     async def together() -> list[tuple[float, float, str]]:
-        return await asyncio.gather(*(harness.spawn(command) for _ in range(processes)))
+        # One failing stops the others: none may project into the next run.
+        async with asyncio.TaskGroup() as group:
+            spawned = [
+                group.create_task(harness.spawn(command)) for _ in range(processes)
+            ]
+        return [task.result() for task in spawned]
 
     outputs, timing = await timed(
         together, harness.CURRENT_DATABASE.get(), sample_server=True
