@@ -137,12 +137,10 @@ def scrub(text: str) -> str:
     with _lock:
         if _pattern is None and (_secrets or _pieces):
             # The longest first, so that a secret holding another goes whole.
-            wholes = [re.escape(s) for s in sorted(_secrets, key=len, reverse=True)]
-            words = [
-                rf"(?<!\w){re.escape(s)}(?!\w)"
-                for s in sorted(_pieces, key=len, reverse=True)
-            ]
-            _pattern = re.compile("|".join([*wholes, *words]))
+            found = [(s, re.escape(s)) for s in _secrets]
+            found += [(s, rf"(?<!\w){re.escape(s)}(?!\w)") for s in _pieces]
+            found.sort(key=lambda secret: len(secret[0]), reverse=True)
+            _pattern = re.compile("|".join(pattern for _, pattern in found))
         pattern = _pattern
     return text if pattern is None else pattern.sub(HIDDEN, text)
 

@@ -154,6 +154,11 @@ def test_scrub_hides_a_piece_of_options_only_as_a_word_of_its_own() -> None:
     assert said == 'schema "***" does not exist; anotherschema may'
     # The whole value is hidden wherever it stands.
     assert scrub("x-csearch_path=otherschemay") == "x***y"
+    # A shorter secret inside a longer piece does not leave the piece's rest.
+    # (Secrets are remembered for the whole process: these match nothing else.)
+    normalize_url("postgresql://u@h/db?options=-cwork_mem%3Dzqxwvbigvalue")
+    normalize_url("postgresql://u:zqxwv@h/db")
+    assert scrub("set to zqxwvbigvalue") == "set to ***"
 
 
 def test_settings_do_not_show_the_url() -> None:
