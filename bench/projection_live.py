@@ -60,10 +60,13 @@ async def partitions(dsn: str, subject: str) -> tuple[int, Timing]:
 
     async def together() -> list[tuple[float, float, str]]:
         # One failing stops the others: none may project into the next run.
-        async with asyncio.TaskGroup() as group:
-            spawned = [
-                group.create_task(harness.spawn(command)) for _ in range(processes)
-            ]
+        try:
+            async with asyncio.TaskGroup() as group:
+                spawned = [
+                    group.create_task(harness.spawn(command)) for _ in range(processes)
+                ]
+        except* RuntimeError as failed:  # the report names the first failure
+            raise failed.exceptions[0] from None
         return [task.result() for task in spawned]
 
     outputs, timing = await timed(
