@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,7 +27,9 @@ from eventstore.redaction import redact_url
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from sqlalchemy.engine.interfaces import DBAPIConnection
     from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
     from eventstore.backends.postgres_upsert import BulkUpsert
     from eventstore.settings import StoreSettings
@@ -90,6 +93,7 @@ class PostgresDatabase(Database):
                 "timeout": settings.connect_timeout,
             },
         )
+        sa_event.listen(engine.sync_engine, "checkout", _replace_if_closed)
         super().__init__(url=redact_url(parsed), connect_url=url, engine=engine)
         self._dsn = parsed.set(drivername="postgresql").render_as_string(
             hide_password=False
@@ -181,6 +185,24 @@ class PostgresDatabase(Database):
         if code in UNMIGRATED_SQLSTATES:
             return errors.SchemaNotMigrated(url=self.url, current=None, head="head")
         return postgres_errors.classify(exc, url=self.url)
+
+
+def _replace_if_closed(
+    dbapi_connection: DBAPIConnection,
+    record: ConnectionPoolEntry,
+    proxy: PoolProxiedConnection,
+) -> None:
+    """Refuse a pooled connection the server has dropped, with no round trip.
+
+    asyncpg marks a connection closed as soon as the server drops it (a
+    restart, `pg_terminate_backend`), and asyncpg's own pool reconnects such
+    a connection on acquire. SQLAlchemy's pool would hand it out, and the
+    first read after a restart would fail. Raising here makes the pool
+    replace it, and every connection older than it, which died with it.
+    """
+    del record, proxy
+    if dbapi_connection.driver_connection.is_closed():
+        raise sa_exc.InvalidatePoolError("the server closed this pooled connection")
 
 
 async def _check_epoch(connection: asyncpg.Connection) -> None:

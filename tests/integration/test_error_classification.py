@@ -9,6 +9,7 @@ is not a driver error (a bug, a bad event) passes through unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 from collections import Counter
@@ -30,8 +31,8 @@ from eventstore import (
 )
 from eventstore.backends.postgres import PostgresBackend
 from eventstore.backends.postgres_errors import classify as classify_postgres
-from eventstore.schema import executions
-from tests.helpers import execution_in, project_everything, raw_pg
+from eventstore.schema import execution_events, executions
+from tests.helpers import eventually, execution_in, project_everything, raw_pg
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -184,6 +185,56 @@ async def test_writers_whose_connections_are_terminated_see_only_unavailable(
         await asyncio.gather(*writers)
     assert seen["unavailable"] > 0
     assert set(seen) == {"unavailable"}, seen
+
+
+@pytest.mark.postgres
+async def test_reads_and_appends_after_the_server_dropped_every_session_succeed(
+    pg_url: str, pg_refs: References
+) -> None:
+    """A restart kills every pooled session; the next calls get new ones, first time.
+
+    asyncpg's pool reconnects a closed connection on acquire; the engine's
+    pool is told to do the same (CI once failed a read this way after a
+    real server restart, tests/concurrency/test_server_restart.py).
+    """
+    settings = StoreSettings(pool_size=3, command_retries=0)
+    async with EventStore.open(pg_url, settings=settings) as store:
+        run = await execution_in(store, pg_refs, ExecutionStatus.RUNNING)
+        pooled: list[asyncpg.Connection] = []
+        async with contextlib.AsyncExitStack() as stack:  # fill the engine's pool
+            for _ in range(3):
+                connection = await stack.enter_async_context(
+                    store.backend.connect_read()
+                )
+                raw = (await connection.get_raw_connection()).driver_connection
+                assert isinstance(raw, asyncpg.Connection)
+                pooled.append(raw)
+        admin = await raw_pg(pg_url)
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        await eventually(
+            lambda: all(connection.is_closed() for connection in pooled),
+            "every pooled session seen closed",
+        )
+
+        async def read_version() -> int:
+            async with store.backend.connect_read() as connection:
+                version = await connection.scalar(
+                    sa.select(sa.func.max(execution_events.c.version)).where(
+                        execution_events.c.stream_id == run
+                    )
+                )
+                return int(version)
+
+        assert await asyncio.gather(*(read_version() for _ in range(3))) == [2] * 3
+        assert (await store.executions.get(run)).status is ExecutionStatus.RUNNING
+        await store.executions.progress(run, step="after the restart")
+        assert (await store.executions.get(run)).version == 3
 
 
 def test_asyncpg_client_errors_of_a_lost_connection_are_unavailable() -> None:
