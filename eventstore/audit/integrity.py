@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ class _Chains:
         self._heads: dict[UUID, tuple[int, bytes, int, datetime]] = {}
         self._broken: set[UUID] = set()
         # Events of one request share their metadata text: encode it once.
-        self._metadata: BoundedCache[str, str] = BoundedCache(METADATA_TEXTS)
+        self._metadata: BoundedCache[str, bytes] = BoundedCache(METADATA_TEXTS)
 
     def check(self, rows: Sequence[RawEventRow]) -> None:
         """Check rows that follow the ones checked before, in global order."""
@@ -167,19 +168,19 @@ class _Chains:
     def _hash(self, previous: bytes, row: RawEventRow) -> bytes:
         metadata = self._metadata.get(row.metadata)
         if metadata is None:
-            metadata = hashing.canonical_text(row.metadata)
+            metadata = hashing.canonical_bytes(row.metadata)
             self._metadata.put(row.metadata, metadata)
-        canonical = hashing.canonical_event(
+        canonical = hashing.canonical_event_bytes(
             stream_id=row.stream_id,
             version=row.version,
             event_id=row.event_id,
             event_type=row.type,
             schema_version=row.schema_version,
-            data_json=hashing.canonical_text(row.data),
+            data_json=hashing.canonical_bytes(row.data),
             metadata_json=metadata,
             occurred_at=row.occurred_at,
         )
-        return hashing.chain_hash(previous, canonical)
+        return hashlib.sha256(previous + canonical).digest()
 
     def _break(self, row: RawEventRow, reason: str) -> None:
         self._broken.add(row.stream_id)

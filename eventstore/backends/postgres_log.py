@@ -24,6 +24,7 @@ from eventstore.backends.postgres_order import (
     COLUMNS,
     HORIZON,
     ORDER,
+    in_partition,
     order_key,
 )
 from eventstore.backends.rows import RawEventRow
@@ -52,8 +53,7 @@ READ_ALL_SQL: Final = (
     f"WHERE {HORIZON} AND {AFTER} {ORDER} LIMIT $4"
 )
 
-# The partition rule of eventstore/partitions.py: the UUID's last 32 bits.
-IN_PARTITION: Final = "('x' || right(stream_id::text, 8))::bit(32)::bigint % $5 = $6"
+IN_PARTITION: Final = in_partition("$5", "$6")
 
 READ_PARTITION_SQL: Final = (
     f"SELECT {COLUMNS} FROM execution_events "  # noqa: S608 - constant fragments

@@ -12,7 +12,7 @@ from eventstore.backends import postgres_leadership as leadership
 from eventstore.backends.postgres_database import PostgresDatabase
 from eventstore.backends.postgres_driver import driver_connection
 from eventstore.backends.postgres_leadership import PostgresLeaderLocks
-from eventstore.backends.postgres_order import AFTER, order_key
+from eventstore.backends.postgres_order import AFTER, in_partition, order_key
 from eventstore.backends.postgres_shadow import (
     PostgresShadowTables,
     with_lock_retries,
@@ -34,9 +34,7 @@ BACKLOG_SQL: Final = (
     f"WHERE {AFTER}"
 )
 
-BACKLOG_PARTITION_SQL: Final = (
-    BACKLOG_SQL + " AND ('x' || right(stream_id::text, 8))::bit(32)::bigint % $4 = $5"
-)
+BACKLOG_PARTITION_SQL: Final = BACKLOG_SQL + " AND " + in_partition("$4", "$5")
 
 
 class PostgresProjectionSupport(PostgresDatabase, ProjectionSupport):

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from eventstore import ConfigurationError, ExecutionStatus, WaitTimeout
+from eventstore import ConfigurationError, ExecutionStatus, NewEvent, WaitTimeout
+from eventstore.events.checkpoint import Checkpoint
 from eventstore.partitions import Partition
 from eventstore.schema import executions, projection_checkpoints
 from projections import Projector
@@ -32,6 +33,38 @@ def test_the_partition_rule_is_the_uuids_low_bits() -> None:
     assert not Partition(0, 4).holds(stream)
     with pytest.raises(ValueError, match="invalid partition"):
         Partition(4, 4)
+
+
+async def test_each_databases_partitioned_reads_follow_the_rule(
+    store: EventStore,
+) -> None:
+    """The SQL of each backend puts every stream where `Partition.holds` does.
+
+    The low 32 bits are chosen at the edges: all ones, the top bit alone
+    (a sign in 32-bit arithmetic), zero, and bits in every byte.
+    """
+    import uuid
+
+    lows = [0xFFFFFFFF, 0x80000000, 0, 0x01020304, 0xFF00FF00, 0x7FFFFFFF, 255]
+    streams = [uuid.UUID(int=(n + 1) << 64 | low) for n, low in enumerate(lows)]
+    streams += [uuid.uuid4() for _ in range(9)]
+    for stream in streams:
+        await store.append(stream, [NewEvent(type="Note", data={})], stream_type="note")
+    await wait_for_horizon(store)
+    head = await store.backend.head_checkpoint()
+    assert head is not None
+    for count in (1, 2, 3, 7, 64):
+        for index in range(count):
+            partition = Partition(index, count)
+            rows = await store.backend.read_rows_as_stored(
+                None, limit=100, partition=partition
+            )
+            expected = {stream for stream in streams if partition.holds(stream)}
+            assert {row.stream_id for row in rows} == expected, partition
+            backlog, _ = await store.backend.backlog(
+                Checkpoint(0, 0), partition=partition
+            )
+            assert backlog == len(expected), partition
 
 
 async def test_a_partitioned_projection_equals_the_fold(

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Final
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from eventstore import ValidationError, hashing, jsonvalues
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from uuid import UUID
 
 # Characters where encoders disagree: NUL, lone surrogates, the last BMP
 # character against one beyond it (their UTF-8 and UTF-16 orders differ),
@@ -163,3 +168,48 @@ def test_only_text_is_stored_json() -> None:
     # orjson reads bytes too: a BLOB in SQLite's column is refused like any non-JSON.
     with pytest.raises(ValidationError, match="stored JSON is bytes, not text"):
         hashing.canonical_text(b'{"a":1}')  # type: ignore[arg-type]
+
+
+@given(
+    stream_id=st.uuids(),
+    version=st.integers(1, 2**31 - 1),
+    event_id=st.uuids(),
+    event_type=st.from_regex(r"[A-Z][A-Za-z0-9]{0,40}", fullmatch=True),
+    schema_version=st.integers(1, 1000),
+    data=st.dictionaries(strings, json_values, max_size=4),
+    metadata=st.dictionaries(strings, strings, max_size=3),
+    occurred_at=st.datetimes(timezones=st.just(UTC)),
+)
+def test_verifys_event_bytes_are_the_canonical_event_in_utf8(
+    stream_id: UUID,
+    version: int,
+    event_id: UUID,
+    event_type: str,
+    schema_version: int,
+    data: dict[str, object],
+    metadata: dict[str, str],
+    occurred_at: datetime,
+) -> None:
+    """`verify` hashes bytes built by `canonical_event_bytes`; appends, the text."""
+    try:
+        data_text = hashing.canonical_json(data)
+        metadata_text = hashing.canonical_json(metadata)
+    except ValidationError:
+        return  # a NUL or a lone surrogate: refused before any hash
+    fields: dict[str, Any] = {
+        "stream_id": stream_id,
+        "version": version,
+        "event_id": event_id,
+        "event_type": event_type,
+        "schema_version": schema_version,
+        "occurred_at": hashing.format_occurred_at(occurred_at),
+    }
+    text = hashing.canonical_event(
+        **fields, data_json=data_text, metadata_json=metadata_text
+    )
+    built = hashing.canonical_event_bytes(
+        **fields,
+        data_json=hashing.canonical_bytes(json.dumps(data)),
+        metadata_json=hashing.canonical_bytes(json.dumps(metadata)),
+    )
+    assert built == text.encode()
