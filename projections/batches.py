@@ -20,6 +20,7 @@ from eventstore import errors
 from eventstore.projecting import upcast_event
 from eventstore.telemetry import TELEMETRY
 from projections import checkpoints
+from projections.read_ahead import ReadAhead
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -65,9 +66,13 @@ class BatchSizes:
         """The size of the slot's next batch."""
         return self._next.get(slot.lock_name, self._batch_size)
 
+    def after_full(self, asked: int) -> int:
+        """The size of the batch after one of `asked` events that came back full."""
+        return min(asked * 2, self._largest)
+
     def note(self, slot: Slot, *, asked: int, got: int) -> None:
         """Note what the slot's last batch read: `got` events of the `asked`."""
-        grown = min(asked * 2, self._largest) if got == asked else self._batch_size
+        grown = self.after_full(asked) if got == asked else self._batch_size
         self._next[slot.lock_name] = grown
 
 
@@ -76,20 +81,28 @@ class BatchWriter:
 
     def __init__(self, backend: ProjectionContext) -> None:
         self._backend = backend
+        self._reads = ReadAhead(backend)
+
+    async def aclose(self) -> None:
+        """Stop the reads begun ahead."""
+        await self._reads.aclose()
 
     async def apply_next(
-        self, slot: Slot, start: Checkpoint, limit: int
+        self, slot: Slot, start: Checkpoint, limit: int, *, next_limit: int
     ) -> BatchReport:
         """Read the slot's next batch after `start` and apply it; what it did.
+
+        When the batch comes back full, the one after it (`next_limit`
+        events) is read while this one is applied.
 
         Raises:
             RebuildInProgress: a rebuild holds the projection; nothing applied.
             ProjectionError: an event fails; the ones before it are applied.
         """
         projection = slot.projection
-        stored = await self._backend.read_all_as_stored(
-            start, limit=limit, partition=slot.partition
-        )
+        stored = await self._reads.read(slot, start, limit)
+        if len(stored) == limit:
+            self._reads.start(slot, stored[-1].checkpoint, next_limit)
         events = [upcast_for(projection, event) for event in stored]
         telemetry = (
             TELEMETRY if TELEMETRY is not None and TELEMETRY.metering() else None

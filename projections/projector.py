@@ -320,6 +320,7 @@ class Projector:
         `run` and `run_until_caught_up` do it when they end; call it (or use
         ``async with Projector(...)``) after driving `run_once` yourself.
         """
+        await self._batches.aclose()
         if self._locks is not None:
             await self._locks.aclose()
         self._locks = None
@@ -381,13 +382,18 @@ class Projector:
         if name not in self._prepared or not self._held.due(name):
             return BatchReport(events=0, position=None, caught_up=False)
         size = self._sizes.of(slot)
+        ahead = self._sizes.after_full(size)
         try:
             start = await self._checkpoint(slot)
             if TELEMETRY is None or not TELEMETRY.tracing():
-                report = await self._batches.apply_next(slot, start, size)
+                report = await self._batches.apply_next(
+                    slot, start, size, next_limit=ahead
+                )
             else:
                 with TELEMETRY.batch_span(str(slot)) as span:
-                    report = await self._batches.apply_next(slot, start, size)
+                    report = await self._batches.apply_next(
+                        slot, start, size, next_limit=ahead
+                    )
                     span.set_attribute("event.count", report.events)
         except errors.RebuildInProgress:
             # Nothing was applied: the batch is read again after the rebuild,

@@ -1,0 +1,108 @@
+"""A slot's next batch read ahead is used only when it is the batch asked for (both backends)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+from eventstore import Checkpoint, ExecutionStatus, NewEvent
+from eventstore.partitions import WHOLE_LOG
+from projections.executions import ExecutionsProjection
+from projections.projector import Projector
+from projections.read_ahead import ReadAhead
+from projections.slots import Slot
+from tests.helpers import assert_projection_equals_fold, execution_in, wait_for_horizon
+
+if TYPE_CHECKING:
+    from eventstore import EventStore
+    from tests.helpers import References
+
+START = Checkpoint(0, 0)
+
+
+async def _notes(store: EventStore, count: int) -> None:
+    for _ in range(count):
+        await store.append(
+            uuid.uuid4(), [NewEvent(type="Note", data={})], stream_type="note"
+        )
+    await wait_for_horizon(store)
+
+
+async def _arrived(reads: ReadAhead, slot: Slot) -> None:
+    """Wait for the slot's read ahead to finish (its task is private to ReadAhead)."""
+    _, _, reading = reads._reads[slot.lock_name]
+    await asyncio.wait_for(asyncio.shield(reading), timeout=30)
+
+
+async def test_the_batch_read_ahead_is_what_the_log_held_then(
+    store: EventStore,
+) -> None:
+    context = store.projection_context
+    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
+    reads = ReadAhead(context)
+    await _notes(store, 3)
+    reads.start(slot, START, 10)
+    await _arrived(reads, slot)
+    await _notes(store, 2)  # appended after the read ahead: not in it
+    batch = await reads.read(slot, START, 10)
+    assert [event.position for event in batch] == [1, 2, 3]
+    # Nothing is left ahead: the next read asks the log, which holds all five.
+    again = await reads.read(slot, START, 10)
+    assert [event.position for event in again] == [1, 2, 3, 4, 5]
+
+
+async def test_a_batch_read_ahead_for_another_place_or_size_is_dropped(
+    store: EventStore,
+) -> None:
+    context = store.projection_context
+    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
+    reads = ReadAhead(context)
+    await _notes(store, 4)
+    first = (await reads.read(slot, START, 1))[0].checkpoint
+    reads.start(slot, first, 2)
+    await _arrived(reads, slot)
+    # Another projector moved the checkpoint: the read ahead is not that batch.
+    second = (await context.read_all_as_stored(START, limit=2))[-1].checkpoint
+    moved = await reads.read(slot, second, 2)
+    assert [event.position for event in moved] == [3, 4]
+    # Another size than the one read ahead: read again at that size.
+    reads.start(slot, START, 2)
+    await _arrived(reads, slot)
+    assert [event.position for event in await reads.read(slot, START, 3)] == [1, 2, 3]
+
+
+async def test_closing_stops_the_reads_ahead(store: EventStore) -> None:
+    context = store.projection_context
+    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
+    reads = ReadAhead(context)
+    await _notes(store, 2)
+    reads.start(slot, START, 10)
+    _, _, reading = reads._reads[slot.lock_name]
+    await reads.aclose()
+    assert reading.done()
+    assert not reads._reads
+    # Reading after closing still works: it asks the log.
+    assert len(await reads.read(slot, START, 10)) == 2
+
+
+async def test_a_projector_reading_ahead_while_others_append_equals_the_fold(
+    store: EventStore, refs: References
+) -> None:
+    """Catching up in batches read ahead while writers append: exact, nothing twice."""
+    for _ in range(20):
+        await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await wait_for_horizon(store)
+
+    async def writer() -> None:
+        for status in [*ExecutionStatus] * 3:
+            await execution_in(store, refs, status)
+
+    async with Projector(store, batch_size=3) as projector:
+        writing = asyncio.create_task(writer())
+        while not writing.done():
+            await projector.run_once()
+        await writing
+        await wait_for_horizon(store)
+        await projector.run_until_caught_up()
+    await assert_projection_equals_fold(store)
