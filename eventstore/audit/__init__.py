@@ -167,7 +167,7 @@ class Audit:
 
         Args:
             processes: how many processes share the work, each verifying
-                the streams of one partition; None: one per core (up to 8)
+                one run of the log; None: one per core (up to 8)
                 once the log holds 300,000 events, else one. Others than
                 this one are spawned: a script must run under
                 ``if __name__ == "__main__":``.

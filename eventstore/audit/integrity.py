@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Final
 
 from eventstore import chains, errors, hashing
 from eventstore.cache import BoundedCache
-from eventstore.partitions import WHOLE_LOG, Partition
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from uuid import UUID
 
     from eventstore.backends.base import Backend
-    from eventstore.backends.rows import RawEventRow
+    from eventstore.backends.rows import RawEventRow, StreamEnd
     from eventstore.events.checkpoint import Checkpoint
 
 BATCH: Final = 5000
@@ -49,10 +48,7 @@ class LogReport:
 
 
 async def verify_log(
-    backend: Backend,
-    *,
-    partition: Partition = WHOLE_LOG,
-    on_batch: Callable[[int], None] | None = None,
+    backend: Backend, *, on_batch: Callable[[int], None] | None = None
 ) -> LogReport:
     """Recompute every stream's hash chain, reading the log once in global order.
 
@@ -63,26 +59,52 @@ async def verify_log(
 
     Args:
         backend: the store's backend.
-        partition: only the streams of this partition (the whole log by
-            default); `verify_processes` runs one per process.
         on_batch: called with the events verified so far, after each batch.
 
     Returns:
         The counts and the first break of each broken stream (at most 100).
     """
     await backend.ensure_schema()
-    await _reads_see_what_committed_before(backend)
+    await reads_see_what_committed_before(backend)
+    return await verify_run(backend, on_batch=on_batch)
+
+
+async def verify_run(
+    backend: Backend,
+    *,
+    after: Checkpoint | None = None,
+    until: Checkpoint | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> LogReport:
+    """Verify the events after `after` up to `until` (inclusive), one run of the log.
+
+    `verify_processes` gives each process one run of `log_splits`. A
+    stream that began before the run chains its first event here to its
+    last event there (`stream_ends`), so every link is checked once, by
+    one run, and the streams are counted by the run they begin in.
+    """
+    await backend.ensure_schema()
     chains = _Chains()
+    looked_up: set[UUID] = set()  # streams whose end before the run is known
 
-    def read_after(checkpoint: Checkpoint | None) -> asyncio.Future[list[RawEventRow]]:
-        return asyncio.ensure_future(
-            backend.read_rows_as_stored(checkpoint, limit=BATCH, partition=partition)
-        )
+    async def read_after(
+        checkpoint: Checkpoint | None,
+    ) -> tuple[list[RawEventRow], dict[UUID, StreamEnd]]:
+        rows = await backend.read_rows_as_stored(checkpoint, limit=BATCH, until=until)
+        if after is None:
+            return rows, {}
+        new = {row.stream_id for row in rows} - looked_up
+        looked_up.update(new)
+        return rows, await backend.stream_ends(list(new), after) if new else {}
 
-    reading = read_after(None)
+    reading = asyncio.ensure_future(read_after(after))
     try:
-        while rows := await reading:
-            reading = read_after(rows[-1].checkpoint)
+        while True:
+            rows, ends = await reading
+            if not rows:
+                break
+            reading = asyncio.ensure_future(read_after(rows[-1].checkpoint))
+            chains.begun_before(ends)
             for start in range(0, len(rows), _CHUNK):
                 chains.check(rows[start : start + _CHUNK])
                 await asyncio.sleep(0)  # let the next batch's rows come in
@@ -93,7 +115,7 @@ async def verify_log(
     return chains.finish()
 
 
-async def _reads_see_what_committed_before(backend: Backend) -> None:
+async def reads_see_what_committed_before(backend: Backend) -> None:
     """Wait until gap-safe reads see every event committed before now.
 
     They stay below the transaction horizon, which any transaction still
@@ -123,8 +145,15 @@ class _Chains:
         # version, hash, position, recorded_at of each stream's head
         self._heads: dict[UUID, tuple[int, bytes, int, datetime]] = {}
         self._broken: set[UUID] = set()
+        self._begun_before: set[UUID] = set()  # counted by an earlier run
         # Events of one request share their metadata text: encode it once.
         self._metadata: BoundedCache[str, bytes] = BoundedCache(METADATA_TEXTS)
+
+    def begun_before(self, ends: dict[UUID, StreamEnd]) -> None:
+        """Streams that began before this run: their next event chains to these."""
+        for stream_id, end in ends.items():
+            self._heads[stream_id] = end
+            self._begun_before.add(stream_id)
 
     def check(self, rows: Sequence[RawEventRow]) -> None:
         """Check rows that follow the ones checked before, in global order."""
@@ -162,7 +191,8 @@ class _Chains:
 
     def finish(self) -> LogReport:
         """The report, with the number of streams seen."""
-        self.report.streams = len(self._heads) + len(self._broken - self._heads.keys())
+        seen = self._heads.keys() | self._broken
+        self.report.streams = len(seen) - len(self._begun_before)
         return self.report
 
     def _hash(self, previous: bytes, row: RawEventRow) -> bytes:

@@ -1,11 +1,14 @@
-"""`verify_log` over partitions of the streams, in parallel processes (ARCHITECTURE §6).
+"""`verify_log` over runs of the log, in parallel processes (ARCHITECTURE §6).
 
 Recomputing the chains is pure Python work per event, so one process
-verifies at the speed of one core. A stream's chain never leaves its
-partition, so each partition is verified whole by its own process, reading
-the log in global order with the partition's filter; the reports add up.
-This process verifies partition 0 itself while the others run, so
-`processes` partitions cost `processes - 1` interpreters to start.
+verifies at the speed of one core. The log is cut into runs of nearly
+equal length in its global order (`log_splits`), and each process verifies
+one run: the database reads every row once, whatever the number of
+processes. A stream that began in an earlier run chains its first event in
+a run to its last event before it (`verify_run`), so every link is checked
+by exactly one process. This process verifies the first run itself while
+the others run, so `processes` runs cost `processes - 1` interpreters to
+start.
 """
 
 from __future__ import annotations
@@ -19,17 +22,27 @@ import signal
 from typing import TYPE_CHECKING, Any, Final
 
 from eventstore import errors
-from eventstore.audit.integrity import MAX_PROBLEMS, LogReport, verify_log
+from eventstore.audit.integrity import (
+    MAX_PROBLEMS,
+    LogReport,
+    reads_see_what_committed_before,
+    verify_log,
+    verify_run,
+)
 from eventstore.backends import backend_for
-from eventstore.partitions import Partition
 
 if TYPE_CHECKING:
     from collections.abc import Callable, MutableSequence
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
+    from uuid import UUID
 
     from eventstore.backends.base import Backend
+    from eventstore.events.checkpoint import Checkpoint
     from eventstore.settings import StoreSettings
+
+    # A run of the log: the events after the first checkpoint, up to the second.
+    Run = tuple[Checkpoint | None, Checkpoint | None]
 
 # Starting an interpreter and importing the store takes about a second of
 # CPU: below this many events one process is as fast.
@@ -58,17 +71,18 @@ async def verify_log_in_processes(
     processes: int,
     on_batch: Callable[[int], None] | None = None,
 ) -> LogReport:
-    """Verify the log as `verify_log` does, its streams split over `processes`.
+    """Verify the log as `verify_log` does, cut into `processes` runs.
 
     Args:
         backend: this process's connection.
         settings: the others open the backend's URL with these.
-        processes: how many partitions, each verified by one process.
+        processes: how many runs, each verified by one process (fewer
+            when the log holds fewer events).
         on_batch: called with the events verified so far, by all processes.
 
     Returns:
-        The counts of all partitions, and their first breaks in position
-        order (at most 100).
+        The counts of all runs, and the first break of each broken stream
+        in position order (at most 100).
 
     Raises:
         DatabaseError: a process failed or stopped without a report.
@@ -78,16 +92,19 @@ async def verify_log_in_processes(
             f"processes must be from 1 to {PROCESSES_LIMIT}, not {processes}"
         )
     if processes == 1:
-        return _merged([await verify_log(backend, on_batch=on_batch)])
+        return await verify_log(backend, on_batch=on_batch)
+    await backend.ensure_schema()
+    await reads_see_what_committed_before(backend)
+    splits = await backend.log_splits(processes)
+    runs: list[Run] = list(zip([None, *splits], [*splits, None], strict=True))
     context = multiprocessing.get_context("spawn")  # a fork would copy the event loop
-    progress = context.Array("q", processes, lock=False)
+    progress = context.Array("q", len(runs), lock=False)
     others: list[_Worker] = []
     try:
-        for index in range(1, processes):
-            partition = Partition(index, processes)
+        for index, run in enumerate(runs[1:], start=1):
             others.append(
                 _Worker.start(
-                    context, backend.connect_url, settings, partition, progress
+                    context, backend.connect_url, settings, index, run, progress
                 )
             )
 
@@ -96,9 +113,8 @@ async def verify_log_in_processes(
 
         watching = asyncio.ensure_future(_watch(others, progress, on_batch))
         try:
-            own = await verify_log(
-                backend, partition=Partition(0, processes), on_batch=verified
-            )
+            first, until = runs[0]
+            own = await verify_run(backend, after=first, until=until, on_batch=verified)
             await watching
         finally:
             watching.cancel()
@@ -126,10 +142,16 @@ async def _watch(
 
 
 def _merged(reports: list[LogReport]) -> LogReport:
-    problems = sorted(
-        (problem for report in reports for problem in report.problems),
-        key=lambda problem: problem.position or 0,
-    )
+    """The runs' reports as one, in the log's order.
+
+    A stream broken in one run may break again in a later one (its events
+    there chain to the altered ones): only its first break is reported.
+    """
+    first_breaks: dict[UUID | None, errors.RecordAltered] = {}
+    for report in reports:
+        for problem in report.problems:
+            first_breaks.setdefault(problem.stream_id, problem)
+    problems = sorted(first_breaks.values(), key=lambda problem: problem.position or 0)
     return LogReport(
         events=sum(report.events for report in reports),
         streams=sum(report.streams for report in reports),
@@ -138,12 +160,12 @@ def _merged(reports: list[LogReport]) -> LogReport:
 
 
 class _Worker:
-    """One other process verifying one partition, and the pipe of its report."""
+    """One other process verifying one run of the log, and the pipe of its report."""
 
-    def __init__(self, process: BaseProcess, answers: Connection, partition: Partition):
+    def __init__(self, process: BaseProcess, answers: Connection, index: int):
         self._process = process
         self._answers = answers
-        self._partition = partition
+        self._index = index
 
     @classmethod
     def start(
@@ -151,19 +173,20 @@ class _Worker:
         context: Any,
         url: str,
         settings: StoreSettings,
-        partition: Partition,
+        index: int,
+        run: Run,
         progress: MutableSequence[int],
     ) -> _Worker:
         answers, sender = context.Pipe(duplex=False)
         process = context.Process(
-            target=_verify_partition,
-            args=(url, settings, partition, progress, sender),
-            name=f"eventstore-verify-{partition.index}",
+            target=_verify_run,
+            args=(url, settings, index, run, progress, sender),
+            name=f"eventstore-verify-{index}",
             daemon=True,
         )
         process.start()
         sender.close()  # ours: the pipe reads as closed once the child is gone
-        return cls(process, answers, partition)
+        return cls(process, answers, index)
 
     def answered(self) -> bool:
         """Whether the report (or the pipe's end, if the process died) is there."""
@@ -176,9 +199,8 @@ class _Worker:
         except EOFError:
             self._process.join(timeout=5)
             raise errors.DatabaseError(
-                f"verifying partition {self._partition.index} of "
-                f"{self._partition.count} stopped without a report "
-                f"(exit code {self._process.exitcode})"
+                f"verifying run {self._index + 1} of the log stopped without "
+                f"a report (exit code {self._process.exitcode})"
             ) from None
         if isinstance(answer, BaseException):
             raise answer
@@ -192,19 +214,20 @@ class _Worker:
         self._answers.close()
 
 
-def _verify_partition(
+def _verify_run(
     url: str,
     settings: StoreSettings,
-    partition: Partition,
+    index: int,
+    run: Run,
     progress: MutableSequence[int],
     answers: Connection,
 ) -> None:
-    """A child process's work: verify one partition, send back the report or the error."""
+    """A child process's work: verify one run, send back the report or the error."""
     # Ctrl-C reaches the whole process group: the parent stops the children.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         answer: LogReport | Exception = asyncio.run(
-            _verify(url, settings, partition, progress)
+            _verify(url, settings, index, run, progress)
         )
     except Exception as exc:  # sent to the parent, which raises it
         answer = exc
@@ -212,23 +235,23 @@ def _verify_partition(
         try:
             answers.send(answer)
         except (pickle.PicklingError, TypeError, AttributeError):
-            answers.send(
-                errors.DatabaseError(f"verifying partition failed: {answer!r}")
-            )
+            answers.send(errors.DatabaseError(f"verifying a run failed: {answer!r}"))
 
 
 async def _verify(
     url: str,
     settings: StoreSettings,
-    partition: Partition,
+    index: int,
+    run: Run,
     progress: MutableSequence[int],
 ) -> LogReport:
     def verified(events: int) -> None:
-        progress[partition.index] = events
+        progress[index] = events
 
     backend = backend_for(url, settings)
     try:
         await backend.connect()
-        return await verify_log(backend, partition=partition, on_batch=verified)
+        after, until = run
+        return await verify_run(backend, after=after, until=until, on_batch=verified)
     finally:
         await backend.aclose()

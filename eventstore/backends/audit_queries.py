@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 from eventstore.backends.database import Database
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
     from uuid import UUID
 
-    from eventstore.backends.rows import LastStatusChange
+    from eventstore.backends.rows import LastStatusChange, StreamEnd
     from eventstore.events.checkpoint import Checkpoint
 
 
@@ -44,4 +45,22 @@ class AuditQueries(Database):
 
         Read from the log, not a projection, so it is exact however far the
         projectors lag: one scan of the status-history index.
+        """
+
+    @abstractmethod
+    async def log_splits(self, parts: int) -> list[Checkpoint]:
+        """Checkpoints that cut the log into `parts` runs of nearly equal length.
+
+        The log is what `read_rows_as_stored` reads now. Each checkpoint is
+        the last event of a run: the next run reads after it. Fewer than
+        ``parts - 1`` when the log holds fewer than `parts` events.
+        """
+
+    @abstractmethod
+    async def stream_ends(
+        self, stream_ids: Sequence[UUID], at: Checkpoint
+    ) -> dict[UUID, StreamEnd]:
+        """Each stream's last event at or before `at` in the log's order.
+
+        Streams with no event there are left out. Every stream type counts.
         """

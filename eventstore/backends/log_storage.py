@@ -91,9 +91,12 @@ class LogStorage(Database):
         after: Checkpoint | None,
         *,
         limit: int,
-        partition: Partition | None = None,
+        until: Checkpoint | None = None,
     ) -> list[RawEventRow]:
-        """`read_all_as_stored`'s rows, unparsed (for verifying the whole log)."""
+        """`read_all_as_stored`'s rows, unparsed (for verifying the whole log).
+
+        Only up to `until` (inclusive) when given: one run of `log_splits`.
+        """
 
     @abstractmethod
     async def read_streams_as_stored(

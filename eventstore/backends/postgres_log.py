@@ -78,9 +78,10 @@ READ_RAW_SQL: Final = (
     f"WHERE {HORIZON} AND {AFTER} {ORDER} LIMIT $4"
 )
 
-READ_RAW_PARTITION_SQL: Final = (
+READ_RAW_UNTIL_SQL: Final = (
     f"SELECT {RAW_COLUMNS} FROM execution_events "  # noqa: S608 - constant fragments
-    f"WHERE {HORIZON} AND {AFTER} AND {IN_PARTITION} {ORDER} LIMIT $4"
+    f"WHERE {HORIZON} AND {AFTER} "
+    f"AND (epoch, transaction_id, position) <= ($5, $6::xid8, $7) {ORDER} LIMIT $4"
 )
 
 READ_STREAMS_SQL: Final = (
@@ -208,11 +209,16 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
         after: Checkpoint | None,
         *,
         limit: int,
-        partition: Partition | None = None,
+        until: Checkpoint | None = None,
     ) -> list[RawEventRow]:
-        rows = await self._fetch_after(
-            READ_RAW_SQL, READ_RAW_PARTITION_SQL, after, limit, partition
-        )
+        key = order_key(after or Checkpoint(0, 0))
+        async with self.translate_errors(), self.pool.acquire() as connection:
+            if until is None:
+                rows = await connection.fetch(READ_RAW_SQL, *key, limit)
+            else:
+                rows = await connection.fetch(
+                    READ_RAW_UNTIL_SQL, *key, limit, *order_key(until)
+                )
         return list(map(RawEventRow._make, rows))
 
     async def _fetch_after(

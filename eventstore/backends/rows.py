@@ -24,6 +24,15 @@ class LastStatusChange:
     recorded_at: datetime
 
 
+class StreamEnd(NamedTuple):
+    """A stream's last event before a place in the log: what its next event chains to."""
+
+    version: int
+    hash: bytes
+    position: int
+    recorded_at: datetime
+
+
 class RawEventRow(NamedTuple):
     """One row of the log as stored, its JSON texts unparsed: what the chain covers.
 

@@ -9,16 +9,16 @@ from typing_extensions import override
 
 from eventstore.backends import sqlite_writer as writer
 from eventstore.backends.audit_queries import AuditQueries
-from eventstore.backends.rows import LastStatusChange
+from eventstore.backends.rows import LastStatusChange, StreamEnd
 from eventstore.backends.sqlite_database import SqliteDatabase
 from eventstore.backends.sqlite_rows import FAR_FUTURE, MAX_POSITION, from_db_time
+from eventstore.events.checkpoint import Checkpoint
+from eventstore.jsonvalues import dump_json
 from eventstore.schema import STATUS_EVENTS_CONDITION
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
-
-    from eventstore.events.checkpoint import Checkpoint
 
 # SQLite gives a bare column the values of the row that max() chose.
 STREAM_HEADS_SQL: Final = """
@@ -33,6 +33,17 @@ FROM execution_events
 WHERE {STATUS_EVENTS_CONDITION} AND position <= ? AND recorded_at <= ?
 GROUP BY stream_id
 """  # noqa: S608 - constant condition
+
+# As STREAM_HEADS_SQL: the other columns are those of the last position's row.
+STREAM_ENDS_SQL: Final = """
+SELECT stream_id, max(position), version, hash, recorded_at FROM execution_events
+WHERE stream_id IN (SELECT value FROM json_each(?)) AND position <= ?
+GROUP BY stream_id
+"""
+
+SPLIT_SQL: Final = (
+    "SELECT position FROM execution_events ORDER BY position LIMIT 1 OFFSET ?"
+)
 
 OPEN_EXECUTIONS_SQL: Final = f"""
 SELECT * FROM ({STATUS_EVENTS_SQL}) AS last
@@ -84,3 +95,29 @@ class SqliteAuditQueries(SqliteDatabase, AuditQueries):
             )
             for row in rows
         ]
+
+    @override
+    async def log_splits(self, parts: int) -> list[Checkpoint]:
+        (events,) = (await self._fetch("SELECT count(*) FROM execution_events", ()))[0]
+        runs = min(parts, events)
+        splits = []
+        for part in range(1, runs):
+            rows = await self._fetch(SPLIT_SQL, (part * events // runs - 1,))
+            splits.append(Checkpoint(0, rows[0][0]))
+        return splits
+
+    @override
+    async def stream_ends(
+        self, stream_ids: Sequence[UUID], at: Checkpoint
+    ) -> dict[UUID, StreamEnd]:
+        ids = dump_json([stream_id.hex for stream_id in stream_ids])
+        rows = await self._fetch(STREAM_ENDS_SQL, (ids, at.position))
+        return {
+            UUID(hex=row[0]): StreamEnd(
+                version=row[2],
+                hash=row[3],
+                position=row[1],
+                recorded_at=from_db_time(row[4]),
+            )
+            for row in rows
+        }

@@ -12,7 +12,12 @@ from eventstore.backends import sqlite_writer as writer
 from eventstore.backends.log_storage import LogStorage
 from eventstore.backends.rows import RawEventRow
 from eventstore.backends.sqlite_database import SqliteDatabase
-from eventstore.backends.sqlite_rows import COLUMNS, from_db_time, rows_to_events
+from eventstore.backends.sqlite_rows import (
+    COLUMNS,
+    MAX_POSITION,
+    from_db_time,
+    rows_to_events,
+)
 from eventstore.events.checkpoint import Checkpoint
 from eventstore.hashing import format_occurred_at
 from eventstore.jsonvalues import dump_json
@@ -35,6 +40,11 @@ READ_STREAM_SQL: Final = (
 READ_ALL_SQL: Final = (
     f"SELECT {COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
     "WHERE position > ? ORDER BY position LIMIT ?"
+)
+
+READ_UNTIL_SQL: Final = (
+    f"SELECT {COLUMNS} FROM execution_events "  # noqa: S608 - constant column list
+    "WHERE position > ? AND position <= ? ORDER BY position LIMIT ?"
 )
 
 READ_PARTITION_SQL: Final = (
@@ -139,9 +149,16 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
         after: Checkpoint | None,
         *,
         limit: int,
-        partition: Partition | None = None,
+        until: Checkpoint | None = None,
     ) -> list[RawEventRow]:
-        rows = await self._fetch_after(after, limit, partition)
+        rows = await self._fetch(
+            READ_UNTIL_SQL,
+            (
+                0 if after is None else after.position,
+                MAX_POSITION if until is None else until.position,
+                limit,
+            ),
+        )
         return [
             RawEventRow(
                 position=row[0],

@@ -56,7 +56,7 @@ async def test_each_databases_partitioned_reads_follow_the_rule(
     for count in (1, 2, 3, 7, 64):
         for index in range(count):
             partition = Partition(index, count)
-            rows = await store.backend.read_rows_as_stored(
+            rows = await store.backend.read_all_as_stored(
                 None, limit=100, partition=partition
             )
             expected = {stream for stream in streams if partition.holds(stream)}
