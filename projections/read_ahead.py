@@ -8,7 +8,10 @@ asks for exactly it (the same checkpoint and size): after another projector
 moved the checkpoint, or a rebuild, it is dropped and read again. The log
 after a checkpoint below the transaction horizon does not change, so a
 batch read ahead holds what a read at the time of use would hold, up to the
-horizon of its own read (ARCHITECTURE §1).
+horizon of its own read (ARCHITECTURE §1). So it is used only if it came
+back full: a short batch says the slot has caught up, and only a read made
+now may say that (`run_until_caught_up` promises every event committed
+before it was called).
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ class ReadAhead:
         self._reads: dict[str, tuple[Checkpoint, int, asyncio.Task[_Batch]]] = {}
 
     async def read(self, slot: Slot, after: Checkpoint, limit: int) -> _Batch:
-        """The slot's events after `after`, at most `limit`: the batch read ahead if it is this one."""
+        """The slot's events after `after`, at most `limit`: the batch read ahead if it is this one, and full."""
         ahead = self._reads.pop(slot.lock_name, None)
         if ahead is not None:
             started_after, size, reading = ahead
             if started_after == after and size == limit:
-                return await reading
-            _drop(reading)
+                batch = await reading
+                if len(batch) == limit:
+                    return batch
+            else:
+                _drop(reading)
         return await self._read(slot, after, limit)
 
     def start(self, slot: Slot, after: Checkpoint, limit: int) -> None:

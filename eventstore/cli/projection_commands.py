@@ -25,6 +25,7 @@ from eventstore.cli.app import (
 from eventstore.cli.display import safe
 from eventstore.cli.log_output import LogFormat, LogLevel, configure_logging
 from eventstore.cli.metrics_server import serve_metrics
+from projections.batches import BatchSizes
 from projections.gc_tuning import gc_for_batches
 from projections.projector import Projector
 from projections.slot_status import ProjectionStatus, projection_status
@@ -57,8 +58,9 @@ def project(
         typer.Option(
             min=1,
             max=100_000,
-            help="events per batch; one behind the log reads up to ten times as "
-            "many (at most 10,000) until it catches up",
+            help="events per batch; one behind the log reads up to "
+            f"{BatchSizes.GROWTH} times as many (at most {BatchSizes.LIMIT:,}) "
+            "until it catches up",
         ),
     ] = 1000,
     poll_interval: Annotated[

@@ -35,21 +35,34 @@ async def _arrived(reads: ReadAhead, slot: Slot) -> None:
     await asyncio.wait_for(asyncio.shield(reading), timeout=30)
 
 
-async def test_the_batch_read_ahead_is_what_the_log_held_then(
+async def test_a_full_batch_read_ahead_is_what_the_log_held_then(
     store: EventStore,
 ) -> None:
     context = store.projection_context
     slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
     reads = ReadAhead(context)
     await _notes(store, 3)
-    reads.start(slot, START, 10)
+    reads.start(slot, START, 3)
     await _arrived(reads, slot)
     await _notes(store, 2)  # appended after the read ahead: not in it
-    batch = await reads.read(slot, START, 10)
+    batch = await reads.read(slot, START, 3)
     assert [event.position for event in batch] == [1, 2, 3]
     # Nothing is left ahead: the next read asks the log, which holds all five.
     again = await reads.read(slot, START, 10)
     assert [event.position for event in again] == [1, 2, 3, 4, 5]
+
+
+async def test_a_short_batch_read_ahead_is_read_again(store: EventStore) -> None:
+    """A short batch says "caught up": only a read made now may say it."""
+    context = store.projection_context
+    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
+    reads = ReadAhead(context)
+    await _notes(store, 3)
+    reads.start(slot, START, 10)
+    await _arrived(reads, slot)
+    await _notes(store, 2)  # committed before the read below: it must see them
+    batch = await reads.read(slot, START, 10)
+    assert [event.position for event in batch] == [1, 2, 3, 4, 5]
 
 
 async def test_a_batch_read_ahead_for_another_place_or_size_is_dropped(
@@ -89,20 +102,25 @@ async def test_closing_stops_the_reads_ahead(store: EventStore) -> None:
 async def test_a_projector_reading_ahead_while_others_append_equals_the_fold(
     store: EventStore, refs: References
 ) -> None:
-    """Catching up in batches read ahead while writers append: exact, nothing twice."""
+    """Catching up in batches read ahead while writers append: exact, nothing twice.
+
+    And `run_until_caught_up` after the writers finished folds everything
+    they wrote: a batch read ahead before their last appends is not taken
+    for "caught up".
+    """
     for _ in range(20):
         await execution_in(store, refs, ExecutionStatus.COMPLETED)
     await wait_for_horizon(store)
 
     async def writer() -> None:
-        for status in [*ExecutionStatus] * 3:
+        for status in [*ExecutionStatus] * 2:
             await execution_in(store, refs, status)
 
     async with Projector(store, batch_size=3) as projector:
-        writing = asyncio.create_task(writer())
-        while not writing.done():
-            await projector.run_once()
-        await writing
-        await wait_for_horizon(store)
-        await projector.run_until_caught_up()
-    await assert_projection_equals_fold(store)
+        for _ in range(5):
+            writing = asyncio.create_task(writer())
+            while not writing.done():
+                await projector.run_once()
+            await writing
+            await projector.run_until_caught_up()
+            await assert_projection_equals_fold(store)
