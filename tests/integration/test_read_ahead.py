@@ -29,6 +29,12 @@ async def _notes(store: EventStore, count: int) -> None:
     await wait_for_horizon(store)
 
 
+def _reads_of(store: EventStore) -> tuple[ReadAhead, Slot]:
+    """A read ahead, and the slot of the executions projection over the whole log."""
+    context = store.projection_context
+    return ReadAhead(context), Slot(ExecutionsProjection(context), WHOLE_LOG)
+
+
 async def _arrived(reads: ReadAhead, slot: Slot) -> None:
     """Wait for the slot's read ahead to finish (its task is private to ReadAhead)."""
     _, _, reading = reads._reads[slot.lock_name]
@@ -38,9 +44,7 @@ async def _arrived(reads: ReadAhead, slot: Slot) -> None:
 async def test_a_full_batch_read_ahead_is_what_the_log_held_then(
     store: EventStore,
 ) -> None:
-    context = store.projection_context
-    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
-    reads = ReadAhead(context)
+    reads, slot = _reads_of(store)
     await _notes(store, 3)
     reads.start(slot, START, 3)
     await _arrived(reads, slot)
@@ -54,9 +58,7 @@ async def test_a_full_batch_read_ahead_is_what_the_log_held_then(
 
 async def test_a_short_batch_read_ahead_is_read_again(store: EventStore) -> None:
     """A short batch says "caught up": only a read made now may say it."""
-    context = store.projection_context
-    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
-    reads = ReadAhead(context)
+    reads, slot = _reads_of(store)
     await _notes(store, 3)
     reads.start(slot, START, 10)
     await _arrived(reads, slot)
@@ -68,16 +70,14 @@ async def test_a_short_batch_read_ahead_is_read_again(store: EventStore) -> None
 async def test_a_batch_read_ahead_for_another_place_or_size_is_dropped(
     store: EventStore,
 ) -> None:
-    context = store.projection_context
-    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
-    reads = ReadAhead(context)
+    reads, slot = _reads_of(store)
     await _notes(store, 4)
     first = (await reads.read(slot, START, 1))[0].checkpoint
     reads.start(slot, first, 2)
     await _arrived(reads, slot)
     # Another projector moved the checkpoint: the read ahead is not that batch.
-    second = (await context.read_all_as_stored(START, limit=2))[-1].checkpoint
-    moved = await reads.read(slot, second, 2)
+    first_two = await store.projection_context.read_all_as_stored(START, limit=2)
+    moved = await reads.read(slot, first_two[-1].checkpoint, 2)
     assert [event.position for event in moved] == [3, 4]
     # Another size than the one read ahead: read again at that size.
     reads.start(slot, START, 2)
@@ -86,9 +86,7 @@ async def test_a_batch_read_ahead_for_another_place_or_size_is_dropped(
 
 
 async def test_closing_stops_the_reads_ahead(store: EventStore) -> None:
-    context = store.projection_context
-    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
-    reads = ReadAhead(context)
+    reads, slot = _reads_of(store)
     await _notes(store, 2)
     reads.start(slot, START, 10)
     _, _, reading = reads._reads[slot.lock_name]
