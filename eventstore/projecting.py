@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eventstore.arguments import checked_moment
+from eventstore.backends.database_fold import ExecutionsFold, FoldedStreams
 from eventstore.backends.leadership import Holder, HorizonHolder, LeaderLocks
 from eventstore.backends.shadow import Reference, ShadowTables
 from eventstore.labels import checked_labels
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "RECHECK_MIN",
     "WHOLE_LOG",
+    "ExecutionsFold",
+    "FoldedStreams",
     "Holder",
     "HorizonHolder",
     "LeaderLocks",
@@ -126,6 +129,9 @@ class ProjectionContext(Protocol):
 
     def shadow_tables(self) -> ShadowTables | None:
         """The shadow tables of a zero-downtime rebuild; None where there are none."""
+
+    def executions_fold(self) -> ExecutionsFold | None:
+        """The executions fold the database runs itself; None where it runs none."""
 
     # SQL that differs between the databases.
     async def upsert_rows(

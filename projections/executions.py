@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore import RecordedEvent
-    from eventstore.projecting import ProjectionContext
+    from eventstore.projecting import ExecutionsFold, ProjectionContext
 
 NAME: Final = "executions"
 # Ids per SELECT ... IN: below both drivers' limits on bound parameters.
@@ -105,6 +105,10 @@ class ExecutionsProjection:
         # After the fold: a batch never holds both a receipt and the events
         # it removed (they leave the log in the receipt's transaction).
         await self._delete(connection, archived)
+
+    def database_fold(self) -> ExecutionsFold | None:
+        """The database's own fold of executions, where it has one (the rebuild's)."""
+        return self._backend.executions_fold()
 
     async def reset(self, connection: AsyncConnection) -> None:
         """Delete every row (the rebuild replays the log afterwards)."""

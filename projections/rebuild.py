@@ -5,7 +5,10 @@ shadow table beside the live one, in large batches: each batch is read
 gap-safe after the shadow's own checkpoint, folded in memory by the
 projection's own `apply` (aimed at the shadow) and committed together with
 that checkpoint. Memory is bounded by one batch, and a rebuild that
-crashed resumes where it stopped. Then the shadow gets its other indexes
+crashed resumes where it stopped. From the start, a projection whose rows
+the database can fold itself (`FoldsInDatabase`: the executions
+projection) has it fold the log up to the gap-safe head first, and folds
+here only the streams it hands back (ARCHITECTURE §5). Then the shadow gets its other indexes
 and statistics, catches up, and one transaction swaps it in, taking its
 locks in the one order (docs/PROJECTIONS.md, "Lock order"):
 

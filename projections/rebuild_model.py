@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore import Checkpoint
+    from eventstore.projecting import ExecutionsFold
 
 # Each try at the swap's locks (the gate, the live table) waits this long at
 # most: readers that queue behind a waiting swap wait no longer than that.
@@ -37,6 +38,15 @@ class TableProjection(Projection, Protocol):
 
     def for_table(self, table: sa.Table) -> Projection:
         """The same projection writing `table` instead."""
+        ...
+
+
+@runtime_checkable
+class FoldsInDatabase(TableProjection, Protocol):
+    """A table projection whose rows the database can fold itself from the start."""
+
+    def database_fold(self) -> ExecutionsFold | None:
+        """The database's fold of this projection's rows; None where it has none."""
         ...
 
 

@@ -8,26 +8,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import sqlalchemy as sa
 
 from eventstore import Checkpoint, errors
+from eventstore.projecting import upcast_event
 from eventstore.schema import projection_checkpoints as checkpoint_table
 from projections import checkpoints
 from projections.rebuild_model import (
+    FoldsInDatabase,
     RebuildReport,
     shadow_checkpoint_name,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from uuid import UUID
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore import EventStore, RecordedEvent
     from eventstore.projecting import Reference, ShadowTables
     from projections.rebuild_model import TableProjection
+
+
+# Streams the reference folds after the database: read this many at a time.
+STREAMS_PER_READ: Final = 500
 
 
 class ShadowRebuild:
@@ -76,7 +83,9 @@ class ShadowRebuild:
                     f"could not lock {retired}, left by an earlier rebuild, to drop it"
                 )
             start = await self._prepare(restart=restart)
-            after = await self._catch_up(start)
+            after = await self._catch_up(
+                await self._fold_in_database() if start == checkpoints.START else start
+            )
             async with self._backend.begin_write() as connection:
                 await self._shadows.finish(connection, self._live)
             after = await self._catch_up(after)
@@ -128,6 +137,47 @@ class ShadowRebuild:
             await self._shadows.create(connection, self._live)
             await checkpoints.ensure(connection, self._marker)
         return checkpoints.START
+
+    async def _fold_in_database(self) -> Checkpoint:
+        """From the start: the database folds the streams it can, up to now.
+
+        The rest are folded here by the reference, in the log's order. Each
+        part is its own short transaction; the shadow's checkpoint moves
+        once, at the end, so a run stopped midway starts again from an
+        empty shadow. Streams archived meanwhile leave by their receipt,
+        which lies after the checkpoint and is met by `_catch_up`.
+
+        Returns:
+            The checkpoint folded to (START if the database folds nothing).
+        """
+        target = self._target
+        if not isinstance(self._projection, FoldsInDatabase):
+            return checkpoints.START
+        fold = self._projection.database_fold()
+        until = None if fold is None else await self._backend.head_checkpoint()
+        if fold is None or until is None:
+            return checkpoints.START
+        async with self._backend.begin_write() as connection:
+            await target.reset(connection)  # rows of a run stopped midway
+        unfolded: list[UUID] = []
+        async for part in fold.fold(until, part=self._batch_size):
+            if part.rows:
+                async with self._backend.begin_write() as connection:
+                    await fold.write(connection, self._shadow_name, part.rows)
+            unfolded += part.unfolded
+            self._folded += part.events
+            self._report(until.position)
+        for first in range(0, len(unfolded), STREAMS_PER_READ):
+            stored = await fold.read_streams(
+                unfolded[first : first + STREAMS_PER_READ], until
+            )
+            async with self._backend.begin_write() as connection:
+                await target.apply(connection, [upcast_event(e) for e in stored])
+        async with self._backend.begin_write() as connection:
+            await checkpoints.advance(
+                connection, self._marker, expected=checkpoints.START, new=until
+            )
+        return until
 
     async def _catch_up(self, after: Checkpoint) -> Checkpoint:
         """Fold batches, one transaction each, until a batch comes back short.

@@ -12,7 +12,7 @@ from eventstore.schema import (
     executions,
     projection_checkpoints,
 )
-from projections.executions import row_to_state
+from projections.executions import ExecutionsProjection, row_to_state
 from tests.helpers import assert_rows_are_the_fold, event_token_sum
 from tests.migrations.test_migrations import drift_of
 
@@ -20,6 +20,17 @@ if TYPE_CHECKING:
     import uuid
 
     from eventstore import EventStore, ExecutionState
+
+
+class ReferenceOnly(ExecutionsProjection):
+    """The executions projection with the database's own fold turned off.
+
+    A rebuild of it folds every event here, with the reference, a batch
+    (and a shadow checkpoint) at a time.
+    """
+
+    def database_fold(self) -> None:
+        return None
 
 
 async def table_rows(store: EventStore) -> dict[uuid.UUID, ExecutionState]:

@@ -110,7 +110,7 @@ CHECKPOINT_AT_SQL: Final = (
 )
 
 
-def _rows_to_events(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
+def rows_to_events(rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
     """Events from rows of `COLUMNS`, read by index (the hot path of every read)."""
     metadata = stored_metadata_parser()
     return [
@@ -188,7 +188,7 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
             self._appender.remember_head(
                 stream_id, rows[-1]["version"], rows[-1]["hash"]
             )
-        return _rows_to_events(rows)
+        return rows_to_events(rows)
 
     @override
     async def read_all_as_stored(
@@ -201,7 +201,7 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
         rows = await self._fetch_after(
             READ_ALL_SQL, READ_PARTITION_SQL, after, limit, partition
         )
-        return _rows_to_events(rows)
+        return rows_to_events(rows)
 
     @override
     async def read_rows_as_stored(
@@ -244,7 +244,7 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
     ) -> list[RecordedEvent]:
         async with self.translate_errors(), self.pool.acquire() as connection:
             rows = await connection.fetch(READ_STREAMS_SQL, list(stream_ids))
-        return _rows_to_events(rows)
+        return rows_to_events(rows)
 
     @override
     async def head_checkpoint(self) -> Checkpoint | None:

@@ -11,6 +11,7 @@ from eventstore import errors
 from eventstore.backends import postgres_leadership as leadership
 from eventstore.backends.postgres_database import PostgresDatabase
 from eventstore.backends.postgres_driver import driver_connection
+from eventstore.backends.postgres_fold import PostgresExecutionsFold
 from eventstore.backends.postgres_leadership import PostgresLeaderLocks
 from eventstore.backends.postgres_order import AFTER, in_partition, order_key
 from eventstore.backends.postgres_shadow import (
@@ -116,3 +117,7 @@ class PostgresProjectionSupport(PostgresDatabase, ProjectionSupport):
     @override
     def shadow_tables(self) -> PostgresShadowTables:
         return PostgresShadowTables(self)
+
+    @override
+    def executions_fold(self) -> PostgresExecutionsFold:
+        return PostgresExecutionsFold(self)

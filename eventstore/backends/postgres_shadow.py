@@ -4,11 +4,11 @@ The shadow is created ``LIKE`` the live table, so its columns, types,
 defaults, NOT NULL and CHECK constraints are the live table's own (a
 cached plan revalidated after the swap keeps its result type). The primary
 key and unique constraints come at once (the upserts need them) under
-shadow names; foreign keys keep their names, which are unique per table
-only. Plain indexes come after the bulk load (`finish`), which is cheaper
-than maintaining them row by row and lets the load update rows in place
-(HOT); then ANALYZE, so the first queries after the swap are planned on
-statistics.
+shadow names. Plain indexes come after the bulk load (`finish`), which is
+cheaper than maintaining them row by row and lets the load update rows in
+place (HOT); so do the foreign keys (they keep their names, which are
+unique per table only), each checked in one pass; then ANALYZE, so the
+first queries after the swap are planned on statistics.
 
 The swap runs in the caller's transaction: take the live table ACCESS
 EXCLUSIVE, rename it and its indexes out of the way, rename the shadow and
@@ -182,16 +182,12 @@ class PostgresShadowTables(ShadowTables):
                     f"ALTER TABLE {_quote(shadow)} ADD CONSTRAINT {_quote(name)} "
                     f"{index['constraint_definition']}"
                 )
-        for key in await driver.fetch(FOREIGN_KEYS_SQL, live):
-            await driver.execute(
-                f"ALTER TABLE {_quote(shadow)} ADD CONSTRAINT {_quote(key['name'])} "
-                f"{key['definition']}"
-            )
 
     @override
     async def finish(self, connection: AsyncConnection, live: str) -> None:
         driver = await driver_connection(connection)
         shadow = self.shadow_name(live)
+        await self._add_foreign_keys(driver, live, shadow)
         for index in await driver.fetch(INDEXES_SQL, live):
             if index["constraint_definition"] is not None:
                 continue
@@ -206,6 +202,33 @@ class PostgresShadowTables(ShadowTables):
                 f"ON {_quote(shadow)} {parsed['rest']}"
             )
         await driver.execute(f"ANALYZE {_quote(shadow)}")
+
+    @staticmethod
+    async def _add_foreign_keys(
+        driver: asyncpg.Connection, live: str, shadow: str
+    ) -> None:
+        """Give the shadow the live table's foreign keys, checked in one pass each.
+
+        After the bulk load: a key checked row by row cost the load more
+        than its own write (1.7 s against 0.3 s for 100,000 rows), a key
+        added NOT VALID and then validated checks them all at once without
+        blocking writes to the tables it references.
+        """
+        present = {key["name"] for key in await driver.fetch(FOREIGN_KEYS_SQL, shadow)}
+        for key in await driver.fetch(FOREIGN_KEYS_SQL, live):
+            name = _quote(key["name"])
+            if key["name"] in present:
+                continue
+            # A key the live table holds unvalidated still checks every row
+            # written: the shadow's rows are all checked.
+            definition = key["definition"].removesuffix(NOT_VALID)
+            await driver.execute(
+                f"ALTER TABLE {_quote(shadow)} ADD CONSTRAINT {name} "
+                f"{definition}{NOT_VALID}"
+            )
+            await driver.execute(
+                f"ALTER TABLE {_quote(shadow)} VALIDATE CONSTRAINT {name}"
+            )
 
     @override
     async def swap(

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from eventstore.backends.database_fold import ExecutionsFold
     from eventstore.backends.leadership import Holder, HorizonHolder, LeaderLocks
     from eventstore.backends.shadow import ShadowTables
     from eventstore.events.checkpoint import Checkpoint
@@ -81,5 +82,13 @@ class ProjectionSupport(Database):
 
         None where readers and the projector cannot run beside a shadow
         build: the rebuild then replays in one transaction.
+        """
+        return None
+
+    def executions_fold(self) -> ExecutionsFold | None:
+        """The executions fold run by the database, for a rebuild from the start.
+
+        None where the database does not run it: the rebuild folds every
+        event here.
         """
         return None

@@ -52,14 +52,15 @@ class ShadowTables(ABC):
 
     @abstractmethod
     async def create(self, connection: AsyncConnection, live: str) -> None:
-        """Create `live`'s shadow, empty: its columns, keys and foreign keys.
+        """Create `live`'s shadow, empty: its columns and keys.
 
-        Plain indexes are left for `finish`, after the bulk load.
+        Plain indexes and foreign keys are left for `finish`, after the
+        bulk load.
         """
 
     @abstractmethod
     async def finish(self, connection: AsyncConnection, live: str) -> None:
-        """Give the shadow `live`'s other indexes and fresh planner statistics."""
+        """Give the shadow `live`'s other indexes, its foreign keys (checked) and fresh planner statistics."""
 
     @abstractmethod
     async def swap(

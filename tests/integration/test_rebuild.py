@@ -20,7 +20,11 @@ from tests.helpers import (
     project_everything,
     wait_for_horizon,
 )
-from tests.rebuild_support import assert_clean_schema, assert_table_is_the_fold
+from tests.rebuild_support import (
+    ReferenceOnly,
+    assert_clean_schema,
+    assert_table_is_the_fold,
+)
 
 if TYPE_CHECKING:
     from eventstore import EventStore
@@ -122,10 +126,11 @@ async def test_the_cli_resumes_an_interrupted_rebuild(
         if done >= 10:
             raise Interrupted
 
+    # Folded here, a batch at a time: the shadow's checkpoint moves each batch.
     with pytest.raises(Interrupted):
         await run_rebuild(
             pg_store,
-            ExecutionsProjection(pg_store.backend),
+            ReferenceOnly(pg_store.backend),
             batch_size=5,
             on_batch=stop_after_two,
         )
@@ -152,3 +157,63 @@ async def test_the_cli_resumes_an_interrupted_rebuild(
     assert f"rebuilt executions from {events} events" in again.stdout
     await assert_table_is_the_fold(pg_store)
     await assert_clean_schema(pg_store)
+
+
+async def test_a_rebuild_stopped_while_the_database_folds_starts_again(
+    pg_store: EventStore, pg_refs: References, pg_url: str
+) -> None:
+    """The database's fold moves the shadow's checkpoint once, at its end:
+    a run stopped before then leaves nothing to resume, and the next run
+    folds the whole log again into an emptied shadow."""
+    await _some_executions(pg_store, pg_refs)
+    events = await count_events(pg_store)
+    parts: list[int] = []
+
+    def stop_after_the_first_part(done: int, _: int) -> None:
+        parts.append(done)
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await run_rebuild(
+            pg_store,
+            ExecutionsProjection(pg_store.backend),
+            batch_size=4,  # streams per part of the database's fold
+            on_batch=stop_after_the_first_part,
+        )
+    assert 0 < parts[0] < events  # stopped with a part written to the shadow
+    plan = await plan_rebuild(pg_store, ExecutionsProjection(pg_store.backend))
+    assert plan.resume_from is None
+    assert plan.events == events
+    done = run_cli("rebuild", "--url", pg_url)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" not in done.stderr
+    assert f"rebuilt executions from {events} events" in done.stdout
+    await assert_table_is_the_fold(pg_store)
+    await assert_clean_schema(pg_store)
+
+
+async def test_the_database_folds_every_stream_the_lifecycle_wrote(
+    pg_store: EventStore, pg_refs: References
+) -> None:
+    """No lifecycle stream is left to the reference: the database's fold is
+    the rebuild's fold on PostgreSQL, not a path it seldom takes."""
+    await _some_executions(pg_store, pg_refs)
+    asked = await execution_in(pg_store, pg_refs, ExecutionStatus.RUNNING)
+    await pg_store.executions.request_cancel(asked)
+    await pg_store.executions.request_cancel(asked)
+    await wait_for_horizon(pg_store)
+    fold = pg_store.projection_context.executions_fold()
+    until = await pg_store.projection_context.head_checkpoint()
+    assert fold is not None
+    assert until is not None
+    parts = [part async for part in fold.fold(until, part=4)]
+    assert [part.unfolded for part in parts] == [[]] * len(parts)
+    assert sum(len(part.rows) for part in parts) == len(ExecutionStatus) * 2 + 2
+    assert sum(part.events for part in parts) == await count_events(pg_store)
+
+
+async def test_sqlite_has_no_fold_of_its_own(store: EventStore) -> None:
+    if store.backend.name == "postgresql":
+        assert store.projection_context.executions_fold() is not None
+    else:
+        assert store.projection_context.executions_fold() is None
