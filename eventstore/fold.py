@@ -158,8 +158,9 @@ def _created_as_written(
     """`created_fields` without pydantic, for data as the lifecycle writes it.
 
     Ids in canonical text, an integer attempt, no labels: then validation
-    has nothing to change, and a rebuild folds 100,000 of these a second
-    faster. None for anything else, which the model validates.
+    has nothing to change, and the rebuild's fold in the database builds a
+    row per execution with it. None for anything else, which the model
+    validates.
     """
     ids = data.get("message_id"), data.get("graph_id"), data.get("thread_id")
     retry_of, attempt = data.get("retry_of"), data.get("attempt", 1)

@@ -144,8 +144,8 @@ class ShadowRebuild:
         The rest are folded here by the reference, in the log's order. Each
         part is its own short transaction; the shadow's checkpoint moves
         once, at the end, so a run stopped midway starts again from an
-        empty shadow. Streams archived meanwhile leave by their receipt,
-        which lies after the checkpoint and is met by `_catch_up`.
+        emptied shadow. Until then no archive removes an event: it waits
+        for the shadow's checkpoint, as for any projection behind.
 
         Returns:
             The checkpoint folded to (START if the database folds nothing).
