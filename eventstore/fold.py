@@ -124,6 +124,17 @@ def created_fields(
     fields = _created_as_written(stream_id, data, occurred_at, version, position)
     if fields is not None:
         return fields
+    return _created_validated(stream_id, data, occurred_at, version, position)
+
+
+def _created_validated(
+    stream_id: UUID,
+    data: dict[str, Any],
+    occurred_at: datetime,
+    version: int,
+    position: int,
+) -> dict[str, Any]:
+    """`created_fields` by the model's validation."""
     try:
         state = ExecutionState.model_validate(
             {

@@ -18,8 +18,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from eventstore import ValidationError
-from eventstore.fold import ExecutionState, _created_as_written, created_fields
-from eventstore.status import ExecutionStatus
+from eventstore.fold import _created_as_written, _created_validated, created_fields
 
 IDS: Final = st.uuids().flatmap(
     lambda known: st.sampled_from(
@@ -48,25 +47,9 @@ def _validated(
     stream_id: uuid.UUID, data: dict[str, Any], at: datetime
 ) -> dict[str, Any] | None:
     try:
-        state = ExecutionState.model_validate(
-            {
-                "id": stream_id,
-                "message_id": data.get("message_id"),
-                "graph_id": data.get("graph_id"),
-                "thread_id": data.get("thread_id"),
-                "status": ExecutionStatus.PENDING,
-                "inputs": data.get("inputs"),
-                "created_at": at,
-                "attempt": data.get("attempt", 1),
-                "retry_of": data.get("retry_of"),
-                "labels": data.get("labels") or {},
-                "version": 1,
-                "last_position": 7,
-            }
-        )
-    except Exception:
+        return _created_validated(stream_id, data, at, 1, 7)
+    except ValidationError:
         return None
-    return dict(state.__dict__)
 
 
 @given(data=DATA, at=MOMENTS)
