@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from eventstore import chains, errors, hashing
+from eventstore.audit.receipts import tombstoned
 from eventstore.cache import BoundedCache
 
 if TYPE_CHECKING:
@@ -89,22 +90,33 @@ async def verify_run(
 
     async def read_after(
         checkpoint: Checkpoint | None,
-    ) -> tuple[list[RawEventRow], dict[UUID, StreamEnd]]:
+    ) -> tuple[list[RawEventRow], dict[UUID, StreamEnd], set[UUID]]:
         rows = await backend.read_rows_as_stored(checkpoint, limit=BATCH, until=until)
         if after is None:
-            return rows, {}
-        new = {row.stream_id for row in rows} - looked_up
-        looked_up.update(new)
-        return rows, await backend.stream_ends(list(new), after) if new else {}
+            return rows, {}, set()
+        first_versions: dict[UUID, int] = {}
+        for row in rows:
+            if row.stream_id not in looked_up:
+                first_versions.setdefault(row.stream_id, row.version)
+        looked_up.update(first_versions)
+        if not first_versions:
+            return rows, {}, set()
+        ends = await backend.stream_ends(list(first_versions), after)
+        # A stream that went on from before the cut but has no end there:
+        # events removed behind the archive's back (a break), or by an
+        # archive that committed after these rows were read.
+        missing = [s for s, v in first_versions.items() if v > 1 and s not in ends]
+        return rows, ends, await tombstoned(backend, missing) if missing else set()
 
     reading = asyncio.ensure_future(read_after(after))
     try:
         while True:
-            rows, ends = await reading
+            rows, ends, archived = await reading
             if not rows:
                 break
             reading = asyncio.ensure_future(read_after(rows[-1].checkpoint))
             chains.begun_before(ends)
+            chains.archived_meanwhile(archived)
             for start in range(0, len(rows), _CHUNK):
                 chains.check(rows[start : start + _CHUNK])
                 await asyncio.sleep(0)  # let the next batch's rows come in
@@ -112,7 +124,20 @@ async def verify_run(
                 on_batch(chains.report.events)
     finally:
         reading.cancel()
+        # Not awaited itself: the caller's own cancellation must reach it.
+        await asyncio.wait([reading])
+        if not reading.cancelled():
+            reading.exception()  # retrieved: the error raised is the first one
     return chains.finish()
+
+
+def _well_typed(end: StreamEnd) -> bool:
+    return (
+        type(end.version) is int
+        and type(end.hash) is bytes
+        and type(end.position) is int
+        and isinstance(end.recorded_at, datetime)
+    )
 
 
 async def reads_see_what_committed_before(backend: Backend) -> None:
@@ -146,21 +171,48 @@ class _Chains:
         self._heads: dict[UUID, tuple[int, bytes, int, datetime]] = {}
         self._broken: set[UUID] = set()
         self._begun_before: set[UUID] = set()  # counted by an earlier run
+        self._unchecked: set[UUID] = set()  # archived while this run read them
         # Events of one request share their metadata text: encode it once.
         self._metadata: BoundedCache[str, bytes] = BoundedCache(METADATA_TEXTS)
 
     def begun_before(self, ends: dict[UUID, StreamEnd]) -> None:
         """Streams that began before this run: their next event chains to these."""
         for stream_id, end in ends.items():
-            self._heads[stream_id] = end
             self._begun_before.add(stream_id)
+            if _well_typed(end):
+                self._heads[stream_id] = end
+                continue
+            # Tampered with (SQLite keeps any type in any column): the run
+            # before this one reports that event; nothing here chains to it.
+            self._broken.add(stream_id)
+            if len(self.report.problems) < MAX_PROBLEMS:
+                self.report.problems.append(
+                    errors.RecordAltered(
+                        stream_id=stream_id,
+                        position=end.position if type(end.position) is int else None,
+                        reason="the event before this run is malformed: "
+                        f"version {end.version!r}, hash of type {type(end.hash).__name__}",
+                    )
+                )
+
+    def archived_meanwhile(self, stream_ids: set[UUID]) -> None:
+        """Streams that began before this run and were archived while it read them.
+
+        Their events before the run are gone, so their rows here cannot be
+        chained to them: they are counted, not checked. The archive checked
+        each chain before removing it, and `verify` checks its receipts
+        against the tombstones.
+        """
+        self._unchecked |= stream_ids
+        self._begun_before |= stream_ids
 
     def check(self, rows: Sequence[RawEventRow]) -> None:
         """Check rows that follow the ones checked before, in global order."""
         report, heads, broken = self.report, self._heads, self._broken
+        unchecked = self._unchecked
         for row in rows:
             report.events += 1
-            if row.stream_id in broken:
+            if row.stream_id in broken or row.stream_id in unchecked:
                 continue
             version, previous, position, recorded_at = heads.get(
                 row.stream_id, _GENESIS
@@ -192,7 +244,7 @@ class _Chains:
     def finish(self) -> LogReport:
         """The report, with the number of streams seen."""
         seen = self._heads.keys() | self._broken
-        self.report.streams = len(seen) - len(self._begun_before)
+        self.report.streams = len(seen - self._begun_before)
         return self.report
 
     def _hash(self, previous: bytes, row: RawEventRow) -> bytes:

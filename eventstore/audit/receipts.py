@@ -20,6 +20,7 @@ from eventstore.events.system_payloads import ARCHIVE_RECEIPTS_STREAM, ArchiveRe
 from eventstore.schema import archived_streams
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from uuid import UUID
 
     from eventstore.backends.base import Backend
@@ -37,6 +38,24 @@ async def tombstones(backend: Backend) -> Tombstones:
             )
         )
         return {row[0]: (row[1], bytes(row[2]), row[3]) for row in rows}
+
+
+# Ids per SELECT ... IN: below both drivers' limits on bound parameters.
+_IDS_PER_QUERY = 500
+
+
+async def tombstoned(backend: Backend, stream_ids: Sequence[UUID]) -> set[UUID]:
+    """Those of `stream_ids` the archive has removed."""
+    table = archived_streams
+    found: set[UUID] = set()
+    async with backend.connect_read() as connection:
+        for start in range(0, len(stream_ids), _IDS_PER_QUERY):
+            chunk = stream_ids[start : start + _IDS_PER_QUERY]
+            rows = await connection.execute(
+                sa.select(table.c.stream_id).where(table.c.stream_id.in_(chunk))
+            )
+            found.update(row[0] for row in rows)
+    return found
 
 
 def receipt_problem(receipt: ArchiveReceipt, stones: Tombstones) -> str | None:

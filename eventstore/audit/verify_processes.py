@@ -142,16 +142,19 @@ async def _watch(
 
 
 def _merged(reports: list[LogReport]) -> LogReport:
-    """The runs' reports as one, in the log's order.
+    """The runs' reports (in the runs' order) as one, breaks in the log's order.
 
     A stream broken in one run may break again in a later one (its events
     there chain to the altered ones): only its first break is reported.
+    Each run lists its breaks in the log's order, as one pass does; so
+    does their concatenation (not an order by position, which PostgreSQL's
+    log, ordered by transaction, does not keep).
     """
     first_breaks: dict[UUID | None, errors.RecordAltered] = {}
     for report in reports:
         for problem in report.problems:
             first_breaks.setdefault(problem.stream_id, problem)
-    problems = sorted(first_breaks.values(), key=lambda problem: problem.position or 0)
+    problems = list(first_breaks.values())
     return LogReport(
         events=sum(report.events for report in reports),
         streams=sum(report.streams for report in reports),

@@ -103,6 +103,8 @@ class SqliteAuditQueries(SqliteDatabase, AuditQueries):
         splits = []
         for part in range(1, runs):
             rows = await self._fetch(SPLIT_SQL, (part * events // runs - 1,))
+            if not rows:  # an archive removed events since the count: fewer runs
+                break
             splits.append(Checkpoint(0, rows[0][0]))
         return splits
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import random
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from eventstore import NewEvent
+from eventstore import EventStore, NewEvent
+from eventstore.audit.archiving import archive_finished_before
 from eventstore.audit.integrity import (
     LogReport,
     reads_see_what_committed_before,
@@ -21,13 +23,17 @@ from eventstore.audit.integrity import (
     verify_run,
 )
 from eventstore.audit.verify_processes import _merged
-from tests.helpers import tamper, wait_for_horizon
+from tests.helpers import project_everything, tamper, wait_for_horizon
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
     from uuid import UUID
 
-    from eventstore import EventStore
+    from eventstore import Checkpoint
     from eventstore.backends.base import Backend
+    from eventstore.backends.rows import StreamEnd
+    from tests.helpers import References
 
 STREAMS = 7
 EVENTS_PER_STREAM = 6
@@ -114,8 +120,91 @@ async def test_runs_find_what_one_pass_finds_whatever_is_altered(
         one = await verify_log(backend)
         assert not one.ok
         for parts in (2, 3, 5):
-            assert _found(await _in_runs(backend, parts)) == _found(one), (
-                position,
-                parts,
-            )
+            merged = await _in_runs(backend, parts)
+            assert _found(merged) == _found(one), (position, parts)
+            # In the same order too: the log's.
+            assert [p.stream_id for p in merged.problems] == [
+                p.stream_id for p in one.problems
+            ]
     assert {problem.stream_id for problem in one.problems} <= set(streams)
+
+
+async def test_a_stream_archived_while_a_run_reads_it_is_no_break(
+    store: EventStore, refs: References, tmp_path: Path, url: str
+) -> None:
+    """A run reads a stream's rows, then looks up its end before the cut; an
+    archive that removed the stream in between leaves no end to find. That
+    is the archive's doing (its tombstone says so), not a break; events
+    removed before a cut without one still are."""
+    executions = store.executions
+    ids = [
+        await executions.create(message_id=refs.message.id, graph_id=refs.graph.id)
+        for _ in range(2)
+    ]
+    for execution_id in ids:
+        await executions.start(execution_id, worker_id="w1")
+    for execution_id in ids:
+        await executions.complete(execution_id, result={"ok": True})
+    cutoff = datetime.now(UTC) + timedelta(seconds=1)
+    await project_everything(store)
+    backend = store.backend
+    await reads_see_what_committed_before(backend)
+    (cut,) = await backend.log_splits(2)
+    looked_up = backend.stream_ends
+    archived: list[object] = []
+
+    async def archive_first(
+        stream_ids: Sequence[UUID], at: Checkpoint
+    ) -> dict[UUID, StreamEnd]:
+        if not archived:
+            archived.append(await archive_finished_before(store, cutoff, tmp_path))
+        return await looked_up(stream_ids, at)
+
+    backend.stream_ends = archive_first  # type: ignore[method-assign]
+    try:
+        report = await verify_run(backend, after=cut)
+    finally:
+        backend.stream_ends = looked_up  # type: ignore[method-assign]
+    assert archived[0] is not None  # the archive removed both streams meanwhile
+    assert report.problems == []
+    # The run's three rows, read before the archive, and its receipt after.
+    assert report.events == 4
+
+    # Without a tombstone, events gone from before a cut are a break.
+    rest = [uuid.uuid4() for _ in range(2)]
+    for n in range(2):
+        for stream in rest:
+            await store.append(
+                stream, [NewEvent(type="Note", data={"n": n})], stream_type="note"
+            )
+    await wait_for_horizon(store)
+    await reads_see_what_committed_before(backend)
+    rows = await backend.read_rows_as_stored(None, limit=1000)
+    (first,) = [row for row in rows if row.stream_id == rest[0] and row.version == 1]
+    await tamper(url, f"DELETE FROM execution_events WHERE position = {first.position}")
+    report = await verify_run(backend, after=first.checkpoint)
+    assert [problem.stream_id for problem in report.problems] == [rest[0]]
+
+
+async def test_a_malformed_event_at_a_cut_is_a_break_not_a_crash(
+    sqlite_url: str,
+) -> None:
+    """SQLite keeps any type in any column: a hash stored as text at a cut
+    must be reported, by the run it is in, and must not stop the next."""
+    async with EventStore.open(sqlite_url) as store:
+        streams = await _interleaved_log(store)
+        backend = store.backend
+        (cut,) = await backend.log_splits(2)
+        await tamper(
+            sqlite_url,
+            f"UPDATE execution_events SET hash = hex(hash) WHERE position = {cut.position}",
+        )
+        one = await verify_log(backend)
+        merged = await _in_runs(backend, 2)
+        assert _found(merged) == _found(one)
+        assert len(one.problems) == 1
+        assert one.problems[0].stream_id in streams
+        later = await verify_run(backend, after=cut)  # the run after the cut alone
+        assert [problem.stream_id for problem in later.problems] == [
+            one.problems[0].stream_id
+        ]
