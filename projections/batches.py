@@ -87,6 +87,10 @@ class BatchWriter:
         """Stop the reads begun ahead."""
         await self._reads.aclose()
 
+    def keep_reads_of(self, led: Sequence[Slot]) -> None:
+        """Drop what was read ahead for the slots this projector no longer leads."""
+        self._reads.keep_only(led)
+
     async def apply_next(
         self, slot: Slot, start: Checkpoint, limit: int, *, next_limit: int
     ) -> BatchReport:

@@ -323,8 +323,7 @@ class Projector:
         await self._batches.aclose()
         if self._locks is not None:
             await self._locks.aclose()
-        self._locks = None
-        self._led = []
+        self._locks, self._led = None, []
 
     async def _prepare(self) -> None:
         """Give each projection its checkpoint rows, unless a rebuild holds it."""
@@ -344,18 +343,14 @@ class Projector:
             self._held.release(name)
 
     async def _share(self) -> None:
-        """Lead this process's fair share of each projection's slots; give up any beyond it.
-
-        The share is counted among the processes that run the projection
-        (with the same partition count), not among every projector of the
-        database: a process that runs a projection alone leads all of it.
-        """
+        """Lead this process's fair share of each projection's slots (`slots.take_fair_share`)."""
         if self._locks is None:
             self._locks = self._store.projection_context.leader_locks()
         locks = self._locks
         if self._led and not await locks.alive():
             self._led = []  # the lock connection died: the server freed them all
         await slots.take_fair_share(locks, self._groups, self._led)
+        self._batches.keep_reads_of(self._led)  # a slot given up reads nothing ahead
 
     async def _checkpoint(self, slot: Slot) -> Checkpoint:
         async with self._store.projection_context.connect_read() as connection:

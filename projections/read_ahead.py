@@ -17,10 +17,11 @@ before it was called).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eventstore import Checkpoint, RecordedEvent
     from eventstore.projecting import ProjectionContext
     from projections.slots import Slot
@@ -42,9 +43,19 @@ class ReadAhead:
         if ahead is not None:
             started_after, size, reading = ahead
             if started_after == after and size == limit:
-                batch = await reading
-                if len(batch) == limit:
-                    return batch
+                try:
+                    await asyncio.wait(
+                        [reading]
+                    )  # raises only the caller's cancellation
+                except asyncio.CancelledError:
+                    _drop(reading)
+                    raise
+                # A read ahead that failed is read again: its error (a lost
+                # connection, say) may be gone, and a new one is raised anew.
+                if reading.exception() is None:
+                    batch = reading.result()
+                    if len(batch) == limit:
+                        return batch
             else:
                 _drop(reading)
         return await self._read(slot, after, limit)
@@ -59,15 +70,22 @@ class ReadAhead:
         )
         self._reads[slot.lock_name] = (after, limit, reading)
 
+    def keep_only(self, slots: Sequence[Slot]) -> None:
+        """Drop the reads ahead of every slot but these (those this projector leads)."""
+        kept = {slot.lock_name for slot in slots}
+        for name in [name for name in self._reads if name not in kept]:
+            _drop(self._reads.pop(name)[2])
+
     async def aclose(self) -> None:
-        """Stop every read still running and forget them."""
+        """Stop every read still running, and wait for them to end."""
         reads = [reading for _, _, reading in self._reads.values()]
         self._reads.clear()
         for reading in reads:
-            reading.cancel()
-        for reading in reads:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reading  # its connection goes back to the pool
+            _drop(reading)
+        if reads:
+            # Each connection goes back to its pool. Not awaited one by one:
+            # a cancellation of the caller must reach the caller.
+            await asyncio.wait(reads)
 
     async def _read(self, slot: Slot, after: Checkpoint, limit: int) -> _Batch:
         return await self._context.read_all_as_stored(

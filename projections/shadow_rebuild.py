@@ -6,7 +6,6 @@ See `projections.rebuild` for the whole procedure and its lock order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -199,10 +198,11 @@ class ShadowRebuild:
                 if len(events) < self._batch_size:
                     return after
         finally:
-            if not reading.done():
-                reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reading
+            reading.cancel()
+            # Not awaited itself: the caller's own cancellation must reach it.
+            await asyncio.wait([reading])
+            if not reading.cancelled():
+                reading.exception()  # retrieved: the error raised is the first one
 
     async def _read(self, after: Checkpoint) -> list[RecordedEvent]:
         return await self._store.log.read_batch(after, limit=self._batch_size)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from eventstore import Checkpoint, ExecutionStatus, NewEvent
-from eventstore.partitions import WHOLE_LOG
+from eventstore import Checkpoint, DatabaseUnavailable, ExecutionStatus, NewEvent
+from eventstore.partitions import WHOLE_LOG, Partition
 from projections.executions import ExecutionsProjection
 from projections.projector import Projector
 from projections.read_ahead import ReadAhead
@@ -122,3 +122,94 @@ async def test_a_projector_reading_ahead_while_others_append_equals_the_fold(
             await writing
             await projector.run_until_caught_up()
             await assert_projection_equals_fold(store)
+
+
+class _FailsOnce(ReadAhead):
+    """A read ahead whose first read fails as a dropped connection does."""
+
+    failures = 0
+
+    async def _read(self, slot: Slot, after: Checkpoint, limit: int) -> list[Any]:
+        if not self.failures:
+            self.failures += 1
+            raise DatabaseUnavailable(url="test", reason="connection lost")
+        return await super()._read(slot, after, limit)
+
+
+async def test_a_read_ahead_that_failed_is_read_again(store: EventStore) -> None:
+    context = store.projection_context
+    reads = _FailsOnce(context)
+    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
+    await _notes(store, 3)
+    reads.start(slot, START, 3)
+    _, _, reading = reads._reads[slot.lock_name]
+    await asyncio.wait([reading])
+    assert isinstance(reading.exception(), DatabaseUnavailable)
+    batch = await reads.read(slot, START, 3)  # not the old error: read now
+    assert [event.position for event in batch] == [1, 2, 3]
+
+
+class _SlowToStop(ReadAhead):
+    """A read that, cancelled, takes a while to give its connection back."""
+
+    stopping = asyncio.Event()
+
+    async def _read(self, slot: Slot, after: Checkpoint, limit: int) -> list[Any]:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.stopping.set()
+            await asyncio.shield(asyncio.sleep(0.2))
+        return []
+
+
+async def test_a_cancelled_close_is_cancelled_and_leaves_no_read_behind(
+    store: EventStore,
+) -> None:
+    context = store.projection_context
+    reads = _SlowToStop(context)
+    reads.stopping = asyncio.Event()
+    slot = Slot(ExecutionsProjection(context), WHOLE_LOG)
+    reads.start(slot, START, 3)
+    _, _, reading = reads._reads[slot.lock_name]
+    await asyncio.sleep(0)  # the read starts
+    closing = asyncio.create_task(reads.aclose())
+    await asyncio.wait_for(reads.stopping.wait(), timeout=30)
+    closing.cancel()  # the caller is cancelled while the read winds down
+    await asyncio.wait([closing])
+    assert closing.cancelled()  # the caller's cancellation was not swallowed
+    await asyncio.wait_for(asyncio.wait([reading]), timeout=30)
+    assert reading.cancelled()
+
+
+async def test_reads_ahead_of_slots_given_up_are_dropped(store: EventStore) -> None:
+    context = store.projection_context
+    reads = ReadAhead(context)
+    kept, given_up = (
+        Slot(ExecutionsProjection(context), Partition(count=2, index=index))
+        for index in range(2)
+    )
+    await _notes(store, 2)
+    reads.start(kept, START, 10)
+    reads.start(given_up, START, 10)
+    _, _, dropped = reads._reads[given_up.lock_name]
+    reads.keep_only([kept])
+    assert set(reads._reads) == {kept.lock_name}
+    await asyncio.wait_for(asyncio.wait([dropped]), timeout=30)
+    await reads.aclose()
+
+
+async def test_a_closed_projector_leaves_no_read_running(
+    store: EventStore, refs: References
+) -> None:
+    for _ in range(6):
+        await execution_in(store, refs, ExecutionStatus.COMPLETED)
+    await wait_for_horizon(store)
+    async with Projector(store, batch_size=3) as projector:
+        await projector.run_once()  # a full batch: the next one is read ahead
+    running = [
+        task
+        for task in asyncio.all_tasks()
+        if task.get_name().startswith("eventstore-read-ahead") and not task.done()
+    ]
+    assert running == []
