@@ -198,11 +198,12 @@ def _replace_if_closed(
     restart, `pg_terminate_backend`), and asyncpg's own pool reconnects such
     a connection on acquire. SQLAlchemy's pool would hand it out, and the
     first read after a restart would fail. Raising here makes the pool
-    replace it, and every connection older than it, which died with it.
+    replace this connection and try the checkout again; the others are
+    kept, and each is replaced in turn if it died too (after a restart).
     """
     del record, proxy
     if dbapi_connection.driver_connection.is_closed():
-        raise sa_exc.InvalidatePoolError("the server closed this pooled connection")
+        raise sa_exc.DisconnectionError("the server closed this pooled connection")
 
 
 async def _check_epoch(connection: asyncpg.Connection) -> None:

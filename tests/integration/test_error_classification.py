@@ -310,3 +310,40 @@ async def test_sqlite_files_that_cannot_be_opened_are_permanent(
         async with EventStore.open(f"sqlite:///{missing}"):
             pass
     assert not raised.value.transient
+
+
+@pytest.mark.postgres
+async def test_one_dropped_session_is_replaced_alone(pg_url: str) -> None:
+    """A session the server dropped is replaced at checkout; the rest are kept."""
+    settings = StoreSettings(pool_size=3, command_retries=0)
+    async with EventStore.open(pg_url, settings=settings) as store:
+        sessions: dict[int, asyncpg.Connection] = {}
+
+        async def pooled_pids() -> list[int]:
+            async with contextlib.AsyncExitStack() as stack:  # the whole pool at once
+                pids = []
+                for _ in range(3):
+                    connection = await stack.enter_async_context(
+                        store.backend.connect_read()
+                    )
+                    pid = await connection.scalar(sa.text("SELECT pg_backend_pid()"))
+                    raw = (await connection.get_raw_connection()).driver_connection
+                    assert isinstance(raw, asyncpg.Connection)
+                    sessions[int(pid)] = raw
+                    pids.append(int(pid))
+                return pids
+
+        before = await pooled_pids()
+        admin = await raw_pg(pg_url)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", before[0])
+        finally:
+            await admin.close()
+        dropped = sessions[before[0]]
+        await eventually(dropped.is_closed, "the dropped session seen closed")
+        after = await pooled_pids()
+        assert before[0] not in after
+        # The live sessions are kept, this time and the next (a pool that
+        # invalidated itself would replace them at their next checkout).
+        assert set(before[1:]) <= set(after)
+        assert set(before[1:]) <= set(await pooled_pids())
