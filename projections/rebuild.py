@@ -96,7 +96,8 @@ async def rebuild(
     Args:
         store: the store whose log is folded.
         projection: the read model to rebuild.
-        batch_size: events per batch.
+        batch_size: events per batch (executions per part while the
+            database folds, from the start on PostgreSQL).
         restart: drop a shadow left by an interrupted run instead of resuming it.
         on_batch: called with (events folded so far by this run, last
             position) after each batch.
@@ -130,7 +131,9 @@ async def run_rebuild(
     Args:
         store: the store whose log is folded.
         projection: the read model to rebuild.
-        batch_size: events per batch (and per transaction) of the build.
+        batch_size: events per batch (and per transaction) of the build;
+            executions per part (and per transaction) while the database
+            folds, from the start on PostgreSQL.
         restart: drop a shadow left by an interrupted run instead of resuming it.
         on_batch: called with (events folded so far by this run, last
             position) after each batch; an exception raised there stops the

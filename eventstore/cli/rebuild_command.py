@@ -39,7 +39,12 @@ def rebuild(
     url: UrlOption = None,
     *,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=1_000_000, help="events per batch")
+        int,
+        typer.Option(
+            min=1,
+            max=1_000_000,
+            help="events per batch (executions per part while PostgreSQL folds)",
+        ),
     ] = DEFAULT_BATCH,
     restart: Annotated[
         bool,

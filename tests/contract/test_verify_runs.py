@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from eventstore import EventStore, NewEvent
 from eventstore.audit.archiving import archive_finished_before
 from eventstore.audit.integrity import (
+    MAX_PROBLEMS,
     LogReport,
     reads_see_what_committed_before,
     verify_log,
@@ -208,3 +209,42 @@ async def test_a_malformed_event_at_a_cut_is_a_break_not_a_crash(
         assert [problem.stream_id for problem in later.problems] == [
             one.problems[0].stream_id
         ]
+
+
+async def test_runs_report_the_first_hundred_breaks_as_one_pass_does(
+    store: EventStore, url: str
+) -> None:
+    streams = [uuid.uuid4() for _ in range(MAX_PROBLEMS + 20)]
+    for n in range(2):
+        for stream in streams:
+            event = NewEvent(type="Note", data={"n": n})
+            await store.append(stream, [event], stream_type="note")
+    await wait_for_horizon(store)
+    await tamper(
+        url, "UPDATE execution_events SET data = '{\"n\": 99}' WHERE version = 2"
+    )
+    one = await verify_log(store.backend)
+    assert len(one.problems) == MAX_PROBLEMS  # one per broken stream, at most 100
+    for parts in (2, 3):
+        merged = await _in_runs(store.backend, parts)
+        assert [p.position for p in merged.problems] == [
+            p.position for p in one.problems
+        ]
+        assert merged.events == one.events == len(streams) * 2
+
+
+async def test_more_processes_than_events_verify_what_there_is(
+    store: EventStore,
+) -> None:
+    empty = await store.audit.verify_log(processes=4)
+    assert (empty.events, empty.streams, empty.problems) == (0, 0, [])
+    await store.append(
+        uuid.uuid4(), [NewEvent(type="Note", data={})], stream_type="note"
+    )
+    await store.append(
+        uuid.uuid4(), [NewEvent(type="Note", data={})], stream_type="note"
+    )
+    await wait_for_horizon(store)
+    assert len(await store.backend.log_splits(4)) == 1  # two events: two runs
+    report = await store.audit.verify_log(processes=4)
+    assert (report.events, report.streams, report.problems) == (2, 2, [])
