@@ -77,13 +77,14 @@ _CANONICAL_UUID: Final = re.compile(
 _LARGEST_FLOAT = sys.float_info.max
 # What reading an event's data can raise when the data is not what the fold
 # expects (a missing key, a string where a number belongs, a sum out of range).
-_UNREADABLE = (LookupError, TypeError, ValueError, ArithmeticError)
+UNREADABLE: Final = (LookupError, TypeError, ValueError, ArithmeticError)
 TERMINAL_EVENT_TYPES: Final = frozenset(
     ("ExecutionCompleted", "ExecutionFailed", "ExecutionCancelled")
 )
 
 
-def _ms(start: datetime | None, end: datetime | None) -> int | None:
+def elapsed_ms(start: datetime | None, end: datetime | None) -> int | None:
+    """Whole milliseconds from `start` to `end` (rounded down); None without both."""
     if start is None or end is None:
         return None
     return (end - start) // _ONE_MS
@@ -240,7 +241,7 @@ def _advance(fields: dict[str, Any], event: RecordedEvent) -> None:
     if kind == "ExecutionStarted":
         fields["started_at"] = at
         fields["worker_id"] = data["worker_id"]
-        fields["queue_ms"] = _ms(fields["created_at"], at)
+        fields["queue_ms"] = elapsed_ms(fields["created_at"], at)
     elif kind == "ExecutionProgressed":
         fields["steps_completed"] += 1
         if fields["first_step_at"] is None:
@@ -252,8 +253,8 @@ def _advance(fields: dict[str, Any], event: RecordedEvent) -> None:
             fields["cancel_requested_at"] = at
     elif kind in TERMINAL_EVENT_TYPES:
         fields["finished_at"] = at
-        fields["run_ms"] = _ms(fields["started_at"], at)
-        fields["total_ms"] = _ms(fields["created_at"], at)
+        fields["run_ms"] = elapsed_ms(fields["started_at"], at)
+        fields["total_ms"] = elapsed_ms(fields["created_at"], at)
         if kind == "ExecutionCompleted":
             fields["result"] = data.get("result")
         elif kind == "ExecutionFailed":
@@ -329,7 +330,7 @@ def apply_event(state: ExecutionState | None, event: RecordedEvent) -> Execution
         else:
             fields = _own_fields(state)
             _advance(fields, event)
-    except _UNREADABLE as exc:  # ValidationError is a ValueError
+    except UNREADABLE as exc:  # ValidationError is a ValueError
         raise _not_applicable(event, exc) from exc
     return construct(ExecutionState, fields)
 
@@ -352,6 +353,6 @@ def fold_events(
                 fields = _created(event)
             else:
                 _advance(fields, event)
-    except _UNREADABLE as exc:  # ValidationError is a ValueError
+    except UNREADABLE as exc:  # ValidationError is a ValueError
         raise _not_applicable(event, exc) from exc  # the event being folded
     return None if fields is None else construct(ExecutionState, fields)

@@ -9,51 +9,24 @@ a stream, so does this (None): the reference then folds it and says why.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 
 from eventstore.backends.postgres_fold_sql import EPOCH, STATUS_BY_CODE
-from eventstore.fold import add_metrics, created_fields
+from eventstore.fold import UNREADABLE, add_metrics, created_fields, elapsed_ms
 from eventstore.jsonvalues import dump_json, parse_json
+from eventstore.schema import executions
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     import asyncpg
 
-ROW_COLUMNS: Final = (
-    "id",
-    "message_id",
-    "graph_id",
-    "thread_id",
-    "status",
-    "inputs",
-    "result",
-    "error",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "cancel_requested_at",
-    "worker_id",
-    "attempt",
-    "retry_of",
-    "queue_ms",
-    "run_ms",
-    "total_ms",
-    "steps_completed",
-    "metrics",
-    "version",
-    "last_position",
-    "labels",
-    "first_step_at",
-)
-"""The columns of `folded_row`'s tuples, in their order."""
+ROW_COLUMNS: Final = tuple(column.name for column in executions.columns)
+"""The columns of `folded_row`'s tuples, in their order: the table's own."""
 
-_ONE_MS: Final = timedelta(milliseconds=1)
 _HUGE: Final = 2.0**63
-# What reading data the reference would refuse raises (its _UNREADABLE).
-_UNREADABLE: Final = (LookupError, TypeError, ValueError, ArithmeticError)
 
 
 def folded_row(record: asyncpg.Record) -> tuple[Any, ...] | None:
@@ -73,7 +46,7 @@ def folded_row(record: asyncpg.Record) -> tuple[Any, ...] | None:
         metrics: dict[str, Any] = {}
         for delta in _stored_list(record["metrics"]):
             add_metrics(metrics, delta, stream_id, 0)
-    except _UNREADABLE:
+    except UNREADABLE:  # what the reference refuses
         return None
     version, position = record["head"]
     created_at, started_at = fields["created_at"], record["started_at"]
@@ -95,9 +68,9 @@ def folded_row(record: asyncpg.Record) -> tuple[Any, ...] | None:
         record["worker_id"],
         fields["attempt"],
         fields["retry_of"],
-        _ms(created_at, started_at),
-        _ms(started_at, finished_at),
-        _ms(created_at, finished_at),
+        elapsed_ms(created_at, started_at),
+        elapsed_ms(started_at, finished_at),
+        elapsed_ms(created_at, finished_at),
         record["steps"],
         dump_json(metrics),
         version,
@@ -112,7 +85,7 @@ def _stored(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError("ExecutionCreated data is not a JSON object")
     if _any_huge(value.values()):
-        return _stored_slowly(text)
+        return cast("dict[str, Any]", parse_json(text))  # same shape, exact numbers
     return value
 
 
@@ -124,7 +97,7 @@ def _stored_list(text: str | None) -> list[Any]:
         raise TypeError("the metrics are not gathered in a JSON array")
     for item in value:
         if type(item) is dict and _any_huge(item.values()):
-            return _stored_list_slowly(text)
+            return cast("list[Any]", parse_json(text))  # same shape, exact numbers
     return value
 
 
@@ -143,23 +116,5 @@ def _any_huge(values: Iterable[object]) -> bool:
     return False
 
 
-def _stored_slowly(text: str) -> dict[str, Any]:
-    value = parse_json(text)
-    assert isinstance(value, dict)  # noqa: S101 - orjson read an object
-    return value
-
-
-def _stored_list_slowly(text: str) -> list[Any]:
-    value = parse_json(text)
-    assert isinstance(value, list)  # noqa: S101 - orjson read an array
-    return value
-
-
 def _moment(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
-
-
-def _ms(start: datetime | None, end: datetime | None) -> int | None:
-    if start is None or end is None:
-        return None
-    return (end - start) // _ONE_MS
