@@ -360,9 +360,9 @@ def canonical_event(
 
 def canonical_event_bytes(
     *,
-    stream_id: UUID,
+    stream_id: UUID | str,
     version: int,
-    event_id: UUID,
+    event_id: UUID | str,
     event_type: str,
     schema_version: int,
     data_json: bytes,

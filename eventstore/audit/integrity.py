@@ -9,17 +9,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
+from uuid import UUID
 
 from eventstore import chains, errors, hashing
 from eventstore.audit.receipts import tombstoned
-from eventstore.cache import BoundedCache
+from eventstore.backends.rows import raw_checkpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from uuid import UUID
 
     from eventstore.backends.base import Backend
-    from eventstore.backends.rows import RawEventRow, StreamEnd
+    from eventstore.backends.rows import RawRow, StreamEnd
     from eventstore.events.checkpoint import Checkpoint
 
 BATCH: Final = 5000
@@ -86,27 +86,37 @@ async def verify_run(
     """
     await backend.ensure_schema()
     chains = _Chains()
-    looked_up: set[UUID] = set()  # streams whose end before the run is known
+    looked_up: set[str] = set()  # streams whose end before the run is known
 
     async def read_after(
         checkpoint: Checkpoint | None,
-    ) -> tuple[list[RawEventRow], dict[UUID, StreamEnd], set[UUID]]:
+    ) -> tuple[Sequence[RawRow], dict[str, StreamEnd], set[str]]:
         rows = await backend.read_rows_as_stored(checkpoint, limit=BATCH, until=until)
         if after is None:
             return rows, {}, set()
-        first_versions: dict[UUID, int] = {}
+        first_versions: dict[str, int] = {}
         for row in rows:
-            if row.stream_id not in looked_up:
-                first_versions.setdefault(row.stream_id, row.version)
+            stream_id = row[1]  # RawEventRow's order
+            if stream_id not in looked_up:
+                first_versions.setdefault(stream_id, row[2])
         looked_up.update(first_versions)
         if not first_versions:
             return rows, {}, set()
-        ends = await backend.stream_ends(list(first_versions), after)
+        stream_ids = [UUID(stream_id) for stream_id in first_versions]
+        ends = {
+            str(stream_id): end
+            for stream_id, end in (await backend.stream_ends(stream_ids, after)).items()
+        }
         # A stream that went on from before the cut but has no end there:
         # events removed behind the archive's back (a break), or by an
         # archive that committed after these rows were read.
-        missing = [s for s, v in first_versions.items() if v > 1 and s not in ends]
-        return rows, ends, await tombstoned(backend, missing) if missing else set()
+        missing = [
+            UUID(stream_id)
+            for stream_id, version in first_versions.items()
+            if version > 1 and stream_id not in ends
+        ]
+        archived = await tombstoned(backend, missing) if missing else set()
+        return rows, ends, {str(stream_id) for stream_id in archived}
 
     reading = asyncio.ensure_future(read_after(after))
     try:
@@ -114,7 +124,7 @@ async def verify_run(
             rows, ends, archived = await reading
             if not rows:
                 break
-            reading = asyncio.ensure_future(read_after(rows[-1].checkpoint))
+            reading = asyncio.ensure_future(read_after(raw_checkpoint(rows[-1])))
             chains.begun_before(ends)
             chains.archived_meanwhile(archived)
             for start in range(0, len(rows), _CHUNK):
@@ -168,14 +178,15 @@ class _Chains:
     def __init__(self) -> None:
         self.report = LogReport()
         # version, hash, position, recorded_at of each stream's head
-        self._heads: dict[UUID, tuple[int, bytes, int, datetime]] = {}
-        self._broken: set[UUID] = set()
-        self._begun_before: set[UUID] = set()  # counted by an earlier run
-        self._unchecked: set[UUID] = set()  # archived while this run read them
+        # Streams by their ids' text, as the rows hold them (RawEventRow).
+        self._heads: dict[str, tuple[int, bytes, int, datetime]] = {}
+        self._broken: set[str] = set()
+        self._begun_before: set[str] = set()  # counted by an earlier run
+        self._unchecked: set[str] = set()  # archived while this run read them
         # Events of one request share their metadata text: encode it once.
-        self._metadata: BoundedCache[str, bytes] = BoundedCache(METADATA_TEXTS)
+        self._metadata: dict[str, bytes] = {}
 
-    def begun_before(self, ends: dict[UUID, StreamEnd]) -> None:
+    def begun_before(self, ends: dict[str, StreamEnd]) -> None:
         """Streams that began before this run: their next event chains to these."""
         for stream_id, end in ends.items():
             self._begun_before.add(stream_id)
@@ -188,14 +199,14 @@ class _Chains:
             if len(self.report.problems) < MAX_PROBLEMS:
                 self.report.problems.append(
                     errors.RecordAltered(
-                        stream_id=stream_id,
+                        stream_id=UUID(stream_id),
                         position=end.position if type(end.position) is int else None,
                         reason="the event before this run is malformed: "
                         f"version {end.version!r}, hash of type {type(end.hash).__name__}",
                     )
                 )
 
-    def archived_meanwhile(self, stream_ids: set[UUID]) -> None:
+    def archived_meanwhile(self, stream_ids: set[str]) -> None:
         """Streams that began before this run and were archived while it read them.
 
         Their events before the run are gone, so their rows here cannot be
@@ -206,40 +217,61 @@ class _Chains:
         self._unchecked |= stream_ids
         self._begun_before |= stream_ids
 
-    def check(self, rows: Sequence[RawEventRow]) -> None:
+    def check(self, rows: Sequence[RawRow]) -> None:
         """Check rows that follow the ones checked before, in global order."""
+        # The hot loop of verify: fields unpacked once, lookups held in locals.
         report, heads, broken = self.report, self._heads, self._broken
-        unchecked = self._unchecked
+        unchecked, known_metadata = self._unchecked, self._metadata
+        report.events += len(rows)
         for row in rows:
-            report.events += 1
-            if row.stream_id in broken or row.stream_id in unchecked:
+            (
+                position,
+                stream_id,
+                version,
+                event_id,
+                event_type,
+                schema_version,
+                data,
+                metadata,
+                occurred_at,
+                recorded_at,
+                stored_hash,
+                _,
+                _,
+            ) = row
+            if stream_id in broken or stream_id in unchecked:
                 continue
-            version, previous, position, recorded_at = heads.get(
-                row.stream_id, _GENESIS
+            last_version, previous, last_position, last_recorded_at = heads.get(
+                stream_id, _GENESIS
             )
-            if row.version != version + 1:
-                self._break(row, chains.unexpected_version(row.version, version + 1))
-                continue
-            if row.position < position:  # in transaction order, not position order
-                self._break(row, chains.out_of_order(row.version))
-                continue
-            try:
-                computed = self._hash(previous, row)
-            except errors.EventStoreError as exc:  # a stored text that is not JSON
-                self._break(row, f"version {row.version} is not canonical JSON: {exc}")
-                continue
-            if computed != row.hash:
-                self._break(row, chains.content_changed(row.version))
-                continue
-            if row.recorded_at < recorded_at:  # stamped by the database: backdated
-                self._break(row, chains.recorded_before(row.version))
-                continue
-            heads[row.stream_id] = (
-                row.version,
-                row.hash,
-                row.position,
-                row.recorded_at,
-            )
+            if version != last_version + 1:
+                reason = chains.unexpected_version(version, last_version + 1)
+            elif position < last_position:  # transaction order, not position order
+                reason = chains.out_of_order(version)
+            else:
+                try:
+                    canonical = hashing.canonical_event_bytes(
+                        stream_id=stream_id,
+                        version=version,
+                        event_id=event_id,
+                        event_type=event_type,
+                        schema_version=schema_version,
+                        data_json=hashing.canonical_bytes(data),
+                        metadata_json=known_metadata.get(metadata)
+                        or self._canonical_metadata(metadata),
+                        occurred_at=occurred_at,
+                    )
+                except errors.EventStoreError as exc:  # a stored text that is not JSON
+                    reason = f"version {version} is not canonical JSON: {exc}"
+                else:
+                    if hashlib.sha256(previous + canonical).digest() != stored_hash:
+                        reason = chains.content_changed(version)
+                    elif recorded_at < last_recorded_at:  # the database stamps it
+                        reason = chains.recorded_before(version)
+                    else:
+                        heads[stream_id] = (version, stored_hash, position, recorded_at)
+                        continue
+            self._break(stream_id, position, reason)
 
     def finish(self) -> LogReport:
         """The report, with the number of streams seen."""
@@ -247,28 +279,19 @@ class _Chains:
         self.report.streams = len(seen - self._begun_before)
         return self.report
 
-    def _hash(self, previous: bytes, row: RawEventRow) -> bytes:
-        metadata = self._metadata.get(row.metadata)
-        if metadata is None:
-            metadata = hashing.canonical_bytes(row.metadata)
-            self._metadata.put(row.metadata, metadata)
-        canonical = hashing.canonical_event_bytes(
-            stream_id=row.stream_id,
-            version=row.version,
-            event_id=row.event_id,
-            event_type=row.type,
-            schema_version=row.schema_version,
-            data_json=hashing.canonical_bytes(row.data),
-            metadata_json=metadata,
-            occurred_at=row.occurred_at,
-        )
-        return hashlib.sha256(previous + canonical).digest()
+    def _canonical_metadata(self, stored: str) -> bytes:
+        canonical = hashing.canonical_bytes(stored)
+        if len(self._metadata) >= METADATA_TEXTS:
+            # Not least recently used: a request's events come close together.
+            self._metadata.clear()
+        self._metadata[stored] = canonical
+        return canonical
 
-    def _break(self, row: RawEventRow, reason: str) -> None:
-        self._broken.add(row.stream_id)
+    def _break(self, stream_id: str, position: int, reason: str) -> None:
+        self._broken.add(stream_id)
         if len(self.report.problems) < MAX_PROBLEMS:
             self.report.problems.append(
                 errors.RecordAltered(
-                    stream_id=row.stream_id, position=row.position, reason=reason
+                    stream_id=UUID(stream_id), position=position, reason=reason
                 )
             )

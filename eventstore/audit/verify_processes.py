@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import pickle
@@ -228,6 +229,7 @@ def _verify_run(
     """A child process's work: verify one run, send back the report or the error."""
     # Ctrl-C reaches the whole process group: the parent stops the children.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()  # the imports stay until the process ends: no full collection walks them
     try:
         answer: LogReport | Exception = asyncio.run(
             _verify(url, settings, index, run, progress)

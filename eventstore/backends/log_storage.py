@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from eventstore.backends.listening import Listener
-    from eventstore.backends.rows import AppendDecision, RawEventRow
+    from eventstore.backends.rows import AppendDecision, RawRow
     from eventstore.events.checkpoint import Checkpoint
     from eventstore.events.envelope import NewEvent, RecordedEvent
     from eventstore.partitions import Partition
@@ -92,7 +92,7 @@ class LogStorage(Database):
         *,
         limit: int,
         until: Checkpoint | None = None,
-    ) -> list[RawEventRow]:
+    ) -> Sequence[RawRow]:
         """`read_all_as_stored`'s rows, unparsed (for verifying the whole log).
 
         Only up to `until` (inclusive) when given: one run of `log_splits`.

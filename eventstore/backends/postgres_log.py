@@ -27,7 +27,6 @@ from eventstore.backends.postgres_order import (
     in_partition,
     order_key,
 )
-from eventstore.backends.rows import RawEventRow
 from eventstore.events.checkpoint import Checkpoint
 from eventstore.events.envelope import RecordedEvent, stored_metadata_parser
 from eventstore.jsonvalues import parse_json_object
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
     import asyncpg
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from eventstore.backends.rows import AppendDecision
+    from eventstore.backends.rows import AppendDecision, RawRow
     from eventstore.events.envelope import NewEvent
     from eventstore.partitions import Partition
 
@@ -61,12 +60,14 @@ READ_PARTITION_SQL: Final = (
 )
 
 # Verify's read: the fields of `RawEventRow`, in its order. The database
-# writes occurred_at's canonical text (hashing.format_occurred_at): cheaper
-# here than a datetime formatted in Python, for every event. A time before
+# writes the ids' and occurred_at's canonical texts (hashing.format_occurred_at):
+# cheaper here than formatted in Python, for every event, and a text is no
+# object the garbage collector must follow (asyncpg's UUIDs are). A time before
 # year 1 or an infinity (which no append writes) has no such text: its own
 # text breaks the chain (to_char would drop the era).
 RAW_COLUMNS: Final = (
-    "position, stream_id, version, event_id, type, schema_version, data, metadata, "
+    "position, stream_id::text, version, event_id::text, type, schema_version, "
+    "data, metadata, "
     "coalesce(CASE WHEN occurred_at >= '0001-01-01 00:00:00+00' THEN "
     "to_char(occurred_at AT TIME ZONE 'UTC', "
     """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END, occurred_at::text), """
@@ -210,7 +211,7 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
         *,
         limit: int,
         until: Checkpoint | None = None,
-    ) -> list[RawEventRow]:
+    ) -> Sequence[RawRow]:
         key = order_key(after or Checkpoint(0, 0))
         async with self.translate_errors(), self.pool.acquire() as connection:
             if until is None:
@@ -219,7 +220,7 @@ class PostgresLogStorage(PostgresDatabase, LogStorage):
                 rows = await connection.fetch(
                     READ_RAW_UNTIL_SQL, *key, limit, *order_key(until)
                 )
-        return list(map(RawEventRow._make, rows))
+        return rows
 
     async def _fetch_after(
         self,

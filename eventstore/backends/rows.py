@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from eventstore.events.checkpoint import Checkpoint
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from datetime import datetime
     from uuid import UUID
 
@@ -44,9 +45,9 @@ class RawEventRow(NamedTuple):
     """
 
     position: int
-    stream_id: UUID
+    stream_id: str  # ids as the chain hashes them: lowercase, hyphenated
     version: int
-    event_id: UUID
+    event_id: str
     type: str
     schema_version: int
     data: str
@@ -63,6 +64,25 @@ class RawEventRow(NamedTuple):
         return Checkpoint.of(
             epoch=self.epoch, transaction_id=self.transaction_id, position=self.position
         )
+
+
+class RawRow(Protocol):
+    """A row of the log as stored: `RawEventRow`'s fields in its order, by index.
+
+    What `read_rows_as_stored` returns: a `RawEventRow` from SQLite, and
+    asyncpg's own record from PostgreSQL, used as it comes (a named tuple
+    per row would cost verify a tenth of its time). `verify` unpacks it;
+    `RawEventRow._make(row)` names its fields.
+    """
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+def raw_checkpoint(row: RawRow) -> Checkpoint:
+    """Where a read resumes after `row` (`RawEventRow.checkpoint`, by index)."""
+    return Checkpoint.of(epoch=row[12], transaction_id=row[11], position=row[0])
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,9 +162,9 @@ class SqliteLogStorage(SqliteDatabase, LogStorage):
         return [
             RawEventRow(
                 position=row[0],
-                stream_id=UUID(hex=row[1]),
+                stream_id=str(UUID(hex=row[1])),
                 version=row[2],
-                event_id=UUID(hex=row[4]),
+                event_id=str(UUID(hex=row[4])),
                 type=row[5],
                 schema_version=row[6],
                 data=row[7],

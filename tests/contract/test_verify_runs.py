@@ -24,6 +24,7 @@ from eventstore.audit.integrity import (
     verify_run,
 )
 from eventstore.audit.verify_processes import _merged
+from eventstore.backends.rows import RawEventRow
 from tests.helpers import project_everything, tamper, wait_for_horizon
 
 if TYPE_CHECKING:
@@ -82,9 +83,12 @@ async def test_the_splits_cut_the_log_into_runs_of_nearly_equal_length(
         lengths = []
         positions: list[int] = []
         for after, until in zip([None, *splits], [*splits, None], strict=True):
-            rows = await store.backend.read_rows_as_stored(
-                after, limit=1000, until=until
-            )
+            rows = [
+                RawEventRow._make(row)
+                for row in await store.backend.read_rows_as_stored(
+                    after, limit=1000, until=until
+                )
+            ]
             lengths.append(len(rows))
             positions += [row.position for row in rows]
             if until is not None:
@@ -180,8 +184,10 @@ async def test_a_stream_archived_while_a_run_reads_it_is_no_break(
             )
     await wait_for_horizon(store)
     await reads_see_what_committed_before(backend)
-    rows = await backend.read_rows_as_stored(None, limit=1000)
-    (first,) = [row for row in rows if row.stream_id == rest[0] and row.version == 1]
+    rows = map(RawEventRow._make, await backend.read_rows_as_stored(None, limit=1000))
+    (first,) = [
+        row for row in rows if row.stream_id == str(rest[0]) and row.version == 1
+    ]
     await tamper(url, f"DELETE FROM execution_events WHERE position = {first.position}")
     report = await verify_run(backend, after=first.checkpoint)
     assert [problem.stream_id for problem in report.problems] == [rest[0]]
