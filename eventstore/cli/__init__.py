@@ -7,7 +7,6 @@ Errors are one line on stderr; `--debug` shows the traceback.
 
 from __future__ import annotations
 
-import gc
 import sys
 import warnings
 from typing import TextIO
@@ -51,9 +50,6 @@ def main() -> None:
     with the usage above it.
     """
     warnings.showwarning = _warning_line
-    # What is imported lives until the command ends: frozen, it is left out
-    # of every full collection (verify and rebuild allocate millions).
-    gc.freeze()
     try:
         code = app(standalone_mode=False)
     except typer.TyperException as exc:

@@ -28,6 +28,7 @@ from eventstore.cli.app import (
     warning_line,
 )
 from eventstore.cli.display import safe
+from projections.gc_tuning import gc_for_batches
 from projections.verify import (
     Backlog,
     Divergence,
@@ -141,7 +142,9 @@ def verify(
     async def command() -> tuple[dict[str, Any], list[str]]:
         key = read_key(key_file)
         started_at = datetime.now(UTC)
-        async with EventStore.open(url) as store:
+        # Verify (and its fold of the projection) allocates per event, as a
+        # rebuild does: the same collector settings.
+        async with EventStore.open(url) as store, gc_for_batches():
             with Progress(
                 TextColumn("verifying the log: {task.completed:,} events"),
                 TimeElapsedColumn(),
