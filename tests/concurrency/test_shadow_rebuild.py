@@ -28,6 +28,7 @@ from tests.helpers import (
     References,
     count_events,
     count_positions,
+    eventually,
     execution_in,
     project_everything,
     raw_pg,
@@ -264,6 +265,46 @@ async def test_privileges_are_carried_over(
         await admin.execute(f"DROP ROLE {role}")
         await admin.close()
     await assert_clean_schema(pg_store)
+
+
+async def test_the_new_table_is_analyzed_where_queries_filter(
+    pg_store: EventStore, pg_refs: References, pg_url: str
+) -> None:
+    """Statistics for the indexed columns before the swap; the JSON documents
+    are left to autovacuum, which the row count still due tells to come."""
+    for status in (ExecutionStatus.COMPLETED, ExecutionStatus.RUNNING):
+        await execution_in(pg_store, pg_refs, status)
+    await wait_for_horizon(pg_store)
+    await run_rebuild(pg_store, ExecutionsProjection(pg_store.backend))
+    admin = await raw_pg(pg_url)
+    try:
+        analyzed = {
+            row[0]
+            for row in await admin.fetch(
+                "SELECT attname FROM pg_stats WHERE tablename = 'executions'"
+            )
+        }
+        indexed = {
+            row[0]
+            for row in await admin.fetch(
+                "SELECT a.attname FROM pg_index x JOIN pg_attribute a "
+                "ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey) "
+                "WHERE x.indrelid = 'executions'::regclass"
+            )
+        }
+        assert {"status", "created_at", "graph_id", "labels"} <= indexed
+        assert analyzed == indexed
+
+        async def autovacuum_is_due() -> bool:
+            due = await admin.fetchval(
+                "SELECT n_mod_since_analyze FROM pg_stat_user_tables "
+                "WHERE relname = 'executions'"
+            )
+            return bool(due and due >= 2)  # the rows written into the new table
+
+        await eventually(autovacuum_is_due, "the new table's rows counted as changed")
+    finally:
+        await admin.close()
 
 
 async def test_an_archive_during_the_rebuild_is_not_undone(
