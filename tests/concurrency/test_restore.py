@@ -7,17 +7,28 @@ projection's checkpoint and never be read (migration 0006).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from eventstore import EventStore, ExecutionStatus
+from eventstore.audit.integrity import LogReport, verify_log, verify_run
+from eventstore.audit.verify_processes import _merged
 from projections import Projector
 from tests.helpers import (
     assert_projection_equals_fold,
     execution_in,
     make_references,
     raw_pg,
+    tamper,
+    wait_for_horizon,
 )
 from tests.throwaway_cluster import dump_and_restore, throwaway_cluster
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from eventstore.backends.base import Backend
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -81,3 +92,54 @@ async def test_a_restored_store_goes_on_projecting(pg_url: str) -> None:
             assert {e.epoch async for e in store.read_all()} == {0, 1}
             await Projector(store).run_until_caught_up()
             await assert_projection_equals_fold(store)
+            await _runs_verify_across_epochs(store, restored_url, behind[0])
+
+
+async def _runs_verify_across_epochs(
+    store: EventStore, url: str, spanning: UUID
+) -> None:
+    """Verify cut into runs finds what one pass finds, with runs cut in
+    either epoch and a stream (`spanning`) begun in one and ended in the
+    other: its first event after a cut chains to its end in the epoch before."""
+    await wait_for_horizon(store)
+    backend = store.backend
+    events = [event async for event in store.read_all()]
+    one_pass = await verify_log(backend)
+    assert one_pass.ok
+    assert one_pass.events == len(events)
+    for parts in range(2, len(events), 3):
+        assert _found(await _in_runs(backend, parts)) == _found(one_pass), parts
+    late = next(
+        event
+        for event in events
+        if event.stream_id == spanning and event.type == "ExecutionCompleted"
+    )
+    assert late.epoch == 1
+    assert any(e.stream_id == spanning and e.epoch == 0 for e in events)
+    await tamper(
+        url,
+        'UPDATE execution_events SET data = \'{"result": {"late": false}}\' '
+        f"WHERE position = {late.position}",
+    )
+    broken = await verify_log(backend)
+    assert [(p.stream_id, p.position) for p in broken.problems] == [
+        (spanning, late.position)
+    ]
+    for parts in range(2, len(events), 3):
+        assert _found(await _in_runs(backend, parts)) == _found(broken), parts
+
+
+def _found(report: LogReport) -> tuple[int, int, set[tuple[object, object, str]]]:
+    return (
+        report.events,
+        report.streams,
+        {(p.stream_id, p.position, p.reason) for p in report.problems},
+    )
+
+
+async def _in_runs(backend: Backend, parts: int) -> LogReport:
+    splits = await backend.log_splits(parts)
+    runs = zip([None, *splits], [*splits, None], strict=True)
+    return _merged(
+        [await verify_run(backend, after=after, until=until) for after, until in runs]
+    )
