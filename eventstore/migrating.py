@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from eventstore import errors
 from eventstore.backends.shadow import ShadowTables
@@ -25,6 +23,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from sqlalchemy.engine import Connection
 
     from eventstore.backends.base import Backend
@@ -81,6 +80,10 @@ def _store_tables() -> frozenset[str]:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An alembic Config for the shipped tree, sharing `connection` if given."""
+    # Imported here: only migrations need alembic, and importing it costs
+    # every command and service start 70 ms.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_location()))
     if connection is not None:
@@ -104,6 +107,7 @@ async def run_migration(backend: Backend, *, direction: str, revision: str) -> N
         DatabaseError: a migration failed (nothing of its transaction was
             applied; run it again).
     """
+    from alembic import command  # imported here, as in alembic_config
 
     def run(connection: Connection) -> None:
         config = alembic_config(connection)
