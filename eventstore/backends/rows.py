@@ -39,9 +39,8 @@ class RawEventRow(NamedTuple):
 
     Whole-log verification reads these instead of `RecordedEvent`: it needs
     no model, and a metadata text shared by many events is encoded once.
-    The fields are in the order PostgreSQL's query selects them, so a row
-    is built in one call; the checkpoint is computed only when asked for
-    (verify asks once per batch).
+    SQLite's backend returns these; PostgreSQL's returns its records, whose
+    columns come in this order (`RawRow`).
     """
 
     position: int
@@ -61,9 +60,7 @@ class RawEventRow(NamedTuple):
     @property
     def checkpoint(self) -> Checkpoint:
         """Where a read resumes after this row."""
-        return Checkpoint.of(
-            epoch=self.epoch, transaction_id=self.transaction_id, position=self.position
-        )
+        return raw_checkpoint(self)
 
 
 class RawRow(Protocol):
@@ -81,7 +78,7 @@ class RawRow(Protocol):
 
 
 def raw_checkpoint(row: RawRow) -> Checkpoint:
-    """Where a read resumes after `row` (`RawEventRow.checkpoint`, by index)."""
+    """Where a read resumes after `row`: its epoch, transaction id and position."""
     return Checkpoint.of(epoch=row[12], transaction_id=row[11], position=row[0])
 
 
