@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
@@ -160,6 +160,45 @@ def _created_validated(
     return dict(state.__dict__)
 
 
+class WrittenCreated(NamedTuple):
+    """ExecutionCreated's references as the lifecycle writes them (`written_created`)."""
+
+    message_id: str
+    graph_id: str
+    thread_id: str
+    attempt: int
+    retry_of: str | None
+
+
+def written_created(data: dict[str, Any]) -> WrittenCreated | None:
+    """ExecutionCreated's ids and attempt, if the data is as the lifecycle writes it.
+
+    Ids in canonical text, an integer attempt, no labels: then the model's
+    validation has nothing to change, and the ids may be used as text (the
+    rebuild's fold in the database writes them so). None for anything
+    else, which the model validates.
+    """
+    message_id, graph_id = data.get("message_id"), data.get("graph_id")
+    thread_id, retry_of = data.get("thread_id"), data.get("retry_of")
+    attempt = data.get("attempt", 1)
+    if (
+        type(message_id) is str
+        and type(graph_id) is str
+        and type(thread_id) is str
+        and _CANONICAL_UUID.fullmatch(message_id)
+        and _CANONICAL_UUID.fullmatch(graph_id)
+        and _CANONICAL_UUID.fullmatch(thread_id)
+        and (
+            retry_of is None
+            or (type(retry_of) is str and _CANONICAL_UUID.fullmatch(retry_of))
+        )
+        and type(attempt) is int
+        and not data.get("labels")
+    ):
+        return WrittenCreated(message_id, graph_id, thread_id, attempt, retry_of)
+    return None
+
+
 def _created_as_written(
     stream_id: UUID,
     data: dict[str, Any],
@@ -169,32 +208,22 @@ def _created_as_written(
 ) -> dict[str, Any] | None:
     """`created_fields` without pydantic, for data as the lifecycle writes it.
 
-    Ids in canonical text, an integer attempt, no labels: then validation
-    has nothing to change, and the rebuild's fold in the database builds a
-    row per execution with it. None for anything else, which the model
-    validates.
+    None for anything else (`written_created`), which the model validates.
     """
-    ids = data.get("message_id"), data.get("graph_id"), data.get("thread_id")
-    retry_of, attempt = data.get("retry_of"), data.get("attempt", 1)
+    written = written_created(data)
     if not (
-        all(type(text) is str and _CANONICAL_UUID.fullmatch(text) for text in ids)
-        and (
-            retry_of is None
-            or (type(retry_of) is str and _CANONICAL_UUID.fullmatch(retry_of))
-        )
-        and type(attempt) is int
-        and not data.get("labels")
+        written is not None
         and isinstance(stream_id, UUID)  # asyncpg's is a subclass
         and type(occurred_at) is datetime
         and occurred_at.tzinfo is not None
     ):
         return None
-    message_id, graph_id, thread_id = ids
+    retry_of = written.retry_of
     return {
         "id": stream_id,
-        "message_id": UUID(message_id),
-        "graph_id": UUID(graph_id),
-        "thread_id": UUID(thread_id),
+        "message_id": UUID(written.message_id),
+        "graph_id": UUID(written.graph_id),
+        "thread_id": UUID(written.thread_id),
         "status": ExecutionStatus.PENDING,
         "inputs": data.get("inputs"),
         "result": None,
@@ -204,7 +233,7 @@ def _created_as_written(
         "finished_at": None,
         "cancel_requested_at": None,
         "worker_id": None,
-        "attempt": attempt,
+        "attempt": written.attempt,
         "retry_of": None if retry_of is None else UUID(retry_of),
         "queue_ms": None,
         "run_ms": None,
@@ -271,14 +300,42 @@ def add_metrics(
         ValidationError: a total leaves the range of a float.
         TypeError: a value is not a number.
     """
-    if isinstance(delta, dict):
+    _add_usage(metrics, (delta,), stream_id, version)
+
+
+def summed_metrics(deltas: Iterable[object], stream_id: UUID) -> dict[str, Any]:
+    """The totals of a stream's events' ``metrics``, given in version order.
+
+    The same sums as `add_metrics` for each in turn.
+
+    Raises:
+        ValidationError: a total leaves the range of a float.
+        TypeError: a value is not a number.
+    """
+    metrics: dict[str, Any] = {}
+    _add_usage(metrics, deltas, stream_id, None)
+    return metrics
+
+
+def _add_usage(
+    metrics: dict[str, Any],
+    deltas: Iterable[object],
+    stream_id: UUID,
+    version: int | None,
+) -> None:
+    for delta in deltas:
+        if not isinstance(delta, dict):
+            continue  # an event without usage
         for name, value in delta.items():
             total = metrics.get(name, 0) + value
             # Totals are JSON numbers that both databases and the statistics
             # read as doubles: a sum beyond them (or NaN) cannot be stored.
             if not -_LARGEST_FLOAT <= total <= _LARGEST_FLOAT:
+                where = f"stream {stream_id}"
+                if version is not None:
+                    where += f" v{version}"
                 raise errors.ValidationError(
-                    f"stream {stream_id} v{version}: metric {name!r} "
+                    f"{where}: metric {name!r} "
                     f"sums beyond the largest float ({_LARGEST_FLOAT:.3g})"
                 )
             metrics[name] = total

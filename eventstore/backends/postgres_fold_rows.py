@@ -1,9 +1,10 @@
 """`executions` rows from the rows of the fold's SQL (`postgres_fold_sql`).
 
 What the SQL cannot decide alone is decided here by the reference's own
-code: ExecutionCreated's data by `created_fields`, the metrics by
-`add_metrics`, summed in version order. Where the reference would refuse
-a stream, so does this (None): the reference then folds it and says why.
+code: ExecutionCreated's data by `written_created` (or `created_fields`),
+the metrics by `summed_metrics`, in version order. Where the reference
+would refuse a stream, so does this (None): the reference then folds it
+and says why.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import orjson
 
 from eventstore.backends.postgres_fold_sql import EPOCH, STATUS_BY_CODE
-from eventstore.fold import UNREADABLE, add_metrics, created_fields, elapsed_ms
+from eventstore.fold import (
+    UNREADABLE,
+    created_fields,
+    elapsed_ms,
+    summed_metrics,
+    written_created,
+)
 from eventstore.jsonvalues import dump_json, parse_json
 from eventstore.schema import executions
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     import asyncpg
 
 ROW_COLUMNS: Final = tuple(column.name for column in executions.columns)
@@ -30,33 +35,41 @@ _HUGE: Final = 2.0**63
 
 
 def folded_row(record: asyncpg.Record) -> tuple[Any, ...] | None:
-    """The `executions` row of a plain stream (JSON columns as text).
+    """The `executions` row of a plain stream (JSON columns as text, ids as UUIDs or their text).
 
     None if the reference must fold the stream after all.
     """
     stream_id = record["stream_id"]
+    created_at = record["created_at"]
     try:
-        fields = created_fields(
-            stream_id,
-            _stored(record["created"]),
-            record["created_at"],
-            1,
-            record["created_position"],
-        )
-        metrics: dict[str, Any] = {}
-        for delta in _stored_list(record["metrics"]):
-            add_metrics(metrics, delta, stream_id, 0)
+        data = _stored_object(record["created"])
+        written = written_created(data)
+        if written is None:  # the model validates it, as the reference does
+            fields = created_fields(
+                stream_id, data, created_at, 1, record["created_position"]
+            )
+            references: tuple[Any, ...] = (
+                fields["message_id"],
+                fields["graph_id"],
+                fields["thread_id"],
+                fields["attempt"],
+                fields["retry_of"],
+            )
+            labels = _json_text(fields["labels"])
+        else:
+            references, labels = written, "{}"
+        metrics = _json_text(summed_metrics(_stored_list(record["metrics"]), stream_id))
     except UNREADABLE:  # what the reference refuses
         return None
+    message_id, graph_id, thread_id, attempt, retry_of = references
     version, position = record["head"]
-    created_at, started_at = fields["created_at"], record["started_at"]
-    finished_at = record["finished_at"]
+    started_at, finished_at = record["started_at"], record["finished_at"]
     first_step, cancel = record["first_step"], record["cancel_requested"]
     return (
         stream_id,
-        fields["message_id"],
-        fields["graph_id"],
-        fields["thread_id"],
+        message_id,
+        graph_id,
+        thread_id,
         STATUS_BY_CODE[record["status"][1]],
         record["inputs"],
         record["result"],
@@ -66,54 +79,62 @@ def folded_row(record: asyncpg.Record) -> tuple[Any, ...] | None:
         finished_at,
         None if cancel is None else _moment(cancel[1]),
         record["worker_id"],
-        fields["attempt"],
-        fields["retry_of"],
+        attempt,
+        retry_of,
         elapsed_ms(created_at, started_at),
         elapsed_ms(started_at, finished_at),
         elapsed_ms(created_at, finished_at),
         record["steps"],
-        dump_json(metrics),
+        metrics,
         version,
         position,
-        dump_json(fields["labels"]),
+        labels,
         None if first_step is None else _moment(first_step[1]),
     )
 
 
-def _stored(text: str) -> dict[str, Any]:
+def _stored_object(text: str) -> dict[str, Any]:
     value = orjson.loads(text)
     if not isinstance(value, dict):
         raise TypeError("ExecutionCreated data is not a JSON object")
-    if _any_huge(value.values()):
-        return cast("dict[str, Any]", parse_json(text))  # same shape, exact numbers
+    for item in value.values():
+        if type(item) is float and not -_HUGE < item < _HUGE:
+            return cast("dict[str, Any]", parse_json(text))  # _stored_list says why
     return value
 
 
 def _stored_list(text: str | None) -> list[Any]:
-    if text is None:
-        return []
-    value = orjson.loads(text)
-    if not isinstance(value, list):
-        raise TypeError("the metrics are not gathered in a JSON array")
-    for item in value:
-        if type(item) is dict and _any_huge(item.values()):
-            return cast("list[Any]", parse_json(text))  # same shape, exact numbers
-    return value
-
-
-def _any_huge(values: Iterable[object]) -> bool:
-    """Whether orjson may have read an integer as a float.
+    """The metrics of a stream's events, in version order, by value.
 
     jsonb writes numbers as plain decimals, which orjson reads to the same
     values as `parse_json` does, but for integers beyond 64 bits: it makes
     them floats. Those are the values the fold reads (Created's fields, the
     metrics' totals); deeper ones it only copies, or refuses whatever
-    their type.
+    their type. (A regular expression over the text costs more than these
+    loops.)
     """
-    for value in values:  # noqa: SIM110 - a loop costs half of any() over a generator
-        if type(value) is float and not -_HUGE < value < _HUGE:
-            return True
-    return False
+    if text is None:
+        return []
+    value = orjson.loads(text)
+    if not isinstance(value, list):
+        raise TypeError("the metrics are not gathered in a JSON array")
+    for delta in value:
+        if type(delta) is dict:
+            for item in delta.values():
+                if type(item) is float and not -_HUGE < item < _HUGE:
+                    return cast("list[Any]", parse_json(text))
+    return value
+
+
+def _json_text(value: dict[str, Any]) -> str:
+    """A JSON column's text: orjson's, but for integers beyond 64 bits.
+
+    jsonb keeps the value, not the spelling, so any valid text of it will do.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return dump_json(value)
 
 
 def _moment(micros: int) -> datetime:

@@ -2,9 +2,11 @@
 
 The fold builds a new execution from ExecutionCreated's data with
 `created_fields`; for data as the lifecycle writes it, it skips the
-model's validation. For generated data, spelled as the lifecycle and as
-others might, the quick way must give exactly the validated fields (the
-same keys, values and types) or step aside.
+model's validation, and the rebuild's fold in PostgreSQL takes the ids
+as text (`written_created`). For generated data, spelled as the
+lifecycle and as others might, the quick ways must give exactly the
+validated fields (the same keys, values and types; the ids' canonical
+text) or step aside.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from eventstore import ValidationError
-from eventstore.fold import _created_as_written, _created_validated, created_fields
+from eventstore.fold import (
+    _created_as_written,
+    _created_validated,
+    created_fields,
+    written_created,
+)
 
 IDS: Final = st.uuids().flatmap(
     lambda known: st.sampled_from(
@@ -67,6 +74,28 @@ def test_the_quick_way_gives_the_validated_fields_or_steps_aside(
     for name, value in quick.items():
         assert value == validated[name], name
         assert type(value) is type(validated[name]), name
+
+
+@given(data=DATA)
+def test_the_ids_as_written_are_the_validated_ids_text_or_step_aside(
+    data: dict[str, Any],
+) -> None:
+    written = written_created(data)
+    validated = _validated(uuid.uuid4(), data, datetime(2026, 11, 1, tzinfo=UTC))
+    event("written" if written is not None else "validated")
+    if written is None:
+        return
+    assert validated is not None
+    assert type(written.attempt) is int  # not True, which equals 1
+    retry_of = validated["retry_of"]
+    assert written == (
+        str(validated["message_id"]),
+        str(validated["graph_id"]),
+        str(validated["thread_id"]),
+        validated["attempt"],
+        None if retry_of is None else str(retry_of),
+    )
+    assert validated["labels"] == {}
 
 
 def test_created_fields_still_refuses_what_the_model_refuses() -> None:
