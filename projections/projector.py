@@ -35,6 +35,7 @@ from projections import checkpoints, slots
 from projections.backoff import MAX_RETRY_DELAY, RebuildHolds
 from projections.batches import BatchReport, BatchSizes, BatchWriter
 from projections.executions import ExecutionsProjection
+from projections.start_by_rebuild import REBUILD_AT_START, start_by_rebuild
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -71,14 +72,24 @@ class Projector:
         batch_size: int = DEFAULT_BATCH,
         poll_interval: float = 0.5,
         partitions: int = 1,
+        rebuild_at_start: int | None = REBUILD_AT_START,
     ) -> None:
         """Run `projections` (default: the executions projection) split `partitions` ways.
 
+        A projection at the start of a log whose head is at position
+        `rebuild_at_start` or beyond is caught up by a rebuild where the
+        database folds it (PostgreSQL), about three times as fast as
+        batches (`projections.start_by_rebuild`); None: always in batches.
+
         Raises:
-            ValidationError: partitions below 1.
+            ValidationError: partitions or rebuild_at_start below 1.
         """
         if partitions < 1:
             raise errors.ValidationError(f"invalid partitions {partitions}: 1 or more")
+        if rebuild_at_start is not None and rebuild_at_start < 1:
+            raise errors.ValidationError(
+                f"invalid rebuild_at_start {rebuild_at_start}: 1 or more, or None"
+            )
         self._store = store
         context = store.projection_context
         self._batches = BatchWriter(context)
@@ -93,6 +104,9 @@ class Projector:
         self._led: list[Slot] = []
         self._prepared: set[str] = set()  # projections whose slots have rows
         self._held = RebuildHolds()  # projections a rebuild holds
+        self._rebuild_at_start = rebuild_at_start
+        # Projections whose start was decided: by a rebuild, or in batches.
+        self._started: set[str] = set()
 
     @property
     def projections(self) -> list[Projection]:
@@ -114,6 +128,9 @@ class Projector:
     async def run_once(self) -> BatchReport:
         """Apply at most one batch to each slot this process leads.
 
+        A projection at the start of a long log is first caught up by a
+        rebuild (see `__init__`), reported as one more batch.
+
         A slot whose projection a rebuild holds applies nothing: it is
         reported waiting (not caught up) and tried again after a backoff.
 
@@ -127,7 +144,8 @@ class Projector:
         """
         await self._prepare()
         await self._share()
-        reports = [await self._apply_slot(slot) for slot in self._led]
+        reports = await self._start_by_rebuild()
+        reports += [await self._apply_slot(slot) for slot in self._led]
         positions = [r.position for r in reports if r.position is not None]
         waiting = tuple(self.waiting)
         return BatchReport(
@@ -370,6 +388,45 @@ class Projector:
             if pending:
                 return False
         return True
+
+    async def _start_by_rebuild(self) -> list[BatchReport]:
+        """Catch up by a rebuild each projection at the start whose slots are all led here.
+
+        Decided once per projection, when this process first leads all its
+        slots (`projections.start_by_rebuild`).
+        """
+        reports: list[BatchReport] = []
+        if self._rebuild_at_start is None:
+            return reports
+        for projection in self._projections:
+            name = projection.name
+            if (
+                name in self._started
+                or name not in self._prepared
+                or not self._held.due(name)
+            ):
+                continue
+            mine = [slot for slot in self._slots if slot.projection is projection]
+            if not all(slot in self._led for slot in mine):
+                continue
+            try:
+                report = await start_by_rebuild(
+                    self._store,
+                    projection,
+                    [slot.partition.index for slot in mine],
+                    at_least=self._rebuild_at_start,
+                )
+            except errors.RebuildInProgress:
+                self._held.hold(name)  # another rebuild: its slots wait for it
+                continue
+            self._started.add(name)
+            if report is not None:
+                reports.append(
+                    BatchReport(
+                        events=report.events, position=report.position, caught_up=False
+                    )
+                )
+        return reports
 
     async def _apply_slot(self, slot: Slot) -> BatchReport:
         """Apply a batch to the slot, unless a rebuild holds its projection."""

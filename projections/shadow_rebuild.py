@@ -69,13 +69,25 @@ class ShadowRebuild:
         self._folded = 0
 
     async def run(self, *, restart: bool) -> RebuildReport:
-        """Build (or resume) the shadow, catch it up, swap it in, drop the retired table."""
+        """Build (or resume) the shadow, catch it up, swap it in, drop the retired table.
+
+        Raises:
+            DatabaseError: another rebuild of the projection is running.
+        """
+        report = await self.try_run(restart=restart)
+        if report is None:
+            raise errors.DatabaseError(
+                f"another rebuild of {self._projection.name} is running; "
+                "wait for it to finish"
+            )
+        return report
+
+    async def try_run(self, *, restart: bool) -> RebuildReport | None:
+        """`run`, or None at once if another rebuild of the projection is running."""
         name = self._projection.name
         async with self._shadows.lock(name) as taken:
             if not taken:
-                raise errors.DatabaseError(
-                    f"another rebuild of {name} is running; wait for it to finish"
-                )
+                return None
             retired = self._shadows.retired_name(self._live)
             if not await self._drop(retired):
                 raise errors.DatabaseError(
@@ -106,6 +118,29 @@ class ShadowRebuild:
             retired_dropped=dropped,
         )
 
+    async def discard(self) -> bool:
+        """Drop the shadow and its checkpoint, if no rebuild runs (False: one does)."""
+        async with self._shadows.lock(self._projection.name) as taken:
+            if not taken:
+                return False
+            async with self._backend.begin_write() as connection:
+                exists = await self._shadows.exists(connection, self._shadow_name)
+                await self._drop_shadow(connection, exists=exists)
+        return True
+
+    async def _drop_shadow(self, connection: AsyncConnection, *, exists: bool) -> None:
+        """Drop the shadow (if it `exists`) and delete its checkpoint row."""
+        if exists and not await self._shadows.drop(
+            connection,
+            self._shadow_name,
+            lock_timeout=self._lock_timeout,
+            attempts=self._attempts,
+        ):
+            raise errors.DatabaseError(f"could not lock {self._shadow_name} to drop it")
+        await connection.execute(
+            sa.delete(checkpoint_table).where(checkpoint_table.c.name == self._marker)
+        )
+
     async def _prepare(self, *, restart: bool) -> Checkpoint:
         """Resume the shadow left by an earlier run, or create one at START."""
         async with self._backend.begin_write() as connection:
@@ -119,20 +154,7 @@ class ShadowRebuild:
             ).first()
             if exists and stored is not None and not restart:
                 return Checkpoint.stored(stored.transaction_id, stored.position)
-            if exists and not await self._shadows.drop(
-                connection,
-                self._shadow_name,
-                lock_timeout=self._lock_timeout,
-                attempts=self._attempts,
-            ):
-                raise errors.DatabaseError(
-                    f"could not lock {self._shadow_name} to drop it"
-                )
-            await connection.execute(
-                sa.delete(checkpoint_table).where(
-                    checkpoint_table.c.name == self._marker
-                )
-            )
+            await self._drop_shadow(connection, exists=exists)
             await self._shadows.create(connection, self._live)
             await checkpoints.ensure(connection, self._marker)
         return checkpoints.START

@@ -29,6 +29,7 @@ from projections.batches import BatchSizes
 from projections.gc_tuning import gc_for_batches
 from projections.projector import Projector
 from projections.slot_status import ProjectionStatus, projection_status
+from projections.start_by_rebuild import REBUILD_AT_START
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,15 @@ def project(
             "until it catches up",
         ),
     ] = 1000,
+    rebuild_at_start: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="catch a projection at the start of a log whose head is at this "
+            "position or beyond up by a rebuild (PostgreSQL; about three times "
+            "as fast), then go on in batches; 0: always in batches",
+        ),
+    ] = REBUILD_AT_START,
     poll_interval: Annotated[
         # At most an hour: `inf` would leave an idle daemon asleep for good.
         float,
@@ -124,6 +134,7 @@ def project(
                 batch_size=batch_size,
                 poll_interval=poll_interval,
                 partitions=partitions,
+                rebuild_at_start=rebuild_at_start or None,
             )
             if until_caught_up:
                 return await projector.run_until_caught_up()
