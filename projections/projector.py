@@ -107,6 +107,7 @@ class Projector:
         self._rebuild_at_start = rebuild_at_start
         # Projections whose start was decided: by a rebuild, or in batches.
         self._started: set[str] = set()
+        self._stop: asyncio.Event | None = None  # `run`'s: a rebuild ends early
 
     @property
     def projections(self) -> list[Projection]:
@@ -145,7 +146,8 @@ class Projector:
         await self._prepare()
         await self._share()
         reports = await self._start_by_rebuild()
-        reports += [await self._apply_slot(slot) for slot in self._led]
+        if self._stop is None or not self._stop.is_set():
+            reports += [await self._apply_slot(slot) for slot in self._led]
         positions = [r.position for r in reports if r.position is not None]
         waiting = tuple(self.waiting)
         return BatchReport(
@@ -188,6 +190,9 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         """Run as a daemon until `stop` is set; the batch in hand is finished first.
 
+        A rebuild at the start (see `__init__`) ends at its next part or
+        batch instead, and the next start resumes it.
+
         A transient database error (a lost connection, a restarted server,
         a terminated backend, a serialization failure, a deadlock) is waited
         out with capped, jittered exponential backoff: the batch in flight
@@ -201,6 +206,7 @@ class Projector:
                 for (a missing privilege, an unmigrated schema).
         """
         recheck: float | None = None
+        self._stop = stop
         retrier = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(_transient),
             wait=tenacity.wait_random_exponential(
@@ -415,10 +421,13 @@ class Projector:
                     projection,
                     [slot.partition.index for slot in mine],
                     at_least=self._rebuild_at_start,
+                    stop=self._stop,
                 )
             except errors.RebuildInProgress:
                 self._held.hold(name)  # another rebuild: its slots wait for it
                 continue
+            if report is None and self._stop is not None and self._stop.is_set():
+                break  # stopped, perhaps mid-rebuild: the next start decides again
             self._started.add(name)
             if report is not None:
                 reports.append(

@@ -25,6 +25,7 @@ from projections.rebuild_model import SWAP_ATTEMPTS, SWAP_LOCK_TIMEOUT, FoldsInD
 from projections.shadow_rebuild import ShadowRebuild
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Sequence
 
     from eventstore import EventStore
@@ -41,12 +42,17 @@ outweighs what it saves.
 logger: Final = logging.getLogger(f"eventstore.{__name__}")
 
 
+class _Stopped(Exception):
+    """The projector was stopped: the rebuild ends at its next part or batch."""
+
+
 async def start_by_rebuild(
     store: EventStore,
     projection: Projection,
     partitions: Sequence[int],
     *,
     at_least: int = REBUILD_AT_START,
+    stop: asyncio.Event | None = None,
 ) -> RebuildReport | None:
     """Catch `projection` up from the start by a rebuild, where that is the faster way.
 
@@ -55,9 +61,12 @@ async def start_by_rebuild(
     database folds the projection, every slot's checkpoint is at the start
     and the log's head is at position `at_least` or beyond.
 
+    Once `stop` is set the rebuild ends at its next part or batch, leaving
+    its shadow for the next start to resume.
+
     Returns:
         What the rebuild did; None if it was not the way (or met a poison
-        event): fold in batches.
+        event): fold in batches. None too if stopped.
 
     Raises:
         RebuildInProgress: another rebuild of the projection is running;
@@ -79,22 +88,33 @@ async def start_by_rebuild(
     head = await backend.head_checkpoint()
     if head is None or head.position < at_least:
         return None
+
+    def stop_here(_events: int, _position: int) -> None:
+        if stop is not None and stop.is_set():
+            raise _Stopped
+
     run = ShadowRebuild(
         store,
         projection,
         shadows,
         batch_size=DEFAULT_BATCH,
-        on_batch=None,
+        on_batch=stop_here,
         lock_timeout=SWAP_LOCK_TIMEOUT,
         attempts=SWAP_ATTEMPTS,
     )
     logger.info(
-        "projection %s starts on a log of %d events: rebuilding it",
+        "projection %s starts on a log whose head is at position %d: rebuilding it",
         projection.name,
         head.position,
     )
     try:
         report = await run.try_run(restart=False)
+    except _Stopped:
+        logger.info(
+            "projection %s: stopped while rebuilding; the next start resumes it",
+            projection.name,
+        )
+        return None
     except errors.EventStoreError as exc:
         if isinstance(exc, errors.DatabaseError) and exc.transient:
             raise  # waited out by the daemon; the next try resumes the shadow

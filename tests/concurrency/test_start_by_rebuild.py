@@ -24,8 +24,10 @@ from eventstore import (
 )
 from eventstore.cli.demo_workload import run_workload
 from eventstore.schema import projection_checkpoints
+from projections.executions import ExecutionsProjection
 from projections.projector import Projector
 from projections.queries import ExecutionsView
+from projections.start_by_rebuild import start_by_rebuild
 from tests.cli.runner import run_cli
 from tests.helpers import (
     References,
@@ -251,3 +253,27 @@ async def test_the_cli_takes_the_threshold_and_refuses_a_negative_one(
     assert f"projected {logged} events" in done.stdout
     assert await _table_oid(pg_store) != live_oid
     await assert_table_is_the_fold(pg_store)
+
+
+async def test_a_stopped_daemon_leaves_the_rebuild_for_the_next_start(
+    pg_store: EventStore, pg_refs: References
+) -> None:
+    for _ in range(10):
+        await execution_in(pg_store, pg_refs, ExecutionStatus.COMPLETED)
+    live_oid = await _table_oid(pg_store)
+    stop = asyncio.Event()
+    stop.set()  # as if SIGTERM came while the database folded
+    projection = ExecutionsProjection(pg_store.projection_context)
+    stopped = await start_by_rebuild(pg_store, projection, [0], at_least=1, stop=stop)
+    assert stopped is None
+    assert await _table_oid(pg_store) == live_oid
+    async with pg_store.backend.connect_read() as connection:
+        shadow = await connection.scalar(
+            sa.text("SELECT to_regclass('executions_rebuild') IS NOT NULL")
+        )
+    assert shadow  # kept, for the next start
+    events = await Projector(pg_store, rebuild_at_start=1).run_until_caught_up()
+    assert events == await count_events(pg_store)
+    assert await _table_oid(pg_store) != live_oid
+    await assert_table_is_the_fold(pg_store)
+    await assert_clean_schema(pg_store)
