@@ -102,12 +102,14 @@ class ShadowRebuild:
             after = await self._catch_up(after)
             folded = self._folded
             position, swap_seconds, references = await self._swap(after)
-            if self._folded > folded:  # reported once committed
-                self._report(position)
             if references:
                 async with self._backend.begin_write() as connection:
                     await self._shadows.validate(connection, references)
             dropped = await self._drop(retired)
+            # Reported once committed and finished: an error raised there
+            # cannot stop what no later run would resume.
+            if self._folded > folded:
+                self._report(position)
         return RebuildReport(
             projection=name,
             events=self._folded,

@@ -3,10 +3,10 @@
 Folding a long log from the start batch by batch is bound by this
 process's CPU; a rebuild from the start has PostgreSQL group the log by
 stream (§5) and folds it about three times as fast. So a projector that
-leads every slot of a projection standing at the start, on a log at
-least `REBUILD_AT_START` events long (its head's position), catches it up by a rebuild and goes
-on in batches from where the swap left the checkpoints. Readers meanwhile
-read the live table, as in any rebuild.
+leads every slot of a projection standing at the start, on a log whose
+head is at position `REBUILD_AT_START` or beyond, catches it up by a
+rebuild and goes on in batches from where the swap left the checkpoints.
+Readers meanwhile read the live table, as in any rebuild.
 
 A log with a poison event takes the batches after all (the shadow
 dropped), so that the projector stops where it always does: at the
