@@ -1,6 +1,7 @@
 """PostgreSQL's append engine: one round trip per append, hashes chained, NOTIFY coalesced.
 
-The fast path is a plain INSERT for a writer that knows the stream's head;
+The fast path is a plain INSERT for a writer that knows the stream's head,
+sent in one statement with the others made at once (`postgres_group_append`);
 otherwise the `eventstore_append` function (migrations 0001, 0004) checks
 idempotency and the expected version, chains the hashes and inserts, in the
 implicit transaction of one statement (ARCHITECTURE §2). The log's guard
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 import asyncpg
 
+from eventstore.backends.postgres_group_append import GroupAppender, HeadAppend
 from eventstore.backends.postgres_namespace import APPENDS_CHANNEL_SQL
 from eventstore.backends.postgres_refusals import append_refusal
 from eventstore.backends.rows import AppendDecision
@@ -42,37 +44,6 @@ APPEND_SQL: Final = (
     "SELECT outcome, version, position, event_id, detail, hash "
     "FROM eventstore_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
-
-# The fast path, for a writer that knows the stream's head (its version and
-# hash): one plain INSERT with hashes chained by the client. The guard
-# proves the head is still the expected one; the unique keys refuse a
-# concurrent writer and a re-used event id, and the function path then says
-# which it was.
-FAST_APPEND_SQL: Final = """
-INSERT INTO execution_events (stream_id, version, stream_type, event_id, type,
-    schema_version, data, metadata, occurred_at, hash)
-SELECT $1, e.version, $2, e.event_id, e.type, e.schema_version, e.data::jsonb,
-    e.metadata::jsonb, e.occurred_at::timestamptz, e.hash
-FROM unnest($3::int[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[],
-    $9::text[], $10::bytea[])
-    AS e(version, event_id, type, schema_version, data, metadata, occurred_at, hash)
-WHERE $11::int = 0 OR EXISTS (
-    SELECT FROM execution_events p
-    WHERE p.stream_id = $1 AND p.version = $11 AND p.hash = $12)
-RETURNING version, position
-"""
-
-# The same for the common single event, with scalar parameters (cheaper to
-# encode and to plan than arrays).
-FAST_APPEND_ONE_SQL: Final = """
-INSERT INTO execution_events (stream_id, version, stream_type, event_id, type,
-    schema_version, data, metadata, occurred_at, hash)
-SELECT $1, $3, $2, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10
-WHERE $11::int = 0 OR EXISTS (
-    SELECT FROM execution_events p
-    WHERE p.stream_id = $1 AND p.version = $11 AND p.hash = $12)
-RETURNING version, position
-"""
 
 HEAD_CACHE_SIZE: Final = 50_000
 
@@ -108,6 +79,7 @@ class PostgresAppender:
         self._heads: BoundedCache[UUID, tuple[int, bytes]] = BoundedCache(
             HEAD_CACHE_SIZE
         )
+        self._groups = GroupAppender(pool)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -147,10 +119,11 @@ class PostgresAppender:
             self._heads.discard(stream_id)
 
     async def aclose(self) -> None:
-        """Send the last appends' NOTIFY before the pool closes (briefly).
+        """Finish the appends in flight, then send their NOTIFY before the pool closes (briefly).
 
         Other processes' readers would otherwise wait for their poll.
         """
+        await self._groups.aclose()
         if self._announcer is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._announcer, ANNOUNCE_ON_CLOSE)
@@ -214,7 +187,7 @@ class PostgresAppender:
         stream_type: str,
         head: tuple[int, bytes],
     ) -> AppendDecision | None:
-        """The fast path; None when the function path must decide instead."""
+        """The fast path, sent with the others made at once; None when the function path must decide."""
         version, previous = head
         versions, hashes = [], []
         for event in events:
@@ -222,48 +195,16 @@ class PostgresAppender:
             previous = chain_hash(previous, canonical_for(stream_id, version, event))
             versions.append(version)
             hashes.append(previous)
-        args: tuple[object, ...]
-        if len(events) == 1:
-            [event] = events
-            query, args = (
-                FAST_APPEND_ONE_SQL,
-                (
-                    stream_id,
-                    stream_type,
-                    version,
-                    event.event_id,
-                    event.type,
-                    event.schema_version,
-                    event.data_json,
-                    event.metadata_json,
-                    event.occurred_at,
-                    previous,
-                ),
-            )
-        else:
-            query, args = (
-                FAST_APPEND_SQL,
-                (
-                    stream_id,
-                    stream_type,
-                    versions,
-                    *_event_columns(events),
-                    hashes,
-                ),
-            )
-        try:
-            async with self.pool.acquire() as connection:
-                rows = await connection.fetch(query, *args, head[0], head[1])
-        except asyncpg.UniqueViolationError:
-            return None  # a concurrent writer, or a re-used event id
-        if not rows:
-            return None  # the head moved or was never what we thought
+        written = await self._groups.append(
+            HeadAppend(stream_id, stream_type, events, versions, hashes, head)
+        )
+        if written is None:
+            return None  # a concurrent writer, a re-used event id, a moved head
         self._heads.put(stream_id, (version, previous))
-        ordered = sorted((row["version"], row["position"]) for row in rows)
         return AppendDecision(
             kind="appended",
-            versions=tuple(v for v, _ in ordered),
-            positions=tuple(p for _, p in ordered),
+            versions=tuple(v for v, _ in written),
+            positions=tuple(p for _, p in written),
         )
 
     async def _append_by_function(

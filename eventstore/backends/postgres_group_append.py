@@ -1,0 +1,217 @@
+"""Fast-path appends made at once, sent together: one INSERT and one commit (PostgreSQL).
+
+A writer that knows its stream's head appends with one plain INSERT
+(`postgres_append`). When many do so at once, each pays a round trip, a
+statement and a commit (a WAL flush) of its own. Here the appends that
+arrive while earlier ones are in flight wait for the next free sender and
+go together, as one INSERT in one transaction (a group commit; ARCHITECTURE
+§2). Nothing waits for a group to fill: an append alone is sent at once,
+with the single-event statement it would have had anyway.
+
+Each append keeps its own head check (its rows go in only if the row at
+its head version still has the hash it chained from) and learns which of
+its rows went in. An error of the statement (a unique key, a rule of the
+guard trigger, a lost connection) fails the whole group: each append of
+it then goes its own way, as if alone, by the append function, which
+says what was wrong with it, or that its rows are in after all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, cast
+
+from eventstore.hashing import format_occurred_at
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from uuid import UUID
+
+    import asyncpg
+
+    from eventstore.events.envelope import NewEvent
+
+# At most this many statements in flight: with two cores shared with the
+# server, more only queue; fewer leave one idle while the other commits.
+SENDERS: Final = 4
+# Rows per statement at most: bounds a group's parameters and its latency.
+GROUP_ROWS: Final = 1000
+
+GROUP_APPEND_SQL: Final = """
+INSERT INTO execution_events (stream_id, version, stream_type, event_id, type,
+    schema_version, data, metadata, occurred_at, hash)
+SELECT e.stream_id, e.version, e.stream_type, e.event_id, e.type,
+    e.schema_version, e.data::jsonb, e.metadata::jsonb, e.occurred_at::timestamptz,
+    e.hash
+FROM unnest($1::uuid[], $2::int[], $3::text[], $4::uuid[], $5::text[], $6::int[],
+    $7::text[], $8::text[], $9::text[], $10::bytea[], $11::int[], $12::bytea[])
+    AS e(stream_id, version, stream_type, event_id, type, schema_version, data,
+        metadata, occurred_at, hash, head_version, head_hash)
+WHERE e.head_version = 0 OR EXISTS (
+    SELECT FROM execution_events p
+    WHERE p.stream_id = e.stream_id AND p.version = e.head_version
+        AND p.hash = e.head_hash)
+RETURNING stream_id, version, position
+"""
+
+# One append alone: scalar parameters (cheaper to encode and to plan than
+# arrays).
+ONE_EVENT_SQL: Final = """
+INSERT INTO execution_events (stream_id, version, stream_type, event_id, type,
+    schema_version, data, metadata, occurred_at, hash)
+SELECT $1, $3, $2, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10
+WHERE $11::int = 0 OR EXISTS (
+    SELECT FROM execution_events p
+    WHERE p.stream_id = $1 AND p.version = $11 AND p.hash = $12)
+RETURNING stream_id, version, position
+"""
+
+Positions = list[tuple[int, int]]
+"""(version, position) of each row an append wrote, in version order."""
+
+
+@dataclass(slots=True)
+class HeadAppend:
+    """One append to a stream whose head the writer knows, its hashes chained."""
+
+    stream_id: UUID
+    stream_type: str
+    events: Sequence[NewEvent]
+    versions: list[int]
+    hashes: list[bytes]
+    head: tuple[int, bytes]
+    done: asyncio.Future[Positions | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class GroupAppender:
+    """Sends the head appends made at once together (see the module's doc)."""
+
+    def __init__(
+        self, pool: Callable[[], asyncpg.Pool], *, senders: int = SENDERS
+    ) -> None:
+        self._pool = pool
+        self._most = senders
+        self._waiting: deque[HeadAppend] = deque()
+        self._senders: set[asyncio.Task[None]] = set()
+
+    async def append(self, append: HeadAppend) -> Positions | None:
+        """Its rows' (version, position), or None: the append function must decide."""
+        self._waiting.append(append)
+        self._send_waiting()
+        try:
+            return await asyncio.shield(append.done)
+        except asyncio.CancelledError:
+            # Not sent yet: it never will be. Sent: it may be in the log,
+            # as for any append whose caller stopped waiting.
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(append)
+            raise
+
+    async def aclose(self) -> None:
+        """Wait for the groups in flight (the pool closes after them)."""
+        while self._senders:
+            await asyncio.wait(list(self._senders))
+
+    def _send_waiting(self) -> None:
+        while self._waiting and len(self._senders) < self._most:
+            group: list[HeadAppend] = []
+            rows = 0
+            while self._waiting and (
+                not group or rows + len(self._waiting[0].events) <= GROUP_ROWS
+            ):
+                append = self._waiting.popleft()
+                group.append(append)
+                rows += len(append.events)
+            sender = asyncio.get_running_loop().create_task(self._send(group))
+            self._senders.add(sender)
+            sender.add_done_callback(self._sent)
+
+    def _sent(self, sender: asyncio.Task[None]) -> None:
+        self._senders.discard(sender)
+        self._send_waiting()
+
+    async def _send(self, group: list[HeadAppend]) -> None:
+        try:
+            written = await self._insert(group)
+        except asyncio.CancelledError:
+            for append in group:
+                append.done.cancel()
+            raise
+        except Exception:  # the statement failed: each goes its own way
+            written = {}
+        for append in group:
+            # asyncpg's UUIDs hash and compare as the standard library's.
+            rows = [
+                (version, written.get((append.stream_id, version)))
+                for version in append.versions
+            ]
+            if not append.done.done():
+                append.done.set_result(
+                    None
+                    if any(position is None for _, position in rows)
+                    else cast("Positions", rows)
+                )
+
+    async def _insert(self, group: list[HeadAppend]) -> dict[tuple[UUID, int], int]:
+        """Insert the group's rows; (stream, version) -> position of those written."""
+        async with self._pool().acquire() as connection:
+            if len(group) == 1 and len(group[0].events) == 1:
+                [append] = group
+                [event] = append.events
+                rows = await connection.fetch(
+                    ONE_EVENT_SQL,
+                    append.stream_id,
+                    append.stream_type,
+                    append.versions[0],
+                    event.event_id,
+                    event.type,
+                    event.schema_version,
+                    event.data_json,
+                    event.metadata_json,
+                    event.occurred_at,
+                    append.hashes[0],
+                    *append.head,
+                )
+            else:
+                rows = await connection.fetch(GROUP_APPEND_SQL, *_columns(group))
+        return {(row["stream_id"], row["version"]): row["position"] for row in rows}
+
+
+def _columns(group: Sequence[HeadAppend]) -> tuple[list[object], ...]:
+    """The group's rows as the twelve arrays of GROUP_APPEND_SQL, by stream id.
+
+    Every statement inserts its keys in (stream id, version) order, so two
+    groups that contend for a key wait one for the other, never in a cycle
+    (a deadlock, which PostgreSQL takes a second to find).
+    """
+    columns: tuple[list[object], ...] = tuple([] for _ in range(12))
+    for append in sorted(group, key=lambda append: append.stream_id):
+        head_version, head_hash = append.head
+        for event, version, chained in zip(
+            append.events, append.versions, append.hashes, strict=True
+        ):
+            for column, value in zip(
+                columns,
+                (
+                    append.stream_id,
+                    version,
+                    append.stream_type,
+                    event.event_id,
+                    event.type,
+                    event.schema_version,
+                    event.data_json,
+                    event.metadata_json,
+                    format_occurred_at(event.occurred_at),
+                    chained,
+                    head_version,
+                    head_hash,
+                ),
+                strict=True,
+            ):
+                column.append(value)
+    return columns

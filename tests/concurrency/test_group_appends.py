@@ -1,0 +1,220 @@
+"""Appends made at once go in one statement and one commit, each keeping its own outcome (PostgreSQL).
+
+`eventstore/backends/postgres_group_append.py` sends the fast-path appends
+that arrive while others are in flight together. These tests run real
+concurrent writers and check that grouping happens, that each append still
+gets exactly its own result or typed error, and that a group whose
+statement fails leaves nothing of it behind for the appends to redo alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+
+from eventstore import (
+    ConcurrencyError,
+    EventStore,
+    ExecutionStatus,
+    InvalidTransition,
+    NewEvent,
+    StoreSettings,
+)
+from eventstore.audit.integrity import verify_log
+from eventstore.backends.postgres import PostgresBackend
+from eventstore.backends.postgres_group_append import GroupAppender, HeadAppend
+from eventstore.chains import canonical_for
+from eventstore.hashing import GENESIS_HASH, chain_hash
+from eventstore.schema import execution_events
+from tests.helpers import References, execution_in, make_references
+
+if TYPE_CHECKING:
+    from eventstore.backends.postgres_group_append import Positions
+
+pytestmark = pytest.mark.postgres
+
+SETTINGS = StoreSettings(pool_size=8)
+WITHIN = 120  # seconds: a deadline, never an expected duration
+
+
+def _first(stream_id: uuid.UUID, event: NewEvent, stream_type: str) -> HeadAppend:
+    """The append of a stream's first event."""
+    chained = chain_hash(GENESIS_HASH, canonical_for(stream_id, 1, event))
+    return HeadAppend(
+        stream_id, stream_type, [event], [1], [chained], (0, GENESIS_HASH)
+    )
+
+
+def _one_sender(store: EventStore) -> GroupAppender:
+    """A group appender on the store's pool that sends one statement at a time."""
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    return GroupAppender(lambda: backend.pool, senders=1)
+
+
+async def _rows_of(store: EventStore, streams: list[uuid.UUID]) -> int:
+    async with store.backend.connect_read() as connection:
+        count = await connection.scalar(
+            sa.select(sa.func.count())
+            .select_from(execution_events)
+            .where(execution_events.c.stream_id.in_(streams))
+        )
+    return int(count or 0)
+
+
+async def test_appends_queued_behind_one_in_flight_go_in_one_transaction(
+    pg_url: str,
+) -> None:
+    async with EventStore.open(pg_url, settings=SETTINGS) as store:
+        await store.migrate()
+        groups = _one_sender(store)
+        streams = [uuid.uuid4() for _ in range(5)]
+        appends = [
+            _first(stream, NewEvent(type="Noted", data={"n": n}), "note")
+            for n, stream in enumerate(streams)
+        ]
+        # The first is sent at once; the other four wait for the one sender
+        # and go together.
+        written = await asyncio.gather(*(groups.append(a) for a in appends))
+        await groups.aclose()
+        assert all(rows is not None and [v for v, _ in rows] == [1] for rows in written)
+        async with store.backend.connect_read() as connection:
+            transactions = (
+                await connection.execute(
+                    sa.select(
+                        execution_events.c.stream_id, execution_events.c.transaction_id
+                    ).where(execution_events.c.stream_id.in_(streams))
+                )
+            ).all()
+        by_stream = {row.stream_id: row.transaction_id for row in transactions}
+        assert len(by_stream) == 5
+        assert by_stream[streams[0]] not in {by_stream[s] for s in streams[1:]}
+        assert len({by_stream[s] for s in streams[1:]}) == 1
+        positions = [rows[0][1] for rows in written if rows is not None]
+        assert len(set(positions)) == 5
+
+
+async def test_a_group_whose_statement_fails_writes_nothing_and_each_goes_alone(
+    pg_url: str,
+) -> None:
+    async with EventStore.open(pg_url, settings=SETTINGS) as store:
+        await store.migrate()
+        groups = _one_sender(store)
+        streams = [uuid.uuid4() for _ in range(4)]
+        appends = [
+            _first(streams[0], NewEvent(type="Noted", data={}), "note"),
+            _first(streams[1], NewEvent(type="Noted", data={}), "note"),
+            # The guard refuses an execution stream that does not start
+            # with ExecutionCreated: the whole statement fails.
+            _first(streams[2], NewEvent(type="Noted", data={}), "execution"),
+            _first(streams[3], NewEvent(type="Noted", data={}), "note"),
+        ]
+        written: list[Positions | None] = await asyncio.gather(
+            *(groups.append(a) for a in appends)
+        )
+        await groups.aclose()
+        assert written[0] is not None  # alone, before the others
+        assert written[1:] == [None, None, None]
+        assert await _rows_of(store, streams[1:]) == 0
+        # Through the store the same appends each get their own outcome.
+        outcomes = await asyncio.gather(
+            *(
+                store.append(s, [NewEvent(type="Noted", data={})], expected_version=0,
+                             stream_type=t)
+                for s, t in zip(streams[1:], ("note", "execution", "note"), strict=True)
+            ),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert [type(o).__name__ for o in outcomes] == [
+            "AppendResult",
+            "ExecutionNotFound",
+            "AppendResult",
+        ]
+
+
+async def test_many_writers_each_get_their_own_outcome_and_the_chains_hold(
+    pg_url: str,
+) -> None:
+    async with EventStore.open(pg_url, settings=StoreSettings(pool_size=16)) as store:
+        await store.migrate()
+        refs: References = await make_references(store)
+        rng = random.Random(11)
+        running = [
+            await execution_in(store, refs, ExecutionStatus.RUNNING) for _ in range(40)
+        ]
+        pending = [
+            await execution_in(store, refs, ExecutionStatus.PENDING) for _ in range(20)
+        ]
+        executions = store.executions
+        expected: dict[str, int] = {"ok": 0, "refused": 0, "conflict": 0}
+        outcomes: dict[str, int] = {"ok": 0, "refused": 0, "conflict": 0}
+
+        async def progress(execution_id: uuid.UUID) -> None:
+            for step in range(5):
+                await executions.progress(
+                    execution_id, step=str(step), metrics={"t": 1}
+                )
+                outcomes["ok"] += 1
+
+        async def bad_complete(execution_id: uuid.UUID) -> None:
+            # Pending: completing it is not allowed (the guard refuses it
+            # inside whatever group it lands in).
+            try:
+                await executions.complete(execution_id, result=None)
+            except InvalidTransition:
+                outcomes["refused"] += 1
+
+        async def stale(stream_id: uuid.UUID) -> None:
+            try:
+                await store.append(
+                    stream_id,
+                    [NewEvent(type="Noted", data={})],
+                    expected_version=0,
+                    stream_type="note",
+                )
+                outcomes["ok"] += 1
+            except ConcurrencyError:
+                outcomes["conflict"] += 1
+
+        tasks = []
+        for execution_id in running:
+            tasks.append(progress(execution_id))
+            expected["ok"] += 5
+        for execution_id in pending:
+            tasks.append(bad_complete(execution_id))
+            expected["refused"] += 1
+        contested = [uuid.uuid4() for _ in range(10)]
+        for stream_id in contested:
+            # Two writers at version 0 of one stream: one wins.
+            tasks += [stale(stream_id), stale(stream_id)]
+            expected["ok"] += 1
+            expected["conflict"] += 1
+        rng.shuffle(tasks)
+        async with asyncio.timeout(WITHIN):
+            await asyncio.gather(*tasks)
+        assert outcomes == expected
+        for execution_id in running:
+            state = await executions.get(execution_id)
+            assert state.steps_completed == 5
+            assert state.metrics == {"t": 5}
+        for execution_id in pending:
+            assert (
+                await executions.get(execution_id)
+            ).status is ExecutionStatus.PENDING
+        assert await _rows_of(store, contested) == len(contested)
+        report = await verify_log(store.backend)
+        assert report.ok, report
+        # Grouping happened: some transaction holds events of several streams.
+        async with store.backend.connect_read() as connection:
+            shared = await connection.scalar(
+                sa.text(
+                    "SELECT count(*) FROM (SELECT transaction_id FROM execution_events "
+                    "GROUP BY transaction_id HAVING count(DISTINCT stream_id) > 1) t"
+                )
+            )
+        assert int(shared or 0) > 0
