@@ -138,12 +138,12 @@ class GroupAppender:
     async def _send(self, group: list[HeadAppend]) -> None:
         try:
             written = await self._insert(group)
-        except asyncio.CancelledError:
+        except Exception:  # the statement failed: each goes its own way
+            written = {}
+        except BaseException:  # cancelled (the loop is closing): so are they
             for append in group:
                 append.done.cancel()
             raise
-        except Exception:  # the statement failed: each goes its own way
-            written = {}
         for append in group:
             # asyncpg's UUIDs hash and compare as the standard library's.
             rows = [

@@ -218,3 +218,26 @@ async def test_many_writers_each_get_their_own_outcome_and_the_chains_hold(
                 )
             )
         assert int(shared or 0) > 0
+
+
+async def test_an_append_whose_caller_stops_waiting_before_it_is_sent_is_never_sent(
+    pg_url: str,
+) -> None:
+    async with EventStore.open(pg_url, settings=SETTINGS) as store:
+        await store.migrate()
+        groups = _one_sender(store)
+        first, second = uuid.uuid4(), uuid.uuid4()
+        sent = asyncio.create_task(
+            groups.append(_first(first, NewEvent(type="Noted", data={}), "note"))
+        )
+        waiting = asyncio.create_task(
+            groups.append(_first(second, NewEvent(type="Noted", data={}), "note"))
+        )
+        await asyncio.sleep(0)  # both start: the first is sent, the second waits
+        waiting.cancel()
+        assert await sent is not None
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await groups.aclose()
+        assert await _rows_of(store, [first]) == 1
+        assert await _rows_of(store, [second]) == 0
