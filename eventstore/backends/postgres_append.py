@@ -17,13 +17,17 @@ from typing import TYPE_CHECKING, Final
 
 import asyncpg
 
-from eventstore.backends.postgres_group_append import GroupAppender, HeadAppend
+from eventstore.backends.postgres_group_append import (
+    GroupAppender,
+    HeadAppend,
+    event_columns,
+)
 from eventstore.backends.postgres_namespace import APPENDS_CHANNEL_SQL
 from eventstore.backends.postgres_refusals import append_refusal
 from eventstore.backends.rows import AppendDecision
 from eventstore.cache import BoundedCache
 from eventstore.chains import canonical_for
-from eventstore.hashing import GENESIS_HASH, chain_hash, format_occurred_at
+from eventstore.hashing import GENESIS_HASH, chain_hash
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -220,7 +224,7 @@ class PostgresAppender:
             stream_id,
             stream_type,
             expected_version,
-            *_event_columns(events),
+            *event_columns(events),
         )
         for _ in range(APPEND_RACE_RETRIES):
             try:
@@ -264,21 +268,9 @@ async def append_by_function_on(
 ) -> AppendDecision:
     """One call of the append function on `connection`, in its transaction."""
     rows = await connection.fetch(
-        APPEND_SQL, stream_id, stream_type, expected_version, *_event_columns(events)
+        APPEND_SQL, stream_id, stream_type, expected_version, *event_columns(events)
     )
     return _outcome(rows)
-
-
-def _event_columns(events: Sequence[NewEvent]) -> tuple[list[object], ...]:
-    """The events as the array parameters both append statements take."""
-    return (
-        [event.event_id for event in events],
-        [event.type for event in events],
-        [event.schema_version for event in events],
-        [event.data_json for event in events],
-        [event.metadata_json for event in events],
-        [format_occurred_at(event.occurred_at) for event in events],
-    )
 
 
 def _outcome(rows: Sequence[asyncpg.Record]) -> AppendDecision:

@@ -189,29 +189,45 @@ def _columns(group: Sequence[HeadAppend]) -> tuple[list[object], ...]:
     groups that contend for a key wait one for the other, never in a cycle
     (a deadlock, which PostgreSQL takes a second to find).
     """
-    columns: tuple[list[object], ...] = tuple([] for _ in range(12))
+    stream_ids: list[object] = []
+    versions: list[object] = []
+    stream_types: list[object] = []
+    events: tuple[list[object], ...] = tuple([] for _ in range(6))
+    hashes: list[object] = []
+    head_versions: list[object] = []
+    head_hashes: list[object] = []
     for append in sorted(group, key=lambda append: append.stream_id):
+        rows = len(append.events)
         head_version, head_hash = append.head
-        for event, version, chained in zip(
-            append.events, append.versions, append.hashes, strict=True
-        ):
-            for column, value in zip(
-                columns,
-                (
-                    append.stream_id,
-                    version,
-                    append.stream_type,
-                    event.event_id,
-                    event.type,
-                    event.schema_version,
-                    event.data_json,
-                    event.metadata_json,
-                    format_occurred_at(event.occurred_at),
-                    chained,
-                    head_version,
-                    head_hash,
-                ),
-                strict=True,
-            ):
-                column.append(value)
-    return columns
+        stream_ids += [append.stream_id] * rows
+        versions += append.versions
+        stream_types += [append.stream_type] * rows
+        for column, values in zip(events, event_columns(append.events), strict=True):
+            column.extend(values)
+        hashes += append.hashes
+        head_versions += [head_version] * rows
+        head_hashes += [head_hash] * rows
+    return (
+        stream_ids,
+        versions,
+        stream_types,
+        *events,
+        hashes,
+        head_versions,
+        head_hashes,
+    )
+
+
+def event_columns(events: Sequence[NewEvent]) -> tuple[list[object], ...]:
+    """The events as the six arrays both append statements take, from event id to time.
+
+    Those of GROUP_APPEND_SQL and of the append function, in their order.
+    """
+    return (
+        [event.event_id for event in events],
+        [event.type for event in events],
+        [event.schema_version for event in events],
+        [event.data_json for event in events],
+        [event.metadata_json for event in events],
+        [format_occurred_at(event.occurred_at) for event in events],
+    )
