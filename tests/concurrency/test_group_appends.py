@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.postgres
 
-SETTINGS = StoreSettings(pool_size=8)
 WITHIN = 120  # seconds: a deadline, never an expected duration
 
 
@@ -68,80 +67,75 @@ async def _rows_of(store: EventStore, streams: list[uuid.UUID]) -> int:
 
 
 async def test_appends_queued_behind_one_in_flight_go_in_one_transaction(
-    pg_url: str,
+    pg_store: EventStore,
 ) -> None:
-    async with EventStore.open(pg_url, settings=SETTINGS) as store:
-        await store.migrate()
-        groups = _one_sender(store)
-        streams = [uuid.uuid4() for _ in range(5)]
-        appends = [
-            _first(stream, NewEvent(type="Noted", data={"n": n}), "note")
-            for n, stream in enumerate(streams)
-        ]
-        # The first is sent at once; the other four wait for the one sender
-        # and go together.
-        written = await asyncio.gather(*(groups.append(a) for a in appends))
-        await groups.aclose()
-        assert all(rows is not None and [v for v, _ in rows] == [1] for rows in written)
-        async with store.backend.connect_read() as connection:
-            transactions = (
-                await connection.execute(
-                    sa.select(
-                        execution_events.c.stream_id, execution_events.c.transaction_id
-                    ).where(execution_events.c.stream_id.in_(streams))
-                )
-            ).all()
-        by_stream = {row.stream_id: row.transaction_id for row in transactions}
-        assert len(by_stream) == 5
-        assert by_stream[streams[0]] not in {by_stream[s] for s in streams[1:]}
-        assert len({by_stream[s] for s in streams[1:]}) == 1
-        positions = [rows[0][1] for rows in written if rows is not None]
-        assert len(set(positions)) == 5
+    groups = _one_sender(pg_store)
+    streams = [uuid.uuid4() for _ in range(5)]
+    appends = [
+        _first(stream, NewEvent(type="Noted", data={"n": n}), "note")
+        for n, stream in enumerate(streams)
+    ]
+    # The first is sent at once; the other four wait for the one sender
+    # and go together.
+    written = await asyncio.gather(*(groups.append(a) for a in appends))
+    await groups.aclose()
+    assert all(rows is not None and [v for v, _ in rows] == [1] for rows in written)
+    async with pg_store.backend.connect_read() as connection:
+        transactions = (
+            await connection.execute(
+                sa.select(
+                    execution_events.c.stream_id, execution_events.c.transaction_id
+                ).where(execution_events.c.stream_id.in_(streams))
+            )
+        ).all()
+    by_stream = {row.stream_id: row.transaction_id for row in transactions}
+    assert len(by_stream) == 5
+    assert by_stream[streams[0]] not in {by_stream[s] for s in streams[1:]}
+    assert len({by_stream[s] for s in streams[1:]}) == 1
+    positions = [rows[0][1] for rows in written if rows is not None]
+    assert len(set(positions)) == 5
 
 
 async def test_a_group_whose_statement_fails_writes_nothing_and_each_goes_alone(
-    pg_url: str,
+    pg_store: EventStore,
 ) -> None:
-    async with EventStore.open(pg_url, settings=SETTINGS) as store:
-        await store.migrate()
-        groups = _one_sender(store)
-        streams = [uuid.uuid4() for _ in range(4)]
-        appends = [
-            _first(streams[0], NewEvent(type="Noted", data={}), "note"),
-            _first(streams[1], NewEvent(type="Noted", data={}), "note"),
-            # The guard refuses an execution stream that does not start
-            # with ExecutionCreated: the whole statement fails.
-            _first(streams[2], NewEvent(type="Noted", data={}), "execution"),
-            _first(streams[3], NewEvent(type="Noted", data={}), "note"),
-        ]
-        written: list[Positions | None] = await asyncio.gather(
-            *(groups.append(a) for a in appends)
-        )
-        await groups.aclose()
-        assert written[0] is not None  # alone, before the others
-        assert written[1:] == [None, None, None]
-        assert await _rows_of(store, streams[1:]) == 0
-        # Through the store the same appends each get their own outcome.
-        outcomes = await asyncio.gather(
-            *(
-                store.append(s, [NewEvent(type="Noted", data={})], expected_version=0,
-                             stream_type=t)
-                for s, t in zip(streams[1:], ("note", "execution", "note"), strict=True)
-            ),
-            return_exceptions=True,
-        )  # fmt: skip
-        assert [type(o).__name__ for o in outcomes] == [
-            "AppendResult",
-            "ExecutionNotFound",
-            "AppendResult",
-        ]
+    groups = _one_sender(pg_store)
+    streams = [uuid.uuid4() for _ in range(4)]
+    appends = [
+        _first(streams[0], NewEvent(type="Noted", data={}), "note"),
+        _first(streams[1], NewEvent(type="Noted", data={}), "note"),
+        # The guard refuses an execution stream that does not start
+        # with ExecutionCreated: the whole statement fails.
+        _first(streams[2], NewEvent(type="Noted", data={}), "execution"),
+        _first(streams[3], NewEvent(type="Noted", data={}), "note"),
+    ]
+    written: list[Positions | None] = await asyncio.gather(
+        *(groups.append(a) for a in appends)
+    )
+    await groups.aclose()
+    assert written[0] is not None  # alone, before the others
+    assert written[1:] == [None, None, None]
+    assert await _rows_of(pg_store, streams[1:]) == 0
+    # Through the pg_store the same appends each get their own outcome.
+    outcomes = await asyncio.gather(
+        *(
+            pg_store.append(s, [NewEvent(type="Noted", data={})], expected_version=0,
+                         stream_type=t)
+            for s, t in zip(streams[1:], ("note", "execution", "note"), strict=True)
+        ),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert [type(o).__name__ for o in outcomes] == [
+        "AppendResult",
+        "ExecutionNotFound",
+        "AppendResult",
+    ]
 
 
 async def test_many_writers_each_get_their_own_outcome_and_the_chains_hold(
     pg_url: str,
 ) -> None:
     async with EventStore.open(pg_url, settings=StoreSettings(pool_size=16)) as store:
-        await store.migrate()
         refs: References = await make_references(store)
         rng = random.Random(11)
         running = [
@@ -221,23 +215,21 @@ async def test_many_writers_each_get_their_own_outcome_and_the_chains_hold(
 
 
 async def test_an_append_whose_caller_stops_waiting_before_it_is_sent_is_never_sent(
-    pg_url: str,
+    pg_store: EventStore,
 ) -> None:
-    async with EventStore.open(pg_url, settings=SETTINGS) as store:
-        await store.migrate()
-        groups = _one_sender(store)
-        first, second = uuid.uuid4(), uuid.uuid4()
-        sent = asyncio.create_task(
-            groups.append(_first(first, NewEvent(type="Noted", data={}), "note"))
-        )
-        waiting = asyncio.create_task(
-            groups.append(_first(second, NewEvent(type="Noted", data={}), "note"))
-        )
-        await asyncio.sleep(0)  # both start: the first is sent, the second waits
-        waiting.cancel()
-        assert await sent is not None
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        await groups.aclose()
-        assert await _rows_of(store, [first]) == 1
-        assert await _rows_of(store, [second]) == 0
+    groups = _one_sender(pg_store)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    sent = asyncio.create_task(
+        groups.append(_first(first, NewEvent(type="Noted", data={}), "note"))
+    )
+    waiting = asyncio.create_task(
+        groups.append(_first(second, NewEvent(type="Noted", data={}), "note"))
+    )
+    await asyncio.sleep(0)  # both start: the first is sent, the second waits
+    waiting.cancel()
+    assert await sent is not None
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await groups.aclose()
+    assert await _rows_of(pg_store, [first]) == 1
+    assert await _rows_of(pg_store, [second]) == 0
