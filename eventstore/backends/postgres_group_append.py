@@ -189,45 +189,39 @@ def _columns(group: Sequence[HeadAppend]) -> tuple[list[object], ...]:
     groups that contend for a key wait one for the other, never in a cycle
     (a deadlock, which PostgreSQL takes a second to find).
     """
-    stream_ids: list[object] = []
-    versions: list[object] = []
-    stream_types: list[object] = []
-    events: tuple[list[object], ...] = tuple([] for _ in range(6))
-    hashes: list[object] = []
-    head_versions: list[object] = []
-    head_hashes: list[object] = []
-    for append in sorted(group, key=lambda append: append.stream_id):
-        rows = len(append.events)
-        head_version, head_hash = append.head
-        stream_ids += [append.stream_id] * rows
-        versions += append.versions
-        stream_types += [append.stream_type] * rows
-        for column, values in zip(events, event_columns(append.events), strict=True):
-            column.extend(values)
-        hashes += append.hashes
-        head_versions += [head_version] * rows
-        head_hashes += [head_hash] * rows
-    return (
-        stream_ids,
-        versions,
-        stream_types,
-        *events,
-        hashes,
-        head_versions,
-        head_hashes,
-    )
+    rows = [
+        (
+            append.stream_id,
+            version,
+            append.stream_type,
+            *_event_row(event),
+            chained,
+            *append.head,
+        )
+        for append in sorted(group, key=lambda append: append.stream_id)
+        for event, version, chained in zip(
+            append.events, append.versions, append.hashes, strict=True
+        )
+    ]
+    return tuple(list(column) for column in zip(*rows, strict=True))
 
 
 def event_columns(events: Sequence[NewEvent]) -> tuple[list[object], ...]:
-    """The events as the six arrays both append statements take, from event id to time.
+    """The six arrays of the events, event id to time, that the append function takes."""
+    columns: tuple[list[object], ...] = tuple([] for _ in range(6))
+    for row in map(_event_row, events):
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
 
-    Those of GROUP_APPEND_SQL and of the append function, in their order.
-    """
+
+def _event_row(event: NewEvent) -> tuple[object, ...]:
+    """An event's values as both append statements take them, event id to time."""
     return (
-        [event.event_id for event in events],
-        [event.type for event in events],
-        [event.schema_version for event in events],
-        [event.data_json for event in events],
-        [event.metadata_json for event in events],
-        [format_occurred_at(event.occurred_at) for event in events],
+        event.event_id,
+        event.type,
+        event.schema_version,
+        event.data_json,
+        event.metadata_json,
+        format_occurred_at(event.occurred_at),
     )
