@@ -40,6 +40,9 @@ SENDERS: Final = 4
 # Rows per statement at most: bounds a group's parameters and its latency.
 GROUP_ROWS: Final = 1000
 
+# The head check compares with a scalar subquery, one index probe per row:
+# as an EXISTS the planner may turn it into a hash of the whole log, which
+# looks cheap on a small log and then reads every row for each group.
 GROUP_APPEND_SQL: Final = """
 INSERT INTO execution_events (stream_id, version, stream_type, event_id, type,
     schema_version, data, metadata, occurred_at, hash)
@@ -50,10 +53,9 @@ FROM unnest($1::uuid[], $2::int[], $3::text[], $4::uuid[], $5::text[], $6::int[]
     $7::text[], $8::text[], $9::text[], $10::bytea[], $11::int[], $12::bytea[])
     AS e(stream_id, version, stream_type, event_id, type, schema_version, data,
         metadata, occurred_at, hash, head_version, head_hash)
-WHERE e.head_version = 0 OR EXISTS (
-    SELECT FROM execution_events p
-    WHERE p.stream_id = e.stream_id AND p.version = e.head_version
-        AND p.hash = e.head_hash)
+WHERE e.head_version = 0 OR e.head_hash = (
+    SELECT p.hash FROM execution_events p
+    WHERE p.stream_id = e.stream_id AND p.version = e.head_version)
 RETURNING stream_id, version, position
 """
 

@@ -27,11 +27,16 @@ from eventstore import (
 )
 from eventstore.audit.integrity import verify_log
 from eventstore.backends.postgres import PostgresBackend
-from eventstore.backends.postgres_group_append import GroupAppender, HeadAppend
+from eventstore.backends.postgres_group_append import (
+    GROUP_APPEND_SQL,
+    GROUP_ROWS,
+    GroupAppender,
+    HeadAppend,
+)
 from eventstore.chains import canonical_for
 from eventstore.hashing import GENESIS_HASH, chain_hash
 from eventstore.schema import execution_events
-from tests.helpers import References, execution_in, make_references
+from tests.helpers import References, execution_in, make_references, raw_pg
 
 if TYPE_CHECKING:
     from eventstore.backends.postgres_group_append import Positions
@@ -94,6 +99,44 @@ async def test_appends_queued_behind_one_in_flight_go_in_one_transaction(
     assert len({by_stream[s] for s in streams[1:]}) == 1
     positions = [rows[0][1] for rows in written if rows is not None]
     assert len(set(positions)) == 5
+
+
+@pytest.mark.parametrize("rows", [30, GROUP_ROWS])
+async def test_a_group_checks_each_head_by_one_index_probe_never_a_scan(
+    pg_url: str, rows: int
+) -> None:
+    # On a small log, checking many heads at once by hashing the whole log
+    # looks cheap to the planner, and grows with the log: each group would
+    # read every row (the head check's EXISTS form did, from 30 rows on).
+    connection = await raw_pg(pg_url)
+    try:
+        await connection.execute(
+            """
+            INSERT INTO execution_events (stream_id, version, stream_type, event_id,
+                type, schema_version, data, metadata, occurred_at, hash)
+            SELECT md5(s::text)::uuid, v, 'plan', gen_random_uuid(), 'Noted', 1,
+                '{}', '{}', now(), sha256(s::text::bytea)
+            FROM generate_series(1, 400) AS s, generate_series(1, 4) AS v
+            ORDER BY s, v
+            """
+        )
+        await connection.execute("ANALYZE execution_events")
+        ids = [uuid.uuid4() for _ in range(rows)]
+        columns = [
+            ids, [5] * rows, ["plan"] * rows, [uuid.uuid4() for _ in ids],
+            ["Noted"] * rows, [1] * rows, ["{}"] * rows, ["{}"] * rows,
+            ["2026-12-05T00:00:00Z"] * rows, [b"h"] * rows, [4] * rows,
+            [b"h"] * rows,
+        ]  # fmt: skip
+        plan = "\n".join(
+            row[0]
+            for row in await connection.fetch(f"EXPLAIN {GROUP_APPEND_SQL}", *columns)
+        )
+    finally:
+        await connection.close()
+    assert "Index Scan using uq_execution_events_stream_id_version" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert "hashed" not in plan, plan
 
 
 async def test_a_group_whose_statement_fails_writes_nothing_and_each_goes_alone(
