@@ -34,7 +34,7 @@ def canonical_for(stream_id: UUID, version: int, event: NewEvent) -> str:
         schema_version=event.schema_version,
         data_json=event.data_json,
         metadata_json=event.metadata_json,
-        occurred_at=event.occurred_at,
+        occurred_at=event.occurred_at_text,
     )
 
 

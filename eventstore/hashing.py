@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 import orjson
 
 from eventstore import errors
-from eventstore.jsonvalues import parse_json
+from eventstore.jsonvalues import JSONValue, parse_json
 from eventstore.times import utc_text
 
 if TYPE_CHECKING:
@@ -52,6 +52,12 @@ _quote: Final = json.encoder.encode_basestring  # the C implementation when avai
 def canonical_json(value: object, *, what: str | None = None) -> str:
     """Encode a JSON value in the canonical form.
 
+    Every append encodes its data, so an object or array takes orjson's
+    sorted encoding when that is provably the canonical text (it reads
+    back equal to `value`, and `_orjson_is_canonical` holds), and the exact
+    encoder (`exact_canonical_json`) otherwise, which also names what is
+    wrong with a value it refuses.
+
     Args:
         value: dicts with str keys, lists or tuples, str, int, finite float,
             bool or None, nested at most 64 deep.
@@ -64,6 +70,78 @@ def canonical_json(value: object, *, what: str | None = None) -> str:
         ValidationError: the value is not JSON (a set, a datetime, a NaN, a
             non-str key, a NUL character or a lone surrogate in a string,
             an integer of more digits than Python prints).
+    """
+    return canonical_json_read(value, what=what)[0]
+
+
+def canonical_json_read(
+    value: object, *, what: str | None = None
+) -> tuple[str, JSONValue | None]:
+    """`canonical_json`, and what a reader parses back from it, when known for free.
+
+    That is when orjson wrote the text: it read it back to compare with
+    `value`, and a text with no exponent and no integer beyond 64 bits
+    (which `_orjson_is_canonical` and orjson's writer refuse) reads the
+    same by orjson as by `parse_json`. Otherwise the value is None.
+
+    Raises:
+        ValidationError: as `canonical_json`.
+    """
+    kind = type(value)
+    if kind is dict or kind is list:
+        fast = _orjson_read(value)
+        if fast is not None and _orjson_is_canonical(fast[0]):
+            return fast[0].decode(), fast[1]
+    return exact_canonical_json(value, what=what), None
+
+
+def check_json(value: object, *, what: str | None = None) -> None:
+    """Refuse what `canonical_json` refuses, without needing its text.
+
+    Raises:
+        ValidationError: as `canonical_json`.
+    """
+    kind = type(value)
+    if kind is dict or kind is list:
+        fast = _orjson_read(value)
+        if fast is not None and _within_limits(fast[0]):
+            return  # JSON the store can hold, however its numbers are spelled
+    exact_canonical_json(value, what=what)
+
+
+# Types orjson would encode by their own rules (subclasses of str, int,
+# dict and list, dates and times, dataclasses) are refused, to the exact
+# encoder. orjson also writes UUIDs, enums and NaN (as null): the
+# round trip in `_orjson_read` sends those there.
+_ORJSON_OPTIONS: Final = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _orjson_read(value: object) -> tuple[bytes, JSONValue] | None:
+    """The sorted encoding of `value` by orjson and its reading, if that equals `value`.
+
+    Equal means of the same JSON value: orjson wrote what the exact encoder
+    reads (an enum whose value equals it is written as that value, as the
+    exact encoder writes its content). Integers beyond 64 bits, lone
+    surrogates and non-str keys orjson refuses itself.
+    """
+    try:
+        text = orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return None
+    read: JSONValue = orjson.loads(text)
+    return (text, read) if read == value else None
+
+
+def exact_canonical_json(value: object, *, what: str | None = None) -> str:
+    """`canonical_json` by the pure-Python encoder: the reference form.
+
+    Raises:
+        ValidationError: as `canonical_json`, naming the path of the bad value.
     """
     parts: list[str] = []
     try:
@@ -105,12 +183,14 @@ def _encode(value: object, out: list[str], depth: int) -> None:
         _encode_object(value, out, depth)  # type: ignore[arg-type]
     elif kind is list or kind is tuple:
         _encode_array(value, out, depth)  # type: ignore[arg-type]
+    # Subclasses (str and int enums among them) by their content, as the
+    # standard library's json writes them, whatever their __str__ says.
     elif isinstance(value, str):
-        out.append(_encode_str(str(value)))
+        out.append(_encode_str(str.__str__(value)))
     elif isinstance(value, int):
-        out.append(_encode_int(int(value)))
+        out.append(_encode_int(int.__int__(value)))
     elif isinstance(value, float):
-        out.append(_encode_float(float(value)))
+        out.append(_encode_float(float.__float__(value)))
     elif isinstance(value, dict):
         _encode_object(value, out, depth)
     elif isinstance(value, list | tuple):
@@ -269,7 +349,7 @@ def canonical_bytes(stored: str) -> bytes:
         value = parse_json(stored)
     except ValueError as exc:  # not JSON, or a number beyond reading
         raise errors.ValidationError(f"not JSON: {exc}") from None
-    return canonical_json(value).encode()  # lone surrogates were refused
+    return exact_canonical_json(value).encode()  # lone surrogates were refused
 
 
 # A number whose text orjson and ECMAScript may write differently. Both
@@ -301,6 +381,15 @@ _BRACKETS: Final = re.compile(rb"[\[\]{}]")
 def _orjson_is_canonical(text: bytes) -> bool:
     """Whether orjson's sorted encoding is provably the canonical text."""
     return (
+        _within_limits(text)
+        and (text.isascii() or _BEYOND_BMP.search(text) is None)
+        and _NOT_ECMASCRIPT_NUMBER.search(text) is None
+    )
+
+
+def _within_limits(text: bytes) -> bool:
+    """Whether orjson's encoding of an object or array holds what the store keeps."""
+    return (
         text[:1] in {b"{", b"["}  # a number alone is not worth the care
         and b"\\u0000" not in text  # NUL is refused, not encoded
         # Nesting deeper than MAX_DEPTH is refused.
@@ -308,8 +397,6 @@ def _orjson_is_canonical(text: bytes) -> bool:
             text.count(b"{") + text.count(b"[") <= MAX_DEPTH
             or _nesting(text) <= MAX_DEPTH
         )
-        and (text.isascii() or _BEYOND_BMP.search(text) is None)
-        and _NOT_ECMASCRIPT_NUMBER.search(text) is None
     )
 
 

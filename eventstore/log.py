@@ -21,7 +21,6 @@ from eventstore.arguments import (
 from eventstore.events.checkpoint import Checkpoint
 from eventstore.events.envelope import NewEvent, RecordedEvent
 from eventstore.events.upcasting import upcast
-from eventstore.jsonvalues import parse_json_object
 from eventstore.telemetry import TELEMETRY, clock
 
 if TYPE_CHECKING:
@@ -283,9 +282,9 @@ def just_recorded(
 
     Only the database's own fields are missing (recorded_at is the local
     clock, no transaction id, no hash): enough for the fold, which reads
-    type, data, occurred_at, version and position. The data is parsed back
-    from its stored (canonical) text, so numbers have exactly the values a
-    later read gives.
+    type, data, occurred_at, version and position. The data is as parsed
+    back from its stored (canonical) text (`NewEvent.data_as_read`), so
+    numbers have exactly the values a later read gives.
     """
     first_version = result.version - len(events) + 1
     return [
@@ -297,7 +296,7 @@ def just_recorded(
             event_id=event.event_id,
             event_type=event.type,
             schema_version=event.schema_version,
-            data=parse_json_object(event.data_json),
+            data=event.data_as_read(),
             metadata=event.metadata,
             occurred_at=event.occurred_at,
             recorded_at=datetime.now(UTC),

@@ -29,7 +29,12 @@ from eventstore.audit.integrity import verify_log
 from eventstore.chains import canonical_for
 from eventstore.events.envelope import EventMetadata
 from eventstore.events.payloads import PAYLOAD_TYPES
-from eventstore.hashing import GENESIS_HASH, canonical_json, chain_hash
+from eventstore.hashing import (
+    GENESIS_HASH,
+    canonical_json,
+    chain_hash,
+    format_occurred_at,
+)
 from eventstore.migrating import migrations_location
 from projections.queries import ExecutionsView
 from tests.cli.runner import run_cli
@@ -517,6 +522,7 @@ def unchecked_event(event_type: str, data: JSONObject) -> NewEvent:
     )
     event._data_json = canonical_json(data)
     event._metadata_json = "{}"
+    event._occurred_at_text = format_occurred_at(event.occurred_at)
     return event
 
 

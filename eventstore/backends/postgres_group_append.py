@@ -24,8 +24,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, cast
 
-from eventstore.hashing import format_occurred_at
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from uuid import UUID
@@ -106,7 +104,9 @@ class GroupAppender:
         self._waiting.append(append)
         self._send_waiting()
         try:
-            return await asyncio.shield(append.done)
+            # A caller that stops waiting cancels `done`, which its sender
+            # then leaves as it is.
+            return await append.done
         except asyncio.CancelledError:
             # Not sent yet: it never will be. Sent: it may be in the log,
             # as for any append whose caller stopped waiting.
@@ -225,5 +225,5 @@ def _event_row(event: NewEvent) -> tuple[object, ...]:
         event.schema_version,
         event.data_json,
         event.metadata_json,
-        format_occurred_at(event.occurred_at),
+        event.occurred_at_text,
     )

@@ -131,6 +131,10 @@ class NewEvent(BaseModel):
     # append (stored text) and the hash chain.
     _data_json: str = pydantic.PrivateAttr()
     _metadata_json: str = pydantic.PrivateAttr()
+    _occurred_at_text: str = pydantic.PrivateAttr()
+    # The data as a reader parses it back from `_data_json`, when the
+    # encoder knew it for free (`hashing.canonical_json_read`), else None.
+    _data_read: JSONObject | None = pydantic.PrivateAttr()
 
     def __init__(
         self,
@@ -165,8 +169,9 @@ class NewEvent(BaseModel):
             )
         except pydantic.ValidationError as exc:
             raise errors.ValidationError.from_pydantic(exc, "event") from exc
-        self._data_json = hashing.canonical_json(self.data)
+        self._data_json, self._data_read = _data_text(self.data, None)
         self._metadata_json = _metadata_text(self.metadata)
+        self._occurred_at_text = hashing.format_occurred_at(self.occurred_at)
 
     @classmethod
     def of(
@@ -204,19 +209,25 @@ class NewEvent(BaseModel):
             )
         data: JSONObject = payload.model_dump(mode="json")
         checked_metadata = coerce_metadata(metadata)
+        occurred = (
+            datetime.now(UTC)
+            if occurred_at is None
+            else as_utc(occurred_at, "occurred_at")
+        )
         fields = {
             "type": model.event_type,
             "data": data,
             "metadata": checked_metadata,
             "event_id": uuid4() if event_id is None else event_id,
-            "occurred_at": datetime.now(UTC)
-            if occurred_at is None
-            else as_utc(occurred_at, "occurred_at"),
+            "occurred_at": occurred,
             "schema_version": model.schema_version,
         }
+        data_json, data_read = _data_text(data, f"{model.event_type} data")
         private = {
-            "_data_json": hashing.canonical_json(data, what=f"{model.event_type} data"),
+            "_data_json": data_json,
+            "_data_read": data_read,
             "_metadata_json": _metadata_text(checked_metadata),
+            "_occurred_at_text": hashing.format_occurred_at(occurred),
         }
         return construct(cls, fields, private=private)
 
@@ -232,6 +243,28 @@ class NewEvent(BaseModel):
     def metadata_json(self) -> str:
         """The canonical JSON text of `metadata`."""
         return cast("dict[str, str]", self.__pydantic_private__)["_metadata_json"]
+
+    def data_as_read(self) -> JSONObject:
+        """The data as a reader will get it from the log: parsed from its canonical text.
+
+        Numbers have exactly the values a later read gives. The same object
+        on every call: do not change it.
+        """
+        private = cast("dict[str, object]", self.__pydantic_private__)
+        read = cast("JSONObject | None", private["_data_read"])
+        if read is None:
+            read = private["_data_read"] = jsonvalues.parse_json_object(self.data_json)
+        return read
+
+    @property
+    def occurred_at_text(self) -> str:
+        """The canonical text of `occurred_at` (`hashing.format_occurred_at`)."""
+        return cast("dict[str, str]", self.__pydantic_private__)["_occurred_at_text"]
+
+
+def _data_text(data: JSONObject, what: str | None) -> tuple[str, JSONObject | None]:
+    text, read = hashing.canonical_json_read(data, what=what)
+    return text, cast("JSONObject | None", read)
 
 
 def _metadata_text(metadata: EventMetadata) -> str:

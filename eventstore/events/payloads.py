@@ -91,9 +91,7 @@ def register_payload(model: _P) -> _P:
 
 
 def _check_json(value: Any) -> Any:
-    hashing.canonical_json(
-        value
-    )  # refuses sets, bytes, NaN ... before pydantic dumps them
+    hashing.check_json(value)  # refuses sets, bytes, NaN ... before pydantic dumps them
     return value
 
 

@@ -67,7 +67,7 @@ def _spellings(value: object) -> list[str]:
 
 
 def _exact(text: str) -> str:
-    return hashing.canonical_json(jsonvalues.parse_json(text))
+    return hashing.exact_canonical_json(jsonvalues.parse_json(text))
 
 
 def assert_same(text: str) -> None:
@@ -153,14 +153,14 @@ def test_typical_event_data_takes_the_fast_path(
     )
     expected = _exact(stored)
 
-    monkeypatch.setattr(hashing, "canonical_json", _refuse)
+    monkeypatch.setattr(hashing, "exact_canonical_json", _refuse)
     assert hashing.canonical_text(stored) == expected
 
 
 def test_many_small_objects_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     stored = json.dumps({"steps": [{"n": n, "ok": True} for n in range(100)]})
     expected = _exact(stored)
-    monkeypatch.setattr(hashing, "canonical_json", _refuse)
+    monkeypatch.setattr(hashing, "exact_canonical_json", _refuse)
     assert hashing.canonical_text(stored) == expected
 
 
