@@ -6,7 +6,10 @@ statement and a commit (a WAL flush) of its own. Here the appends that
 arrive while earlier ones are in flight wait for the next free sender and
 go together, as one INSERT in one transaction (a group commit; ARCHITECTURE
 §2). Nothing waits for a group to fill: an append alone is sent at once,
-with the single-event statement it would have had anyway.
+with the single-event statement it would have had anyway. A sender takes
+what waits when it starts (the loop's next turn, when the writers of the
+same turn have queued too) and again after each statement, on the one
+connection it holds for at most GROUPS_PER_CONNECTION statements.
 
 Each append keeps its own head check (its rows go in only if the row at
 its head version still has the hash it chained from) and learns which of
@@ -37,6 +40,10 @@ if TYPE_CHECKING:
 SENDERS: Final = 4
 # Rows per statement at most: bounds a group's parameters and its latency.
 GROUP_ROWS: Final = 1000
+# Groups a sender sends on one connection at most before it gives it back,
+# so that the pool's other users (reads, the append function) wait at most
+# this many groups for it when the senders hold all of it.
+GROUPS_PER_CONNECTION: Final = 8
 
 # The head check compares with a scalar subquery, one index probe per row:
 # as an EXISTS the planner may turn it into a hash of the whole log, which
@@ -121,15 +128,7 @@ class GroupAppender:
 
     def _send_waiting(self) -> None:
         while self._waiting and len(self._senders) < self._most:
-            group: list[HeadAppend] = []
-            rows = 0
-            while self._waiting and (
-                not group or rows + len(self._waiting[0].events) <= GROUP_ROWS
-            ):
-                append = self._waiting.popleft()
-                group.append(append)
-                rows += len(append.events)
-            sender = asyncio.get_running_loop().create_task(self._send(group))
+            sender = asyncio.get_running_loop().create_task(self._send())
             self._senders.add(sender)
             sender.add_done_callback(self._sent)
 
@@ -137,51 +136,87 @@ class GroupAppender:
         self._senders.discard(sender)
         self._send_waiting()
 
-    async def _send(self, group: list[HeadAppend]) -> None:
+    def _next_group(self) -> list[HeadAppend]:
+        """The appends waiting longest, up to GROUP_ROWS rows (at least one append)."""
+        group: list[HeadAppend] = []
+        rows = 0
+        while self._waiting and (
+            not group or rows + len(self._waiting[0].events) <= GROUP_ROWS
+        ):
+            append = self._waiting.popleft()
+            if not append.done.done():  # else its caller stopped waiting: drop it
+                group.append(append)
+                rows += len(append.events)
+        return group
+
+    async def _send(self) -> None:
+        """Send groups on one connection for as long as appends wait (up to a bound).
+
+        A pool's acquire and release cost more CPU than building a group;
+        a failed statement (or connection) ends the sender, and its
+        successor takes a fresh connection.
+        """
+        group = self._next_group()
+        if not group:
+            return
         try:
-            written = await self._insert(group)
+            async with self._pool().acquire() as connection:
+                sent = 0
+                while group:
+                    _settle(group, await _insert(connection, group))
+                    sent += 1
+                    # At the bound, a successor (`_sent`) takes what waits,
+                    # after the pool's other waiters.
+                    group = self._next_group() if sent < GROUPS_PER_CONNECTION else []
         except Exception:  # the statement failed: each goes its own way
-            written = {}
+            _settle(group, {})
         except BaseException:  # cancelled (the loop is closing): so are they
             for append in group:
                 append.done.cancel()
             raise
-        for append in group:
-            # asyncpg's UUIDs hash and compare as the standard library's.
-            rows = [
-                (version, written.get((append.stream_id, version)))
-                for version in append.versions
-            ]
-            if not append.done.done():
-                append.done.set_result(
-                    None
-                    if any(position is None for _, position in rows)
-                    else cast("Positions", rows)
-                )
 
-    async def _insert(self, group: list[HeadAppend]) -> dict[tuple[UUID, int], int]:
-        """Insert the group's rows; (stream, version) -> position of those written."""
-        async with self._pool().acquire() as connection:
-            if len(group) == 1 and len(group[0].events) == 1:
-                [append] = group
-                [event] = append.events
-                rows = await connection.fetch(
-                    ONE_EVENT_SQL,
-                    append.stream_id,
-                    append.stream_type,
-                    append.versions[0],
-                    event.event_id,
-                    event.type,
-                    event.schema_version,
-                    event.data_json,
-                    event.metadata_json,
-                    event.occurred_at,
-                    append.hashes[0],
-                    *append.head,
-                )
-            else:
-                rows = await connection.fetch(GROUP_APPEND_SQL, *_columns(group))
-        return {(row["stream_id"], row["version"]): row["position"] for row in rows}
+
+def _settle(group: list[HeadAppend], written: dict[tuple[UUID, int], int]) -> None:
+    """Tell each append of the group its rows' positions, or None if any is missing."""
+    for append in group:
+        # asyncpg's UUIDs hash and compare as the standard library's.
+        rows = [
+            (version, written.get((append.stream_id, version)))
+            for version in append.versions
+        ]
+        if not append.done.done():
+            append.done.set_result(
+                None
+                if any(position is None for _, position in rows)
+                else cast("Positions", rows)
+            )
+
+
+async def _insert(
+    connection: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+    group: list[HeadAppend],
+) -> dict[tuple[UUID, int], int]:
+    """Insert the group's rows; (stream, version) -> position of those written."""
+    if len(group) == 1 and len(group[0].events) == 1:
+        [append] = group
+        [event] = append.events
+        rows = await connection.fetch(
+            ONE_EVENT_SQL,
+            append.stream_id,
+            append.stream_type,
+            append.versions[0],
+            event.event_id,
+            event.type,
+            event.schema_version,
+            event.data_json,
+            event.metadata_json,
+            event.occurred_at,
+            append.hashes[0],
+            *append.head,
+        )
+    else:
+        rows = await connection.fetch(GROUP_APPEND_SQL, *_columns(group))
+    return {(row["stream_id"], row["version"]): row["position"] for row in rows}
 
 
 def _columns(group: Sequence[HeadAppend]) -> tuple[list[object], ...]:

@@ -134,7 +134,7 @@ class NewEvent(BaseModel):
     _occurred_at_text: str = pydantic.PrivateAttr()
     # The data as a reader parses it back from `_data_json`, when the
     # encoder knew it for free (`hashing.canonical_json_read`), else None.
-    _data_read: JSONObject | None = pydantic.PrivateAttr()
+    _data_read: JSONObject | None = pydantic.PrivateAttr(default=None)
 
     def __init__(
         self,

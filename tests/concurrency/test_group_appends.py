@@ -14,6 +14,7 @@ import random
 import uuid
 from typing import TYPE_CHECKING
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 
@@ -26,10 +27,13 @@ from eventstore import (
     StoreSettings,
 )
 from eventstore.audit.integrity import verify_log
+from eventstore.backends import postgres_group_append
 from eventstore.backends.postgres import PostgresBackend
+from eventstore.backends.postgres_database import keep_session
 from eventstore.backends.postgres_group_append import (
     GROUP_APPEND_SQL,
     GROUP_ROWS,
+    GROUPS_PER_CONNECTION,
     GroupAppender,
     HeadAppend,
 )
@@ -61,6 +65,18 @@ def _one_sender(store: EventStore) -> GroupAppender:
     return GroupAppender(lambda: backend.pool, senders=1)
 
 
+async def _in_flight(
+    groups: GroupAppender, append: HeadAppend
+) -> asyncio.Task[Positions | None]:
+    """Start `append` and return once a sender has taken it: appends made now queue."""
+    task = asyncio.create_task(groups.append(append))
+    async with asyncio.timeout(WITHIN):
+        # Nothing to wait on but the loop's next turns, where the sender starts.
+        while groups._waiting or not groups._senders:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+    return task
+
+
 async def _rows_of(store: EventStore, streams: list[uuid.UUID]) -> int:
     async with store.backend.connect_read() as connection:
         count = await connection.scalar(
@@ -80,9 +96,13 @@ async def test_appends_queued_behind_one_in_flight_go_in_one_transaction(
         _first(stream, NewEvent(type="Noted", data={"n": n}), "note")
         for n, stream in enumerate(streams)
     ]
-    # The first is sent at once; the other four wait for the one sender
-    # and go together.
-    written = await asyncio.gather(*(groups.append(a) for a in appends))
+    # The first is sent alone; the other four wait for the one sender and
+    # go together.
+    first = await _in_flight(groups, appends[0])
+    written = [
+        await first,
+        *await asyncio.gather(*(groups.append(a) for a in appends[1:])),
+    ]
     await groups.aclose()
     assert all(rows is not None and [v for v, _ in rows] == [1] for rows in written)
     async with pg_store.backend.connect_read() as connection:
@@ -152,9 +172,11 @@ async def test_a_group_whose_statement_fails_writes_nothing_and_each_goes_alone(
         _first(streams[2], NewEvent(type="Noted", data={}), "execution"),
         _first(streams[3], NewEvent(type="Noted", data={}), "note"),
     ]
-    written: list[Positions | None] = await asyncio.gather(
-        *(groups.append(a) for a in appends)
-    )
+    first = await _in_flight(groups, appends[0])
+    written: list[Positions | None] = [
+        await first,
+        *await asyncio.gather(*(groups.append(a) for a in appends[1:])),
+    ]
     await groups.aclose()
     assert written[0] is not None  # alone, before the others
     assert written[1:] == [None, None, None]
@@ -255,6 +277,38 @@ async def test_many_writers_each_get_their_own_outcome_and_the_chains_hold(
                 )
             )
         assert int(shared or 0) > 0
+
+
+async def test_a_sender_gives_its_connection_back_after_a_bounded_number_of_groups(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One append per group and a pool of one connection: the sender could
+    # send everything waiting without ever letting anyone else use the pool.
+    monkeypatch.setattr(postgres_group_append, "GROUP_ROWS", 1)
+    pool = await asyncpg.create_pool(
+        pg_url.replace("postgresql+asyncpg://", "postgresql://"),
+        min_size=1,
+        max_size=1,
+        reset=keep_session,
+    )
+    try:
+        groups = GroupAppender(lambda: pool, senders=1)
+        appends = [
+            _first(uuid.uuid4(), NewEvent(type="Noted", data={}), "note")
+            for _ in range(3 * GROUPS_PER_CONNECTION)
+        ]
+        first = await _in_flight(groups, appends[0])
+        rest = [asyncio.create_task(groups.append(a)) for a in appends[1:]]
+        async with asyncio.timeout(WITHIN), pool.acquire():
+            settled = sum(append.done.done() for append in appends)
+        written = [await first, *await asyncio.gather(*rest)]
+        await groups.aclose()
+    finally:
+        await pool.close()
+    # The reader queued behind the first group got the connection after
+    # the sender's bound, not after everything waiting.
+    assert settled == GROUPS_PER_CONNECTION
+    assert all(rows is not None for rows in written)
 
 
 async def test_an_append_whose_caller_stops_waiting_before_it_is_sent_is_never_sent(
