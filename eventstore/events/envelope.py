@@ -132,9 +132,10 @@ class NewEvent(BaseModel):
     _data_json: str = pydantic.PrivateAttr()
     _metadata_json: str = pydantic.PrivateAttr()
     _occurred_at_text: str = pydantic.PrivateAttr()
-    # The data as a reader parses it back from `_data_json`, when the
-    # encoder knew it for free (`hashing.canonical_json_read`), else None.
-    _data_read: JSONObject | None = pydantic.PrivateAttr(default=None)
+    # Whether `data` is what a reader parses back from `_data_json`: the
+    # encoder's reading of it, when it knew that for free (then `data` holds
+    # that reading, `hashing.canonical_json_read`).
+    _data_is_read: bool = pydantic.PrivateAttr(default=False)
 
     def __init__(
         self,
@@ -158,10 +159,11 @@ class NewEvent(BaseModel):
         if schema_version is not None:
             checked_int("schema_version", schema_version, low=1, high=INT32_MAX)
         checked_data, version = _validated_data(type, data, schema_version)
+        data_json, data_read = hashing.canonical_json_read(checked_data)
         try:
             super().__init__(
                 type=type,
-                data=checked_data,
+                data=checked_data if data_read is None else data_read,
                 metadata=coerce_metadata(metadata),
                 event_id=event_id if event_id is not None else uuid4(),
                 occurred_at=occurred,
@@ -169,7 +171,8 @@ class NewEvent(BaseModel):
             )
         except pydantic.ValidationError as exc:
             raise errors.ValidationError.from_pydantic(exc, "event") from exc
-        self._data_json, self._data_read = _data_text(self.data, None)
+        self._data_json = data_json
+        self._data_is_read = data_read is not None
         self._metadata_json = _metadata_text(self.metadata)
         self._occurred_at_text = hashing.format_occurred_at(self.occurred_at)
 
@@ -207,7 +210,10 @@ class NewEvent(BaseModel):
                 event_id=event_id,
                 occurred_at=occurred_at,
             )
-        data: JSONObject = payload.model_dump(mode="json")
+        dumped: JSONObject = payload.model_dump(mode="json")
+        data_json, data_read = hashing.canonical_json_read(
+            dumped, what=f"{model.event_type} data"
+        )
         checked_metadata = coerce_metadata(metadata)
         occurred = (
             datetime.now(UTC)
@@ -216,16 +222,15 @@ class NewEvent(BaseModel):
         )
         fields = {
             "type": model.event_type,
-            "data": data,
+            "data": dumped if data_read is None else data_read,
             "metadata": checked_metadata,
             "event_id": uuid4() if event_id is None else event_id,
             "occurred_at": occurred,
             "schema_version": model.schema_version,
         }
-        data_json, data_read = _data_text(data, f"{model.event_type} data")
         private = {
             "_data_json": data_json,
-            "_data_read": data_read,
+            "_data_is_read": data_read is not None,
             "_metadata_json": _metadata_text(checked_metadata),
             "_occurred_at_text": hashing.format_occurred_at(occurred),
         }
@@ -247,24 +252,17 @@ class NewEvent(BaseModel):
     def data_as_read(self) -> JSONObject:
         """The data as a reader will get it from the log: parsed from its canonical text.
 
-        Numbers have exactly the values a later read gives. The same object
-        on every call: do not change it.
+        Numbers have exactly the values a later read gives. Usually `data`
+        itself (do not change it), when that is already its reading.
         """
-        private = cast("dict[str, object]", self.__pydantic_private__)
-        read = cast("JSONObject | None", private["_data_read"])
-        if read is None:
-            read = private["_data_read"] = jsonvalues.parse_json_object(self.data_json)
-        return read
+        if cast("dict[str, bool]", self.__pydantic_private__)["_data_is_read"]:
+            return self.data
+        return jsonvalues.parse_json_object(self.data_json)
 
     @property
     def occurred_at_text(self) -> str:
         """The canonical text of `occurred_at` (`hashing.format_occurred_at`)."""
         return cast("dict[str, str]", self.__pydantic_private__)["_occurred_at_text"]
-
-
-def _data_text(data: JSONObject, what: str | None) -> tuple[str, JSONObject | None]:
-    text, read = hashing.canonical_json_read(data, what=what)
-    return text, cast("JSONObject | None", read)
 
 
 def _metadata_text(metadata: EventMetadata) -> str:

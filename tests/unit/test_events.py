@@ -18,6 +18,7 @@ from eventstore import (
     NewEvent,
     RecordedEvent,
     ValidationError,
+    jsonvalues,
     register_payload,
     register_upcaster,
 )
@@ -136,6 +137,33 @@ def test_new_events_carry_ids_and_aware_times() -> None:
         NewEvent(type="Note", event_id="nope")
     with pytest.raises(ValidationError, match="mapping"):
         NewEvent(type="Note", data=[1, 2])  # type: ignore[arg-type]
+
+
+def _typed(value: object) -> object:
+    """`value` with the type of every part, so that 1, 1.0 and True differ."""
+    if isinstance(value, dict):
+        return [(key, _typed(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value), value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"x": 1.5, "y": [1, "a", None, True]},  # orjson writes it
+        {"x": 1e21, "y": 2**70, "z": 1.0},  # the exact encoder writes it
+        {"x": (1, 2)},  # a tuple: read back as a list
+    ],
+)
+def test_the_data_as_read_is_what_a_reader_parses_back(data: dict[str, Any]) -> None:
+    # The lifecycle folds new events from it instead of reading them back.
+    for event in (
+        NewEvent(type="Noted", data=data),
+        NewEvent.of(ExecutionProgressed(step="s", detail=data)),
+    ):
+        expected = jsonvalues.parse_json_object(event.data_json)
+        assert _typed(event.data_as_read()) == _typed(expected)
 
 
 def test_an_envelope_of_a_payload_model_equals_one_of_its_data() -> None:
