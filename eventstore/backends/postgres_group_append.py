@@ -9,7 +9,10 @@ go together, as one INSERT in one transaction (a group commit; ARCHITECTURE
 with the single-event statement it would have had anyway. A sender takes
 what waits when it starts (the loop's next turn, when the writers of the
 same turn have queued too) and again after each statement, on the one
-connection it holds for at most GROUPS_PER_CONNECTION statements.
+connection it holds for at most GROUPS_PER_CONNECTION statements. With no
+other group in flight it takes only half, and another sender the rest, so
+that two statements alternate: one half of the writers works while the
+other half's commit is made.
 
 Each append keeps its own head check (its rows go in only if the row at
 its head version still has the hash it chained from) and learns which of
@@ -105,6 +108,7 @@ class GroupAppender:
         self._most = senders
         self._waiting: deque[HeadAppend] = deque()
         self._senders: set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # groups taken and not yet answered
 
     async def append(self, append: HeadAppend) -> Positions | None:
         """Its rows' (version, position), or None: the append function must decide."""
@@ -137,17 +141,50 @@ class GroupAppender:
         self._send_waiting()
 
     def _next_group(self) -> list[HeadAppend]:
-        """The appends waiting longest, up to GROUP_ROWS rows (at least one append)."""
+        """The appends waiting longest, up to GROUP_ROWS rows (at least one append).
+
+        With no other group taken, only the first half of them: the rest
+        go in a second statement (another sender's) while this one is on
+        its way, so the writers of one half work while the other half's
+        commit is made (a pipeline of two), instead of all waiting for one.
+        The group counts as taken until `_answered`.
+        """
         group: list[HeadAppend] = []
         rows = 0
-        while self._waiting and (
-            not group or rows + len(self._waiting[0].events) <= GROUP_ROWS
+        most = len(self._waiting)
+        if not self._in_flight and self._most > 1:
+            most = -(-most // 2)
+        while (
+            self._waiting
+            and len(group) < most
+            and (not group or rows + len(self._waiting[0].events) <= GROUP_ROWS)
         ):
             append = self._waiting.popleft()
             if not append.done.done():  # else its caller stopped waiting: drop it
                 group.append(append)
                 rows += len(append.events)
+        self._in_flight += bool(group)
+        self._send_waiting()  # the rest, if any
         return group
+
+    def _answered(
+        self, group: list[HeadAppend], written: dict[tuple[UUID, int], int]
+    ) -> None:
+        """Tell each append of a taken group its rows' positions, or None if any is missing."""
+        if group:
+            self._in_flight -= 1
+        for append in group:
+            # asyncpg's UUIDs hash and compare as the standard library's.
+            rows = [
+                (version, written.get((append.stream_id, version)))
+                for version in append.versions
+            ]
+            if not append.done.done():
+                append.done.set_result(
+                    None
+                    if any(position is None for _, position in rows)
+                    else cast("Positions", rows)
+                )
 
     async def _send(self) -> None:
         """Send groups on one connection for as long as appends wait (up to a bound).
@@ -163,33 +200,18 @@ class GroupAppender:
             async with self._pool().acquire() as connection:
                 sent = 0
                 while group:
-                    _settle(group, await _insert(connection, group))
+                    self._answered(group, await _insert(connection, group))
                     sent += 1
                     # At the bound, a successor (`_sent`) takes what waits,
                     # after the pool's other waiters.
                     group = self._next_group() if sent < GROUPS_PER_CONNECTION else []
         except Exception:  # the statement failed: each goes its own way
-            _settle(group, {})
+            self._answered(group, {})
         except BaseException:  # cancelled (the loop is closing): so are they
             for append in group:
                 append.done.cancel()
+            self._answered(group, {})
             raise
-
-
-def _settle(group: list[HeadAppend], written: dict[tuple[UUID, int], int]) -> None:
-    """Tell each append of the group its rows' positions, or None if any is missing."""
-    for append in group:
-        # asyncpg's UUIDs hash and compare as the standard library's.
-        rows = [
-            (version, written.get((append.stream_id, version)))
-            for version in append.versions
-        ]
-        if not append.done.done():
-            append.done.set_result(
-                None
-                if any(position is None for _, position in rows)
-                else cast("Positions", rows)
-            )
 
 
 async def _insert(

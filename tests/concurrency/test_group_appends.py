@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -119,6 +120,34 @@ async def test_appends_queued_behind_one_in_flight_go_in_one_transaction(
     assert len({by_stream[s] for s in streams[1:]}) == 1
     positions = [rows[0][1] for rows in written if rows is not None]
     assert len(set(positions)) == 5
+
+
+async def test_appends_made_together_go_in_two_statements_one_behind_the_other(
+    pg_store: EventStore,
+) -> None:
+    # Nothing in flight: the first half is sent, and the second goes in its
+    # own statement while the first is on its way (a pipeline of two).
+    backend = pg_store.backend
+    assert isinstance(backend, PostgresBackend)
+    groups = GroupAppender(lambda: backend.pool)
+    streams = [uuid.uuid4() for _ in range(10)]
+    written = await asyncio.gather(
+        *(
+            groups.append(_first(stream, NewEvent(type="Noted", data={}), "note"))
+            for stream in streams
+        )
+    )
+    await groups.aclose()
+    assert all(rows is not None for rows in written)
+    async with pg_store.backend.connect_read() as connection:
+        transactions = (
+            await connection.scalars(
+                sa.select(execution_events.c.transaction_id).where(
+                    execution_events.c.stream_id.in_(streams)
+                )
+            )
+        ).all()
+    assert sorted(Counter(transactions).values()) == [5, 5]
 
 
 @pytest.mark.parametrize("rows", [30, GROUP_ROWS])
