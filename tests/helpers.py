@@ -110,6 +110,42 @@ async def raw_pg(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
 
 
+async def load_made_up_log(
+    connection: asyncpg.Connection, streams: int, types: Sequence[str]
+) -> None:
+    """Bulk-load `streams` streams of one event per type of `types`, for planner tests.
+
+    Made-up rows of stream type ``plan``: their hashes are not a chain, and
+    event v of stream s occurred ``s * len(types) + v`` seconds after
+    2026-10-01 00:00 UTC.
+    """
+    await connection.execute(
+        """
+        INSERT INTO execution_events (stream_id, version, stream_type, event_id,
+            type, schema_version, data, metadata, occurred_at, hash)
+        SELECT md5(s::text)::uuid, v, 'plan', gen_random_uuid(),
+            ($2::text[])[v], 1, '{}', '{}',
+            timestamptz '2026-10-01'
+                + (s * cardinality($2::text[]) + v) * interval '1 second',
+            sha256(s::text::bytea)
+        FROM generate_series(1, $1::int) AS s,
+            generate_series(1, cardinality($2::text[])) AS v
+        ORDER BY s, v
+        """,
+        streams,
+        list(types),
+    )
+
+
+def typed_json(value: object) -> object:
+    """`value` with the type of every part in it, so that 1, 1.0 and True differ."""
+    if isinstance(value, dict):
+        return [(key, typed_json(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [typed_json(item) for item in value]
+    return (type(value), value)
+
+
 # The SQLite immutability triggers as the migrations leave them: 0001 creates
 # both, 0003 replaces the DELETE one with the archive-guarded one.
 _SQLITE_TRIGGER_MIGRATIONS = (

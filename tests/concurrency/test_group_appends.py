@@ -41,7 +41,13 @@ from eventstore.backends.postgres_group_append import (
 from eventstore.chains import canonical_for
 from eventstore.hashing import GENESIS_HASH, chain_hash
 from eventstore.schema import execution_events
-from tests.helpers import References, execution_in, make_references, raw_pg
+from tests.helpers import (
+    References,
+    execution_in,
+    load_made_up_log,
+    make_references,
+    raw_pg,
+)
 
 if TYPE_CHECKING:
     from eventstore.backends.postgres_group_append import Positions
@@ -78,6 +84,19 @@ async def _in_flight(
     return task
 
 
+async def _transactions_of(
+    store: EventStore, streams: list[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """The transaction that wrote each stream (of one event each here), by stream."""
+    async with store.backend.connect_read() as connection:
+        rows = await connection.execute(
+            sa.select(
+                execution_events.c.stream_id, execution_events.c.transaction_id
+            ).where(execution_events.c.stream_id.in_(streams))
+        )
+        return {row.stream_id: row.transaction_id for row in rows}
+
+
 async def _rows_of(store: EventStore, streams: list[uuid.UUID]) -> int:
     async with store.backend.connect_read() as connection:
         count = await connection.scalar(
@@ -106,15 +125,7 @@ async def test_appends_queued_behind_one_in_flight_go_in_one_transaction(
     ]
     await groups.aclose()
     assert all(rows is not None and [v for v, _ in rows] == [1] for rows in written)
-    async with pg_store.backend.connect_read() as connection:
-        transactions = (
-            await connection.execute(
-                sa.select(
-                    execution_events.c.stream_id, execution_events.c.transaction_id
-                ).where(execution_events.c.stream_id.in_(streams))
-            )
-        ).all()
-    by_stream = {row.stream_id: row.transaction_id for row in transactions}
+    by_stream = await _transactions_of(pg_store, streams)
     assert len(by_stream) == 5
     assert by_stream[streams[0]] not in {by_stream[s] for s in streams[1:]}
     assert len({by_stream[s] for s in streams[1:]}) == 1
@@ -139,15 +150,8 @@ async def test_appends_made_together_go_in_two_statements_one_behind_the_other(
     )
     await groups.aclose()
     assert all(rows is not None for rows in written)
-    async with pg_store.backend.connect_read() as connection:
-        transactions = (
-            await connection.scalars(
-                sa.select(execution_events.c.transaction_id).where(
-                    execution_events.c.stream_id.in_(streams)
-                )
-            )
-        ).all()
-    assert sorted(Counter(transactions).values()) == [5, 5]
+    transactions = await _transactions_of(pg_store, streams)
+    assert sorted(Counter(transactions.values()).values()) == [5, 5]
 
 
 @pytest.mark.parametrize("rows", [30, GROUP_ROWS])
@@ -159,16 +163,7 @@ async def test_a_group_checks_each_head_by_one_index_probe_never_a_scan(
     # read every row (the head check's EXISTS form did, from 30 rows on).
     connection = await raw_pg(pg_url)
     try:
-        await connection.execute(
-            """
-            INSERT INTO execution_events (stream_id, version, stream_type, event_id,
-                type, schema_version, data, metadata, occurred_at, hash)
-            SELECT md5(s::text)::uuid, v, 'plan', gen_random_uuid(), 'Noted', 1,
-                '{}', '{}', now(), sha256(s::text::bytea)
-            FROM generate_series(1, 400) AS s, generate_series(1, 4) AS v
-            ORDER BY s, v
-            """
-        )
+        await load_made_up_log(connection, 400, ["Noted"] * 4)
         await connection.execute("ANALYZE execution_events")
         ids = [uuid.uuid4() for _ in range(rows)]
         columns = [

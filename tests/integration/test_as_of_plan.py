@@ -19,7 +19,7 @@ from eventstore.backends import (
     sqlite_audit,
     sqlite_rows,
 )
-from tests.helpers import raw_pg
+from tests.helpers import load_made_up_log, raw_pg
 
 pytestmark = pytest.mark.slow
 
@@ -37,20 +37,7 @@ INDEX = "ix_execution_events_status_history"
 async def test_postgres_answers_as_of_with_an_index_only_scan(pg_url: str) -> None:
     connection = await raw_pg(pg_url)
     try:
-        await connection.execute(
-            """
-            INSERT INTO execution_events (stream_id, version, stream_type, event_id,
-                type, schema_version, data, metadata, occurred_at, hash)
-            SELECT md5(s::text)::uuid, v, 'plan', gen_random_uuid(),
-                ($2::text[])[v], 1, '{}', '{}',
-                timestamptz '2026-10-01' + (s * 5 + v) * interval '1 second',
-                sha256(s::text::bytea)
-            FROM generate_series(1, $1::int) AS s, generate_series(1, 5) AS v
-            ORDER BY s, v
-            """,
-            STREAMS,
-            list(LIFECYCLE),
-        )
+        await load_made_up_log(connection, STREAMS, LIFECYCLE)
         await connection.execute("VACUUM (ANALYZE) execution_events")
         # As of a time in the middle, and as of now (the archive's question).
         for time in (datetime(2026, 10, 1, 2, tzinfo=UTC), postgres_order.FAR_FUTURE):
@@ -107,17 +94,7 @@ async def test_postgres_reads_the_log_in_order_from_one_index_range(
     """The epoch-led order (migration 0006) is one index range scan, no sort."""
     connection = await raw_pg(pg_url)
     try:
-        await connection.execute(
-            """
-            INSERT INTO execution_events (stream_id, version, stream_type, event_id,
-                type, schema_version, data, metadata, occurred_at, hash)
-            SELECT md5(s::text)::uuid, v, 'plan', gen_random_uuid(), 'Tick', 1,
-                '{}', '{}', now(), sha256(s::text::bytea)
-            FROM generate_series(1, $1::int) AS s, generate_series(1, 5) AS v
-            ORDER BY s, v
-            """,
-            STREAMS,
-        )
+        await load_made_up_log(connection, STREAMS, ["Tick"] * 5)
         await connection.execute("VACUUM (ANALYZE) execution_events")
         plan = "\n".join(
             row[0]

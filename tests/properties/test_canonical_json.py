@@ -24,6 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventstore import ValidationError, hashing, jsonvalues
+from tests.helpers import typed_json
 from tests.properties.test_canonical_text import EDGE_INTEGERS, json_values, strings
 
 
@@ -100,15 +101,6 @@ def _outcome(encode: object, value: object) -> str | type[ValidationError]:
         return ValidationError
 
 
-def _typed(value: object) -> object:
-    """`value` with the type of every part in it, so that 1, 1.0 and True differ."""
-    if isinstance(value, dict):
-        return [(key, _typed(item)) for key, item in value.items()]
-    if isinstance(value, list):
-        return [_typed(item) for item in value]
-    return (type(value), value)
-
-
 def assert_same(value: object) -> None:
     """The same text from both encoders, or both refuse; `check_json` agrees;
     what `canonical_json_read` says a reader gets is what `parse_json` gives."""
@@ -120,7 +112,7 @@ def assert_same(value: object) -> None:
         text, read = hashing.canonical_json_read(value)
         assert text == expected
         if read is not None:
-            assert _typed(read) == _typed(jsonvalues.parse_json(text)), value
+            assert typed_json(read) == typed_json(jsonvalues.parse_json(text)), value
 
 
 @given(awkward)

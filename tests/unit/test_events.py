@@ -25,6 +25,7 @@ from eventstore import (
 from eventstore.events import PAYLOAD_TYPES, upcast
 from eventstore.events.envelope import EventMetadata, stored_metadata_parser
 from eventstore.log import upcast_event
+from tests.helpers import typed_json
 
 
 @register_payload
@@ -139,15 +140,6 @@ def test_new_events_carry_ids_and_aware_times() -> None:
         NewEvent(type="Note", data=[1, 2])  # type: ignore[arg-type]
 
 
-def _typed(value: object) -> object:
-    """`value` with the type of every part, so that 1, 1.0 and True differ."""
-    if isinstance(value, dict):
-        return [(key, _typed(item)) for key, item in value.items()]
-    if isinstance(value, list):
-        return [_typed(item) for item in value]
-    return (type(value), value)
-
-
 @pytest.mark.parametrize(
     "data",
     [
@@ -163,7 +155,7 @@ def test_the_data_as_read_is_what_a_reader_parses_back(data: dict[str, Any]) -> 
         NewEvent.of(ExecutionProgressed(step="s", detail=data)),
     ):
         expected = jsonvalues.parse_json_object(event.data_json)
-        assert _typed(event.data_as_read()) == _typed(expected)
+        assert typed_json(event.data_as_read()) == typed_json(expected)
 
 
 def test_an_envelope_of_a_payload_model_equals_one_of_its_data() -> None:
