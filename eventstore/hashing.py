@@ -87,11 +87,9 @@ def canonical_json_read(
     Raises:
         ValidationError: as `canonical_json`.
     """
-    kind = type(value)
-    if kind is dict or kind is list:
-        fast = _orjson_read(value)
-        if fast is not None and _orjson_is_canonical(fast[0]):
-            return fast[0].decode(), fast[1]
+    fast = _orjson_read(value)
+    if fast is not None and _orjson_is_canonical(fast[0]):
+        return fast[0].decode(), fast[1]
     return exact_canonical_json(value, what=what), None
 
 
@@ -101,11 +99,9 @@ def check_json(value: object, *, what: str | None = None) -> None:
     Raises:
         ValidationError: as `canonical_json`.
     """
-    kind = type(value)
-    if kind is dict or kind is list:
-        fast = _orjson_read(value)
-        if fast is not None and _within_limits(fast[0]):
-            return  # JSON the store can hold, however its numbers are spelled
+    fast = _orjson_read(value)
+    if fast is not None and _within_limits(fast[0]):
+        return  # JSON the store can hold, however its numbers are spelled
     exact_canonical_json(value, what=what)
 
 
@@ -122,13 +118,17 @@ _ORJSON_OPTIONS: Final = (
 
 
 def _orjson_read(value: object) -> tuple[bytes, JSONValue] | None:
-    """The sorted encoding of `value` by orjson and its reading, if that equals `value`.
+    """The sorted encoding of a dict or list by orjson and its reading, if that equals it.
 
     Equal means of the same JSON value: orjson wrote what the exact encoder
     reads (an enum whose value equals it is written as that value, as the
     exact encoder writes its content). Integers beyond 64 bits, lone
-    surrogates and non-str keys orjson refuses itself.
+    surrogates and non-str keys orjson refuses itself. Anything but a dict
+    or a list is None: the exact encoder is quick on a scalar.
     """
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return None
     try:
         text = orjson.dumps(value, option=_ORJSON_OPTIONS)
     except orjson.JSONEncodeError:

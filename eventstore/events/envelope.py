@@ -236,9 +236,9 @@ class NewEvent(BaseModel):
         }
         return construct(cls, fields, private=private)
 
-    # Both read pydantic's store of private attributes directly: through
-    # `self._data_json`, BaseModel.__getattr__ costs 1.8 µs a read, and an
-    # append reads them five times.
+    # The accessors below read pydantic's store of private attributes
+    # directly: through `self._data_json`, BaseModel.__getattr__ costs 1.8 µs
+    # a read, and an append reads them several times.
     @property
     def data_json(self) -> str:
         """The canonical JSON text of `data`."""
